@@ -1,0 +1,9 @@
+"""The one exception type a user sees as a plain message instead of a traceback."""
+
+
+class KickError(Exception):
+    """A problem the user can act on (bad input, missing data, corrupt cache, unreachable hub).
+
+    The message is shown as is, on one line where possible; it names the thing that is wrong and
+    what to do about it.
+    """
