@@ -1,0 +1,1 @@
+"""Model registry (aliases -> sources), loading, device placement."""

