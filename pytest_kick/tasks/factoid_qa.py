@@ -1,0 +1,151 @@
+"""Factoid QA on FreebaseQA (LLM-KICK, section "Factoid-based QA").
+
+Prompt and scoring of the LLM-KICK repo (VITA-Group/llm-kick, factoid_qa/main_freebase.py):
+prompt ``"Please give answer to this question: {q}\\nThe answer is "``, greedy decoding up to
+``max_length = 3 x prompt length`` tokens, and an item counts as correct when any answer (lower-cased,
+spaces removed) is a substring of the decoded prompt + output. That is protocol ``kick``; its quirk is
+that the prompt itself is searched, so an answer that appears in the question scores.
+
+Protocol ``strict`` (default) scores only the first line of the generated continuation, normalised
+(case, punctuation, articles), and asks for some answer to occur in it as whole words. It prompts a
+chat model through its chat template (the question as the user turn, in-context examples as earlier
+turns answered "The answer is {a}."), and a model without one with the LLM-KICK prompt minus its
+trailing space (a prompt ending in a bare space splits the answer's first token unnaturally).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Sequence
+
+from pytest_kick.errors import KickError
+from pytest_kick.requests import GenerationRequest
+from pytest_kick.hashing import file_hash, text_hash
+from pytest_kick.tasks.base import Dataset, Example, Settings
+from pytest_kick.tasks.data import bundled_dir, read_jsonl, subset
+from pytest_kick.tasks.normalize import contains_answer
+
+PROMPT = "Please give answer to this question: {question}\nThe answer is "
+SHOT = PROMPT + "{answer}\n\n"
+STRICT_PROMPT = PROMPT.rstrip(" ")
+STRICT_SHOT = STRICT_PROMPT + " {answer}\n\n"
+USER_TURN = "Please give answer to this question: {question}"
+ASSISTANT_TURN = "The answer is {answer}."
+BUNDLED = "freebaseqa/freebaseqa_eval_prerelease_sample.jsonl"
+OFFICIAL_FILES = ("FreebaseQA-eval.json", "FreebaseQA-train.json", "FreebaseQA-dev.json")
+STRICT_MAX_NEW_TOKENS = 24
+# LLM-KICK generates up to max_length = 3 x prompt tokens, i.e. 2 x prompt tokens of continuation;
+# capped here so few-shot prompts stay affordable on a CPU (the cap is part of the baseline key).
+KICK_LENGTH_FACTOR = 2
+KICK_MAX_NEW_TOKENS = 96
+
+
+def _examples_from_jsonl(path: Path) -> list[Example]:
+    records = read_jsonl(path, required=("id", "question", "answers"))
+    return [Example(r["id"], r["question"], tuple(r["answers"])) for r in records if r["answers"]]
+
+
+def _examples_from_official(path: Path) -> list[Example]:
+    """The released FreebaseQA JSON: {"Questions": [{"Question-ID", "RawQuestion", "Parses": [...]}]}."""
+    try:
+        questions = json.loads(path.read_text(encoding="utf-8"))["Questions"]
+        examples = []
+        for q in questions:
+            names = []
+            for parse in q["Parses"]:
+                for answer in parse["Answers"]:
+                    names.extend(n for n in answer["AnswersName"] if n not in names)
+            examples.append(Example(q["Question-ID"], q["RawQuestion"], tuple(names)))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise KickError(f"{path}: not a FreebaseQA JSON file ({type(err).__name__}: {err})") from None
+    return [e for e in examples if e.answers]
+
+
+class FactoidQA:
+    name = "factoid_qa"
+    version = "1"
+    metric = "accuracy"
+    higher_is_better = True
+    floor = 0.0
+
+    def load(self, settings: Settings) -> Dataset:
+        if settings.data_dir is not None:
+            return self._load_local(Path(settings.data_dir))
+        path = bundled_dir() / BUNDLED
+        return Dataset(tuple(_examples_from_jsonl(path)), f"bundled:{BUNDLED}", file_hash(path))
+
+    def _load_local(self, root: Path) -> Dataset:
+        for folder in (root, root / "freebaseqa"):
+            for name in OFFICIAL_FILES:
+                if (folder / name).is_file():
+                    path = folder / name
+                    return Dataset(tuple(_examples_from_official(path)), f"local:{path}", file_hash(path))
+        jsonl = sorted((root / "freebaseqa").glob("*.jsonl"))
+        if not jsonl:
+            raise KickError(
+                f"--kick-data-dir {root}: no FreebaseQA data; expected {' or '.join(OFFICIAL_FILES)} "
+                f"(from github.com/kelvin-jiang/FreebaseQA) or freebaseqa/*.jsonl records with id, question, answers"
+            )
+        examples = [e for path in jsonl for e in _examples_from_jsonl(path)]
+        digest = text_hash(*(file_hash(p) for p in jsonl))
+        return Dataset(tuple(examples), "local:" + ",".join(str(p) for p in jsonl), digest)
+
+    def split(self, dataset: Dataset, settings: Settings) -> tuple[list[Example], list[Example]]:
+        examples = list(dataset.examples)
+        if settings.shots >= len(examples):
+            raise KickError(f"--kick-shots {settings.shots}: the data has only {len(examples)} questions")
+        rng = random.Random(f"{settings.seed}/{self.name}/shots")
+        shot_index = set(rng.sample(range(len(examples)), settings.shots))
+        shots = [examples[i] for i in sorted(shot_index)]
+        pool = [e for i, e in enumerate(examples) if i not in shot_index]
+        return shots, subset(pool, settings.limit, settings.seed, self.name)
+
+    def prompt(self, item: Example, shots: Sequence[Example], protocol: str = "kick") -> str:
+        prompt, shot = (PROMPT, SHOT) if protocol == "kick" else (STRICT_PROMPT, STRICT_SHOT)
+        prefix = "".join(shot.format(question=s.question, answer=s.answers[0]) for s in shots)
+        return prefix + prompt.format(question=item.question)
+
+    def messages(self, item: Example, shots: Sequence[Example]) -> tuple[tuple[str, str], ...]:
+        turns = []
+        for s in shots:
+            turns += [("user", USER_TURN.format(question=s.question)),
+                      ("assistant", ASSISTANT_TURN.format(answer=display(s.answers[0])))]
+        return (*turns, ("user", USER_TURN.format(question=item.question)))
+
+    def requests(self, items, shots, settings: Settings) -> list[GenerationRequest]:
+        if settings.protocol == "kick":
+            return [
+                GenerationRequest(self.prompt(i, shots), KICK_MAX_NEW_TOKENS, length_factor=KICK_LENGTH_FACTOR)
+                for i in items
+            ]
+        return [
+            GenerationRequest(self.prompt(i, shots, "strict"), STRICT_MAX_NEW_TOKENS, stop=("\n",),
+                              messages=self.messages(i, shots))
+            for i in items
+        ]
+
+    def score(self, item: Example, request: GenerationRequest, output: str, settings: Settings) -> float:
+        if settings.protocol == "kick":
+            return float(kick_match(item.answers, request.prompt + output))
+        return float(contains_answer(output.split("\n", 1)[0], item.answers))
+
+    def template_hash(self, settings: Settings) -> str:
+        decoding = (
+            f"kick:{KICK_LENGTH_FACTOR}:{KICK_MAX_NEW_TOKENS}" if settings.protocol == "kick"
+            else f"strict:{STRICT_MAX_NEW_TOKENS}:\\n"
+        )
+        return text_hash(PROMPT, SHOT, STRICT_PROMPT, STRICT_SHOT, USER_TURN, ASSISTANT_TURN, "display:title", decoding)
+
+
+def display(answer: str) -> str:
+    """FreebaseQA stores answers lower-cased; shown that way in examples, a small chat model copies the
+    style and answers worse, so strict examples capitalise each word ("stephen harper" -> "Stephen Harper")."""
+    return " ".join(word[:1].upper() + word[1:] for word in answer.split(" "))
+
+
+def kick_match(answers: Sequence[str], decoded: str) -> bool:
+    """LLM-KICK's ``validate_response``: any answer, lower-cased with spaces removed, is a substring."""
+    haystack = decoded.strip().replace(" ", "").lower()
+    return any(a.strip().replace(" ", "").lower() in haystack for a in answers)
