@@ -1,0 +1,87 @@
+"""Dense results stored per item on disk, keyed by everything that changes them.
+
+The key covers the model identity (weight hash or hub revision), task name and version, prompt template
+hash, protocol, shots, the exact item ids, data source and content hash, decoding, dtype, device type and
+package versions. A stored file is reused only when its key matches; otherwise a new one is computed next
+to it. Files are written atomically under a lock, so xdist workers compute each baseline once. A corrupt
+file is reported, never deleted or overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from pytest_kick.errors import KickError
+from pytest_kick.hashing import json_hash
+
+FORMAT = 1
+
+
+@dataclass
+class TaskResult:
+    """Per-item results of one model on one task."""
+
+    task: str
+    metric: str
+    item_ids: list
+    scores: list
+    outputs: list
+
+    @property
+    def score(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+class BaselineStore:
+    def __init__(self, root: Path):
+        self.root = Path(root) / "baselines"
+
+    def path(self, model: str, task: str, key: dict) -> Path:
+        return self.root / _safe(model) / f"{_safe(task)}-{json_hash(key)[:16]}.json"
+
+    def get_or_compute(self, model: str, task: str, key: dict, compute: Callable[[], TaskResult]):
+        """(TaskResult, "cached" or "computed", path)."""
+        from filelock import FileLock
+
+        path = self.path(model, task, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.exists():
+                return self._read(path, key), "cached", path
+            result = compute()
+            self._write(path, key, result)
+            return result, "computed", path
+
+    @staticmethod
+    def _read(path: Path, key: dict) -> TaskResult:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            stored_key, result = data["key"], TaskResult(**data["result"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise KickError(
+                f"corrupt dense-baseline cache {path} ({type(err).__name__}); it was left untouched: "
+                f"inspect it, then delete it to recompute"
+            ) from None
+        if stored_key != key:
+            raise KickError(f"dense-baseline cache {path} was written for other settings (hash collision?); "
+                            f"delete it to recompute")
+        if len(result.item_ids) != len(result.scores):
+            raise KickError(f"corrupt dense-baseline cache {path} (item ids and scores differ in length); "
+                            f"delete it to recompute")
+        return result
+
+    @staticmethod
+    def _write(path: Path, key: dict, result: TaskResult) -> None:
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"format": FORMAT, "key": key, "result": asdict(result)}, indent=1),
+                       encoding="utf-8")
+        os.replace(tmp, path)

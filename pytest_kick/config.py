@@ -1,0 +1,238 @@
+"""Every --kick-* option and ini key, parsed and validated into one frozen KickConfig.
+
+All validation lives here: a bad value becomes a pytest usage error that names the option and what it
+accepts, never a traceback from deep inside a run. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pytest_kick import compress, tasks
+from pytest_kick.errors import KickError
+from pytest_kick.gate import Tolerance
+from pytest_kick.models import registry
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the leading --kick-
+    default: str | None
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return f"--kick-{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return "kick_" + self.name.replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.ini
+
+
+OPTIONS = [
+    Option("model", None, "model to gate: an alias (smollm2-135m, gemma3-270m, tiny-random-llama, vicuna-7b, ...), "
+           "a Hugging Face hub id or a local directory; a comma list runs several. Turns the plugin on."),
+    Option("compressor", "magnitude", "comma list of compressors (" + ", ".join(compress.names()) + ")"),
+    Option("ratio", "0.1,0.3,0.5", "comma list of sparsities in [0, 1), e.g. 0.3,0.5"),
+    Option("tasks", ",".join(tasks.names()), "comma list of tasks (" + ", ".join(tasks.names()) + ")"),
+    Option("limit", None, "evaluate a deterministic, seeded subset of N items per task"),
+    Option("tolerance", "5%", "how far compressed may fall behind dense: 5%% (relative), 3pp (absolute), "
+           "with per-task overrides, e.g. 5%%,factoid_qa=10%%"),
+    Option("protocol", "strict", "scoring: strict (continuation only, normalised answers) or kick "
+           "(the LLM-KICK repo's scoring, to compare with the paper)"),
+    Option("shots", "0", "in-context examples for factoid QA (0 = the paper's zero-shot setting)"),
+    Option("device", "auto", "auto, cpu, cuda, cuda:N or mps; with xdist, cuda gives each worker its own GPU"),
+    Option("dtype", "auto", "auto (float32 on CPU, float16 on GPU), float32, float16 or bfloat16"),
+    Option("batch-size", "16", "prompts per forward pass"),
+    Option("cache-dir", ".kick", "where converted models and dense baselines are kept"),
+    Option("seed", "0", "seed for item subsets and anything random"),
+    Option("report", None, "write every case's result as JSON to this path"),
+    Option("data-dir", None, "directory with task data (e.g. DIR/freebaseqa/*.jsonl or FreebaseQA-eval.json) "
+           "to use instead of the bundled samples"),
+]
+
+PROTOCOLS = ("strict", "kick")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ToleranceSpec:
+    default: Tolerance
+    per_task: dict = field(default_factory=dict)
+
+    def for_task(self, task: str) -> Tolerance:
+        return self.per_task.get(task, self.default)
+
+
+@dataclass(frozen=True)
+class KickConfig:
+    models: tuple[str, ...]
+    compressors: tuple[str, ...]
+    ratios: tuple[float, ...]
+    tasks: tuple[str, ...]
+    limit: int | None
+    tolerance: ToleranceSpec
+    protocol: str
+    shots: int
+    device: str
+    dtype: str
+    batch_size: int
+    cache_dir: Path
+    seed: int
+    report: Path | None
+    data_dir: Path | None
+
+
+def add_options(parser) -> None:
+    """Register the --kick-* options and their ini keys with pytest."""
+    group = parser.getgroup("kick", "pytest-kick: gate compressed LLMs with LLM-KICK")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest=opt.dest, default=None, metavar="VALUE",
+                        help=opt.help + (f" (default: {opt.default})" if opt.default else ""))
+        parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _names(flag: str, value: str, known: list[str], what: str) -> tuple[str, ...]:
+    chosen = _split(value)
+    if not chosen:
+        raise KickError(f"{flag}: give at least one {what}; known: {', '.join(known)}")
+    for name in chosen:
+        if name not in known:
+            raise KickError(f"{flag}: unknown {what} {name!r}; known: {', '.join(known)}")
+    return tuple(dict.fromkeys(chosen))
+
+
+def parse_ratio(flag: str, text: str) -> float:
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise KickError(f"{flag}: {text!r} is not a number; give sparsities in [0, 1), e.g. 0.3,0.5") from None
+    if not 0 <= ratio < 1:
+        raise KickError(f"{flag}: {text} is outside [0, 1); a sparsity is the fraction of weights removed, e.g. 0.5")
+    return ratio
+
+
+def parse_tolerance_value(flag: str, text: str) -> Tolerance:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%|pp)\s*", text)
+    if not match:
+        raise KickError(f"{flag}: {text!r} is not a tolerance; write 5% (relative) or 3pp (absolute)")
+    number, unit = float(match.group(1)), match.group(2)
+    if unit == "%" and not 0 <= number < 100:
+        raise KickError(f"{flag}: {text!r}: a relative tolerance must be in [0%, 100%)")
+    return Tolerance(number / 100, "relative" if unit == "%" else "absolute")
+
+
+def parse_tolerance(flag: str, text: str, known_tasks: list[str]) -> ToleranceSpec:
+    default = Tolerance(0.05, "relative")
+    per_task = {}
+    for part in _split(text):
+        if "=" in part:
+            task, value = (p.strip() for p in part.split("=", 1))
+            if task not in known_tasks:
+                raise KickError(f"{flag}: unknown task {task!r} in {part!r}; known: {', '.join(known_tasks)}")
+            per_task[task] = parse_tolerance_value(flag, value)
+        else:
+            default = parse_tolerance_value(flag, part)
+    return ToleranceSpec(default, per_task)
+
+
+def _int(flag: str, text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise KickError(f"{flag}: {text!r} is not a whole number") from None
+    if value < minimum:
+        raise KickError(f"{flag}: must be at least {minimum} (got {value})")
+    return value
+
+
+def _choice(flag: str, text: str, choices) -> str:
+    if text not in choices:
+        raise KickError(f"{flag}: {text!r} is not one of {', '.join(choices)}")
+    return text
+
+
+def _device(flag: str, text: str) -> str:
+    if not _DEVICE.match(text):
+        raise KickError(f"{flag}: {text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+def raw_values(get_option: Callable[[str], str | None], get_ini: Callable[[str], str | None]) -> dict:
+    """Each option's text: the command line wins over the ini file, which wins over the default."""
+    values = {}
+    for opt in OPTIONS:
+        value = get_option(opt.dest)
+        if value is None:
+            ini = get_ini(opt.ini)
+            value = ini if ini not in (None, "", []) else None
+        values[opt.name] = value
+    return values
+
+
+def build(values: dict, base_dir: Path) -> KickConfig | None:
+    """Parse option texts into a KickConfig; None when no model is given (the plugin stays off).
+
+    Raises KickError naming the option for any bad value.
+    """
+    if values.get("model") is None:
+        given = [f"--kick-{name}" for name, value in values.items() if value is not None]
+        if given:
+            raise KickError(f"{given[0]} needs --kick-model (or the kick_model ini key): which model to gate?")
+        return None
+    text = {opt.name: values[opt.name] if values[opt.name] is not None else opt.default for opt in OPTIONS}
+
+    models = _split(text["model"])
+    if not models:
+        raise KickError("--kick-model: give a model, e.g. --kick-model smollm2-135m")
+    for model in models:
+        try:
+            registry.resolve(model)
+        except KickError as err:
+            raise KickError(f"--kick-model: {err}") from None
+
+    ratios = tuple(dict.fromkeys(parse_ratio("--kick-ratio", r) for r in _split(text["ratio"])))
+    if not ratios:
+        raise KickError("--kick-ratio: give at least one sparsity in [0, 1), e.g. 0.5")
+    task_names = tasks.names()
+    limit = None if text["limit"] is None else _int("--kick-limit", text["limit"], 1)
+
+    def path(value):
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base_dir / p
+
+    data_dir = None
+    if text["data-dir"] is not None:
+        data_dir = path(text["data-dir"])
+        if not data_dir.is_dir():
+            raise KickError(f"--kick-data-dir: {data_dir} is not a directory")
+
+    return KickConfig(
+        models=tuple(dict.fromkeys(models)),
+        compressors=_names("--kick-compressor", text["compressor"], compress.names(), "compressor"),
+        ratios=ratios,
+        tasks=_names("--kick-tasks", text["tasks"], task_names, "task"),
+        limit=limit,
+        tolerance=parse_tolerance("--kick-tolerance", text["tolerance"], task_names),
+        protocol=_choice("--kick-protocol", text["protocol"], PROTOCOLS),
+        shots=_int("--kick-shots", text["shots"], 0),
+        device=_device("--kick-device", text["device"]),
+        dtype=_choice("--kick-dtype", text["dtype"], DTYPES),
+        batch_size=_int("--kick-batch-size", text["batch-size"], 1),
+        cache_dir=path(text["cache-dir"]),
+        seed=_int("--kick-seed", text["seed"], 0),
+        report=None if text["report"] is None else path(text["report"]),
+        data_dir=data_dir,
+    )

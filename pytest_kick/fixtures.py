@@ -1,0 +1,144 @@
+"""The fixtures a suite test uses: kick_case, kick_baseline, kick_evaluate, kick_gate.
+
+A suite test reads like a unit test::
+
+    @pytest.mark.kick_task("factoid_qa")
+    def test_factoid_qa(kick_case, kick_baseline, kick_evaluate, kick_gate):
+        dense = kick_baseline(kick_case)
+        compressed = kick_evaluate(kick_case)
+        kick_gate(kick_case, dense, compressed)
+
+Without --kick-model the fixtures skip (the plugin is off). A KickError (bad model, missing data,
+corrupt cache ...) fails the item with its one-line message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from pytest_kick import gate, tasks
+from pytest_kick.config import parse_tolerance_value
+from pytest_kick.errors import KickError
+from pytest_kick.runtime import KickCase, Runtime
+
+RUNTIME_KEY = pytest.StashKey[Runtime]()
+OFF = "pytest-kick is off: pass --kick-model (or set the kick_model ini key)"
+
+
+def user_errors(func):
+    """Show a KickError as its message only."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except KickError as err:
+            pytest.fail(str(err), pytrace=False)
+
+    return wrapper
+
+
+@pytest.fixture(scope="session")
+def kick_runtime(request) -> Runtime:
+    runtime = request.config.stash.get(RUNTIME_KEY, None)
+    if runtime is None:
+        pytest.skip(OFF)
+    return runtime
+
+
+@pytest.fixture
+def kick_case(request) -> KickCase:
+    """The (task, model, compressor, ratio) of this item; the plugin parametrizes it."""
+    pytest.skip(OFF)
+
+
+def _record(node, **values) -> None:
+    for key, value in values.items():
+        node.user_properties.append((f"kick_{key}", value))
+
+
+@pytest.fixture
+def kick_baseline(kick_runtime, request):
+    """``kick_baseline(case)`` -> the dense per-item results for the case's (model, task), from the
+    baseline cache when its key matches, computed (once across xdist workers) otherwise."""
+
+    @user_errors
+    def get(case: KickCase):
+        result, status, path = kick_runtime.dense(case)
+        _record(request.node, baseline=status, baseline_path=str(path))
+        return result
+
+    return get
+
+
+@pytest.fixture
+def kick_evaluate(kick_runtime):
+    """``kick_evaluate(case)`` -> per-item results of the case's compressed model (dense: the baseline)."""
+
+    @user_errors
+    def evaluate(case: KickCase):
+        if case.is_dense:
+            return kick_runtime.dense(case)[0]
+        return kick_runtime.evaluate(case)
+
+    return evaluate
+
+
+def _tolerance(runtime: Runtime, node, task: str) -> gate.Tolerance:
+    """Per-task option or ini value, else a @pytest.mark.kick_tolerance("10%") marker, else the default."""
+    spec = runtime.config.tolerance
+    if task in spec.per_task:
+        return spec.per_task[task]
+    marker = node.get_closest_marker("kick_tolerance")
+    if marker is not None:
+        return parse_tolerance_value("@pytest.mark.kick_tolerance", str(marker.args[0]))
+    return spec.default
+
+
+@pytest.fixture
+def kick_gate(kick_runtime, request):
+    """``kick_gate(case, dense, compressed)``: pass when matching, fail with the evidence when not,
+    skip as inconclusive when dense is at the task's floor. The dense item checks the dense run is sane."""
+
+    @user_errors
+    def check(case: KickCase, dense, compressed) -> gate.Verdict | None:
+        task = tasks.get(case.task)
+        node = request.node
+        data_source = kick_runtime.data(case.task)[0].source
+        _record(node, task=case.task, model=case.model_name, compressor=case.compressor or "dense",
+                ratio=case.ratio, metric=task.metric, n=len(dense.scores), dense=dense.score,
+                protocol=kick_runtime.settings.protocol, data_source=data_source)
+        if case.is_dense:
+            return _check_dense(case, task, dense, node)
+        tolerance = _tolerance(kick_runtime, node, case.task)
+        verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
+                             tolerance=tolerance, higher_is_better=task.higher_is_better, floor=task.floor,
+                             metric=task.metric)
+        report = kick_runtime.compression.get(case.variant)
+        _record(node, compressed=verdict.compressed, drop=verdict.drop, threshold=verdict.threshold,
+                verdict=verdict.status, lost=verdict.lost, kept=verdict.kept, gained=verdict.gained,
+                tolerance=str(tolerance), sparsity=None if report is None else report.achieved)
+        flips = kick_runtime.write_flips(case, dense, compressed)
+        if verdict.status == gate.NOT_MATCHING:
+            pytest.fail(f"{verdict.message} (see {flips})", pytrace=False)
+        if verdict.status == gate.INCONCLUSIVE:
+            pytest.skip(verdict.message.splitlines()[0])
+        return verdict
+
+    return check
+
+
+def _check_dense(case: KickCase, task, dense, node) -> None:
+    if dense.outputs and not any(o.strip() for o in dense.outputs):
+        _record(node, verdict="broken")
+        pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
+                    f"items; check the model and its tokenizer", pytrace=False)
+    at_floor = dense.score <= task.floor if task.higher_is_better else dense.score >= task.floor
+    if at_floor:
+        _record(node, verdict=gate.INCONCLUSIVE)
+        pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {dense.score:.3f} "
+                    f"(n={len(dense.scores)}), the task's floor; no compressed case can show a loss "
+                    f"(for small models try --kick-shots 2)")
+    _record(node, verdict="sane")

@@ -1,0 +1,190 @@
+"""pytest hooks of pytest-kick, registered through the ``pytest11`` entry point ``kick``.
+
+Hooks only: the options, turning config into a KickConfig, parametrizing suite tests into one item
+per (task, model, compressor, ratio), xdist grouping, and the end-of-session summary. Without
+--kick-model (or the kick_model ini key) every hook returns at once: no torch import, no network,
+no extra collection, no output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import pytest
+
+from pytest_kick import config as kick_config
+from pytest_kick import fixtures
+from pytest_kick import report as kick_report
+from pytest_kick.errors import KickError
+from pytest_kick.runtime import KickCase, Runtime, cases_for
+
+CONFIG_KEY = pytest.StashKey["kick_config.KickConfig | None"]()
+
+
+def pytest_addoption(parser) -> None:
+    """Register --kick-* options and their kick_* ini keys."""
+    kick_config.add_options(parser)
+
+
+def suites_dir() -> Path:
+    """The bundled LLM-KICK suite: ``suites/`` in a source tree, ``pytest_kick/suites`` in a wheel."""
+    spec = importlib.util.find_spec("pytest_kick.suites")
+    if spec is None or not spec.submodule_search_locations:
+        raise pytest.UsageError("pytest-kick: the bundled suite (pytest_kick.suites) is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    """Build the KickConfig (usage error on bad values); when on, point collection at the suite if no
+    path was given, group xdist items by compressed variant, and start the session state."""
+    config.addinivalue_line("markers", "kick_task(name): the LLM-KICK task a suite test gates")
+    config.addinivalue_line("markers", "kick_tolerance(spec): tolerance for this test, e.g. '10%' or '3pp'")
+    config.pluginmanager.register(fixtures, "kick-fixtures")
+    values = kick_config.raw_values(config.getoption, config.getini)
+    try:
+        kick = kick_config.build(values, Path(config.invocation_params.dir))
+    except KickError as err:
+        raise pytest.UsageError(f"pytest-kick: {err}") from None
+    config.stash[CONFIG_KEY] = kick
+    if kick is None:
+        return
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(suites_dir())]
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"  # every item of one (model, compressor, ratio) on one worker
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    config.stash[fixtures.RUNTIME_KEY] = Runtime(kick, TerminalUI(config, worker), worker)
+    config.pluginmanager.register(SessionReport(config, kick), "kick-report")
+
+
+def _task_of(metafunc) -> str:
+    marker = metafunc.definition.get_closest_marker("kick_task")
+    name = marker.args[0] if marker and marker.args else metafunc.function.__name__.removeprefix("test_")
+    from pytest_kick import tasks
+
+    if name not in tasks.names():
+        raise pytest.UsageError(f"pytest-kick: {metafunc.definition.nodeid} gates unknown task {name!r}; "
+                                f"known: {', '.join(tasks.names())}")
+    return name
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """One item per (task, model, compressor, ratio), plus one dense item per (task, model)."""
+    kick = metafunc.config.stash.get(CONFIG_KEY, None)
+    if kick is None or "kick_case" not in metafunc.fixturenames:
+        return
+    task = _task_of(metafunc)
+    if task not in kick.tasks:
+        metafunc.parametrize("kick_case", [pytest.param(None, id="not-selected")])
+        return
+    metafunc.parametrize("kick_case", [
+        pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group)) for case in cases_for(task, kick)
+    ])
+
+
+def _case(item) -> KickCase | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("kick_case") if callspec else None
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Drop suite tests of tasks not asked for; run dense items first, then each compressed variant's
+    items together, so a variant is built once per process and shared by every task."""
+    kick = config.stash.get(CONFIG_KEY, None)
+    if kick is None:
+        return
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "kick_case" in callspec.params and callspec.params["kick_case"] is None:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+
+    def order(indexed):
+        index, item = indexed
+        case = _case(item)
+        if case is None:
+            return (0, (), index)
+        variant = (kick.models.index(case.model), case.compressor is not None,
+                   kick.compressors.index(case.compressor) if case.compressor else -1,
+                   kick.ratios.index(case.ratio) if case.ratio is not None else -1)
+        return (1, variant, index)
+
+    items[:] = [item for _, item in sorted(enumerate(keep), key=order)]
+
+
+class TerminalUI:
+    """Messages and progress bars on the terminal, around pytest's output capture. Silent in xdist workers."""
+
+    def __init__(self, config, worker: str | None):
+        self.config = config
+        self.worker = worker
+
+    def _uncaptured(self):
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        return capman.global_and_fixture_disabled() if capman else nullcontext()
+
+    def message(self, text: str) -> None:
+        if self.worker or self.config.option.verbose < 0:
+            return
+        with self._uncaptured():
+            sys.stderr.write(f"\n[kick] {text}\n")
+            sys.stderr.flush()
+
+    @contextmanager
+    def progress(self, description: str):
+        if self.worker or not sys.stderr.isatty():
+            yield lambda done, total: None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with self._uncaptured(), Progress(TextColumn("[kick] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                          TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
+            task = bar.add_task(description, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+class SessionReport:
+    """Collects each item's kick_* properties (they travel with xdist reports) and prints the table."""
+
+    def __init__(self, config, kick):
+        self.config = config
+        self.kick = kick
+        self.records: list[dict] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            record = kick_report.record_from(report.user_properties)
+            if record:
+                record["outcome"] = report.outcome
+                record["nodeid"] = report.nodeid
+                self.records.append(record)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if hasattr(self.config, "workerinput") or not self.records:
+            return
+        tr = terminalreporter
+        tr.section("pytest-kick")
+        tr.write(kick_report.render(self.records, color=tr.hasmarkup))
+        for r in self.records:
+            if r.get("compressor") == "dense" and r.get("baseline"):
+                tr.write_line(f"dense baseline: {r['baseline']} — {r['task']} on {r['model']} "
+                              f"({os.path.relpath(r['baseline_path'])})")
+        for r in self.records:
+            if r.get("sparsity") is not None and r["task"] == self.records[0]["task"]:
+                tr.write_line(f"{r['compressor']}@{r['ratio']:g} on {r['model']}: achieved sparsity {r['sparsity']:.4f} "
+                              f"of the decoder-block linear weights")
+        sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
+        tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
+        if self.kick.report:
+            kick_report.write_json(self.records, self.kick.report, {"config": repr(self.kick)})
+            tr.write_line(f"JSON report: {self.kick.report}")

@@ -1,0 +1,79 @@
+"""Results a person reads at a glance: the end-of-session table, and the same as JSON.
+
+Records are the ``kick_*`` user properties of each item's report (so they cross xdist workers),
+with the prefix removed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING
+
+STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red"}
+
+
+def record_from(user_properties) -> dict | None:
+    record = {key[5:]: value for key, value in user_properties if isinstance(key, str) and key.startswith("kick_")}
+    return record if "task" in record else None
+
+
+def _cell(record: dict) -> str:
+    status = record.get("verdict")
+    style = STYLE.get(status, "")
+    if record.get("compressed") is None:
+        text = "error" if status is None else status
+        return f"[{style}]{text}[/]" if style else text
+    drop = record.get("drop") or 0.0
+    mark = {MATCHING: "✓", NOT_MATCHING: "✗", INCONCLUSIVE: "?"}.get(status, "")
+    return f"[{style}]{record['compressed']:.3f} ({-drop * 100 + 0.0:+.1f}%) {mark}[/]"
+
+
+def table(records: list[dict]):
+    """rich Table: rows task x compressor, a dense column, one column per ratio."""
+    from rich.table import Table
+
+    ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None})
+    out = Table(title="pytest-kick: score (change vs dense)  ✓ matching  ✗ not matching  ? inconclusive")
+    for name in ("task", "model", "compressor", "dense"):
+        out.add_column(name, no_wrap=True)
+    for ratio in ratios:
+        out.add_column(f"{ratio:g}", justify="right", no_wrap=True)
+    dense_by = {(r["task"], r["model"]): r for r in records if r.get("compressor") == "dense"}
+    rows: dict = {}
+    for r in records:
+        if r.get("compressor") != "dense":
+            rows.setdefault((r["task"], r["model"], r["compressor"]), {})[r["ratio"]] = r
+    keys = sorted(rows) or sorted((t, m, "-") for t, m in dense_by)
+    for task, model, compressor in keys:
+        d = dense_by.get((task, model))
+        if d is None:  # the dense item was not run (e.g. -k); take the dense score from any compressed item
+            d = next((r for r in rows.get((task, model, compressor), {}).values()), {})
+        dense_text = "" if d.get("dense") is None else f"{d['dense']:.3f} (n={d.get('n')})"
+        if d.get("verdict") in STYLE and d.get("compressor") == "dense":
+            dense_text = f"[{STYLE[d['verdict']]}]{dense_text}[/]"
+        cells = [_cell(rows[(task, model, compressor)][ratio]) if ratio in rows.get((task, model, compressor), {})
+                 else "" for ratio in ratios]
+        out.add_row(task, model, compressor, dense_text, *cells)
+    return out
+
+
+def render(records: list[dict], width: int = 240, color: bool = False) -> str:
+    """The table as text at its natural width (up to ``width``), never truncated to the terminal."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None)
+    console.print(table(records))
+    return buffer.getvalue()
+
+
+def write_json(records: list[dict], path: Path, meta: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"meta": meta, "cases": records}, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)

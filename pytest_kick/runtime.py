@@ -1,0 +1,218 @@
+"""The per-process state of a kick session: loaded models, which compressed variant each one is in,
+task data, and dense baselines. Fixtures call into one Runtime; it hands each layer what it needs.
+
+A model is loaded once per process. Compressed variants are derived from it in place and undone by
+copying back the dense weights, so any number of (compressor, ratio) cases cost one model in memory
+plus one copy of its decoder linears; items are ordered so each variant is built once per process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_kick import __version__, compress, tasks
+from pytest_kick.baseline import BaselineStore, TaskResult
+from pytest_kick.config import KickConfig
+from pytest_kick.hashing import json_hash
+from pytest_kick.models import registry
+from pytest_kick.tasks.base import Settings
+
+
+@dataclass(frozen=True)
+class KickCase:
+    """One collected item: a task on one model, dense or one (compressor, ratio)."""
+
+    task: str
+    model: str  # as the user typed it (alias, hub id or directory)
+    compressor: str | None = None
+    ratio: float | None = None
+
+    @property
+    def is_dense(self) -> bool:
+        return self.compressor is None
+
+    @property
+    def model_name(self) -> str:
+        return registry.resolve(self.model).name
+
+    @property
+    def label(self) -> str:
+        return "dense" if self.is_dense else f"{self.compressor}@{self.ratio:.2f}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.model_name}-dense" if self.is_dense else f"{self.model_name}-{self.compressor}-{self.ratio:g}"
+
+    @property
+    def variant(self) -> tuple:
+        return (self.model, self.compressor, self.ratio)
+
+    @property
+    def group(self) -> str:
+        """xdist group: every item of one (model, compressor, ratio) runs on one worker."""
+        return self.id
+
+
+def cases_for(task: str, config: KickConfig) -> list[KickCase]:
+    found = []
+    for model in config.models:
+        found.append(KickCase(task, model))
+        found.extend(KickCase(task, model, c, r) for c in config.compressors for r in config.ratios)
+    return found
+
+
+class SilentUI:
+    """What the runtime tells a person; the plugin supplies one that writes to the terminal."""
+
+    def message(self, text: str) -> None:
+        pass
+
+    def progress(self, description: str):
+        return nullcontext(lambda done, total: None)
+
+
+def _versions() -> dict:
+    found = {"pytest-kick": __version__}
+    for package in ("torch", "transformers"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+class Runtime:
+    def __init__(self, config: KickConfig, ui=None, worker_id: str | None = None):
+        self.config = config
+        self.ui = ui or SilentUI()
+        self.worker_id = worker_id
+        self.baselines = BaselineStore(config.cache_dir)
+        self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
+        self._models: dict = {}
+        self._backups: dict = {}
+        self._variant: dict = {}  # model -> (compressor, ratio) currently applied, or None for dense
+        self.compression: dict = {}  # (model, compressor, ratio) -> CompressionReport
+        self._data: dict = {}
+        self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
+
+    # --- models and variants ------------------------------------------------------------------
+
+    def model(self, spec: str):
+        if spec not in self._models:
+            import torch
+
+            from pytest_kick.models.devices import pick_device, pick_dtype
+            from pytest_kick.models.loading import load
+
+            device = pick_device(
+                self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
+                lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
+            )
+            dtype = pick_dtype(self.config.dtype, device)
+            loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
+            self._models[spec] = loaded
+            self._variant[spec] = None
+        return self._models[spec]
+
+    def use_variant(self, spec: str, compressor: str | None, ratio: float | None):
+        """Put model ``spec`` into the asked state (dense, or compressed by compressor at ratio)."""
+        loaded = self.model(spec)
+        wanted = None if compressor is None else (compressor, ratio)
+        if self._variant[spec] == wanted:
+            return loaded
+        if self._variant[spec] is not None:
+            self._backups[spec].restore()
+            self._variant[spec] = None
+        if wanted is not None:
+            from pytest_kick.compress.base import DenseBackup
+
+            if spec not in self._backups:
+                self._backups[spec] = DenseBackup(loaded.model)
+            self.ui.message(f"compressing {registry.resolve(spec).name} with {compressor} at {ratio:g}")
+            report = compress.get(compressor)(loaded.model, ratio, seed=self.config.seed)
+            self.compression[(spec, compressor, ratio)] = report
+            self._variant[spec] = wanted
+        return loaded
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def data(self, task_name: str):
+        """(dataset, shots, evaluated items) of a task, loaded once."""
+        if task_name not in self._data:
+            task = tasks.get(task_name)
+            dataset = task.load(self.settings)
+            shots, items = task.split(dataset, self.settings)
+            self._data[task_name] = (dataset, shots, items)
+        return self._data[task_name]
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(self, case: KickCase) -> TaskResult:
+        """Per-item results of the case's model variant on its task."""
+        from pytest_kick.engine import Engine
+
+        loaded = self.use_variant(case.model, case.compressor, case.ratio)
+        task = tasks.get(case.task)
+        _, shots, items = self.data(case.task)
+        requests = task.requests(items, shots, self.settings)
+        engine = Engine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size)
+        with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
+            outputs = engine.generate(requests, progress=advance)
+        scores = [task.score(i, r, o, self.settings) for i, r, o in zip(items, requests, outputs)]
+        return TaskResult(task.name, task.metric, [i.id for i in items], scores, outputs)
+
+    def baseline_key(self, case: KickCase) -> dict:
+        task = tasks.get(case.task)
+        dataset, shots, items = self.data(case.task)
+        loaded = self.model(case.model)
+        return {
+            "model": loaded.identity,
+            "task": task.name,
+            "task_version": task.version,
+            "template": task.template_hash(self.settings),
+            "protocol": self.settings.protocol,
+            "shots": [s.id for s in shots],
+            "items": json_hash([i.id for i in items]),
+            "n": len(items),
+            "data": {"source": dataset.source, "sha256": dataset.content_hash},
+            "decoding": "greedy",
+            "dtype": loaded.dtype,
+            "device_type": loaded.device.split(":")[0],
+            "versions": _versions(),
+        }
+
+    def dense(self, case: KickCase):
+        """(dense TaskResult, "cached" or "computed", path) for the case's (model, task)."""
+        if (case.model, case.task) not in self._dense:
+            key = self.baseline_key(case)
+            dense_case = KickCase(case.task, case.model)
+            self._dense[(case.model, case.task)] = self.baselines.get_or_compute(
+                case.model_name, case.task, key, lambda: self.evaluate(dense_case))
+        return self._dense[(case.model, case.task)]
+
+    def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path:
+        """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
+        _, _, items = self.data(case.task)
+        sign = 1 if tasks.get(case.task).higher_is_better else -1
+        by_id = {i.id: i for i in items}
+        path = self.config.cache_dir / "reports" / case.model_name / f"{case.task}-{case.compressor}-{case.ratio:g}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as out:
+            for k, item_id in enumerate(dense.item_ids):
+                d, c = dense.scores[k], compressed.scores[k]
+                if d == c:
+                    continue
+                item = by_id.get(item_id)
+                out.write(json.dumps({
+                    "id": item_id, "change": "lost" if sign * (c - d) < 0 else "gained",
+                    "question": item and item.question, "answers": item and list(item.answers), "dense_output": dense.outputs[k],
+                    "compressed_output": compressed.outputs[k], "dense_score": d, "compressed_score": c,
+                }, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+        return path
