@@ -140,6 +140,6 @@ def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: st
         head,
         f"  dense {v.dense:.3f} (n={v.n})  compressed {v.compressed:.3f}  drop {v.drop * 100:.1f}%"
         f"  threshold {v.threshold:.3f}",
-        f"  {v.lost} answers lost, {v.kept} kept, {v.gained} gained",
+        f"  {v.lost} {'answer' if v.lost == 1 else 'answers'} lost, {v.kept} kept, {v.gained} gained",
     ]
     return "\n".join(lines)

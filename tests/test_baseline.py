@@ -1,0 +1,53 @@
+"""The dense-baseline cache: keyed by everything, reused only on an exact key, never destroyed."""
+
+import json
+
+import pytest
+
+from pytest_kick.baseline import BaselineStore, TaskResult
+from pytest_kick.errors import KickError
+
+KEY = {"model": {"name": "m", "sha256": "abc"}, "task": "factoid_qa", "items": "h", "protocol": "strict"}
+
+
+def result(scores=(1.0, 0.0)):
+    return TaskResult("factoid_qa", "accuracy", ["a", "b"][: len(scores)], list(scores), ["x", "y"][: len(scores)])
+
+
+def test_computed_once_then_cached(tmp_path):
+    store = BaselineStore(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return result()
+
+    first, status1, path = store.get_or_compute("m", "factoid_qa", KEY, compute)
+    second, status2, path2 = store.get_or_compute("m", "factoid_qa", KEY, compute)
+    assert (status1, status2) == ("computed", "cached") and len(calls) == 1
+    assert path == path2 and second == first
+    assert json.loads(path.read_text())["key"] == KEY
+
+
+@pytest.mark.parametrize("field, value", [("model", {"name": "m", "sha256": "other"}), ("items", "h2"),
+                                          ("protocol", "kick")])
+def test_any_key_change_means_a_new_baseline(tmp_path, field, value):
+    store = BaselineStore(tmp_path)
+    store.get_or_compute("m", "factoid_qa", KEY, result)
+    _, status, _ = store.get_or_compute("m", "factoid_qa", {**KEY, field: value}, lambda: result((0.0, 0.0)))
+    assert status == "computed"
+
+
+def test_corrupt_file_is_reported_and_left_alone(tmp_path):
+    store = BaselineStore(tmp_path)
+    _, _, path = store.get_or_compute("m", "factoid_qa", KEY, result)
+    path.write_text("{ truncated")
+    with pytest.raises(KickError, match="corrupt dense-baseline cache .*left untouched"):
+        store.get_or_compute("m", "factoid_qa", KEY, result)
+    assert path.read_text() == "{ truncated"
+
+
+def test_no_temporary_files_are_left_behind(tmp_path):
+    store = BaselineStore(tmp_path)
+    _, _, path = store.get_or_compute("m", "factoid_qa", KEY, result)
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == [path.name]

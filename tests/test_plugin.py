@@ -1,0 +1,211 @@
+"""The plugin as a user meets it: real pytest sessions (pytester) with real command lines.
+
+These run the bundled suite on ``tiny-random-llama`` (builds in milliseconds): plugin mechanics, not
+model quality. Model behaviour is tested on smollm2-135m in test_integration_smollm2.py.
+"""
+
+import json
+import re
+
+import pytest
+
+TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "-p", "no:cacheprovider"]
+
+
+@pytest.fixture
+def echo_data(pytester):
+    """A data dir whose answers stand in the questions: under the kick protocol (which searches prompt +
+    output, the LLM-KICK quirk) every model scores 1.0 on it, dense and compressed alike: a deterministic
+    "matching" case for plugin mechanics."""
+    questions = [{"Question-ID": f"e{i}", "RawQuestion": f"Say the word {w}: which word was that?",
+                  "Parses": [{"Answers": [{"AnswersMid": "m", "AnswersName": [w]}]}]}
+                 for i, w in enumerate(["apple", "river", "castle", "violin", "pepper", "tiger", "comet", "lantern"])]
+    (pytester.path / "echo").mkdir()
+    (pytester.path / "echo" / "FreebaseQA-eval.json").write_text(json.dumps({"Questions": questions}))
+    return ["--kick-data-dir", "echo", "--kick-protocol", "kick"]
+
+
+def test_without_options_the_plugin_does_nothing(pytester):
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+            print("HEAVY-IMPORTS:", heavy)
+        """
+    )
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "HEAVY-IMPORTS: []" in result.stdout.str()
+    assert "kick" not in result.stdout.str().replace("plugins:", "").split("HEAVY")[0].lower().replace(
+        "kick-0.1.0", "")
+    assert not (pytester.path / ".kick").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--kick-model", "no-such-model"], "--kick-model: unknown model 'no-such-model'"),
+        (["--kick-model", "tiny-random-llama", "--kick-ratio", "1.5"], "--kick-ratio: 1.5 is outside [0, 1)"),
+        (["--kick-model", "tiny-random-llama", "--kick-ratio", "abc"], "--kick-ratio: 'abc' is not a number"),
+        (["--kick-model", "tiny-random-llama", "--kick-tasks", "nope"], "--kick-tasks: unknown task 'nope'"),
+        (["--kick-model", "tiny-random-llama", "--kick-compressor", "nope"], "unknown compressor 'nope'"),
+        (["--kick-model", "tiny-random-llama", "--kick-limit", "0"], "--kick-limit: must be at least 1 (got 0)"),
+        (["--kick-ratio", "0.5"], "--kick-ratio needs --kick-model"),
+    ],
+)
+def test_bad_options_are_usage_errors_without_traceback(pytester, args, message):
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert message in err
+    assert "Traceback" not in err and "Traceback" not in result.stdout.str()
+
+
+def test_ids_one_item_per_case_dense_included(pytester):
+    result = pytester.runpytest(*TINY, "--kick-compressor", "magnitude", "--kick-ratio", "0.5,0.25",
+                                "--collect-only", "-q")
+    ids = re.findall(r"test_factoid_qa\[([^\]]+)\]", result.stdout.str())
+    assert ids == ["tiny-random-llama-dense", "tiny-random-llama-magnitude-0.5", "tiny-random-llama-magnitude-0.25"]
+
+
+def test_ini_keys_work_like_options(pytester):
+    pytester.makeini(
+        """
+        [pytest]
+        kick_model = tiny-random-llama
+        kick_ratio = 0.4
+        kick_limit = 5
+        """
+    )
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
+    ids = re.findall(r"test_factoid_qa\[([^\]]+)\]", result.stdout.str())
+    assert ids == ["tiny-random-llama-dense", "tiny-random-llama-magnitude-0.4"]
+
+
+def test_unselected_task_is_deselected_and_own_tests_still_run(pytester):
+    pytester.makepyfile(
+        test_mine="""
+        import pytest
+
+        def test_regular():
+            assert 1 + 1 == 2
+
+        @pytest.mark.kick_task("factoid_qa")
+        def test_factoid_qa(kick_case):
+            assert kick_case.task == "factoid_qa"
+        """
+    )
+    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "test_mine.py", "-q")
+    result.assert_outcomes(passed=3)
+
+
+def test_run_reports_verdicts_table_and_caches_dense_baseline(pytester, echo_data):
+    args = [*TINY, *echo_data, "--kick-ratio", "0.5", "--kick-report", "out/report.json", "-rA"]
+    first = pytester.runpytest(*args)
+    first.assert_outcomes(passed=2)
+    out = first.stdout.str()
+    assert "dense baseline: computed" in out
+    assert re.search(r"factoid_qa\s+│\s+tiny-random-llama\s+│\s+magnitude\s+│\s+1\.000 \(n=8\)\s+│\s+1\.000 \(\+0\.0%\) ✓", out)
+    assert "achieved sparsity 0.5000" in out
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    verdicts = {c["compressor"]: c["verdict"] for c in report["cases"]}
+    assert verdicts == {"dense": "sane", "magnitude": "matching"}
+
+    second = pytester.runpytest(*args)
+    second.assert_outcomes(passed=2)
+    assert "dense baseline: cached" in second.stdout.str()
+
+
+def test_dense_at_floor_is_inconclusive_not_passed(pytester):
+    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "-rs")
+    result.assert_outcomes(skipped=2)
+    assert "inconclusive" in result.stdout.str()
+
+
+def test_not_matching_fails_with_the_evidence(pytester):
+    """A suite test handing the gate a compressed model that lost answers fails with dense, compressed,
+    drop, threshold, n and the lost/gained counts."""
+    pytester.makepyfile(
+        test_evidence="""
+        import pytest
+        from pytest_kick.baseline import TaskResult
+
+        @pytest.mark.kick_task("factoid_qa")
+        def test_factoid_qa(kick_case, kick_gate):
+            dense = TaskResult("factoid_qa", "accuracy", list("abcdefghij"), [1.0] * 8 + [0.0] * 2, ["x"] * 10)
+            lost = TaskResult("factoid_qa", "accuracy", list("abcdefghij"), [1.0] * 5 + [0.0] * 4 + [1.0], ["y"] * 10)
+            kick_gate(kick_case, dense, dense if kick_case.is_dense else lost)
+        """
+    )
+    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "test_evidence.py")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "factoid_qa: magnitude@0.50 is not matching dense (tolerance 5% relative)" in out
+    assert "dense 0.800 (n=10)  compressed 0.600  drop 25.0%  threshold 0.760" in out
+    assert "3 answers lost, 5 kept, 1 gained" in out
+    assert "Traceback" not in out
+
+
+def test_tolerance_marker_and_option(pytester):
+    pytester.makepyfile(
+        test_tol="""
+        import pytest
+        from pytest_kick.baseline import TaskResult
+
+        @pytest.mark.kick_task("factoid_qa")
+        @pytest.mark.kick_tolerance("30%")
+        def test_factoid_qa(kick_case, kick_gate):
+            dense = TaskResult("factoid_qa", "accuracy", list("abcd"), [1.0, 1.0, 1.0, 1.0], ["x"] * 4)
+            comp = TaskResult("factoid_qa", "accuracy", list("abcd"), [1.0, 1.0, 1.0, 0.0], ["y"] * 4)
+            kick_gate(kick_case, dense, dense if kick_case.is_dense else comp)
+        """
+    )
+    pytester.runpytest(*TINY, "--kick-ratio", "0.5", "test_tol.py").assert_outcomes(passed=2)
+    strict = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-tolerance", "factoid_qa=10%", "test_tol.py")
+    strict.assert_outcomes(passed=1, failed=1)
+
+
+def test_corrupt_baseline_cache_is_a_clear_error_and_is_kept(pytester, echo_data):
+    args = [*TINY, *echo_data, "--kick-ratio", "0.5"]
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    [cached] = (pytester.path / ".kick" / "baselines" / "tiny-random-llama").glob("factoid_qa-*.json")
+    cached.write_text('{"format": 1, "key": ')
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert f"corrupt dense-baseline cache {cached}" in out
+    assert "Traceback" not in out
+    assert cached.read_text() == '{"format": 1, "key": '
+
+
+def test_missing_data_dir_content_is_a_clear_error(pytester):
+    (pytester.path / "data").mkdir()
+    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-data-dir", "data")
+    result.assert_outcomes(failed=2)
+    assert "no FreebaseQA data; expected FreebaseQA-eval.json" in result.stdout.str()
+
+
+def test_local_data_dir_in_the_official_format(pytester, echo_data):
+    result = pytester.runpytest(*TINY, *echo_data, "--kick-ratio", "0.5", "--kick-report", "r.json")
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert {c["n"] for c in report["cases"]} == {8}
+    assert all(c["data_source"].startswith("local:") for c in report["cases"])
+
+
+def test_xdist_gives_the_same_verdicts(pytester, echo_data):
+    args = [*TINY, *echo_data, "--kick-ratio", "0.2,0.5", "-rA"]
+    serial = pytester.runpytest_subprocess(*args)
+    parallel = pytester.runpytest_subprocess(*args, "-n", "2")
+    serial.assert_outcomes(passed=3)
+    parallel.assert_outcomes(passed=3)
+
+    def verdicts(result):
+        return sorted(re.findall(r"^PASSED .*?(test_factoid_qa\[[^\]]+\])", result.stdout.str(), re.M))
+
+    assert verdicts(serial) == verdicts(parallel) and len(verdicts(serial)) == 3
+    # one dense baseline file, computed once across workers
+    assert len(list((pytester.path / ".kick" / "baselines" / "tiny-random-llama").glob("*.json"))) == 1
+    assert "pytest-kick" in parallel.stdout.str()  # the summary table is printed by the controller
