@@ -35,7 +35,8 @@ def user_errors(func):
         try:
             return func(*args, **kwargs)
         except KickError as err:
-            pytest.fail(str(err), pytrace=False)
+            message = str(err)
+        pytest.fail(message, pytrace=False)  # outside the except block: no chained traceback
 
     return wrapper
 

@@ -45,6 +45,8 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "kick_task(name): the LLM-KICK task a suite test gates")
     config.addinivalue_line("markers", "kick_tolerance(spec): tolerance for this test, e.g. '10%' or '3pp'")
     config.pluginmanager.register(fixtures, "kick-fixtures")
+    if not config.pluginmanager.hasplugin("xdist"):  # kick items carry xdist_group marks either way
+        config.addinivalue_line("markers", "xdist_group(name): pytest-xdist group (loadgroup scheduling)")
     values = kick_config.raw_values(config.getoption, config.getini)
     try:
         kick = kick_config.build(values, Path(config.invocation_params.dir))

@@ -37,7 +37,7 @@ def table(records: list[dict]):
     from rich.table import Table
 
     ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None})
-    out = Table(title="pytest-kick: score (change vs dense)  ✓ matching  ✗ not matching  ? inconclusive")
+    out = Table(title="pytest-kick: score (vs dense) ✓ matching ✗ not ? inconclusive")
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
     for ratio in ratios:

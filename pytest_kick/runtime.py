@@ -18,6 +18,7 @@ from pathlib import Path
 from pytest_kick import __version__, compress, tasks
 from pytest_kick.baseline import BaselineStore, TaskResult
 from pytest_kick.config import KickConfig
+from pytest_kick.errors import KickError
 from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
 from pytest_kick.tasks.base import Settings
@@ -103,6 +104,9 @@ class Runtime:
     # --- models and variants ------------------------------------------------------------------
 
     def model(self, spec: str):
+        """The loaded model; a load that failed fails every later call the same way, without retrying."""
+        if isinstance(self._models.get(spec), KickError):
+            raise self._models[spec]
         if spec not in self._models:
             import torch
 
@@ -114,7 +118,11 @@ class Runtime:
                 lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
             )
             dtype = pick_dtype(self.config.dtype, device)
-            loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
+            try:
+                loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
+            except KickError as err:
+                self._models[spec] = err
+                raise
             self._models[spec] = loaded
             self._variant[spec] = None
         return self._models[spec]

@@ -74,3 +74,23 @@ def test_suite_on_smollm2_keeps_knowledge_at_low_sparsity_and_loses_it_at_high(p
     assert "factoid_qa: magnitude@0.60 is not matching dense (tolerance 5% relative)" in out
     flips = (cache_dir / "reports" / "smollm2-135m" / "factoid_qa-magnitude-0.6.jsonl").read_text().splitlines()
     assert flips and json.loads(flips[0])["change"] in ("lost", "gained")
+
+
+def test_corrupt_converted_model_is_a_clear_error_and_is_kept(smollm2, cache_dir, tmp_path):
+    import shutil
+
+    from pytest_kick.errors import KickError
+
+    [converted] = [p for p in (cache_dir / "models").iterdir() if p.is_dir() and p.name.startswith("smollm2-135m-")]
+    copy = tmp_path / "models" / converted.name
+    shutil.copytree(converted, copy)
+    weights = copy / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as handle:
+        handle.truncate(size // 2)
+    with pytest.raises(KickError) as err:
+        load(resolve("smollm2-135m"), tmp_path, "cpu", "float32")
+    message = str(err.value)
+    assert message.startswith(f"cannot load converted model cache {copy}")
+    assert "delete that directory" in message and "\n" not in message
+    assert weights.stat().st_size == size // 2  # nothing was overwritten or deleted

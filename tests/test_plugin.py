@@ -209,3 +209,14 @@ def test_xdist_gives_the_same_verdicts(pytester, echo_data):
     # one dense baseline file, computed once across workers
     assert len(list((pytester.path / ".kick" / "baselines" / "tiny-random-llama").glob("*.json"))) == 1
     assert "pytest-kick" in parallel.stdout.str()  # the summary table is printed by the controller
+
+
+def test_hub_alias_offline_says_how_to_point_at_a_local_copy(pytester, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "hf-home"))
+    result = pytester.runpytest("--kick-model", "vicuna-7b", "--kick-ratio", "0.5", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "model vicuna-7b (lmsys/vicuna-7b-v1.3) is not in the local Hugging Face cache" in out
+    assert "pass --kick-model /path/to/its/directory" in out
+    assert "Traceback" not in out and "During handling" not in out

@@ -94,7 +94,8 @@ def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
             notes.append(f"converted {path.name} to {converted}")
         else:
             notes.append(f"reused converted weights {converted}")
-    model, tokenizer = _from_dir(converted, f"converted model cache {converted}")
+    model, tokenizer = _from_dir(converted, f"converted model cache {converted}",
+                                 hint="; it was left untouched: delete that directory to convert the GGUF again")
     return model, tokenizer, identity, notes
 
 
@@ -121,15 +122,15 @@ def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
     os.replace(tmp, target)
 
 
-def _from_dir(path: Path | str, what: str, **kwargs):
+def _from_dir(path: Path | str, what: str, hint: str = "", **kwargs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as err:
+    except Exception as err:  # transformers, safetensors and tokenizers each raise their own types
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise KickError(f"cannot load {what}: {first}") from None
+        raise KickError(f"cannot load {what}: {first}{hint}") from None
     return model, tokenizer
 
 
@@ -145,6 +146,7 @@ def _load_hub(source: ModelSource, cache_dir: Path, notify):
                 f"model {source.name} ({source.ref}) is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
                 f"download it where the hub is reachable and pass --kick-model /path/to/its/directory"
             ) from None
+        hub_reachable(source)
         notify(f"downloading {source.ref} from the Hugging Face hub")
         try:
             model, tokenizer = _from_dir(source.ref, source.ref)
@@ -157,6 +159,24 @@ def _load_hub(source: ModelSource, cache_dir: Path, notify):
     revision = getattr(model.config, "_commit_hash", None) or "unknown"
     identity = {"name": source.name, "source": f"hub:{source.ref}", "revision": revision}
     return model, tokenizer, identity, notes
+
+
+def hub_reachable(source: ModelSource, timeout: float = 5.0) -> None:
+    """Fail at once, with what to do, when the hub's host cannot be reached (instead of a minute of
+    download retries ending in the same answer)."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise KickError(
+            f"model {source.name} ({source.ref}) is not in the local Hugging Face cache and the hub ({host}) is "
+            f"unreachable ({err.strerror or err}); download the model where the hub is reachable and pass "
+            f"--kick-model /path/to/its/directory"
+        ) from None
 
 
 def weights_fingerprint(directory: Path) -> str:
