@@ -10,13 +10,13 @@ file is reported, never deleted or overwritten.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from pytest_kick.errors import KickError
+from pytest_kick.files import atomic_write
 from pytest_kick.hashing import json_hash
 
 FORMAT = 1
@@ -81,7 +81,4 @@ class BaselineStore:
 
     @staticmethod
     def _write(path: Path, key: dict, result: TaskResult) -> None:
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"format": FORMAT, "key": key, "result": asdict(result)}, indent=1),
-                       encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps({"format": FORMAT, "key": key, "result": asdict(result)}, indent=1))

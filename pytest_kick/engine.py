@@ -93,7 +93,7 @@ class Engine:
         past = None
         step_ids, step_pos = ids, positions
         with torch.inference_mode():
-            for step in range(max(budgets)):
+            for _ in range(max(budgets)):
                 if all(finished):
                     break
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pytest_kick import config as kick_config
-from pytest_kick import fixtures
+from pytest_kick import fixtures, tasks
 from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
 from pytest_kick.runtime import KickCase, Runtime, cases_for
@@ -67,8 +67,6 @@ def pytest_configure(config) -> None:
 def _task_of(metafunc) -> str:
     marker = metafunc.definition.get_closest_marker("kick_task")
     name = marker.args[0] if marker and marker.args else metafunc.function.__name__.removeprefix("test_")
-    from pytest_kick import tasks
-
     if name not in tasks.names():
         raise pytest.UsageError(f"pytest-kick: {metafunc.definition.nodeid} gates unknown task {name!r}; "
                                 f"known: {', '.join(tasks.names())}")

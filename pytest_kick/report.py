@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
+from pytest_kick.files import atomic_write
 from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING
 
 STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red"}
@@ -72,8 +72,4 @@ def render(records: list[dict], width: int = 240, color: bool = False) -> str:
 
 
 def write_json(records: list[dict], path: Path, meta: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"meta": meta, "cases": records}, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps({"meta": meta, "cases": records}, indent=1, default=str))

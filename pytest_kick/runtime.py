@@ -19,6 +19,7 @@ from pytest_kick import __version__, compress, tasks
 from pytest_kick.baseline import BaselineStore, TaskResult
 from pytest_kick.config import KickConfig
 from pytest_kick.errors import KickError
+from pytest_kick.files import atomic_write
 from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
 from pytest_kick.tasks.base import Settings
@@ -195,13 +196,20 @@ class Runtime:
         }
 
     def dense(self, case: KickCase):
-        """(dense TaskResult, "cached" or "computed", path) for the case's (model, task)."""
-        if (case.model, case.task) not in self._dense:
-            key = self.baseline_key(case)
-            dense_case = KickCase(case.task, case.model)
-            self._dense[(case.model, case.task)] = self.baselines.get_or_compute(
-                case.model_name, case.task, key, lambda: self.evaluate(dense_case))
-        return self._dense[(case.model, case.task)]
+        """(dense TaskResult, "cached" or "computed", path) for the case's (model, task).
+
+        "computed" is said once, by the call that ran the dense model; every later use, in this process
+        or another, reads the stored result and says "cached".
+        """
+        memo = (case.model, case.task)
+        if memo in self._dense:
+            result, _, path = self._dense[memo]
+            return result, "cached", path
+        key = self.baseline_key(case)
+        dense_case = KickCase(case.task, case.model)
+        self._dense[memo] = self.baselines.get_or_compute(case.model_name, case.task, key,
+                                                          lambda: self.evaluate(dense_case))
+        return self._dense[memo]
 
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path:
         """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
@@ -209,18 +217,17 @@ class Runtime:
         sign = 1 if tasks.get(case.task).higher_is_better else -1
         by_id = {i.id: i for i in items}
         path = self.config.cache_dir / "reports" / case.model_name / f"{case.task}-{case.compressor}-{case.ratio:g}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as out:
-            for k, item_id in enumerate(dense.item_ids):
-                d, c = dense.scores[k], compressed.scores[k]
-                if d == c:
-                    continue
-                item = by_id.get(item_id)
-                out.write(json.dumps({
-                    "id": item_id, "change": "lost" if sign * (c - d) < 0 else "gained",
-                    "question": item and item.question, "answers": item and list(item.answers), "dense_output": dense.outputs[k],
-                    "compressed_output": compressed.outputs[k], "dense_score": d, "compressed_score": c,
-                }, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        lines = []
+        for k, item_id in enumerate(dense.item_ids):
+            d, c = dense.scores[k], compressed.scores[k]
+            if d == c:
+                continue
+            item = by_id.get(item_id)
+            lines.append(json.dumps({
+                "id": item_id, "change": "lost" if sign * (c - d) < 0 else "gained",
+                "question": item and item.question, "answers": item and list(item.answers),
+                "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
+                "dense_score": d, "compressed_score": c,
+            }, ensure_ascii=False) + "\n")
+        atomic_write(path, "".join(lines))
         return path

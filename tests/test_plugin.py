@@ -197,8 +197,8 @@ def test_local_data_dir_in_the_official_format(pytester, echo_data):
 
 def test_xdist_gives_the_same_verdicts(pytester, echo_data):
     args = [*TINY, *echo_data, "--kick-ratio", "0.2,0.5", "-rA"]
-    serial = pytester.runpytest_subprocess(*args)
-    parallel = pytester.runpytest_subprocess(*args, "-n", "2")
+    serial = pytester.runpytest_subprocess(*args, "--kick-cache-dir", "serial-cache")
+    parallel = pytester.runpytest_subprocess(*args, "-n", "2", "--kick-report", "parallel.json")
     serial.assert_outcomes(passed=3)
     parallel.assert_outcomes(passed=3)
 
@@ -206,7 +206,9 @@ def test_xdist_gives_the_same_verdicts(pytester, echo_data):
         return sorted(re.findall(r"^PASSED .*?(test_factoid_qa\[[^\]]+\])", result.stdout.str(), re.M))
 
     assert verdicts(serial) == verdicts(parallel) and len(verdicts(serial)) == 3
-    # one dense baseline file, computed once across workers
+    # the dense baseline is computed once across workers; every other item reads it
+    statuses = sorted(c["baseline"] for c in json.loads((pytester.path / "parallel.json").read_text())["cases"])
+    assert statuses == ["cached", "cached", "computed"]
     assert len(list((pytester.path / ".kick" / "baselines" / "tiny-random-llama").glob("*.json"))) == 1
     assert "pytest-kick" in parallel.stdout.str()  # the summary table is printed by the controller
 
