@@ -141,13 +141,15 @@ class TerminalUI:
 
     @contextmanager
     def progress(self, description: str):
-        if self.worker or not sys.stderr.isatty():
+        with self._uncaptured():  # while capturing, even fd 2 points at pytest's capture file
+            interactive = sys.stderr.isatty()
+        if self.worker or not interactive:
             yield lambda done, total: None
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with self._uncaptured(), Progress(TextColumn("[kick] {task.description}"), BarColumn(), MofNCompleteColumn(),
+        with self._uncaptured(), Progress(TextColumn("kick: {task.description}"), BarColumn(), MofNCompleteColumn(),
                                           TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
             task = bar.add_task(description, total=None)
             yield lambda done, total: bar.update(task, completed=done, total=total)
