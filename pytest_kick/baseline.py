@@ -37,7 +37,21 @@ class TaskResult:
         return sum(self.scores) / len(self.scores) if self.scores else 0.0
 
 
-def _safe(name: str) -> str:
+def read_result(path: Path, header: str, what: str, remedy: str) -> tuple[dict, TaskResult]:
+    """(data[header], TaskResult) of a stored result file; a KickError naming the file when it is corrupt.
+    The file is never modified or deleted here."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        stored, result = data[header], TaskResult(**data["result"])
+        if len(result.item_ids) != len(result.scores):
+            raise ValueError("item ids and scores differ in length")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise KickError(f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: "
+                        f"inspect it, then {remedy}") from None
+    return stored, result
+
+
+def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
@@ -46,7 +60,7 @@ class BaselineStore:
         self.root = Path(root) / "baselines"
 
     def path(self, model: str, task: str, key: dict) -> Path:
-        return self.root / _safe(model) / f"{_safe(task)}-{json_hash(key)[:16]}.json"
+        return self.root / safe_name(model) / f"{safe_name(task)}-{json_hash(key)[:16]}.json"
 
     def get_or_compute(self, model: str, task: str, key: dict, compute: Callable[[], TaskResult]):
         """(TaskResult, "cached" or "computed", path)."""
@@ -63,19 +77,9 @@ class BaselineStore:
 
     @staticmethod
     def _read(path: Path, key: dict) -> TaskResult:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            stored_key, result = data["key"], TaskResult(**data["result"])
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-            raise KickError(
-                f"corrupt dense-baseline cache {path} ({type(err).__name__}); it was left untouched: "
-                f"inspect it, then delete it to recompute"
-            ) from None
+        stored_key, result = read_result(path, "key", "dense-baseline cache", "delete it to recompute")
         if stored_key != key:
             raise KickError(f"dense-baseline cache {path} was written for other settings (hash collision?); "
-                            f"delete it to recompute")
-        if len(result.item_ids) != len(result.scores):
-            raise KickError(f"corrupt dense-baseline cache {path} (item ids and scores differ in length); "
                             f"delete it to recompute")
         return result
 

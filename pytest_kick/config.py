@@ -22,9 +22,10 @@ class Option:
     name: str  # without the leading --kick-
     default: str | None
     help: str
+    flag: bool = False  # a switch without a value (--kick-regen); ini: true/false
 
     @property
-    def flag(self) -> str:
+    def flag_name(self) -> str:
         return f"--kick-{self.name}"
 
     @property
@@ -56,9 +57,18 @@ OPTIONS = [
     Option("report", None, "write every case's result as JSON to this path"),
     Option("data-dir", None, "directory with task data (e.g. DIR/freebaseqa/*.jsonl or FreebaseQA-eval.json) "
            "to use instead of the bundled samples"),
+    Option("stat", "point", "point: judge the drop's point estimate (warn when its 95%% interval straddles the "
+           "threshold); ci: fail only when the drop is beyond tolerance with 95%% confidence"),
+    Option("baseline-dir", None, "keep dense baselines as reviewable files DIR/<model>/<task>.json "
+           "(computed and written when missing)"),
+    Option("regen", None, "recompute and rewrite the baseline files of --kick-baseline-dir", flag=True),
+    Option("strict-env", None, "a baseline file made in another environment is an error, not a warning",
+           flag=True),
+    Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
 ]
 
 PROTOCOLS = ("strict", "kick")
+STATS = ("point", "ci")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -89,14 +99,23 @@ class KickConfig:
     seed: int
     report: Path | None
     data_dir: Path | None
+    stat: str = "point"
+    baseline_dir: Path | None = None
+    regen: bool = False
+    strict_env: bool = False
+    markdown: Path | None = None
 
 
 def add_options(parser) -> None:
     """Register the --kick-* options and their ini keys with pytest."""
     group = parser.getgroup("kick", "pytest-kick: gate compressed LLMs with LLM-KICK")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest=opt.dest, default=None, metavar="VALUE",
-                        help=opt.help + (f" (default: {opt.default})" if opt.default else ""))
+        if opt.flag:
+            group.addoption(opt.flag_name, dest=opt.dest, default=None, action="store_const", const="true",
+                            help=opt.help)
+        else:
+            group.addoption(opt.flag_name, dest=opt.dest, default=None, metavar="VALUE",
+                            help=opt.help + (f" (default: {opt.default})" if opt.default else ""))
         parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)
 
 
@@ -164,6 +183,15 @@ def _choice(flag: str, text: str, choices) -> str:
     return text
 
 
+def _bool(flag: str, text: str | None) -> bool:
+    if text is None:
+        return False
+    value = str(text).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise KickError(f"{flag}: {text!r} is not true or false")
+    return value in ("true", "1", "yes")
+
+
 def _device(flag: str, text: str) -> str:
     if not _DEVICE.match(text):
         raise KickError(f"{flag}: {text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
@@ -219,6 +247,10 @@ def build(values: dict, base_dir: Path) -> KickConfig | None:
         if not data_dir.is_dir():
             raise KickError(f"--kick-data-dir: {data_dir} is not a directory")
 
+    for switch in ("regen", "strict-env"):
+        if text[switch] is not None and _bool(f"--kick-{switch}", text[switch]) and text["baseline-dir"] is None:
+            raise KickError(f"--kick-{switch} applies to baseline files: give --kick-baseline-dir DIR too")
+
     return KickConfig(
         models=tuple(dict.fromkeys(models)),
         compressors=_names("--kick-compressor", text["compressor"], compress.names(), "compressor"),
@@ -235,4 +267,9 @@ def build(values: dict, base_dir: Path) -> KickConfig | None:
         seed=_int("--kick-seed", text["seed"], 0),
         report=None if text["report"] is None else path(text["report"]),
         data_dir=data_dir,
+        stat=_choice("--kick-stat", text["stat"], STATS),
+        baseline_dir=None if text["baseline-dir"] is None else path(text["baseline-dir"]),
+        regen=_bool("--kick-regen", text["regen"]),
+        strict_env=_bool("--kick-strict-env", text["strict-env"]),
+        markdown=None if text["markdown"] is None else path(text["markdown"]),
     )

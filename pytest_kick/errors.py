@@ -7,3 +7,8 @@ class KickError(Exception):
     The message is shown as is, on one line where possible; it names the thing that is wrong and
     what to do about it.
     """
+
+
+class KickWarning(UserWarning):
+    """Something a user should know that does not invalidate the verdict (e.g. a baseline file made with
+    other package versions)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import uuid
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -59,9 +60,23 @@ def pytest_configure(config) -> None:
         config.args[:] = [str(suites_dir())]
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"  # every item of one (model, compressor, ratio) on one worker
-    worker = getattr(config, "workerinput", {}).get("workerid")
-    config.stash[fixtures.RUNTIME_KEY] = Runtime(kick, TerminalUI(config, worker), worker)
+    workerinput = getattr(config, "workerinput", {})
+    worker = workerinput.get("workerid")
+    run_id = workerinput.get("kick_run_id") or uuid.uuid4().hex  # one id per run, shared with xdist workers
+    config.stash[fixtures.RUNTIME_KEY] = Runtime(kick, TerminalUI(config, worker), worker, run_id)
     config.pluginmanager.register(SessionReport(config, kick), "kick-report")
+    if config.pluginmanager.hasplugin("xdist") and not workerinput:
+        config.pluginmanager.register(XdistRunId(run_id), "kick-xdist")
+
+
+class XdistRunId:
+    """Hands the controller's run id to every xdist worker (so --kick-regen rewrites a file once per run)."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["kick_run_id"] = self.run_id
 
 
 def _task_of(metafunc) -> str:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_kick import __version__, compress, tasks
 from pytest_kick.baseline import BaselineStore, TaskResult
+from pytest_kick.baseline_files import BaselineFiles
 from pytest_kick.config import KickConfig
-from pytest_kick.errors import KickError
+from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.files import atomic_write
 from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
@@ -89,11 +91,13 @@ def _versions() -> dict:
 
 
 class Runtime:
-    def __init__(self, config: KickConfig, ui=None, worker_id: str | None = None):
+    def __init__(self, config: KickConfig, ui=None, worker_id: str | None = None, run_id: str = "local"):
         self.config = config
         self.ui = ui or SilentUI()
         self.worker_id = worker_id
         self.baselines = BaselineStore(config.cache_dir)
+        self.baseline_files = None if config.baseline_dir is None else BaselineFiles(
+            config.baseline_dir, run_id, regen=config.regen, strict_env=config.strict_env)
         self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
         self._models: dict = {}
         self._backups: dict = {}
@@ -196,19 +200,27 @@ class Runtime:
         }
 
     def dense(self, case: KickCase):
-        """(dense TaskResult, "cached" or "computed", path) for the case's (model, task).
+        """(dense TaskResult, status, path) for the case's (model, task).
 
-        "computed" is said once, by the call that ran the dense model; every later use, in this process
-        or another, reads the stored result and says "cached".
+        From the cache: "computed" once, by the call that ran the dense model; every later use, in this
+        process or another, says "cached". From --kick-baseline-dir files: "written", "regenerated" or
+        "file" (read; environment differences warned about, see baseline_files).
         """
         memo = (case.model, case.task)
         if memo in self._dense:
-            result, _, path = self._dense[memo]
-            return result, "cached", path
+            result, status, path = self._dense[memo]
+            return result, "file" if self.baseline_files is not None else "cached", path
         key = self.baseline_key(case)
         dense_case = KickCase(case.task, case.model)
-        self._dense[memo] = self.baselines.get_or_compute(case.model_name, case.task, key,
-                                                          lambda: self.evaluate(dense_case))
+        if self.baseline_files is not None:
+            loaded = self.model(case.model)
+            envelope = {**key, "batch_size": self.config.batch_size, "device": loaded.device}
+            self._dense[memo] = self.baseline_files.get_or_compute(
+                case.model_name, case.task, envelope, lambda: self.evaluate(dense_case),
+                warn=lambda message: warnings.warn(KickWarning(message), stacklevel=2))
+        else:
+            self._dense[memo] = self.baselines.get_or_compute(case.model_name, case.task, key,
+                                                              lambda: self.evaluate(dense_case))
         return self._dense[memo]
 
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path:
