@@ -15,12 +15,13 @@ corrupt cache ...) fails the item with its one-line message, not a traceback.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pytest
 
 from pytest_kick import gate, tasks
 from pytest_kick.config import parse_tolerance_value
-from pytest_kick.errors import KickError
+from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.runtime import KickCase, Runtime
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
@@ -116,11 +117,15 @@ def kick_gate(kick_runtime, request):
         tolerance = _tolerance(kick_runtime, node, case.task)
         verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
                              tolerance=tolerance, higher_is_better=task.higher_is_better, floor=task.floor,
-                             metric=task.metric)
+                             metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed)
         report = kick_runtime.compression.get(case.variant)
         _record(node, compressed=verdict.compressed, drop=verdict.drop, threshold=verdict.threshold,
-                verdict=verdict.status, lost=verdict.lost, kept=verdict.kept, gained=verdict.gained,
-                tolerance=str(tolerance), sparsity=None if report is None else report.achieved)
+                drop_low=verdict.drop_low, drop_high=verdict.drop_high, drop_lower_bound=verdict.drop_lower_bound,
+                p_value=verdict.p_value, stat=verdict.stat, verdict=verdict.status, lost=verdict.lost,
+                kept=verdict.kept, gained=verdict.gained, tolerance=str(tolerance),
+                sparsity=None if report is None else report.achieved)
+        if verdict.warning and verdict.status != gate.INCONCLUSIVE:
+            warnings.warn(KickWarning(verdict.warning), stacklevel=2)
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == gate.NOT_MATCHING:
             pytest.fail(f"{verdict.message} (see {flips})", pytrace=False)
@@ -136,10 +141,11 @@ def _check_dense(case: KickCase, task, dense, node) -> None:
         _record(node, verdict="broken")
         pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
                     f"items; check the model and its tokenizer", pytrace=False)
-    at_floor = dense.score <= task.floor if task.higher_is_better else dense.score >= task.floor
-    if at_floor:
+    from pytest_kick.stats import significantly_above_floor
+
+    if not dense.scores or not significantly_above_floor(dense.scores, task.floor, task.higher_is_better):
         _record(node, verdict=gate.INCONCLUSIVE)
         pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {dense.score:.3f} "
-                    f"(n={len(dense.scores)}), the task's floor; no compressed case can show a loss "
-                    f"(for small models try --kick-shots 2)")
+                    f"(n={len(dense.scores)}), not significantly above the task's floor ({task.floor:g}); "
+                    f"no compressed case can show a loss (for small models try --kick-shots 2)")
     _record(node, verdict="sane")

@@ -53,6 +53,12 @@ class Verdict:
     kept: int
     gained: int
     message: str
+    drop_low: float | None = None  # two-sided 95 % paired-bootstrap interval of the drop
+    drop_high: float | None = None
+    drop_lower_bound: float | None = None  # one-sided 95 % lower bound (what --kick-stat ci judges)
+    p_value: float | None = None  # exact McNemar test of dense vs compressed (0/1 scores only)
+    warning: str | None = None  # e.g. the interval straddles the threshold: n cannot resolve the tolerance
+    stat: str = "point"
 
     @property
     def passed(self) -> bool:
@@ -100,13 +106,24 @@ def judge(
     higher_is_better: bool = True,
     floor: float = 0.0,
     metric: str = "score",
+    stat: str = "point",
+    seed: int = 0,
 ) -> Verdict:
     """Compare per-item scores of dense and compressed on the same items.
 
     ``floor`` is the score a model gets without knowing anything (0 for open QA, 0.25 for 4-way
-    multiple choice). A dense model at or below it has no knowledge to lose, so no verdict can be
-    drawn: the result is INCONCLUSIVE, never MATCHING.
+    multiple choice). A dense model not significantly above it (one-sided exact binomial test at 5 %
+    for 0/1 scores) has no knowledge to lose, so no verdict can be drawn: INCONCLUSIVE, never MATCHING.
+
+    ``stat="point"`` judges the point estimate of the drop and adds a warning when the 95 % interval
+    straddles the tolerance (n too small to tell). ``stat="ci"`` fails only when the drop exceeds the
+    tolerance with 95 % confidence: the one-sided paired-bootstrap lower bound of the drop is above
+    it. One-sided, because the gate asks a one-directional question (is the loss larger than
+    allowed?); a two-sided 95 % interval would spend half its error rate on the other direction and
+    lose power at the same false-failure rate.
     """
+    from pytest_kick import stats
+
     if len(dense) != len(compressed):
         raise ValueError(f"paired scores differ in length: dense {len(dense)}, compressed {len(compressed)}")
     n = len(dense)
@@ -114,23 +131,42 @@ def judge(
     threshold = tolerance.threshold(d, higher_is_better)
     drop = relative_drop(d, c, higher_is_better)
     lost, kept, gained = flips(dense, compressed, higher_is_better)
-    at_floor = n == 0 or (d <= floor if higher_is_better else d >= floor)
+    at_floor = n == 0 or not stats.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
+    low = high = lower = p_value = warning = None
+    if n:
+        low, high = stats.drop_interval(dense, compressed, higher_is_better=higher_is_better, seed=seed)
+        lower = stats.drop_lower_bound(dense, compressed, higher_is_better=higher_is_better, seed=seed)
+        if all(v in (0, 1) for v in (*dense, *compressed)):
+            p_value = stats.mcnemar_exact(dense, compressed)
+    allowed = drop_allowed(tolerance, d)  # the tolerance as a relative drop
+    point_fails = (c < threshold - 1e-12) if higher_is_better else (c > threshold + 1e-12)
     if at_floor:
         status = INCONCLUSIVE
-    elif higher_is_better:
-        status = MATCHING if c >= threshold - 1e-12 else NOT_MATCHING
+    elif stat == "ci":
+        status = NOT_MATCHING if lower is not None and lower > allowed + 1e-12 else MATCHING
     else:
-        status = MATCHING if c <= threshold + 1e-12 else NOT_MATCHING
-    verdict = Verdict(status, d, c, threshold, drop, n, lost, kept, gained, "")
+        status = NOT_MATCHING if point_fails else MATCHING
+    if not at_floor and low is not None and low <= allowed <= high:
+        warning = (f"n={n} cannot resolve a {tolerance} drop on {task}: the 95% interval of the drop "
+                   f"[{low * 100:.1f}%, {high * 100:.1f}%] straddles the tolerance")
+    verdict = Verdict(status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value,
+                      warning, stat)
     return Verdict(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
+
+
+def drop_allowed(tolerance: Tolerance, dense: float) -> float:
+    """The tolerance expressed as a relative drop (an absolute tolerance of 3pp at dense 0.60 is 5 %)."""
+    if tolerance.kind == "relative":
+        return tolerance.value
+    return tolerance.value / abs(dense) if dense else math.inf
 
 
 def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: str, floor: float) -> str:
     """The message a person reads when the item fails or is inconclusive."""
     if v.status == INCONCLUSIVE:
         head = (
-            f"{task}: inconclusive for {label}: dense {metric} {v.dense:.3f} (n={v.n}) is at the task's floor "
-            f"({floor:g}); a model that knows nothing here cannot show a loss"
+            f"{task}: inconclusive for {label}: dense {metric} {v.dense:.3f} (n={v.n}) is not significantly above "
+            f"the task's floor ({floor:g}); a model that knows nothing here cannot show a loss"
         )
     elif v.status == NOT_MATCHING:
         head = f"{task}: {label} is not matching dense (tolerance {tolerance})"
@@ -142,4 +178,12 @@ def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: st
         f"  threshold {v.threshold:.3f}",
         f"  {v.lost} {'answer' if v.lost == 1 else 'answers'} lost, {v.kept} kept, {v.gained} gained",
     ]
+    if v.drop_low is not None:
+        evidence = f"  95% CI of drop [{v.drop_low * 100:.1f}%, {v.drop_high * 100:.1f}%]"
+        evidence += f", one-sided 95% lower bound {v.drop_lower_bound * 100:.1f}%"
+        if v.p_value is not None:
+            evidence += f", McNemar p={v.p_value:.3g}"
+        lines.append(evidence + f" (--kick-stat {v.stat})")
+    if v.warning:
+        lines.append(f"  note: {v.warning}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from pytest_kick import config as kick_config
 from pytest_kick import fixtures, tasks
 from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
+from pytest_kick.files import atomic_write
 from pytest_kick.runtime import KickCase, Runtime, cases_for
 
 CONFIG_KEY = pytest.StashKey["kick_config.KickConfig | None"]()
@@ -202,6 +203,29 @@ class SessionReport:
                               f"of the decoder-block linear weights")
         sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
         tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
+        meta = self.meta()
         if self.kick.report:
-            kick_report.write_json(self.records, self.kick.report, {"config": repr(self.kick)})
+            kick_report.write_json(self.records, self.kick.report, meta)
             tr.write_line(f"JSON report: {self.kick.report}")
+        if self.kick.markdown:
+            atomic_write(self.kick.markdown, kick_report.markdown(self.records, meta))
+            tr.write_line(f"Markdown summary: {self.kick.markdown}")
+
+    def meta(self) -> dict:
+        """What the JSON/Markdown reports say about the run: settings, tasks, environment."""
+        import dataclasses
+        import platform
+
+        from pytest_kick.runtime import package_versions
+
+        return {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.kick).items()},
+            "tasks": {name: {"version": t.version, "metric": t.metric, "higher_is_better": t.higher_is_better,
+                             "floor": t.floor} for name, t in ((n, tasks.get(n)) for n in self.kick.tasks)},
+            "environment": {"python": platform.python_version(), "platform": platform.platform(),
+                            **package_versions()},
+            "protocol": self.kick.protocol,
+            "stat": self.kick.stat,
+            "data": "; ".join(sorted({f"{r['task']}: {r['data_source']}" for r in self.records
+                                      if r.get("data_source")})),
+        }

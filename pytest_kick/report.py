@@ -29,7 +29,11 @@ def _cell(record: dict) -> str:
         return f"[{style}]{text}[/]" if style else text
     drop = record.get("drop") or 0.0
     mark = {MATCHING: "✓", NOT_MATCHING: "✗", INCONCLUSIVE: "?"}.get(status, "")
-    return f"[{style}]{record['compressed']:.3f} ({-drop * 100 + 0.0:+.1f}%) {mark}[/]"
+    interval = ""
+    if record.get("drop_low") is not None:
+        interval = f" CI {-record['drop_high'] * 100 + 0.0:+.0f}..{-record['drop_low'] * 100 + 0.0:+.0f}%"
+    flips = "" if record.get("lost") is None else f" -{record['lost']}/+{record['gained']}"
+    return f"[{style}]{record['compressed']:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}[/]"
 
 
 def table(records: list[dict]):
@@ -37,7 +41,7 @@ def table(records: list[dict]):
     from rich.table import Table
 
     ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None})
-    out = Table(title="pytest-kick: score (vs dense) ✓ matching ✗ not ? inconclusive")
+    out = Table(title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive")
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
     for ratio in ratios:
@@ -73,3 +77,32 @@ def render(records: list[dict], width: int = 240, color: bool = False) -> str:
 
 def write_json(records: list[dict], path: Path, meta: dict) -> None:
     atomic_write(path, json.dumps({"meta": meta, "cases": records}, indent=1, default=str))
+
+
+def markdown(records: list[dict], meta: dict) -> str:
+    """A Markdown summary for a CI job page: one table row per case, then the failures' evidence."""
+    icon = {MATCHING: "✅ matching", NOT_MATCHING: "❌ not matching", INCONCLUSIVE: "⚠️ inconclusive",
+            "sane": "✅ sane", "broken": "❌ broken"}
+    lines = [f"## pytest-kick: {meta.get('title', 'compressed vs dense')}", ""]
+    lines += ["| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def num(value, fmt):
+        return "" if value is None else format(value, fmt)
+
+    for r in sorted(records, key=lambda r: (r["task"], r["model"], r.get("compressor") != "dense",
+                                            r.get("compressor") or "", r.get("ratio") or 0)):
+        interval = ""
+        if r.get("drop_low") is not None:
+            interval = f"[{r['drop_low'] * 100:.1f}%, {r['drop_high'] * 100:.1f}%]"
+        flips = "" if r.get("lost") is None else f"{r['lost']} / {r['kept']} / {r['gained']}"
+        lines.append(
+            f"| {r['task']} | {r['model']} | {r.get('compressor')} | {num(r.get('ratio'), 'g')} | "
+            f"{num(r.get('dense'), '.3f')} (n={r.get('n')}) | {num(r.get('compressed'), '.3f')} | "
+            f"{'' if r.get('drop') is None else format(r['drop'] * 100, '.1f') + '%'} | {interval} | {flips} | "
+            f"{icon.get(r.get('verdict'), r.get('verdict') or r.get('outcome'))} |"
+        )
+    for key in ("protocol", "stat", "data"):
+        if meta.get(key):
+            lines.append(f"\n{key}: {meta[key]}")
+    return "\n".join(lines) + "\n"

@@ -80,7 +80,7 @@ class SilentUI:
         return nullcontext(lambda done, total: None)
 
 
-def _versions() -> dict:
+def package_versions() -> dict:
     found = {"pytest-kick": __version__}
     for package in ("torch", "transformers"):
         try:
@@ -196,7 +196,7 @@ class Runtime:
             "decoding": "greedy",
             "dtype": loaded.dtype,
             "device_type": loaded.device.split(":")[0],
-            "versions": _versions(),
+            "versions": package_versions(),
         }
 
     def dense(self, case: KickCase):

@@ -1,7 +1,7 @@
 """The matching verdict."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING, Tolerance, flips, judge
@@ -48,11 +48,32 @@ def test_lower_is_better_metrics():
 
 def test_message_names_everything_a_person_needs():
     v = verdict([1.0] * 8 + [0.0] * 2, [1.0] * 5 + [0.0] * 4 + [1.0])
-    assert v.message.splitlines() == [
+    lines = v.message.splitlines()
+    assert lines[:3] == [
         "factoid_qa: magnitude@0.50 is not matching dense (tolerance 5% relative)",
         "  dense 0.800 (n=10)  compressed 0.600  drop 25.0%  threshold 0.760",
         "  3 answers lost, 5 kept, 1 gained",
     ]
+    assert lines[3].startswith("  95% CI of drop [") and "McNemar p=0.625 (--kick-stat point)" in lines[3]
+    assert lines[4].startswith("  note: n=10 cannot resolve a 5% relative drop on factoid_qa")
+
+
+def test_ci_mode_fails_only_a_drop_beyond_tolerance_with_confidence():
+    dense = [1.0] * 300 + [0.0] * 200  # 0.60
+    small_loss = [1.0] * 282 + [0.0] * 218  # drop 6 %: beyond 5 % as a point, not with confidence
+    big_loss = [1.0] * 240 + [0.0] * 260  # drop 20 %
+    assert verdict(dense, small_loss).status == NOT_MATCHING
+    assert verdict(dense, small_loss, stat="ci").status == MATCHING
+    v = verdict(dense, big_loss, stat="ci")
+    assert v.status == NOT_MATCHING and v.drop_lower_bound > 0.05
+    assert v.drop_low <= v.drop <= v.drop_high
+    assert v.p_value < 1e-10
+
+
+def test_dense_not_significantly_above_chance_is_inconclusive():
+    # 4-way multiple choice: 28 of 100 right is not significantly better than 25 %
+    assert verdict([1.0] * 28 + [0.0] * 72, [0.0] * 100, floor=0.25).status == INCONCLUSIVE
+    assert verdict([1.0] * 45 + [0.0] * 55, [0.0] * 100, floor=0.25).status == NOT_MATCHING
 
 
 def test_unpaired_vectors_are_rejected():
@@ -63,14 +84,15 @@ def test_unpaired_vectors_are_rejected():
 scores = st.lists(st.sampled_from([0.0, 1.0]), min_size=1, max_size=60)
 
 
-@given(scores, st.integers(0, 60), st.floats(0, 0.5))
-def test_verdict_is_monotone_in_the_drop(dense, extra_losses, tol):
-    """Losing more answers never turns a failing case into a passing one."""
+@settings(deadline=None, max_examples=40)
+@given(scores, st.integers(0, 60), st.floats(0, 0.5), st.sampled_from(["point", "ci"]))
+def test_verdict_is_monotone_in_the_drop(dense, extra_losses, tol, stat):
+    """Losing more answers never turns a failing case into a passing one (either --kick-stat)."""
     tolerance = Tolerance(tol, "relative")
     compressed = list(dense)
     previous_pass = True
     for i in [i for i, d in enumerate(dense) if d == 1.0][:extra_losses] + [None]:
-        status = verdict(dense, compressed, tolerance).status
+        status = verdict(dense, compressed, tolerance, stat=stat).status
         passed = status == MATCHING
         assert not (passed and not previous_pass)
         previous_pass = passed if status != INCONCLUSIVE else previous_pass

@@ -94,7 +94,7 @@ def test_run_reports_verdicts_table_and_caches_dense_baseline(pytester, echo_dat
     first.assert_outcomes(passed=2)
     out = first.stdout.str()
     assert "dense baseline: computed" in out
-    assert re.search(r"factoid_qa\s+│\s+tiny-random-llama\s+│\s+magnitude\s+│\s+1\.000 \(n=8\)\s+│\s+1\.000 \(\+0\.0%\) ✓", out)
+    assert re.search(r"factoid_qa\s+│\s+tiny-random-llama\s+│\s+magnitude\s+│\s+1\.000 \(n=8\)\s+│\s+1\.000 \(\+0\.0% CI \+0\.\.\+0%\) -0/\+0 ✓", out)
     assert "achieved sparsity 0.5000" in out
     report = json.loads((pytester.path / "out" / "report.json").read_text())
     verdicts = {c["compressor"]: c["verdict"] for c in report["cases"]}
