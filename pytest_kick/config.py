@@ -65,6 +65,8 @@ OPTIONS = [
     Option("strict-env", None, "a baseline file made in another environment is an error, not a warning",
            flag=True),
     Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
+    Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
+           "directory (needs matplotlib)"),
 ]
 
 PROTOCOLS = ("strict", "kick")
@@ -104,6 +106,7 @@ class KickConfig:
     regen: bool = False
     strict_env: bool = False
     markdown: Path | None = None
+    plot: Path | None = None
 
 
 def add_options(parser) -> None:
@@ -272,4 +275,5 @@ def build(values: dict, base_dir: Path) -> KickConfig | None:
         regen=_bool("--kick-regen", text["regen"]),
         strict_env=_bool("--kick-strict-env", text["strict-env"]),
         markdown=None if text["markdown"] is None else path(text["markdown"]),
+        plot=None if text["plot"] is None else path(text["plot"]),
     )

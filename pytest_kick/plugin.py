@@ -210,6 +210,14 @@ class SessionReport:
         if self.kick.markdown:
             atomic_write(self.kick.markdown, kick_report.markdown(self.records, meta))
             tr.write_line(f"Markdown summary: {self.kick.markdown}")
+        if self.kick.plot:
+            from pytest_kick.plot import plot
+
+            try:
+                for path in plot(self.records, self.kick.plot):
+                    tr.write_line(f"plot: {path}")
+            except KickError as err:
+                tr.write_line(f"pytest-kick: {err}", red=True)
 
     def meta(self) -> dict:
         """What the JSON/Markdown reports say about the run: settings, tasks, environment."""

@@ -58,3 +58,12 @@ def test_a_a_dense_against_itself_never_fails(tiny):
                       tolerance=Tolerance(0.05), stat=stat, seed=seed)
             assert v.status != NOT_MATCHING, v.message
             assert (v.lost, v.gained) == (0, 0)
+
+
+def test_plot_draws_score_against_sparsity(pytester, echo_data):
+    result = pytester.runpytest(*TINY, *echo_data, "--kick-ratio", "0.2,0.5", "--kick-plot", "plots")
+    result.assert_outcomes(passed=3)
+    png = pytester.path / "plots" / "tiny-random-llama-factoid_qa.png"
+    assert f"plot: {png}" in result.stdout.str()
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

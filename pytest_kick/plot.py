@@ -1,0 +1,56 @@
+"""--kick-plot DIR: the paper's figure style, one PNG per (model, task): score against sparsity, one
+line per compressor, the dense score as a horizontal line and the tolerance band below it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_kick.baseline import safe_name
+from pytest_kick.errors import KickError
+
+
+def plot(records: list[dict], out_dir: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise KickError("--kick-plot needs matplotlib: pip install 'pytest-kick[plot]'") from None
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["model"], r["task"]), []).append(r)
+    for (model, task), rows in sorted(groups.items()):
+        compressed = [r for r in rows if r.get("compressor") != "dense" and r.get("compressed") is not None]
+        dense = next((r["dense"] for r in rows if r.get("dense") is not None), None)
+        if dense is None or not compressed:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ratios = sorted({r["ratio"] for r in compressed})
+        threshold = compressed[0].get("threshold")
+        if threshold is not None:
+            ax.axhspan(min(threshold, dense), max(threshold, dense), color="tab:green", alpha=0.12,
+                       label=f"matching ({compressed[0].get('tolerance', 'tolerance')})")
+        ax.axhline(dense, color="black", linestyle="--", linewidth=1, label=f"dense {dense:.3f}")
+        for name in sorted({r["compressor"] for r in compressed}):
+            points = sorted((r["ratio"], r["compressed"], r.get("verdict")) for r in compressed if r["compressor"] == name)
+            ax.plot([0.0] + [p[0] for p in points], [dense] + [p[1] for p in points], marker="o", label=name)
+            for x, y, verdict in points:
+                if verdict == "not matching":
+                    ax.plot(x, y, marker="x", color="tab:red", markersize=10, markeredgewidth=2)
+        ax.set_xticks([0.0] + ratios)
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel(compressed[0].get("metric", "score"))
+        ax.set_title(f"{task} — {model} (n={compressed[0].get('n')}, ✗ = not matching)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"{safe_name(model)}-{safe_name(task)}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
