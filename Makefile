@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.kick-installed
 
 # The demo: factoid QA on SmolLM2-135M, dense vs magnitude pruning at three sparsities, 100 items.
 # Two in-context examples, because zero-shot a 135M model answers almost no FreebaseQA question.
+# Reports land in .kick/demo/ (JSON, Markdown summary, plot) and .kick/reports/ (flipped items).
 DEMO_ARGS ?= --kick-model smollm2-135m --kick-compressor magnitude --kick-ratio 0.1,0.3,0.5 \
-             --kick-tasks factoid_qa --kick-limit 100 --kick-shots 2 -rs
+             --kick-tasks factoid_qa --kick-limit 100 --kick-shots 2 -rs \
+             --kick-report .kick/demo/report.json --kick-markdown .kick/demo/summary.md --kick-plot .kick/demo/plots
 
 .PHONY: setup demo test clean
 setup: $(STAMP)

@@ -106,3 +106,30 @@ def test_flips_partition_the_changed_items(dense):
     lost, kept, gained = flips(dense, compressed)
     assert lost + gained == sum(1 for d, c in zip(dense, compressed) if d != c)
     assert kept == sum(1 for d, c in zip(dense, compressed) if d == c == 1.0)
+
+
+def planted(n, dense_acc, drop, gain, rng):
+    """Paired 0/1 vectors whose expected relative drop is ``drop`` (gains on dense-wrong items included)."""
+    keep = 1 - drop - gain * (1 - dense_acc) / dense_acc
+    dense = [1.0 if rng.random() < dense_acc else 0.0 for _ in range(n)]
+    compressed = [float(rng.random() < (keep if d else gain)) for d in dense]
+    return dense, compressed
+
+
+def test_planted_regressions_at_n_500_point_rule():
+    """n=500, dense 40 %: a true drop of 2 x tolerance is caught >= 90 % of the time, a true drop of 0
+    passes >= 95 % of the time (benchmarks/gate_power.py prints the full table, both rules)."""
+    import random
+
+    rng = random.Random(0)
+    trials = 100
+
+    def fail_rate(drop):
+        fails = 0
+        for t in range(trials):
+            dense, compressed = planted(500, 0.4, drop, 0.02, rng)
+            fails += verdict(dense, compressed, seed=t).status == NOT_MATCHING
+        return fails / trials
+
+    assert fail_rate(0.10) >= 0.9
+    assert fail_rate(0.0) <= 0.05
