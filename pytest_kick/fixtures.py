@@ -141,9 +141,7 @@ def _check_dense(case: KickCase, task, dense, node) -> None:
         _record(node, verdict="broken")
         pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
                     f"items; check the model and its tokenizer", pytrace=False)
-    from pytest_kick.stats import significantly_above_floor
-
-    if not dense.scores or not significantly_above_floor(dense.scores, task.floor, task.higher_is_better):
+    if not gate.informative(dense.scores, task.floor, task.higher_is_better):
         _record(node, verdict=gate.INCONCLUSIVE)
         pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {dense.score:.3f} "
                     f"(n={len(dense.scores)}), not significantly above the task's floor ({task.floor:g}); "

@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from pytest_kick import stats
+from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
+
 MATCHING = "matching"
 NOT_MATCHING = "not matching"
 INCONCLUSIVE = "inconclusive"
@@ -69,14 +72,6 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else 0.0
 
 
-def relative_drop(dense: float, compressed: float, higher_is_better: bool = True) -> float:
-    """How much worse compressed is than dense, as a fraction of dense (0.25 = 25 % worse)."""
-    if dense == 0:
-        return 0.0 if compressed == dense else math.copysign(math.inf, dense - compressed)
-    change = (dense - compressed) / abs(dense)
-    return change if higher_is_better else -change
-
-
 def flips(dense: Sequence[float], compressed: Sequence[float], higher_is_better: bool = True):
     """(lost, kept, gained): items that got worse, items that stayed good, items that got better.
 
@@ -122,8 +117,6 @@ def judge(
     allowed?); a two-sided 95 % interval would spend half its error rate on the other direction and
     lose power at the same false-failure rate.
     """
-    from pytest_kick import stats
-
     if len(dense) != len(compressed):
         raise ValueError(f"paired scores differ in length: dense {len(dense)}, compressed {len(compressed)}")
     n = len(dense)
@@ -131,7 +124,7 @@ def judge(
     threshold = tolerance.threshold(d, higher_is_better)
     drop = relative_drop(d, c, higher_is_better)
     lost, kept, gained = flips(dense, compressed, higher_is_better)
-    at_floor = n == 0 or not stats.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
+    at_floor = not informative(dense, floor, higher_is_better, seed)
     low = high = lower = p_value = warning = None
     if n:
         low, high = stats.drop_interval(dense, compressed, higher_is_better=higher_is_better, seed=seed)
@@ -152,6 +145,12 @@ def judge(
     verdict = Verdict(status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value,
                       warning, stat)
     return Verdict(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
+
+
+def informative(dense: Sequence[float], floor: float, higher_is_better: bool = True, seed: int = 0) -> bool:
+    """Whether dense has knowledge to lose: its score is significantly better than the task's floor
+    (chance level). Otherwise no compressed model can show a loss and every verdict is inconclusive."""
+    return bool(dense) and stats.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
 
 
 def drop_allowed(tolerance: Tolerance, dense: float) -> float:

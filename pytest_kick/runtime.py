@@ -147,7 +147,11 @@ class Runtime:
             if spec not in self._backups:
                 self._backups[spec] = DenseBackup(loaded.model)
             self.ui.message(f"compressing {registry.resolve(spec).name} with {compressor} at {ratio:g}")
-            report = compress.get(compressor)(loaded.model, ratio, seed=self.config.seed)
+            try:
+                report = compress.get(compressor)(loaded.model, ratio, seed=self.config.seed)
+            except BaseException:
+                self._backups[spec].restore()  # a half-compressed model must never pass for dense
+                raise
             self.compression[(spec, compressor, ratio)] = report
             self._variant[spec] = wanted
         return loaded

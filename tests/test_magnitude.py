@@ -1,5 +1,7 @@
 """Magnitude pruning: exact sparsity per matrix, only decoder-block linears touched, exact restore."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -67,3 +69,22 @@ def test_a_matrix_denser_than_asked_fails_loudly(fresh):
         first.weight[:, : first.weight.shape[1] // 2] = 0  # already half zero
     with pytest.raises(KickError, match="reached sparsity 0.5.*not the asked 0.1"):
         get("magnitude")(fresh, 0.1)
+
+
+def test_a_failed_compression_leaves_the_dense_model_intact():
+    from pytest_kick.config import OPTIONS, build
+    from pytest_kick.runtime import Runtime
+
+    raw = {opt.name: None for opt in OPTIONS}
+    raw.update(model="tiny-random-llama")
+    runtime = Runtime(build(raw, Path(".")))
+    loaded = runtime.model("tiny-random-llama")
+    first = next(iter(compressible_linears(loaded.model).values()))
+    with torch.no_grad():
+        first.weight[:, : first.weight.shape[1] // 2] = 0  # denser than the asked 0.1: magnitude must refuse
+    before = {name: p.detach().clone() for name, p in loaded.model.named_parameters()}
+    with pytest.raises(KickError):
+        runtime.use_variant("tiny-random-llama", "magnitude", 0.1)
+    for name, p in loaded.model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    assert runtime.use_variant("tiny-random-llama", None, None) is loaded
