@@ -125,7 +125,7 @@ def kick_gate(kick_runtime, request):
                 kept=verdict.kept, gained=verdict.gained, tolerance=str(tolerance),
                 sparsity=None if report is None else report.achieved)
         if verdict.warning and verdict.status != gate.INCONCLUSIVE:
-            warnings.warn(KickWarning(verdict.warning), stacklevel=2)
+            warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == gate.NOT_MATCHING:
             pytest.fail(f"{verdict.message} (see {flips})", pytrace=False)
