@@ -78,6 +78,9 @@ class BaselineStore:
     @staticmethod
     def _read(path: Path, key: dict) -> TaskResult:
         stored_key, result = read_result(path, "key", "dense-baseline cache", "delete it to recompute")
+        if "items" in key and json_hash(list(result.item_ids)) != key["items"]:
+            raise KickError(f"corrupt dense-baseline cache {path}: its results are not for the items its key names; "
+                            f"it was left untouched: delete it to recompute")
         if stored_key != key:
             raise KickError(f"dense-baseline cache {path} was written for other settings (hash collision?); "
                             f"delete it to recompute")

@@ -25,6 +25,7 @@ from typing import Callable
 from pytest_kick.baseline import TaskResult, read_result, safe_name
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
+from pytest_kick.hashing import json_hash
 
 FORMAT = 1
 PAIRING_FIELDS = ("task", "task_version", "template", "protocol", "shots", "items", "n")
@@ -64,16 +65,23 @@ class BaselineFiles:
         with FileLock(str(path) + ".lock"):
             if not path.exists():
                 return self._write(path, envelope, compute()), "written", path
-            stored, result, run_id = self._read(path)
-            if self.regen and run_id != self.run_id:  # not yet regenerated in this run
+            if self.regen and self._run_id(path) != self.run_id:  # not yet regenerated in this run
                 return self._write(path, envelope, compute()), "regenerated", path
+            stored, result = read_result(path, "envelope", "baseline file",
+                                         "restore it from version control or rerun with --kick-regen")
+            if json_hash(list(result.item_ids)) != stored.get("items"):
+                raise KickError(f"corrupt baseline file {path}: its results are not for the items its envelope "
+                                f"names (edited by hand or a bad merge?); restore it or rerun with --kick-regen")
             self._check(path, stored, envelope, warn)
             return result, "file", path
 
-    def _read(self, path: Path):
-        stored, result = read_result(path, "envelope", "baseline file", "restore it from version control "
-                                     "or rerun with --kick-regen")
-        return stored, result, json.loads(path.read_text(encoding="utf-8")).get("run_id")
+    @staticmethod
+    def _run_id(path: Path) -> str | None:
+        """The run that wrote the file; None when unreadable (so --kick-regen can replace a corrupt file)."""
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return None
 
     def _write(self, path: Path, envelope: dict, result: TaskResult) -> TaskResult:
         body = {"format": FORMAT, "envelope": envelope, "run_id": self.run_id, "result": asdict(result)}

@@ -213,13 +213,15 @@ def raw_values(get_option: Callable[[str], str | None], get_ini: Callable[[str],
     return values
 
 
-def build(values: dict, base_dir: Path) -> KickConfig | None:
+def build(values: dict, base_dir: Path, from_command_line: set | None = None) -> KickConfig | None:
     """Parse option texts into a KickConfig; None when no model is given (the plugin stays off).
 
     Raises KickError naming the option for any bad value.
     """
     if values.get("model") is None:
-        given = [f"--kick-{name}" for name, value in values.items() if value is not None]
+        # kick_* ini keys without kick_model are defaults for runs that pass --kick-model: the plugin stays off
+        cli = set(values) if from_command_line is None else from_command_line
+        given = [f"--kick-{name}" for name, value in values.items() if value is not None and name in cli]
         if given:
             raise KickError(f"{given[0]} needs --kick-model (or the kick_model ini key): which model to gate?")
         return None
@@ -228,11 +230,16 @@ def build(values: dict, base_dir: Path) -> KickConfig | None:
     models = _split(text["model"])
     if not models:
         raise KickError("--kick-model: give a model, e.g. --kick-model smollm2-135m")
+    names: dict = {}
     for model in models:
         try:
-            registry.resolve(model)
+            name = registry.resolve(model).name
         except KickError as err:
             raise KickError(f"--kick-model: {err}") from None
+        if name in names and names[name] != model:
+            raise KickError(f"--kick-model: {names[name]!r} and {model!r} would both be called {name!r} in test ids, "
+                            f"baselines and reports; run them separately or rename one directory")
+        names[name] = model
 
     ratios = tuple(dict.fromkeys(parse_ratio("--kick-ratio", r) for r in _split(text["ratio"])))
     if not ratios:

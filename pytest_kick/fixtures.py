@@ -95,7 +95,10 @@ def _tolerance(runtime: Runtime, node, task: str) -> gate.Tolerance:
         return spec.per_task[task]
     marker = node.get_closest_marker("kick_tolerance")
     if marker is not None:
-        return parse_tolerance_value("@pytest.mark.kick_tolerance", str(marker.args[0]))
+        spec = marker.args[0] if marker.args else marker.kwargs.get("spec")
+        if spec is None:
+            raise KickError("@pytest.mark.kick_tolerance needs a tolerance, e.g. @pytest.mark.kick_tolerance('10%')")
+        return parse_tolerance_value("@pytest.mark.kick_tolerance", str(spec))
     return spec.default
 
 
@@ -114,6 +117,10 @@ def kick_gate(kick_runtime, request):
                 protocol=kick_runtime.settings.protocol, data_source=data_source)
         if case.is_dense:
             return _check_dense(case, task, dense, node)
+        if list(dense.item_ids) != list(compressed.item_ids):
+            raise KickError(f"{case.task}: dense and compressed results are not for the same items in the same order "
+                            f"({len(dense.item_ids)} vs {len(compressed.item_ids)} ids); a stale or edited baseline? "
+                            f"rerun with --kick-regen (baseline files) or delete the cache entry")
         tolerance = _tolerance(kick_runtime, node, case.task)
         verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
                              tolerance=tolerance, higher_is_better=task.higher_is_better, floor=task.floor,

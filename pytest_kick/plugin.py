@@ -50,8 +50,9 @@ def pytest_configure(config) -> None:
     if not config.pluginmanager.hasplugin("xdist"):  # kick items carry xdist_group marks either way
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist group (loadgroup scheduling)")
     values = kick_config.raw_values(config.getoption, config.getini)
+    from_command_line = {opt.name for opt in kick_config.OPTIONS if config.getoption(opt.dest) is not None}
     try:
-        kick = kick_config.build(values, Path(config.invocation_params.dir))
+        kick = kick_config.build(values, Path(config.invocation_params.dir), from_command_line)
     except KickError as err:
         raise pytest.UsageError(f"pytest-kick: {err}") from None
     config.stash[CONFIG_KEY] = kick
@@ -135,6 +136,11 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         return (1, variant, index)
 
     items[:] = [item for _, item in sorted(enumerate(keep), key=order)]
+    for item in items:  # so that a case failing before its verdict still appears in every report
+        case = _case(item)
+        if case is not None:
+            item.user_properties.extend([("kick_task", case.task), ("kick_model", case.model_name),
+                                         ("kick_compressor", case.compressor or "dense"), ("kick_ratio", case.ratio)])
 
 
 class TerminalUI:
@@ -188,17 +194,20 @@ class SessionReport:
                 self.records.append(record)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if hasattr(self.config, "workerinput") or not self.records:
+        if hasattr(self.config, "workerinput"):
             return
         tr = terminalreporter
         tr.section("pytest-kick")
-        tr.write(kick_report.render(self.records, color=tr.hasmarkup))
+        if self.records:
+            tr.write(kick_report.render(self.records, color=tr.hasmarkup))
+        else:
+            tr.write_line("no kick case ran")
         for r in self.records:
             if r.get("compressor") == "dense" and r.get("baseline"):
                 tr.write_line(f"dense baseline: {r['baseline']} — {r['task']} on {r['model']} "
                               f"({os.path.relpath(r['baseline_path'])})")
         for r in self.records:
-            if r.get("sparsity") is not None and r["task"] == self.records[0]["task"]:
+            if r.get("sparsity") is not None and r["task"] == self.records[0]["task"]:  # once per variant
                 tr.write_line(f"{r['compressor']}@{r['ratio']:g} on {r['model']}: achieved sparsity {r['sparsity']:.4f} "
                               f"of the decoder-block linear weights")
         sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})

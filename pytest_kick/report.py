@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 from pytest_kick.files import atomic_write
@@ -75,8 +76,20 @@ def render(records: list[dict], width: int = 240, color: bool = False) -> str:
     return buffer.getvalue()
 
 
+def _finite(value):
+    """Strict JSON has no Infinity/NaN (jq and browsers reject them): an undefined drop is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(records: list[dict], path: Path, meta: dict) -> None:
-    atomic_write(path, json.dumps({"meta": meta, "cases": records}, indent=1, default=str))
+    body = _finite({"meta": meta, "cases": records})
+    atomic_write(path, json.dumps(body, indent=1, default=str, allow_nan=False))
 
 
 def markdown(records: list[dict], meta: dict) -> str:

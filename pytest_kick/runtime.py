@@ -118,16 +118,20 @@ class Runtime:
             from pytest_kick.models.devices import pick_device, pick_dtype
             from pytest_kick.models.loading import load
 
-            device = pick_device(
-                self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
-                lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
-            )
-            dtype = pick_dtype(self.config.dtype, device)
             try:
+                device = pick_device(
+                    self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
+                    lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
+                )
+                dtype = pick_dtype(self.config.dtype, device)
                 loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
             except KickError as err:
                 self._models[spec] = err
                 raise
+            except Exception as err:  # e.g. torch refusing the device or dtype: one line, and no retry per item
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                self._models[spec] = KickError(f"cannot load {spec} on --kick-device {self.config.device}: {first}")
+                raise self._models[spec] from None
             self._models[spec] = loaded
             self._variant[spec] = None
         return self._models[spec]

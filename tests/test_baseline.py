@@ -6,8 +6,10 @@ import pytest
 
 from pytest_kick.baseline import BaselineStore, TaskResult
 from pytest_kick.errors import KickError
+from pytest_kick.hashing import json_hash
 
-KEY = {"model": {"name": "m", "sha256": "abc"}, "task": "factoid_qa", "items": "h", "protocol": "strict"}
+KEY = {"model": {"name": "m", "sha256": "abc"}, "task": "factoid_qa", "items": json_hash(["a", "b"]),
+       "protocol": "strict"}
 
 
 def result(scores=(1.0, 0.0)):
@@ -51,3 +53,13 @@ def test_no_temporary_files_are_left_behind(tmp_path):
     store = BaselineStore(tmp_path)
     _, _, path = store.get_or_compute("m", "factoid_qa", KEY, result)
     assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == [path.name]
+
+
+def test_results_for_other_items_than_the_key_are_corrupt(tmp_path):
+    store = BaselineStore(tmp_path)
+    _, _, path = store.get_or_compute("m", "factoid_qa", KEY, result)
+    data = json.loads(path.read_text())
+    data["result"]["item_ids"] = ["b", "a"]  # a hand edit that keeps the lengths
+    path.write_text(json.dumps(data))
+    with pytest.raises(KickError, match="not for the items its key names"):
+        store.get_or_compute("m", "factoid_qa", KEY, result)

@@ -83,3 +83,21 @@ def test_regen_without_baseline_dir_is_a_usage_error(pytester):
     result = pytester.runpytest(*TINY, "--kick-regen")
     assert result.ret == 4
     assert "--kick-regen applies to baseline files: give --kick-baseline-dir DIR too" in result.stderr.str()
+
+
+def test_regen_replaces_a_corrupt_file(pytester, echo_data):
+    run(pytester, *echo_data).assert_outcomes(passed=2)
+    baseline_file(pytester).write_text("not json")
+    run(pytester, *echo_data, "--kick-regen").assert_outcomes(passed=2)
+    assert statuses(pytester)["dense"] == "regenerated"
+    assert json.loads(baseline_file(pytester).read_text())["envelope"]["n"] == 8
+
+
+def test_edited_results_that_no_longer_match_the_envelope_are_refused(pytester, echo_data):
+    run(pytester, *echo_data).assert_outcomes(passed=2)
+    data = json.loads(baseline_file(pytester).read_text())
+    data["result"]["item_ids"] = list(reversed(data["result"]["item_ids"]))
+    baseline_file(pytester).write_text(json.dumps(data))
+    result = run(pytester, *echo_data)
+    result.assert_outcomes(failed=2)
+    assert "its results are not for the items its envelope names" in result.stdout.str()

@@ -31,7 +31,7 @@ def test_cuda_visible_devices_is_indexed_not_ignored():
 
 
 def test_explicit_index_and_cpu_are_kept():
-    assert pick_device("cuda:3", "gw1", {}, two_gpus) == "cuda:3"
+    assert pick_device("cuda:1", "gw1", {}, two_gpus) == "cuda:1"
     assert pick_device("cpu", "gw1", {}, two_gpus) == "cpu"
 
 
@@ -52,3 +52,10 @@ def test_dtype():
     assert pick_dtype("auto", "cpu") == "float32"
     assert pick_dtype("auto", "cuda:0") == "float16"
     assert pick_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+def test_unavailable_devices_are_clear_errors():
+    with pytest.raises(KickError, match="MPS is not available"):
+        pick_device("mps", None, {}, no_gpu, mps_available=lambda: False)
+    with pytest.raises(KickError, match="--kick-device cuda:3: this machine has 2 visible CUDA device"):
+        pick_device("cuda:3", None, {}, two_gpus)

@@ -118,3 +118,12 @@ def test_local_jsonl_data_dir(tmp_path):
     dataset = TASK.load(Settings(data_dir=tmp_path))
     assert [e.id for e in dataset.examples] == ["x0", "x1", "x2", "x3"]
     assert dataset.source.startswith("local:")
+
+
+@pytest.mark.parametrize("answers", ['"paris"', "[]", '[""]', "[3]"])
+def test_answers_must_be_a_list_of_strings(tmp_path, answers):
+    """A bare string would become letters, an empty answer matches everything: both are refused."""
+    (tmp_path / "freebaseqa").mkdir()
+    (tmp_path / "freebaseqa" / "bad.jsonl").write_text('{"id": "x", "question": "q?", "answers": %s}\n' % answers)
+    with pytest.raises(KickError, match="answers must be a non-empty list of non-empty strings"):
+        TASK.load(Settings(data_dir=tmp_path))

@@ -63,15 +63,26 @@ def test_compress_touches_only_decoder_linears_and_restores_bit_for_bit(ratio):
         assert torch.equal(p, before[name]), name
 
 
-def test_a_matrix_denser_than_asked_fails_loudly(fresh):
-    first = next(iter(compressible_linears(fresh).values()))
+def test_zeros_the_dense_model_already_has_count_toward_the_ratio(fresh):
+    """Dequantized GGUF weights hold exact zeros; a matrix already sparser than asked stays as it is."""
+    first_name, first = next(iter(compressible_linears(fresh).items()))
     with torch.no_grad():
         first.weight[:, : first.weight.shape[1] // 2] = 0  # already half zero
-    with pytest.raises(KickError, match="reached sparsity 0.5.*not the asked 0.1"):
-        get("magnitude")(fresh, 0.1)
+    report = get("magnitude")(fresh, 0.1)
+    assert report.per_layer[first_name] == pytest.approx(0.5)
+    assert all(v == pytest.approx(0.1, abs=1e-3) for k, v in report.per_layer.items() if k != first_name)
 
 
-def test_a_failed_compression_leaves_the_dense_model_intact():
+def test_missing_the_asked_sparsity_fails_loudly():
+    from pytest_kick.compress.base import CompressionReport, check_achieved
+
+    report = CompressionReport("magnitude", 0.5, 0.4, {"layer": 0.4})
+    with pytest.raises(KickError, match="layer reached sparsity 0.400000, not the expected 0.500000"):
+        check_achieved(report, {"layer": 1000}, {"layer": 0.0})
+    check_achieved(CompressionReport("magnitude", 0.5, 0.5, {"layer": 0.5}), {"layer": 1000}, {"layer": 0.0})
+
+
+def test_a_failed_compression_leaves_the_dense_model_intact(monkeypatch):
     from pytest_kick.config import OPTIONS, build
     from pytest_kick.runtime import Runtime
 
@@ -79,10 +90,13 @@ def test_a_failed_compression_leaves_the_dense_model_intact():
     raw.update(model="tiny-random-llama")
     runtime = Runtime(build(raw, Path(".")))
     loaded = runtime.model("tiny-random-llama")
-    first = next(iter(compressible_linears(loaded.model).values()))
-    with torch.no_grad():
-        first.weight[:, : first.weight.shape[1] // 2] = 0  # denser than the asked 0.1: magnitude must refuse
     before = {name: p.detach().clone() for name, p in loaded.model.named_parameters()}
+    import pytest_kick.compress.magnitude as magnitude
+
+    def broken_check(*args):  # a compressor that prunes, then finds it missed the target
+        raise KickError("magnitude@0.1: missed")
+
+    monkeypatch.setattr(magnitude, "check_achieved", broken_check)
     with pytest.raises(KickError):
         runtime.use_variant("tiny-random-llama", "magnitude", 0.1)
     for name, p in loaded.model.named_parameters():

@@ -209,3 +209,31 @@ def test_hub_alias_offline_says_how_to_point_at_a_local_copy(pytester, monkeypat
     assert "model vicuna-7b (lmsys/vicuna-7b-v1.3) is not in the local Hugging Face cache" in out
     assert "pass --kick-model /path/to/its/directory" in out
     assert "Traceback" not in out and "During handling" not in out
+
+
+def test_ini_kick_keys_without_a_model_leave_the_plugin_off(pytester):
+    pytester.makeini("[pytest]\nkick_stat = ci\nkick_limit = 5\n")
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "pytest-kick" not in result.stdout.str()
+
+
+def test_two_models_with_one_short_name_are_refused(pytester):
+    (pytester.path / "a" / "llama").mkdir(parents=True)
+    (pytester.path / "b" / "llama").mkdir(parents=True)
+    result = pytester.runpytest("--kick-model", "a/llama,b/llama")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "would both be called 'llama'" in result.stderr.str()
+
+
+def test_a_case_failing_before_its_verdict_is_in_the_reports(pytester):
+    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-device", "mps", "--kick-report", "r.json",
+                                "--kick-markdown", "r.md")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "MPS is not available on this machine" in out and "Traceback" not in out
+    cases = json.loads((pytester.path / "r.json").read_text())["cases"]
+    assert sorted(c["compressor"] for c in cases) == ["dense", "magnitude"]
+    assert all(c["outcome"] == "failed" for c in cases)
+    assert "| factoid_qa | tiny-random-llama | magnitude | 0.5 |" in (pytester.path / "r.md").read_text()

@@ -25,13 +25,14 @@ def prune_matrix(weight, ratio: float) -> None:
 def compress(model, ratio: float, seed: int = 0) -> CompressionReport:
     started = time.perf_counter()
     linears = compressible_linears(model)
-    per_layer = {}
+    per_layer, before = {}, {}
     zeros = total = 0
     for name, module in linears.items():
+        before[name] = sparsity(module.weight.data)
         prune_matrix(module.weight.data, ratio)
         per_layer[name] = sparsity(module.weight.data)
         zeros += round(per_layer[name] * module.weight.numel())
         total += module.weight.numel()
     report = CompressionReport("magnitude", ratio, zeros / total, per_layer, time.perf_counter() - started)
-    check_achieved(report, {name: m.weight.numel() for name, m in linears.items()})
+    check_achieved(report, {name: m.weight.numel() for name, m in linears.items()}, before)
     return report

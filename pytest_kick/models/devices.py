@@ -39,6 +39,12 @@ def pick_device(
             return "mps"
         else:
             return "cpu"
+    if requested == "mps" and not mps_available():
+        raise KickError("--kick-device mps: MPS is not available on this machine; use --kick-device cpu")
+    if requested.startswith("cuda:"):
+        index, count = int(requested.split(":")[1]), cuda_count()
+        if index >= count:
+            raise KickError(f"--kick-device {requested}: this machine has {count} visible CUDA device(s)")
     if requested != "cuda":
         return requested
     visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]

@@ -42,9 +42,17 @@ KICK_LENGTH_FACTOR = 2
 KICK_MAX_NEW_TOKENS = 96
 
 
+def _answers(value, where: str) -> tuple[str, ...]:
+    """A record's answers: a non-empty list of non-empty strings (a bare string would be split into letters,
+    and an empty answer is a substring of everything: both would score every output as correct)."""
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) and a.strip() for a in value):
+        raise KickError(f"{where}: answers must be a non-empty list of non-empty strings, got {value!r:.80}")
+    return tuple(value)
+
+
 def _examples_from_jsonl(path: Path) -> list[Example]:
     records = read_jsonl(path, required=("id", "question", "answers"))
-    return [Example(r["id"], r["question"], tuple(r["answers"])) for r in records if r["answers"]]
+    return [Example(r["id"], r["question"], _answers(r["answers"], f"{path} record {r['id']!r}")) for r in records]
 
 
 def _examples_from_official(path: Path) -> list[Example]:
@@ -57,10 +65,12 @@ def _examples_from_official(path: Path) -> list[Example]:
             for parse in q["Parses"]:
                 for answer in parse["Answers"]:
                     names.extend(n for n in answer["AnswersName"] if n not in names)
-            examples.append(Example(q["Question-ID"], q["RawQuestion"], tuple(names)))
+            names = [n for n in names if isinstance(n, str) and n.strip()]
+            if names:  # a question whose parses name no answer cannot be scored
+                examples.append(Example(q["Question-ID"], q["RawQuestion"], tuple(names)))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise KickError(f"{path}: not a FreebaseQA JSON file ({type(err).__name__}: {err})") from None
-    return [e for e in examples if e.answers]
+    return examples
 
 
 class FactoidQA:
