@@ -112,8 +112,8 @@ def kick_gate(kick_runtime, request):
         task = tasks.get(case.task)
         node = request.node
         data_source = kick_runtime.data(case.task)[0].source
-        _record(node, task=case.task, model=case.model_name, compressor=case.compressor or "dense",
-                ratio=case.ratio, metric=task.metric, n=len(dense.scores), dense=dense.score,
+        # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
+        _record(node, metric=task.metric, n=len(dense.scores), dense=dense.score,
                 protocol=kick_runtime.settings.protocol, data_source=data_source)
         if case.is_dense:
             return _check_dense(case, task, dense, node)

@@ -72,19 +72,24 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else 0.0
 
 
+def change(dense: float, compressed: float, higher_is_better: bool = True) -> str | None:
+    """What happened to one item: "lost" (compressed is worse), "gained" (better), or None (unchanged)."""
+    delta = (compressed - dense) if higher_is_better else (dense - compressed)
+    return "lost" if delta < 0 else "gained" if delta > 0 else None
+
+
 def flips(dense: Sequence[float], compressed: Sequence[float], higher_is_better: bool = True):
     """(lost, kept, gained): items that got worse, items that stayed good, items that got better.
 
     For 0/1 scores these are the answers lost, kept and gained against dense. "kept" counts items
     dense already got right (score > 0) that compressed did not make worse.
     """
-    sign = 1 if higher_is_better else -1
     lost = kept = gained = 0
     for d, c in zip(dense, compressed):
-        delta = sign * (c - d)
-        if delta < 0:
+        what = change(d, c, higher_is_better)
+        if what == "lost":
             lost += 1
-        elif delta > 0:
+        elif what == "gained":
             gained += 1
         elif d != 0:
             kept += 1

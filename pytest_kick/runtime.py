@@ -22,6 +22,7 @@ from pytest_kick.baseline_files import BaselineFiles
 from pytest_kick.config import KickConfig
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.files import atomic_write
+from pytest_kick.gate import change
 from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
 from pytest_kick.tasks.base import Settings
@@ -216,7 +217,7 @@ class Runtime:
         """
         memo = (case.model, case.task)
         if memo in self._dense:
-            result, status, path = self._dense[memo]
+            result, _, path = self._dense[memo]
             return result, "file" if self.baseline_files is not None else "cached", path
         key = self.baseline_key(case)
         dense_case = KickCase(case.task, case.model)
@@ -234,17 +235,18 @@ class Runtime:
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path:
         """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
         _, _, items = self.data(case.task)
-        sign = 1 if tasks.get(case.task).higher_is_better else -1
+        higher_is_better = tasks.get(case.task).higher_is_better
         by_id = {i.id: i for i in items}
         path = self.config.cache_dir / "reports" / case.model_name / f"{case.task}-{case.compressor}-{case.ratio:g}.jsonl"
         lines = []
         for k, item_id in enumerate(dense.item_ids):
             d, c = dense.scores[k], compressed.scores[k]
-            if d == c:
+            what = change(d, c, higher_is_better)
+            if what is None:
                 continue
             item = by_id.get(item_id)
             lines.append(json.dumps({
-                "id": item_id, "change": "lost" if sign * (c - d) < 0 else "gained",
+                "id": item_id, "change": what,
                 "question": item and item.question, "answers": item and list(item.answers),
                 "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
                 "dense_score": d, "compressed_score": c,
