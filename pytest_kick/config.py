@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from pytest_kick import compress, tasks
+from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
@@ -41,8 +42,16 @@ OPTIONS = [
     Option("model", None, "model to gate: an alias (smollm2-135m, gemma3-270m, tiny-random-llama, vicuna-7b, ...), "
            "a Hugging Face hub id or a local directory; a comma list runs several. Turns the plugin on."),
     Option("compressor", "magnitude", "comma list of compressors (" + ", ".join(compress.names()) + ")"),
-    Option("ratio", "0.1,0.3,0.5", "comma list of sparsities in [0, 1), e.g. 0.3,0.5"),
-    Option("tasks", ",".join(tasks.names()), "comma list of tasks (" + ", ".join(tasks.names()) + ")"),
+    Option("ratio", None, "comma list of what to ask of each compressor: sparsities in [0, 1) (0.3,0.5), N:M "
+           "patterns (2:4, 4:8: N zeros per M weights) for pruners; quantization specs (w8, w4g128, w3g128) for "
+           "gptq, rtn, awq; w8a8 for int8. Each compressor runs the ratios it accepts (default: pruners "
+           "0.1,0.3,0.5; gptq/rtn w8,w4g128; awq w4g128; int8 w8a8)"),
+    Option("tasks", ",".join(tasks.families()), "comma list of tasks, or task:variant (" +
+           ", ".join(tasks.spellings()) + ")"),
+    Option("compressed", None, "directory of a compressed checkpoint of --kick-model (safetensors; "
+           "compressed-tensors; GPTQ/AWQ packed) to gate with --kick-compressor checkpoint"),
+    Option("calib-samples", "128", "calibration sequences from C4 for wanda, sparsegpt, gptq and awq"),
+    Option("calib-seqlen", "512", "tokens per calibration sequence"),
     Option("limit", None, "evaluate a deterministic, seeded subset of N items per task"),
     Option("tolerance", "5%", "how far compressed may fall behind dense: 5%% (relative), 3pp (absolute), "
            "with per-task overrides, e.g. 5%%,factoid_qa=10%%"),
@@ -81,15 +90,18 @@ class ToleranceSpec:
     per_task: dict = field(default_factory=dict)
 
     def for_task(self, task: str) -> Tolerance:
-        return self.per_task.get(task, self.default)
+        """A variant's own tolerance, else its family's (icrqa=10% covers icrqa:open), else the default."""
+        if task in self.per_task:
+            return self.per_task[task]
+        return self.per_task.get(task.split(":", 1)[0], self.default)
 
 
 @dataclass(frozen=True)
 class KickConfig:
     models: tuple[str, ...]
     compressors: tuple[str, ...]
-    ratios: tuple[float, ...]
-    tasks: tuple[str, ...]
+    ratios: tuple[str, ...]  # canonical spec spellings, as asked
+    tasks: tuple[str, ...]  # task (variant) names
     limit: int | None
     tolerance: ToleranceSpec
     protocol: str
@@ -107,6 +119,10 @@ class KickConfig:
     strict_env: bool = False
     markdown: Path | None = None
     plot: Path | None = None
+    variants: tuple[tuple[str, str], ...] = ()  # (compressor, ratio spec) pairs to run, in order
+    compressed: Path | None = None
+    calib_samples: int = 128
+    calib_seqlen: int = 512
 
 
 def add_options(parser) -> None:
@@ -136,14 +152,49 @@ def _names(flag: str, value: str, known: list[str], what: str) -> tuple[str, ...
     return tuple(dict.fromkeys(chosen))
 
 
-def parse_ratio(flag: str, text: str) -> float:
+def parse_ratio(flag: str, text: str) -> str:
+    """The canonical spelling of one --kick-ratio entry (see compress.spec)."""
     try:
-        ratio = float(text)
-    except ValueError:
-        raise KickError(f"{flag}: {text!r} is not a number; give sparsities in [0, 1), e.g. 0.3,0.5") from None
-    if not 0 <= ratio < 1:
-        raise KickError(f"{flag}: {text} is outside [0, 1); a sparsity is the fraction of weights removed, e.g. 0.5")
-    return ratio
+        return spec.parse(text).text
+    except KickError as err:
+        raise KickError(f"{flag}: {err}") from None
+
+
+def pair_variants(compressors: tuple[str, ...], ratios: tuple[str, ...] | None) -> tuple[tuple[str, str], ...]:
+    """(compressor, ratio) pairs: each compressor with the asked ratios it accepts, or its defaults.
+
+    A compressor that accepts none of the asked ratios, or a ratio no asked compressor accepts, is an
+    error: silently running fewer cases than asked would gate less than the user thinks.
+    """
+    pairs = []
+    for name in compressors:
+        info = compress.info(name)
+        if ratios is None:
+            pairs.extend((name, r) for r in info.defaults)
+            continue
+        fitting = [r for r in ratios if info.accepts(spec.parse(r))]
+        if not fitting:
+            raise KickError(f"--kick-ratio: none of {', '.join(ratios)} suits {name} ({info.what}); it takes "
+                            f"e.g. {', '.join(info.defaults)}")
+        pairs.extend((name, r) for r in fitting)
+    if ratios is not None:
+        for r in ratios:
+            if not any(compress.info(name).accepts(spec.parse(r)) for name in compressors):
+                raise KickError(f"--kick-ratio: {r} suits none of --kick-compressor {', '.join(compressors)}")
+    return tuple(pairs)
+
+
+def parse_tasks(flag: str, text: str) -> tuple[str, ...]:
+    chosen = _split(text)
+    if not chosen:
+        raise KickError(f"{flag}: give at least one task; known: {', '.join(tasks.spellings())}")
+    found = []
+    for name in chosen:
+        try:
+            found.extend(tasks.expand(name))
+        except KickError as err:
+            raise KickError(f"{flag}: {err}") from None
+    return tuple(dict.fromkeys(found))
 
 
 def parse_tolerance_value(flag: str, text: str) -> Tolerance:
@@ -162,7 +213,7 @@ def parse_tolerance(flag: str, text: str, known_tasks: list[str]) -> ToleranceSp
     for part in _split(text):
         if "=" in part:
             task, value = (p.strip() for p in part.split("=", 1))
-            if task not in known_tasks:
+            if task not in known_tasks and task not in tasks.families():
                 raise KickError(f"{flag}: unknown task {task!r} in {part!r}; known: {', '.join(known_tasks)}")
             per_task[task] = parse_tolerance_value(flag, value)
         else:
@@ -241,15 +292,28 @@ def build(values: dict, base_dir: Path, from_command_line: set | None = None) ->
                             f"baselines and reports; run them separately or rename one directory")
         names[name] = model
 
-    ratios = tuple(dict.fromkeys(parse_ratio("--kick-ratio", r) for r in _split(text["ratio"])))
-    if not ratios:
-        raise KickError("--kick-ratio: give at least one sparsity in [0, 1), e.g. 0.5")
-    task_names = tasks.names()
-    limit = None if text["limit"] is None else _int("--kick-limit", text["limit"], 1)
-
     def path(value):
         p = Path(value).expanduser()
         return p if p.is_absolute() else base_dir / p
+
+    ratios = None
+    if text["ratio"] is not None:
+        ratios = tuple(dict.fromkeys(parse_ratio("--kick-ratio", r) for r in _split(text["ratio"])))
+        if not ratios:
+            raise KickError("--kick-ratio: give at least one ratio, e.g. 0.5, 2:4 or w4g128")
+    compressors = _names("--kick-compressor", text["compressor"], compress.names(), "compressor")
+    variants = pair_variants(compressors, ratios)
+    compressed = None
+    if text["compressed"] is not None:
+        compressed = path(text["compressed"])
+        if not compressed.is_dir():
+            raise KickError(f"--kick-compressed: {compressed} is not a directory")
+        if "checkpoint" not in compressors:
+            raise KickError("--kick-compressed is gated by --kick-compressor checkpoint; add it")
+    elif "checkpoint" in compressors:
+        raise KickError("--kick-compressor checkpoint needs --kick-compressed DIR (the compressed model)")
+    task_names = tasks.names()
+    limit = None if text["limit"] is None else _int("--kick-limit", text["limit"], 1)
 
     data_dir = None
     if text["data-dir"] is not None:
@@ -263,9 +327,9 @@ def build(values: dict, base_dir: Path, from_command_line: set | None = None) ->
 
     return KickConfig(
         models=tuple(dict.fromkeys(models)),
-        compressors=_names("--kick-compressor", text["compressor"], compress.names(), "compressor"),
-        ratios=ratios,
-        tasks=_names("--kick-tasks", text["tasks"], task_names, "task"),
+        compressors=compressors,
+        ratios=tuple(dict.fromkeys(r for _, r in variants)),
+        tasks=parse_tasks("--kick-tasks", text["tasks"]),
         limit=limit,
         tolerance=parse_tolerance("--kick-tolerance", text["tolerance"], task_names),
         protocol=_choice("--kick-protocol", text["protocol"], PROTOCOLS),
@@ -283,4 +347,8 @@ def build(values: dict, base_dir: Path, from_command_line: set | None = None) ->
         strict_env=_bool("--kick-strict-env", text["strict-env"]),
         markdown=None if text["markdown"] is None else path(text["markdown"]),
         plot=None if text["plot"] is None else path(text["plot"]),
+        variants=variants,
+        compressed=compressed,
+        calib_samples=_int("--kick-calib-samples", text["calib-samples"], 1),
+        calib_seqlen=_int("--kick-calib-seqlen", text["calib-seqlen"], 8),
     )

@@ -30,8 +30,11 @@ def test_defaults(tmp_path):
     cfg = build(values(model="smollm2-135m"), tmp_path)
     assert cfg.models == ("smollm2-135m",)
     assert cfg.compressors == ("magnitude",)
-    assert cfg.ratios == (0.1, 0.3, 0.5)
-    assert cfg.tasks == ("factoid_qa",)
+    assert cfg.ratios == ("0.1", "0.3", "0.5")
+    assert cfg.variants == (("magnitude", "0.1"), ("magnitude", "0.3"), ("magnitude", "0.5"))
+    assert cfg.tasks == ("factoid_qa", "mmlu", "icrqa:closed", "icrqa:open", "summarization:small",
+                         "summarization:medium", "summarization:large", "instruction:vicuna", "instruction:mtbench",
+                         "perplexity")
     assert cfg.limit is None
     assert cfg.tolerance.default == Tolerance(0.05, "relative")
     assert cfg.protocol == "strict"
@@ -41,7 +44,7 @@ def test_defaults(tmp_path):
 
 def test_lists_are_split_and_deduplicated(tmp_path):
     cfg = build(values(model="tiny-random-llama", ratio=" 0.5, 0.3,0.5 ", compressor="magnitude,magnitude"), tmp_path)
-    assert cfg.ratios == (0.5, 0.3)
+    assert cfg.ratios == ("0.5", "0.3")
     assert cfg.compressors == ("magnitude",)
 
 
@@ -50,9 +53,13 @@ def test_lists_are_split_and_deduplicated(tmp_path):
     [
         ("model", "no-such-model", "--kick-model: unknown model 'no-such-model'"),
         ("ratio", "1.5", "--kick-ratio: 1.5 is outside [0, 1)"),
-        ("ratio", "abc", "--kick-ratio: 'abc' is not a number"),
+        ("ratio", "abc", "--kick-ratio: 'abc' is not a compression ratio"),
+        ("ratio", "4:2", "--kick-ratio: '4:2': an N:M pattern needs 0 < N < M"),
+        ("ratio", "w5g128", "--kick-ratio: 'w5g128': weight bits must be one of 2, 3, 4, 8"),
+        ("ratio", "w4g0", "the group size must be a positive number"),
+        ("ratio", "w4a8", "the only weight+activation spec is w8a8"),
         ("ratio", "-0.1", "outside [0, 1)"),
-        ("ratio", ",", "--kick-ratio: give at least one sparsity"),
+        ("ratio", ",", "--kick-ratio: give at least one ratio"),
         ("tasks", "factoid_qa,nope", "--kick-tasks: unknown task 'nope'"),
         ("compressor", "wandaa", "--kick-compressor: unknown compressor 'wandaa'"),
         ("limit", "0", "--kick-limit: must be at least 1 (got 0)"),
@@ -101,4 +108,38 @@ def test_parsers_never_crash_on_any_text(text):
 
 @given(st.floats(min_value=0, max_value=0.999999, allow_nan=False))
 def test_every_ratio_in_range_is_accepted(ratio):
-    assert parse_ratio("--kick-ratio", repr(ratio)) == ratio
+    assert float(parse_ratio("--kick-ratio", repr(ratio))) == ratio
+
+
+@pytest.mark.parametrize("text, canonical, kind", [
+    ("0.50", "0.5", "sparsity"), ("2:4", "2:4", "nm"), (" 4:8 ", "4:8", "nm"), ("W4G128", "w4g128", "quant"),
+    ("w8", "w8", "quant"), ("w8a8", "w8a8", "quant"), ("as-given", "as-given", "checkpoint"),
+])
+def test_ratio_spellings(text, canonical, kind):
+    from pytest_kick.compress.spec import parse
+
+    assert parse_ratio("--kick-ratio", text) == canonical and parse(text).kind == kind
+
+
+def test_each_compressor_runs_the_ratios_it_accepts(tmp_path):
+    cfg = build(values(model="tiny-random-llama", compressor="wanda,gptq", ratio="0.5,2:4,w4g128"), tmp_path)
+    assert cfg.variants == (("wanda", "0.5"), ("wanda", "2:4"), ("gptq", "w4g128"))
+    cfg = build(values(model="tiny-random-llama", compressor="rtn,int8"), tmp_path)
+    assert cfg.variants == (("rtn", "w8"), ("rtn", "w4g128"), ("int8", "w8a8"))
+    with pytest.raises(KickError, match="none of 0.5 suits gptq"):
+        build(values(model="tiny-random-llama", compressor="gptq", ratio="0.5"), tmp_path)
+    with pytest.raises(KickError, match="w4g128 suits none of --kick-compressor wanda"):
+        build(values(model="tiny-random-llama", compressor="wanda", ratio="0.5,w4g128"), tmp_path)
+    with pytest.raises(KickError, match="checkpoint needs --kick-compressed"):
+        build(values(model="tiny-random-llama", compressor="checkpoint"), tmp_path)
+
+
+def test_tasks_take_families_and_variants(tmp_path):
+    cfg = build(values(model="tiny-random-llama", tasks="icrqa:open,mmlu,summarization"), tmp_path)
+    assert cfg.tasks == ("icrqa:open", "mmlu", "summarization:small", "summarization:medium", "summarization:large")
+    with pytest.raises(KickError, match="unknown task 'icrqa:nope'"):
+        build(values(model="tiny-random-llama", tasks="icrqa:nope"), tmp_path)
+    spec = build(values(model="tiny-random-llama", tolerance="5%,icrqa=10%,icrqa:open=20%"), tmp_path).tolerance
+    assert spec.for_task("icrqa:closed") == Tolerance(0.10, "relative")
+    assert spec.for_task("icrqa:open") == Tolerance(0.20, "relative")
+    assert spec.for_task("mmlu") == Tolerance(0.05, "relative")
