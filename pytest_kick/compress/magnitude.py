@@ -1,38 +1,26 @@
-"""Magnitude pruning (LLM-KICK's baseline): in every weight matrix, zero the ratio x size weights of
-smallest absolute value. Exactly round(ratio x size) weights per matrix are zero afterwards (existing
-zeros are the smallest magnitudes, so they count toward the quota)."""
+"""Magnitude pruning (LLM-KICK's baseline): score |W|, no calibration. Unstructured: the round(ratio x size)
+smallest weights of each matrix become zero; N:M: the n smallest of every m consecutive inputs of a row
+(counting rules in masks.py; zeros the dense matrix already had count toward the quota)."""
 
 from __future__ import annotations
 
 import time
 
-from pytest_kick.compress.base import CompressionReport, check_achieved, compressible_linears, sparsity
+from pytest_kick.compress.masks import magnitude_prune
 
 
-def prune_matrix(weight, ratio: float) -> None:
-    """Zero the round(ratio x numel) smallest-magnitude entries of ``weight`` in place."""
-    import torch
+class MagnitudeSolver:
+    """The solver interface of the pipeline (add_batch, apply), without calibration."""
 
-    count = int(round(ratio * weight.numel()))
-    if count == 0:
-        return
-    with torch.no_grad():
-        flat = weight.view(-1)
-        smallest = torch.argsort(flat.abs(), stable=True)[:count]
-        flat[smallest] = 0
+    needs_calibration = False
 
+    def __init__(self, linear):
+        self.linear = linear
 
-def compress(model, ratio: float, seed: int = 0) -> CompressionReport:
-    started = time.perf_counter()
-    linears = compressible_linears(model)
-    per_layer, before = {}, {}
-    zeros = total = 0
-    for name, module in linears.items():
-        before[name] = sparsity(module.weight.data)
-        prune_matrix(module.weight.data, ratio)
-        per_layer[name] = sparsity(module.weight.data)
-        zeros += round(per_layer[name] * module.weight.numel())
-        total += module.weight.numel()
-    report = CompressionReport("magnitude", ratio, zeros / total, per_layer, time.perf_counter() - started)
-    check_achieved(report, {name: m.weight.numel() for name, m in linears.items()}, before)
-    return report
+    def add_batch(self, inp) -> None:
+        """Magnitude pruning does not look at the inputs."""
+
+    def apply(self, spec) -> dict:
+        started = time.perf_counter()
+        magnitude_prune(self.linear.weight.data, spec)
+        return {"seconds": time.perf_counter() - started}
