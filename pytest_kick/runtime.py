@@ -8,6 +8,7 @@ plus one copy of its decoder linears; items are ordered so each variant is built
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import os
@@ -16,7 +17,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_kick import __version__, compress, tasks
+from pytest_kick import __version__, tasks
+from pytest_kick.compress import spec as ratio_spec
 from pytest_kick.baseline import BaselineStore, TaskResult
 from pytest_kick.baseline_files import BaselineFiles
 from pytest_kick.config import KickConfig
@@ -35,7 +37,7 @@ class KickCase:
     task: str
     model: str  # as the user typed it (alias, hub id or directory)
     compressor: str | None = None
-    ratio: float | None = None
+    ratio: str | None = None  # canonical spec: "0.5", "2:4", "w4g128", "w8a8", "as-given"
 
     @property
     def is_dense(self) -> bool:
@@ -47,11 +49,19 @@ class KickCase:
 
     @property
     def label(self) -> str:
-        return "dense" if self.is_dense else f"{self.compressor}@{self.ratio:.2f}"
+        if self.is_dense:
+            return "dense"
+        return self.compressor if self.ratio == ratio_spec.CHECKPOINT else f"{self.compressor}@{self.ratio}"
 
     @property
     def id(self) -> str:
-        return f"{self.model_name}-dense" if self.is_dense else f"{self.model_name}-{self.compressor}-{self.ratio:g}"
+        """Test id: ``[variant-]model-dense`` or ``[variant-]model-compressor-ratio``."""
+        variant = self.task.split(":", 1)[1] + "-" if ":" in self.task else ""
+        if self.is_dense:
+            return f"{variant}{self.model_name}-dense"
+        if self.ratio == ratio_spec.CHECKPOINT:
+            return f"{variant}{self.model_name}-{self.compressor}"
+        return f"{variant}{self.model_name}-{self.compressor}-{self.ratio}"
 
     @property
     def variant(self) -> tuple:
@@ -59,15 +69,15 @@ class KickCase:
 
     @property
     def group(self) -> str:
-        """xdist group: every item of one (model, compressor, ratio) runs on one worker."""
-        return self.id
+        """xdist group: every item of one (model, compressor, ratio) runs on one worker, whatever the task."""
+        return KickCase("", self.model, self.compressor, self.ratio).id
 
 
 def cases_for(task: str, config: KickConfig) -> list[KickCase]:
     found = []
     for model in config.models:
         found.append(KickCase(task, model))
-        found.extend(KickCase(task, model, c, r) for c in config.compressors for r in config.ratios)
+        found.extend(KickCase(task, model, c, r) for c, r in config.variants)
     return found
 
 
@@ -101,7 +111,10 @@ class Runtime:
             config.baseline_dir, run_id, regen=config.regen, strict_env=config.strict_env)
         self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
         self._models: dict = {}
-        self._backups: dict = {}
+        self._backups: dict = {}  # model -> DenseWeights
+        self._undo: dict = {}  # model -> undo of replaced modules (int8), or None
+        self._calibration: dict = {}
+        self.calibration_source: str | None = None
         self._variant: dict = {}  # model -> (compressor, ratio) currently applied, or None for dense
         self.compression: dict = {}  # (model, compressor, ratio) -> CompressionReport
         self._data: dict = {}
@@ -137,29 +150,62 @@ class Runtime:
             self._variant[spec] = None
         return self._models[spec]
 
-    def use_variant(self, spec: str, compressor: str | None, ratio: float | None):
+    def use_variant(self, spec: str, compressor: str | None, ratio: str | None):
         """Put model ``spec`` into the asked state (dense, or compressed by compressor at ratio)."""
         loaded = self.model(spec)
         wanted = None if compressor is None else (compressor, ratio)
         if self._variant[spec] == wanted:
             return loaded
         if self._variant[spec] is not None:
-            self._backups[spec].restore()
-            self._variant[spec] = None
+            self._restore(spec)
         if wanted is not None:
-            from pytest_kick.compress.base import DenseBackup
+            from pytest_kick.compress.base import DenseWeights
 
             if spec not in self._backups:
-                self._backups[spec] = DenseBackup(loaded.model)
-            self.ui.message(f"compressing {registry.resolve(spec).name} with {compressor} at {ratio:g}")
+                self._backups[spec] = DenseWeights(loaded.model, loaded.weights_dir)
+            name = registry.resolve(spec).name
+            self.ui.message(f"compressing {name} with {compressor} at {ratio}")
             try:
-                report = compress.get(compressor)(loaded.model, ratio, seed=self.config.seed)
+                report = self._compress(spec, loaded, compressor, ratio, f"{compressor} {ratio} {name}")
             except BaseException:
-                self._backups[spec].restore()  # a half-compressed model must never pass for dense
+                self._restore(spec)  # a half-compressed model must never pass for dense
                 raise
             self.compression[(spec, compressor, ratio)] = report
+            self._undo[spec] = report.undo
             self._variant[spec] = wanted
+            self.ui.message(report.summary())
         return loaded
+
+    def _restore(self, spec: str) -> None:
+        if self._undo.get(spec) is not None:
+            self._undo.pop(spec)()
+        if spec in self._backups:
+            self._backups[spec].restore()
+        self._variant[spec] = None
+
+    def _compress(self, model: str, loaded, compressor: str, ratio: str, label: str):
+        from pytest_kick import compress as registry_of  # noqa: F811
+        from pytest_kick.compress import pipeline
+        from pytest_kick.compress.calibration import calibration_ids
+
+        parsed = ratio_spec.parse(ratio)
+        if compressor == "checkpoint":
+            from pytest_kick.compress.checkpoint import load_into
+
+            return load_into(loaded.model, self.config.compressed, self._backups[model])
+        calibration = None
+        if registry_of.info(compressor).calibrated:
+            key = (id(loaded), self.config.calib_samples, self.config.calib_seqlen)
+            if key not in self._calibration:
+                ids, source, digest = calibration_ids(loaded.tokenizer, self.config.calib_samples,
+                                                      self.config.calib_seqlen, self.config.seed,
+                                                      self.config.data_dir, self.ui.message)
+                self._calibration[key] = ids
+                self.calibration_source = source
+            calibration = self._calibration[key]
+        with self.ui.progress(f"compress {label}") as advance:
+            return pipeline.compress(loaded.model, compressor, parsed, self._backups[model],
+                                     calibration, progress=advance)
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -168,6 +214,11 @@ class Runtime:
         if task_name not in self._data:
             task = tasks.get(task_name)
             dataset = task.load(self.settings)
+            if self.settings.data_dir is not None and dataset.source.startswith("bundled:"):
+                layout = getattr(importlib.import_module(type(task).__module__), "LOCAL_LAYOUT", "its files")
+                warnings.warn(KickWarning(
+                    f"--kick-data-dir {self.settings.data_dir} holds no {task.family} data, so {task_name} uses the "
+                    f"bundled sample; to use your own copy, add {layout}"), stacklevel=2)
             shots, items = task.split(dataset, self.settings)
             self._data[task_name] = (dataset, shots, items)
         return self._data[task_name]
@@ -181,12 +232,17 @@ class Runtime:
         loaded = self.use_variant(case.model, case.compressor, case.ratio)
         task = tasks.get(case.task)
         _, shots, items = self.data(case.task)
-        requests = task.requests(items, shots, self.settings)
         engine = Engine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size)
         with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
-            outputs = engine.generate(requests, progress=advance)
-        scores = [task.score(i, r, o, self.settings) for i, r, o in zip(items, requests, outputs)]
-        return TaskResult(task.name, task.metric, [i.id for i in items], scores, outputs)
+            if hasattr(task, "evaluate"):  # log-likelihood scoring, perplexity windows, conversations
+                scores, outputs = task.evaluate(engine, items, shots, self.settings, advance)
+            else:
+                requests = task.requests(items, shots, self.settings)
+                outputs = engine.generate(requests, progress=advance)
+                scores = [task.score(i, r, o, self.settings) for i, r, o in zip(items, requests, outputs)]
+        if len(scores) != len(items) or len(outputs) != len(items):
+            raise KickError(f"{case.task}: {len(scores)} scores and {len(outputs)} outputs for {len(items)} items")
+        return TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))
 
     def baseline_key(self, case: KickCase) -> dict:
         task = tasks.get(case.task)
@@ -237,7 +293,7 @@ class Runtime:
         _, _, items = self.data(case.task)
         higher_is_better = tasks.get(case.task).higher_is_better
         by_id = {i.id: i for i in items}
-        path = self.config.cache_dir / "reports" / case.model_name / f"{case.task}-{case.compressor}-{case.ratio:g}.jsonl"
+        path = self.config.cache_dir / "reports" / case.model_name / f"{case.task.replace(':', '-')}-{case.compressor}-{case.ratio.replace(':', 'of')}.jsonl"
         lines = []
         for k, item_id in enumerate(dense.item_ids):
             d, c = dense.scores[k], compressed.scores[k]

