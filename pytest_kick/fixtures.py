@@ -113,7 +113,8 @@ def kick_gate(kick_runtime, request):
         node = request.node
         data_source = kick_runtime.data(case.task)[0].source
         # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
-        _record(node, metric=task.metric, n=len(dense.scores), dense=dense.score,
+        _record(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
+                higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
                 protocol=kick_runtime.settings.protocol, data_source=data_source)
         if case.is_dense:
             return _check_dense(case, task, dense, node)
@@ -124,13 +125,16 @@ def kick_gate(kick_runtime, request):
         tolerance = _tolerance(kick_runtime, node, case.task)
         verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
                              tolerance=tolerance, higher_is_better=task.higher_is_better, floor=task.floor,
-                             metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed)
+                             metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed,
+                figure=getattr(task, "figure", None))
         report = kick_runtime.compression.get(case.variant)
         _record(node, compressed=verdict.compressed, drop=verdict.drop, threshold=verdict.threshold,
                 drop_low=verdict.drop_low, drop_high=verdict.drop_high, drop_lower_bound=verdict.drop_lower_bound,
                 p_value=verdict.p_value, stat=verdict.stat, verdict=verdict.status, lost=verdict.lost,
                 kept=verdict.kept, gained=verdict.gained, tolerance=str(tolerance),
-                sparsity=None if report is None else report.achieved)
+                details=_details(task, case, kick_runtime, compressed),
+                sparsity=None if report is None else report.achieved,
+                compression=None if report is None else report.as_record())
         if verdict.warning and verdict.status != gate.INCONCLUSIVE:
             warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
         flips = kick_runtime.write_flips(case, dense, compressed)
@@ -143,6 +147,15 @@ def kick_gate(kick_runtime, request):
     return check
 
 
+def _details(task, case: KickCase, runtime, result) -> dict | None:
+    """The task's extra figures (per-category accuracy, F1, ROUGE-2 ...) for the report; never gated."""
+    details = getattr(task, "details", None)
+    if details is None:
+        return None
+    _, _, items = runtime.data(case.task)
+    return details(items, result.scores, result.outputs)
+
+
 def _check_dense(case: KickCase, task, dense, node) -> None:
     if dense.outputs and not any(o.strip() for o in dense.outputs):
         _record(node, verdict="broken")
@@ -150,7 +163,7 @@ def _check_dense(case: KickCase, task, dense, node) -> None:
                     f"items; check the model and its tokenizer", pytrace=False)
     if not gate.informative(dense.scores, task.floor, task.higher_is_better):
         _record(node, verdict=gate.INCONCLUSIVE)
-        pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {dense.score:.3f} "
-                    f"(n={len(dense.scores)}), not significantly above the task's floor ({task.floor:g}); "
+        pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
+                    f"(n={len(dense.scores)}), not significantly above the task's floor ({task.floor}); "
                     f"no compressed case can show a loss (for small models try --kick-shots 2)")
     _record(node, verdict="sane")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from pytest_kick import stats
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
@@ -108,11 +108,13 @@ def judge(
     metric: str = "score",
     stat: str = "point",
     seed: int = 0,
+    figure: Callable[[float], float] | None = None,
 ) -> Verdict:
     """Compare per-item scores of dense and compressed on the same items.
 
     ``floor`` is the score a model gets without knowing anything (0 for open QA, 0.25 for 4-way
-    multiple choice). A dense model not significantly above it (one-sided exact binomial test at 5 %
+    multiple choice); None for a metric without one (perplexity). ``figure`` turns a mean per-item score
+    into the task's figure (perplexity: exp of the mean log-loss); the drop is judged on figures. A dense model not significantly above it (one-sided exact binomial test at 5 %
     for 0/1 scores) has no knowledge to lose, so no verdict can be drawn: INCONCLUSIVE, never MATCHING.
 
     ``stat="point"`` judges the point estimate of the drop and adds a warning when the 95 % interval
@@ -125,15 +127,17 @@ def judge(
     if len(dense) != len(compressed):
         raise ValueError(f"paired scores differ in length: dense {len(dense)}, compressed {len(compressed)}")
     n = len(dense)
-    d, c = _mean(dense), _mean(compressed)
+    f = figure or (lambda mean: mean)
+    d, c = f(_mean(dense)), f(_mean(compressed))
     threshold = tolerance.threshold(d, higher_is_better)
     drop = relative_drop(d, c, higher_is_better)
     lost, kept, gained = flips(dense, compressed, higher_is_better)
     at_floor = not informative(dense, floor, higher_is_better, seed)
     low = high = lower = p_value = warning = None
     if n:
-        low, high = stats.drop_interval(dense, compressed, higher_is_better=higher_is_better, seed=seed)
-        lower = stats.drop_lower_bound(dense, compressed, higher_is_better=higher_is_better, seed=seed)
+        low, high = stats.drop_interval(dense, compressed, higher_is_better=higher_is_better, seed=seed, figure=figure)
+        lower = stats.drop_lower_bound(dense, compressed, higher_is_better=higher_is_better, seed=seed,
+                                       figure=figure)
         if all(v in (0, 1) for v in (*dense, *compressed)):
             p_value = stats.mcnemar_exact(dense, compressed)
     allowed = drop_allowed(tolerance, d)  # the tolerance as a relative drop
@@ -152,9 +156,12 @@ def judge(
     return Verdict(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
 
 
-def informative(dense: Sequence[float], floor: float, higher_is_better: bool = True, seed: int = 0) -> bool:
+def informative(dense: Sequence[float], floor: float | None, higher_is_better: bool = True, seed: int = 0) -> bool:
     """Whether dense has knowledge to lose: its score is significantly better than the task's floor
-    (chance level). Otherwise no compressed model can show a loss and every verdict is inconclusive."""
+    (chance level). Otherwise no compressed model can show a loss and every verdict is inconclusive.
+    A task without a floor (perplexity) is always informative."""
+    if floor is None:
+        return bool(dense)
     return bool(dense) and stats.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
 
 
@@ -170,7 +177,7 @@ def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: st
     if v.status == INCONCLUSIVE:
         head = (
             f"{task}: inconclusive for {label}: dense {metric} {v.dense:.3f} (n={v.n}) is not significantly above "
-            f"the task's floor ({floor:g}); a model that knows nothing here cannot show a loss"
+            f"the task's floor ({floor}); a model that knows nothing here cannot show a loss"
         )
     elif v.status == NOT_MATCHING:
         head = f"{task}: {label} is not matching dense (tolerance {tolerance})"

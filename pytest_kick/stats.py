@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 
 # A resample of n items is a multinomial draw over the distinct (dense, compressed) pairs. When there
@@ -111,11 +111,12 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def bootstrap_drop(dense: Sequence[float], compressed: Sequence[float], *, higher_is_better: bool = True,
-                   n_boot: int = 2000, seed: int = 0) -> list[float]:
+                   n_boot: int = 2000, seed: int = 0, figure: Callable[[float], float] | None = None) -> list[float]:
     """Paired bootstrap of the relative drop: the sorted drops of ``n_boot`` resamples.
 
     Each resample draws n item indices with replacement and uses the SAME indices for dense and
-    compressed, then takes :func:`relative_drop` of the two means. A resample whose dense mean is 0
+    compressed, then takes :func:`relative_drop` of the two means (of ``figure`` of each mean, when the
+    task's figure is not the mean itself: perplexity is exp of the mean log-loss). A resample whose dense mean is 0
     gives 0.0 or +-inf (see :func:`relative_drop`); those sort to the ends and the quantile functions
     below handle them. Reproducible for a given ``seed``; the global random state is not touched.
     """
@@ -124,21 +125,25 @@ def bootstrap_drop(dense: Sequence[float], compressed: Sequence[float], *, highe
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     n = len(dense)
     rng = random.Random(seed)
-    return sorted(relative_drop(sum_d / n, sum_c / n, higher_is_better)
+    f = figure or (lambda mean: mean)
+    return sorted(relative_drop(f(sum_d / n), f(sum_c / n), higher_is_better)
                   for sum_d, sum_c in _resampled_sums(dense, compressed, n_boot, rng))
 
 
 def drop_interval(dense: Sequence[float], compressed: Sequence[float], *, higher_is_better: bool = True,
-                  level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+                  level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                  figure: Callable[[float], float] | None = None) -> tuple[float, float]:
     """Two-sided percentile bootstrap interval of the relative drop at ``level`` (0.95 = 95 %)."""
     _check_fraction("level", level)
-    drops = bootstrap_drop(dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed)
+    drops = bootstrap_drop(dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
+                           figure=figure)
     tail = (1 - level) / 2
     return _quantile(drops, tail), _quantile(drops, 1 - tail)
 
 
 def drop_lower_bound(dense: Sequence[float], compressed: Sequence[float], *, higher_is_better: bool = True,
-                     confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> float:
+                     confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                     figure: Callable[[float], float] | None = None) -> float:
     """One-sided lower confidence bound of the relative drop: the (1 - confidence) bootstrap quantile.
 
     The gate's ``ci`` mode fails a case only when this lower bound exceeds the tolerance, i.e. when
@@ -151,7 +156,8 @@ def drop_lower_bound(dense: Sequence[float], compressed: Sequence[float], *, hig
     only allow 2.5 % false failures, i.e. the same false-failure rate as a 97.5 % one-sided bound.
     """
     _check_fraction("confidence", confidence)
-    drops = bootstrap_drop(dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed)
+    drops = bootstrap_drop(dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
+                           figure=figure)
     return _quantile(drops, 1 - confidence)
 
 

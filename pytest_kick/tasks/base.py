@@ -35,20 +35,38 @@ class Settings:
 
 
 class Task(Protocol):
-    name: str
+    """One gated task (or one variant of a task family: ``icrqa:open``), as the runtime sees it.
+
+    Items (from ``split``) are any objects with ``id`` (str, unique), ``question`` (str) and ``answers``
+    (tuple of str); flip reports show those three.
+
+    A task evaluates either through the shared generation path (``requests`` answered by
+    ``Engine.generate``, then ``score`` per item) or, when it defines
+    ``evaluate(engine, items, shots, settings, progress) -> (scores, outputs)``, on its own (log-likelihood
+    scoring, perplexity windows). Optional methods:
+    - ``figure(mean) -> float``: the task's figure from the mean per-item score (default: the mean itself;
+      perplexity: exp of the mean per-item negative log-likelihood). The gate judges figures;
+    - ``details(items, scores, outputs) -> dict[str, float]``: extra figures for the report (per-category
+      accuracy, F1, ROUGE-2, ...), never gated.
+    ``floor`` is the score of a model that knows nothing (chance); None when there is no such level
+    (perplexity): dense is then always informative.
+    """
+
+    name: str  # "mmlu", or "family:variant" ("icrqa:open")
+    family: str  # "icrqa" for "icrqa:open"; equal to name for a task without variants
     version: str
     metric: str
     higher_is_better: bool
-    floor: float  # the score of a model that knows nothing (chance level)
+    floor: float | None
 
     def load(self, settings: Settings) -> Dataset: ...
 
-    def split(self, dataset: Dataset, settings: Settings) -> tuple[list[Example], list[Example]]:
+    def split(self, dataset: Dataset, settings: Settings) -> tuple[list, list]:
         """(shots, evaluated items): the in-context examples and the deterministic evaluation subset."""
         ...
 
-    def requests(self, items: Sequence[Example], shots: Sequence[Example], settings: Settings) -> list[GenerationRequest]: ...
+    def requests(self, items: Sequence, shots: Sequence, settings: Settings) -> list[GenerationRequest]: ...
 
-    def score(self, item: Example, request: GenerationRequest, output: str, settings: Settings) -> float: ...
+    def score(self, item, request: GenerationRequest, output: str, settings: Settings) -> float: ...
 
     def template_hash(self, settings: Settings) -> str: ...

@@ -50,3 +50,38 @@ def subset(items: Sequence[T], limit: int | None, seed: int, salt: str) -> list[
     rng = random.Random(f"{seed}/{salt}")
     chosen = sorted(rng.sample(range(len(items)), limit))
     return [items[i] for i in chosen]
+
+
+def hub_rows(path: str, name: str | None, split: str, notify=None,
+             **options) -> tuple[list[dict], str, str] | None:
+    """(rows, source, digest) of a Hugging Face hub dataset split, or None when the hub is out of reach.
+
+    Out of reach: HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1, the ``datasets`` package missing, or the hub's
+    host not answering within a few seconds. The source names the dataset, config, split and revision
+    fingerprint, so a baseline computed on hub data never pairs with one computed on a bundled sample.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return None
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=3).close()
+    except OSError:
+        return None
+    try:
+        import datasets
+    except ImportError:
+        return None
+    if notify:
+        notify(f"loading {path}{'/' + name if name else ''} {split} from the Hugging Face hub")
+    try:
+        loaded = datasets.load_dataset(path, name, split=split, **options)
+    except Exception as err:  # the hub answered but the dataset did not load: say so, fall back
+        if notify:
+            notify(f"hub dataset {path} unavailable ({type(err).__name__}); using local or bundled data")
+        return None
+    fingerprint = getattr(loaded, "_fingerprint", "unknown")
+    return [dict(row) for row in loaded], f"hub:{path}/{name or '-'}@{split}", str(fingerprint)

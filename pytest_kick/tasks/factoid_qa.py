@@ -35,6 +35,8 @@ USER_TURN = "Please give answer to this question: {question}"
 ASSISTANT_TURN = "The answer is {answer}."
 BUNDLED = "freebaseqa/freebaseqa_eval_prerelease_sample.jsonl"
 OFFICIAL_FILES = ("FreebaseQA-eval.json", "FreebaseQA-train.json", "FreebaseQA-dev.json")
+LOCAL_LAYOUT = ("FreebaseQA-eval.json (from github.com/kelvin-jiang/FreebaseQA) or freebaseqa/*.jsonl records "
+                "with id, question, answers")
 STRICT_MAX_NEW_TOKENS = 24
 # LLM-KICK generates up to max_length = 3 x prompt tokens, i.e. 2 x prompt tokens of continuation;
 # capped here so few-shot prompts stay affordable on a CPU (the cap is part of the baseline key).
@@ -75,6 +77,7 @@ def _examples_from_official(path: Path) -> list[Example]:
 
 class FactoidQA:
     name = "factoid_qa"
+    family = "factoid_qa"
     version = "1"
     metric = "accuracy"
     higher_is_better = True
@@ -82,11 +85,14 @@ class FactoidQA:
 
     def load(self, settings: Settings) -> Dataset:
         if settings.data_dir is not None:
-            return self._load_local(Path(settings.data_dir))
+            local = self._load_local(Path(settings.data_dir))
+            if local is not None:
+                return local
         path = bundled_dir() / BUNDLED
         return Dataset(tuple(_examples_from_jsonl(path)), f"bundled:{BUNDLED}", file_hash(path))
 
-    def _load_local(self, root: Path) -> Dataset:
+    def _load_local(self, root: Path) -> Dataset | None:
+        """FreebaseQA from --kick-data-dir, or None when it holds none (the bundled sample is used then)."""
         for folder in (root, root / "freebaseqa"):
             for name in OFFICIAL_FILES:
                 if (folder / name).is_file():
@@ -94,10 +100,7 @@ class FactoidQA:
                     return Dataset(tuple(_examples_from_official(path)), f"local:{path}", file_hash(path))
         jsonl = sorted((root / "freebaseqa").glob("*.jsonl"))
         if not jsonl:
-            raise KickError(
-                f"--kick-data-dir {root}: no FreebaseQA data; expected {' or '.join(OFFICIAL_FILES)} "
-                f"(from github.com/kelvin-jiang/FreebaseQA) or freebaseqa/*.jsonl records with id, question, answers"
-            )
+            return None
         examples = [e for path in jsonl for e in _examples_from_jsonl(path)]
         digest = text_hash(*(file_hash(p) for p in jsonl))
         return Dataset(tuple(examples), "local:" + ",".join(str(p) for p in jsonl), digest)
