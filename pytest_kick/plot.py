@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pytest_kick.baseline import safe_name
 from pytest_kick.errors import KickError
+from pytest_kick.report import ratio_key
 
 
 def plot(records: list[dict], out_dir: Path) -> list[Path]:
@@ -30,26 +31,28 @@ def plot(records: list[dict], out_dir: Path) -> list[Path]:
         if dense is None or not compressed:
             continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        ratios = sorted({r["ratio"] for r in compressed})
+        ratios = sorted({r["ratio"] for r in compressed}, key=ratio_key)
+        x_of = {ratio: k + 1 for k, ratio in enumerate(ratios)}  # dense at 0, then each asked ratio
         threshold = compressed[0].get("threshold")
         if threshold is not None:
             ax.axhspan(min(threshold, dense), max(threshold, dense), color="tab:green", alpha=0.12,
                        label=f"matching ({compressed[0].get('tolerance', 'tolerance')})")
         ax.axhline(dense, color="black", linestyle="--", linewidth=1, label=f"dense {dense:.3f}")
         for name in sorted({r["compressor"] for r in compressed}):
-            points = sorted((r["ratio"], r["compressed"], r.get("verdict")) for r in compressed if r["compressor"] == name)
-            ax.plot([0.0] + [p[0] for p in points], [dense] + [p[1] for p in points], marker="o", label=name)
+            points = sorted((x_of[r["ratio"]], r["compressed"], r.get("verdict"))
+                            for r in compressed if r["compressor"] == name)
+            ax.plot([0] + [p[0] for p in points], [dense] + [p[1] for p in points], marker="o", label=name)
             for x, y, verdict in points:
                 if verdict == "not matching":
                     ax.plot(x, y, marker="x", color="tab:red", markersize=10, markeredgewidth=2)
-        ax.set_xticks([0.0] + ratios)
-        ax.set_xlabel("sparsity")
+        ax.set_xticks(range(len(ratios) + 1), ["dense"] + [str(r) for r in ratios])
+        ax.set_xlabel("sparsity / N:M / quantization")
         ax.set_ylabel(compressed[0].get("metric", "score"))
         ax.set_title(f"{task} — {model} (n={compressed[0].get('n')}, ✗ = not matching)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = out_dir / f"{safe_name(model)}-{safe_name(task)}.png"
+        path = out_dir / f"{safe_name(model)}-{safe_name(task.replace(':', '-'))}.png"
         fig.savefig(path)
         plt.close(fig)
         written.append(path)

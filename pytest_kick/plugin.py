@@ -84,23 +84,24 @@ class XdistRunId:
 def _task_of(metafunc) -> str:
     marker = metafunc.definition.get_closest_marker("kick_task")
     name = marker.args[0] if marker and marker.args else metafunc.function.__name__.removeprefix("test_")
-    if name not in tasks.names():
+    if name not in tasks.families() and name not in tasks.names():
         raise pytest.UsageError(f"pytest-kick: {metafunc.definition.nodeid} gates unknown task {name!r}; "
-                                f"known: {', '.join(tasks.names())}")
+                                f"known: {', '.join(tasks.spellings())}")
     return name
 
 
 def pytest_generate_tests(metafunc) -> None:
-    """One item per (task, model, compressor, ratio), plus one dense item per (task, model)."""
+    """One item per (task variant, model, compressor, ratio), plus one dense item per (variant, model)."""
     kick = metafunc.config.stash.get(CONFIG_KEY, None)
     if kick is None or "kick_case" not in metafunc.fixturenames:
         return
-    task = _task_of(metafunc)
-    if task not in kick.tasks:
+    chosen = [v for v in tasks.expand(_task_of(metafunc)) if v in kick.tasks]
+    if not chosen:
         metafunc.parametrize("kick_case", [pytest.param(None, id="not-selected")])
         return
     metafunc.parametrize("kick_case", [
-        pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group)) for case in cases_for(task, kick)
+        pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
+        for task in chosen for case in cases_for(task, kick)
     ])
 
 
@@ -131,8 +132,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if case is None:
             return (0, (), index)
         variant = (kick.models.index(case.model), case.compressor is not None,
-                   kick.compressors.index(case.compressor) if case.compressor else -1,
-                   kick.ratios.index(case.ratio) if case.ratio is not None else -1)
+                   kick.variants.index((case.compressor, case.ratio)) if case.compressor else -1)
         return (1, variant, index)
 
     items[:] = [item for _, item in sorted(enumerate(keep), key=order)]
@@ -206,10 +206,14 @@ class SessionReport:
             if r.get("compressor") == "dense" and r.get("baseline"):
                 tr.write_line(f"dense baseline: {r['baseline']} — {r['task']} on {r['model']} "
                               f"({os.path.relpath(r['baseline_path'])})")
+        seen = set()
         for r in self.records:
-            if r.get("sparsity") is not None and r["task"] == self.records[0]["task"]:  # once per variant
-                tr.write_line(f"{r['compressor']}@{r['ratio']:g} on {r['model']}: achieved sparsity {r['sparsity']:.4f} "
-                              f"of the decoder-block linear weights")
+            compression = r.get("compression")
+            if compression and (r["model"], r["compressor"], r["ratio"]) not in seen:  # once per variant
+                seen.add((r["model"], r["compressor"], r["ratio"]))
+                tr.write_line(kick_report.compression_line(r["model"], compression))
+        for line in kick_report.details_lines(self.records):
+            tr.write_line(line)
         sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
         tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
         meta = self.meta()

@@ -37,16 +37,56 @@ def _cell(record: dict) -> str:
     return f"[{style}]{record['compressed']:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}[/]"
 
 
+def ratio_key(text) -> tuple:
+    """Order of ratio columns: sparsities ascending, then N:M patterns, then quantization specs (more bits
+    first), then anything else; a spelling that does not parse sorts last, as text."""
+    from pytest_kick.compress import spec
+    from pytest_kick.errors import KickError
+
+    try:
+        parsed = spec.parse(str(text))
+    except KickError:
+        return (9, 0.0, str(text))
+    order = {"sparsity": 0, "nm": 1, "quant": 2, "checkpoint": 3}[parsed.kind]
+    value = parsed.sparsity if parsed.kind != "quant" else -(parsed.bits + (parsed.act_bits or 0) / 100)
+    return (order, value or 0.0, parsed.text)
+
+
+def compression_line(model: str, c: dict) -> str:
+    """What a compressed variant achieved, in one line: sparsity, bits, time, calibration."""
+    text = f"{c['compressor']}@{c['ratio']} on {model}: achieved sparsity {c['sparsity']:.4f}"
+    if c.get("bits") is not None:
+        text += f", at most 2^{c['bits']} levels per group"
+    if c.get("ragged_last_group"):
+        text += f", ragged last group of {'/'.join(map(str, c['ragged_last_group']))} inputs"
+    text += f" ({c['seconds']:.1f} s"
+    if c.get("calibration"):
+        text += f", calibration {c['calibration'][0]}x{c['calibration'][1]} tokens"
+    return text + ")"
+
+
+def details_lines(records: list[dict]) -> list[str]:
+    """The tasks' extra figures (per-category accuracy, F1, ROUGE) per case, one line each."""
+    lines = []
+    for r in records:
+        details = r.get("details") if r.get("compressor") != "dense" else r.get("details_dense")
+        if details:
+            label = "dense" if r.get("compressor") == "dense" else f"{r['compressor']}@{r['ratio']}"
+            figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items())
+            lines.append(f"{r['task']} {r['model']} {label}: {figures}")
+    return lines
+
+
 def table(records: list[dict]):
     """rich Table: rows task x compressor, a dense column, one column per ratio."""
     from rich.table import Table
 
-    ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None})
+    ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None}, key=ratio_key)
     out = Table(title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive")
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
     for ratio in ratios:
-        out.add_column(f"{ratio:g}", justify="right", no_wrap=True)
+        out.add_column(str(ratio), justify="right", no_wrap=True)
     dense_by = {(r["task"], r["model"]): r for r in records if r.get("compressor") == "dense"}
     rows: dict = {}
     for r in records:
@@ -104,13 +144,13 @@ def markdown(records: list[dict], meta: dict) -> str:
         return "" if value is None else format(value, fmt)
 
     for r in sorted(records, key=lambda r: (r["task"], r["model"], r.get("compressor") != "dense",
-                                            r.get("compressor") or "", r.get("ratio") or 0)):
+                                            r.get("compressor") or "", ratio_key(r.get("ratio") or ""))):
         interval = ""
         if r.get("drop_low") is not None:
             interval = f"[{r['drop_low'] * 100:.1f}%, {r['drop_high'] * 100:.1f}%]"
         flips = "" if r.get("lost") is None else f"{r['lost']} / {r['kept']} / {r['gained']}"
         lines.append(
-            f"| {r['task']} | {r['model']} | {r.get('compressor')} | {num(r.get('ratio'), 'g')} | "
+            f"| {r['task']} | {r['model']} | {r.get('compressor')} | {r.get('ratio') or ''} | "
             f"{num(r.get('dense'), '.3f')} (n={r.get('n')}) | {num(r.get('compressed'), '.3f')} | "
             f"{'' if r.get('drop') is None else format(r['drop'] * 100, '.1f') + '%'} | {interval} | {flips} | "
             f"{icon.get(r.get('verdict'), r.get('verdict') or r.get('outcome'))} |"

@@ -2,7 +2,7 @@
 
 import json
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "-p", "no:cacheprovider"]
+TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
 
 
 def run(pytester, *args):

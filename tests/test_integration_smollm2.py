@@ -71,7 +71,7 @@ def test_suite_on_smollm2_keeps_knowledge_at_low_sparsity_and_loses_it_at_high(p
     assert cases["magnitude0.6"]["verdict"] == "not matching"
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
-    assert "factoid_qa: magnitude@0.60 is not matching dense (tolerance 5% relative)" in out
+    assert "factoid_qa: magnitude@0.6 is not matching dense (tolerance 5% relative)" in out
     flips = (cache_dir / "reports" / "smollm2-135m" / "factoid_qa-magnitude-0.6.jsonl").read_text().splitlines()
     assert flips and json.loads(flips[0])["change"] in ("lost", "gained")
 

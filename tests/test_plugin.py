@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "-p", "no:cacheprovider"]
+TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
 
 
 def test_without_options_the_plugin_does_nothing(pytester):
@@ -35,7 +35,7 @@ def test_without_options_the_plugin_does_nothing(pytester):
     [
         (["--kick-model", "no-such-model"], "--kick-model: unknown model 'no-such-model'"),
         (["--kick-model", "tiny-random-llama", "--kick-ratio", "1.5"], "--kick-ratio: 1.5 is outside [0, 1)"),
-        (["--kick-model", "tiny-random-llama", "--kick-ratio", "abc"], "--kick-ratio: 'abc' is not a number"),
+        (["--kick-model", "tiny-random-llama", "--kick-ratio", "abc"], "--kick-ratio: 'abc' is not a compression ratio"),
         (["--kick-model", "tiny-random-llama", "--kick-tasks", "nope"], "--kick-tasks: unknown task 'nope'"),
         (["--kick-model", "tiny-random-llama", "--kick-compressor", "nope"], "unknown compressor 'nope'"),
         (["--kick-model", "tiny-random-llama", "--kick-limit", "0"], "--kick-limit: must be at least 1 (got 0)"),
@@ -129,7 +129,7 @@ def test_not_matching_fails_with_the_evidence(pytester):
     result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "test_evidence.py")
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
-    assert "factoid_qa: magnitude@0.50 is not matching dense (tolerance 5% relative)" in out
+    assert "factoid_qa: magnitude@0.5 is not matching dense (tolerance 5% relative)" in out
     assert "dense 0.800 (n=10)  compressed 0.600  drop 25.0%  threshold 0.760" in out
     assert "3 answers lost, 5 kept, 1 gained" in out
     assert "Traceback" not in out
@@ -167,11 +167,21 @@ def test_corrupt_baseline_cache_is_a_clear_error_and_is_kept(pytester, echo_data
     assert cached.read_text() == '{"format": 1, "key": '
 
 
-def test_missing_data_dir_content_is_a_clear_error(pytester):
+def test_a_data_dir_without_a_tasks_data_falls_back_to_the_bundled_sample_and_says_so(pytester):
     (pytester.path / "data").mkdir()
+    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-data-dir", "data", "-W", "always")
+    out = result.stdout.str()
+    assert "--kick-data-dir" in out and "holds no factoid_qa data, so factoid_qa uses the bundled sample" in out
+    assert "FreebaseQA-eval.json" in out  # how to give your own copy
+    assert "factoid_qa: bundled:freebaseqa" in out
+
+
+def test_a_malformed_local_data_file_is_a_clear_error(pytester):
+    (pytester.path / "data" / "freebaseqa").mkdir(parents=True)
+    (pytester.path / "data" / "freebaseqa" / "broken.jsonl").write_text('{"id": "a", "question": "q", "answers": ["x"]}\n{oops\n')
     result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-data-dir", "data")
     result.assert_outcomes(failed=2)
-    assert "no FreebaseQA data; expected FreebaseQA-eval.json" in result.stdout.str()
+    assert "broken.jsonl:2: not valid JSON" in result.stdout.str()
 
 
 def test_local_data_dir_in_the_official_format(pytester, echo_data):
@@ -203,8 +213,10 @@ def test_xdist_gives_the_same_verdicts(pytester, echo_data):
 def test_hub_alias_offline_says_how_to_point_at_a_local_copy(pytester, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(pytester.path / "hf-home"))
+    from pytest_kick import tasks
+
     result = pytester.runpytest("--kick-model", "vicuna-7b", "--kick-ratio", "0.5", "-p", "no:cacheprovider")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=2 * len(tasks.names()))  # every task, dense and compressed: one clear line each
     out = result.stdout.str()
     assert "model vicuna-7b (lmsys/vicuna-7b-v1.3) is not in the local Hugging Face cache" in out
     assert "pass --kick-model /path/to/its/directory" in out

@@ -8,7 +8,7 @@ from pytest_kick.engine import Engine
 from pytest_kick.gate import NOT_MATCHING, Tolerance, judge
 from pytest_kick.requests import GenerationRequest
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "-p", "no:cacheprovider"]
+TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
 
 
 def test_json_markdown_and_junit_reports(pytester, echo_data):
