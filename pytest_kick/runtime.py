@@ -101,6 +101,14 @@ def package_versions() -> dict:
     return found
 
 
+def share_cpu(torch, environ) -> None:
+    """Under xdist on CPU, give each worker its share of the cores: N workers with torch's default of one
+    thread per core oversubscribe the machine, and spinning intra-op threads then run many times slower."""
+    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 class Runtime:
     def __init__(self, config: KickConfig, ui=None, worker_id: str | None = None, run_id: str = "local"):
         self.config = config
@@ -138,6 +146,8 @@ class Runtime:
                     lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
                 )
                 dtype = pick_dtype(self.config.dtype, device)
+                if device == "cpu":
+                    share_cpu(torch, os.environ)
                 loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
             except KickError as err:
                 self._models[spec] = err

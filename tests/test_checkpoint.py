@@ -19,12 +19,7 @@ from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.models.tiny import tiny_random_llama
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fresh(seed=0):

@@ -59,3 +59,23 @@ def test_unavailable_devices_are_clear_errors():
         pick_device("mps", None, {}, no_gpu, mps_available=lambda: False)
     with pytest.raises(KickError, match="--kick-device cuda:3: this machine has 2 visible CUDA device"):
         pick_device("cuda:3", None, {}, two_gpus)
+
+
+def test_xdist_workers_on_cpu_share_the_cores(monkeypatch):
+    from pytest_kick.runtime import share_cpu
+
+    class FakeTorch:
+        threads = None
+
+        @classmethod
+        def set_num_threads(cls, n):
+            cls.threads = n
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    share_cpu(FakeTorch, {"PYTEST_XDIST_WORKER_COUNT": "4"})
+    assert FakeTorch.threads == 2
+    share_cpu(FakeTorch, {"PYTEST_XDIST_WORKER_COUNT": "16"})
+    assert FakeTorch.threads == 1
+    FakeTorch.threads = None
+    share_cpu(FakeTorch, {})  # no xdist: torch keeps its own default
+    assert FakeTorch.threads is None

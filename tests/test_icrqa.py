@@ -216,19 +216,6 @@ def test_template_hash_depends_on_variant_and_protocol():
 # --- a real model ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def smollm2(pytestconfig):
-    """SmolLM2-135M-Instruct, loaded once per session for all task test files (see test_integration_smollm2)."""
-    if not hasattr(pytestconfig, "_kick_smollm2"):
-        from pytest_kick.models.loading import load
-        from pytest_kick.models.registry import resolve
-
-        cache = pytestconfig.rootpath / ".kick-test"
-        cache.mkdir(exist_ok=True)
-        pytestconfig._kick_smollm2 = load(resolve("smollm2-135m"), cache, "cpu", "float32")
-    return pytestconfig._kick_smollm2
-
-
 @pytest.mark.slow
 def test_smollm2_answers_closed_and_open_book(smollm2):
     from pytest_kick.engine import Engine

@@ -213,16 +213,3 @@ def test_smollm2_holds_a_two_turn_conversation(smollm2):
         assert all(0.0 < s < 1.0 for s in scores), (scores, outputs)
         if variant == "mtbench":
             assert all(o.startswith("[turn 1]\n") and "\n\n[turn 2]\n" in o for o in outputs)
-
-
-@pytest.fixture(scope="session")
-def smollm2(pytestconfig):
-    """SmolLM2-135M-Instruct, loaded once per session for all task test files (see test_integration_smollm2)."""
-    if not hasattr(pytestconfig, "_kick_smollm2"):
-        from pytest_kick.models.loading import load
-        from pytest_kick.models.registry import resolve
-
-        cache = pytestconfig.rootpath / ".kick-test"
-        cache.mkdir(exist_ok=True)
-        pytestconfig._kick_smollm2 = load(resolve("smollm2-135m"), cache, "cpu", "float32")
-    return pytestconfig._kick_smollm2

@@ -26,18 +26,6 @@ EASY = [
 ]
 
 
-@pytest.fixture(scope="session")
-def cache_dir(pytestconfig):
-    path = pytestconfig.rootpath / ".kick-test"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def smollm2(cache_dir):
-    return load(resolve("smollm2-135m"), cache_dir, "cpu", "float32")
-
-
 def test_gguf_is_converted_once_and_reused(smollm2, cache_dir):
     again = load(resolve("smollm2-135m"), cache_dir, "cpu", "float32")
     assert any(note.startswith("reused converted weights") for note in again.notes)

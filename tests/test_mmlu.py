@@ -363,16 +363,6 @@ def test_evaluate_follows_reuse_prefix(tiny, bundled):
 # --- SmolLM2-135M --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def smollm2(pytestconfig):
-    from pytest_kick.models import registry
-    from pytest_kick.models.loading import load
-
-    cache = pytestconfig.rootpath / ".kick-test"  # shared with test_integration_smollm2: converted once
-    cache.mkdir(exist_ok=True)
-    return load(registry.resolve("smollm2-135m"), cache, "cpu", "float32")
-
-
 @pytest.mark.slow
 def test_prefix_reuse_matches_full_prompts_on_smollm2(smollm2, bundled):
     _, dataset, dev = bundled

@@ -13,13 +13,7 @@ from pytest_kick.compress.rtn import RTNSolver
 from pytest_kick.compress.spec import parse
 from pytest_kick.models.tiny import tiny_random_llama
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one intra-op thread is faster, and far faster on a busy machine (no spinning)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SPECS = st.sampled_from(["w2", "w3", "w4", "w8", "w2g16", "w3g32", "w4g128", "w4g64", "w8g128", "w4g7"])

@@ -184,16 +184,3 @@ def test_smollm2_summarises_two_small_stories(smollm2):
     scores = [task.score(i, r, o, settings) for i, r, o in zip(items, requests, outputs)]
     assert all(o.strip() for o in outputs) and all(0.0 < s < 1.0 for s in scores), (outputs, scores)
     assert set(task.details(items, scores, outputs)) == {"rouge1", "rouge2", "rougeL"}
-
-
-@pytest.fixture(scope="session")
-def smollm2(pytestconfig):
-    """SmolLM2-135M-Instruct, loaded once per session for all task test files (see test_integration_smollm2)."""
-    if not hasattr(pytestconfig, "_kick_smollm2"):
-        from pytest_kick.models.loading import load
-        from pytest_kick.models.registry import resolve
-
-        cache = pytestconfig.rootpath / ".kick-test"
-        cache.mkdir(exist_ok=True)
-        pytestconfig._kick_smollm2 = load(resolve("smollm2-135m"), cache, "cpu", "float32")
-    return pytestconfig._kick_smollm2

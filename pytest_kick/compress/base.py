@@ -68,6 +68,28 @@ def compressible_linears(model) -> dict:
     return found
 
 
+def token_rows(inp, columns: int, device):
+    """A linear layer's input ``[..., columns]`` as float32 rows ``[tokens, columns]`` on ``device``."""
+    import torch
+
+    if inp.shape[-1] != columns:
+        raise ValueError(f"input has {inp.shape[-1]} features, the layer {columns}")
+    return inp.detach().reshape(-1, columns).to(device=device, dtype=torch.float32)
+
+
+def accumulate_hessian(H, tokens: int, x) -> int:
+    """Fold rows ``x`` into ``H = 2/n sum_t x_t x_t^T`` (a running average over the n tokens seen, in
+    place, float32; SparseGPT's and GPTQ's layer Hessian). Returns the new token count."""
+    import math
+
+    total = tokens + x.shape[0]
+    if x.shape[0]:
+        H.mul_(tokens / total)
+        x = x * math.sqrt(2.0 / total)
+        H.addmm_(x.t(), x)
+    return total
+
+
 def sparsity(weight) -> float:
     return float((weight == 0).sum().item()) / weight.numel()
 

@@ -36,12 +36,12 @@ The weight is written back in place (fake quantization) in its original dtype.
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
 from pytest_kick.compress import grid
+from pytest_kick.compress.base import accumulate_hessian, token_rows
 from pytest_kick.errors import KickError
 
 
@@ -57,17 +57,13 @@ class GPTQSolver:
 
     def add_batch(self, inp) -> None:
         """Accumulate ``H`` from one input of the linear, [..., in_features] (e.g. [batch, seq, hidden])."""
-        x = inp.detach().reshape(-1, inp.shape[-1]).to(dtype=torch.float32)
-        rows = x.shape[0]
-        if rows == 0:
+        x = token_rows(inp, self.columns, inp.device if self.H is None else self.H.device)
+        if x.shape[0] == 0:
             return
         if self.H is None:
             self.H = torch.zeros(self.columns, self.columns, dtype=torch.float32, device=x.device)
-        x = x.to(self.H.device)
-        self.H *= self.nsamples / (self.nsamples + rows)
-        self.nsamples += rows
-        x = math.sqrt(2 / self.nsamples) * x
-        self.H += x.t() @ x
+        with torch.no_grad():
+            self.nsamples = accumulate_hessian(self.H, self.nsamples, x)
 
     def _inverse_factor(self, H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, float]:
         diag = torch.arange(H.shape[0], device=H.device)

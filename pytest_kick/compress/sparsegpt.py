@@ -45,11 +45,11 @@ Exactness (what :func:`pytest_kick.compress.masks.expected_zeros` returns):
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
+from pytest_kick.compress.base import accumulate_hessian, token_rows
 from pytest_kick.compress.masks import check_spec, cumulative_quota, nm_mask, select_lowest, spread
 from pytest_kick.errors import KickError
 
@@ -74,19 +74,8 @@ class SparseGPTSolver:
 
     def add_batch(self, inp) -> None:
         """Account for ``inp``, the input of the Linear, shape [..., in_features], any float dtype."""
-        if inp.shape[-1] != self.columns:
-            raise ValueError(f"input has {inp.shape[-1]} features, the layer {self.columns}")
         with torch.no_grad():
-            x = inp.detach().reshape(-1, self.columns).to(device=self.H.device, dtype=torch.float32)
-            count = x.shape[0]
-            if count == 0:
-                return
-            total = self.tokens + count
-            # H <- H * old/total + 2/total * X^T X, i.e. H = 2/n sum_t x_t x_t^T
-            self.H.mul_(self.tokens / total)
-            x = x * math.sqrt(2.0 / total)
-            self.H.addmm_(x.t(), x)
-            self.tokens = total
+            self.tokens = accumulate_hessian(self.H, self.tokens, token_rows(inp, self.columns, self.H.device))
 
     def _inverse(self, H, percdamp: float):
         """Upper Cholesky factor of (H + damp I)^-1, retrying with more dampening if H is too ill-conditioned."""

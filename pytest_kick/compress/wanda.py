@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from pytest_kick.compress.base import token_rows
 from pytest_kick.compress.masks import check_spec, prune_by_score
 from pytest_kick.errors import KickError
 
@@ -36,10 +37,8 @@ class WandaSolver:
 
     def add_batch(self, inp) -> None:
         """Account for ``inp``, the input of the Linear, shape [..., in_features], any float dtype."""
-        if inp.shape[-1] != self.columns:
-            raise ValueError(f"input has {inp.shape[-1]} features, the layer {self.columns}")
         with torch.no_grad():
-            x = inp.detach().reshape(-1, self.columns).to(device=self.mean_sq.device, dtype=torch.float32)
+            x = token_rows(inp, self.columns, self.mean_sq.device)
             count = x.shape[0]
             if count == 0:
                 return

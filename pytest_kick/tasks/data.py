@@ -52,6 +52,19 @@ def subset(items: Sequence[T], limit: int | None, seed: int, salt: str) -> list[
     return [items[i] for i in chosen]
 
 
+def split_shots(examples: Sequence[T], settings, salt: str, what: str = "the data") -> tuple[list[T], list[T]]:
+    """(shots, evaluated items): ``settings.shots`` seeded in-context examples, and the deterministic
+    ``settings.limit`` subset of the rest. ``salt`` (a task or family name) makes the draw task-specific."""
+    examples = list(examples)
+    if settings.shots >= len(examples):
+        raise KickError(f"--kick-shots {settings.shots}: {what} has only {len(examples)} questions")
+    rng = random.Random(f"{settings.seed}/{salt}/shots")
+    chosen = set(rng.sample(range(len(examples)), settings.shots))
+    shots = [examples[i] for i in sorted(chosen)]
+    pool = [e for i, e in enumerate(examples) if i not in chosen]
+    return shots, subset(pool, settings.limit, settings.seed, salt)
+
+
 def hub_rows(path: str, name: str | None, split: str, notify=None,
              **options) -> tuple[list[dict], str, str] | None:
     """(rows, source, digest) of a Hugging Face hub dataset split, or None when the hub is out of reach.

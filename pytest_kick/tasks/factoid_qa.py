@@ -16,7 +16,6 @@ trailing space (a prompt ending in a bare space splits the answer's first token 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +23,7 @@ from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.tasks.base import Dataset, Example, Settings
-from pytest_kick.tasks.data import bundled_dir, read_jsonl, subset
+from pytest_kick.tasks.data import bundled_dir, read_jsonl, split_shots
 from pytest_kick.tasks.normalize import contains_answer
 
 PROMPT = "Please give answer to this question: {question}\nThe answer is "
@@ -106,14 +105,7 @@ class FactoidQA:
         return Dataset(tuple(examples), "local:" + ",".join(str(p) for p in jsonl), digest)
 
     def split(self, dataset: Dataset, settings: Settings) -> tuple[list[Example], list[Example]]:
-        examples = list(dataset.examples)
-        if settings.shots >= len(examples):
-            raise KickError(f"--kick-shots {settings.shots}: the data has only {len(examples)} questions")
-        rng = random.Random(f"{settings.seed}/{self.name}/shots")
-        shot_index = set(rng.sample(range(len(examples)), settings.shots))
-        shots = [examples[i] for i in sorted(shot_index)]
-        pool = [e for i, e in enumerate(examples) if i not in shot_index]
-        return shots, subset(pool, settings.limit, settings.seed, self.name)
+        return split_shots(dataset.examples, settings, self.name)
 
     def prompt(self, item: Example, shots: Sequence[Example], protocol: str = "kick") -> str:
         prompt, shot = (PROMPT, SHOT) if protocol == "kick" else (STRICT_PROMPT, STRICT_SHOT)

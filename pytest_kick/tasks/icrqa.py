@@ -27,7 +27,6 @@ question's evidence page (the original TriviaQA evidence text is not bundled; se
 
 from __future__ import annotations
 
-import random
 import re
 import string
 from collections import Counter
@@ -39,7 +38,7 @@ from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import GenerationRequest
 from pytest_kick.tasks.base import Dataset, Settings
-from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl, subset
+from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl, split_shots
 
 CLOSED_HEADER = "Answer these questions:\n\n"
 OPEN_HEADER = "Based on these texts, answer these questions:\n\n"
@@ -203,14 +202,7 @@ class ICRQA:
 
     def split(self, dataset: Dataset, settings: Settings) -> tuple[list[TriviaItem], list[TriviaItem]]:
         """Shots and the evaluated subset are drawn with the family's name, so both variants get the same ids."""
-        items = list(dataset.examples)
-        if settings.shots >= len(items):
-            raise KickError(f"--kick-shots {settings.shots}: the TriviaQA data has only {len(items)} questions")
-        rng = random.Random(f"{settings.seed}/{self.family}/shots")
-        chosen = set(rng.sample(range(len(items)), settings.shots))
-        shots = [items[i] for i in sorted(chosen)]
-        pool = [e for i, e in enumerate(items) if i not in chosen]
-        return shots, subset(pool, settings.limit, settings.seed, self.family)
+        return split_shots(dataset.examples, settings, self.family, "the TriviaQA data")
 
     def prompt(self, item: TriviaItem, shots: Sequence[TriviaItem] = ()) -> str:
         header = OPEN_HEADER if self.variant == "open" else CLOSED_HEADER
