@@ -49,7 +49,7 @@ def test_suite_on_smollm2_keeps_knowledge_at_low_sparsity_and_loses_it_at_high(p
     (pytester.path / "easy").mkdir()
     (pytester.path / "easy" / "FreebaseQA-eval.json").write_text(json.dumps({"Questions": questions}))
     result = pytester.runpytest(
-        "--kick-model", "smollm2-135m", "--kick-ratio", "0.05,0.6", "--kick-data-dir", "easy",
+        "--kick-model", "smollm2-135m", "--kick-ratio", "0.05,0.6", "--kick-data-dir", "easy", "--kick-tasks", "factoid_qa",
         "--kick-cache-dir", str(cache_dir), "--kick-report", "report.json", "-rA", "-p", "no:cacheprovider",
     )
     cases = {c["compressor"] + str(c["ratio"]): c for c in json.loads((pytester.path / "report.json").read_text())["cases"]}
