@@ -46,6 +46,8 @@ def child(model_name: str, compressor: str, samples: int, seqlen: int, blocks: i
     from pytest_kick.models import registry
     from pytest_kick.models.loading import load
 
+    import transformers.models.llama.modeling_llama  # noqa: F401  (library code is not the model's memory)
+
     before_load = _status("VmRSS")
     loaded = load(registry.resolve(model_name), Path(".kick"), "cpu", "float32")
     model = loaded.model

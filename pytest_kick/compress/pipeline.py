@@ -196,8 +196,9 @@ def _calibrated(model, compressor, spec, blocks, calibration, dense, stats, prog
                 getattr(solver, "free", lambda: None)()
             stats["solver_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
-        with torch.inference_mode():  # the compressed block's outputs feed the next block
-            inputs = [forward(hidden) for hidden in inputs]
+        with torch.inference_mode():  # the compressed block's outputs feed the next block, in place:
+            for k, hidden in enumerate(inputs):  # one batch of activations alive at a time, not two lists
+                inputs[k] = forward(hidden)
         stats["forward_seconds"] += time.perf_counter() - t
         stats["per_layer_seconds"].append(time.perf_counter() - layer_started)
         if progress:
