@@ -65,6 +65,13 @@ def compression_line(model: str, c: dict) -> str:
     return text + ")"
 
 
+def _figure(key: str, value) -> str:
+    """3 decimals for a score, none for a count (``STEM n 6``, not ``6.000``)."""
+    if isinstance(value, float) and key.endswith(" n") and value.is_integer():
+        return str(int(value))
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def details_lines(records: list[dict]) -> list[str]:
     """The tasks' extra figures (per-category accuracy, F1, ROUGE) per case, one line each."""
     lines = []
@@ -72,7 +79,7 @@ def details_lines(records: list[dict]) -> list[str]:
         details = r.get("details") if r.get("compressor") != "dense" else r.get("details_dense")
         if details:
             label = "dense" if r.get("compressor") == "dense" else f"{r['compressor']}@{r['ratio']}"
-            figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in details.items())
+            figures = ", ".join(f"{k} {_figure(k, v)}" for k, v in details.items())
             lines.append(f"{r['task']} {r['model']} {label}: {figures}")
     return lines
 
