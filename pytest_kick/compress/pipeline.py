@@ -83,7 +83,8 @@ def capture(model, ids, batch: int = CALIBRATION_BATCH):
     handles = [layer.register_forward_pre_hook(record_kwargs(k), with_kwargs=True) for k, layer in enumerate(layers)]
     try:
         with torch.inference_mode():
-            model(input_ids=batches[0].to(device), use_cache=False)
+            # only the blocks' kwargs are wanted: logits for one position, not [batch, seq, vocab]
+            model(input_ids=batches[0].to(device), use_cache=False, logits_to_keep=1)
     finally:
         for h in handles:
             h.remove()
