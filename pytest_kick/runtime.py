@@ -121,8 +121,7 @@ class Runtime:
         self._models: dict = {}
         self._backups: dict = {}  # model -> DenseWeights
         self._undo: dict = {}  # model -> undo of replaced modules (int8), or None
-        self._calibration: dict = {}
-        self.calibration_source: str | None = None
+        self._calibration: dict = {}  # model -> calibration token ids
         self._variant: dict = {}  # model -> (compressor, ratio) currently applied, or None for dense
         self.compression: dict = {}  # (model, compressor, ratio) -> CompressionReport
         self._data: dict = {}
@@ -194,8 +193,7 @@ class Runtime:
         self._variant[spec] = None
 
     def _compress(self, model: str, loaded, compressor: str, ratio: str, label: str):
-        from pytest_kick import compress as registry_of  # noqa: F811
-        from pytest_kick.compress import pipeline
+        from pytest_kick.compress import info, pipeline
         from pytest_kick.compress.calibration import calibration_ids
 
         parsed = ratio_spec.parse(ratio)
@@ -204,15 +202,12 @@ class Runtime:
 
             return load_into(loaded.model, self.config.compressed, self._backups[model])
         calibration = None
-        if registry_of.info(compressor).calibrated:
-            key = (id(loaded), self.config.calib_samples, self.config.calib_seqlen)
-            if key not in self._calibration:
-                ids, source, digest = calibration_ids(loaded.tokenizer, self.config.calib_samples,
-                                                      self.config.calib_seqlen, self.config.seed,
-                                                      self.config.data_dir, self.ui.message)
-                self._calibration[key] = ids
-                self.calibration_source = source
-            calibration = self._calibration[key]
+        if info(compressor).calibrated:
+            if model not in self._calibration:  # drawn once per model, shared by every calibrated variant
+                self._calibration[model], _, _ = calibration_ids(
+                    loaded.tokenizer, self.config.calib_samples, self.config.calib_seqlen, self.config.seed,
+                    self.config.data_dir, self.ui.message)
+            calibration = self._calibration[model]
         with self.ui.progress(f"compress {label}") as advance:
             return pipeline.compress(loaded.model, compressor, parsed, self._backups[model],
                                      calibration, progress=advance)
