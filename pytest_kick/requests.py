@@ -1,5 +1,7 @@
-"""What a task asks of the engine. Plain data, shared by tasks (which build requests) and the engine
-(which answers them), so neither imports the other."""
+"""What a task asks of an engine. Plain data, shared by tasks (which build requests) and engines
+(which answer them), so neither imports the other. Three kinds, after lm-evaluation-harness's model
+interface: greedy generation, the log-likelihood of a continuation, and the rolling log-likelihood of
+a text (perplexity)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,21 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Log-probability of ``continuation`` following ``context``."""
+    """Log-probability of ``continuation`` following ``context``: answered as (sum of the continuation
+    tokens' log-probabilities, whether greedy decoding would produce exactly those tokens)."""
 
     context: str
     continuation: str
+
+
+@dataclass(frozen=True)
+class RollingRequest:
+    """Per-token log-probabilities of ``text``, each token conditioned on what comes before it in
+    ``context`` + ``text``, the model seeing at most ``window`` tokens at a time. ``context`` is
+    conditioned on, never scored (the text before an item of a corpus). Answered as a tuple of floats,
+    one per scored token of ``text`` (the very first token of a corpus has nothing to condition on and
+    is not scored)."""
+
+    text: str
+    context: str = ""
+    window: int = 1024
