@@ -65,6 +65,52 @@ def compression_line(model: str, c: dict) -> str:
     return text + ")"
 
 
+BASELINE_STATUS = {  # what the baseline store said, as the summary says it (strongest first)
+    "regenerated": "recomputed by this run and rewritten (--kick-regen)",
+    "written": "computed by this run and written",
+    "computed": "computed by this run",
+    "cached": "already done, read from the cache",
+    "file": "already done, read from the baseline file",
+}
+
+
+def baseline_lines(records: list[dict], relpath=str) -> list[str]:
+    """Which dense baselines this run computed and which it found already done, one line per (task, model).
+
+    Every item of a (task, model) records the status its own baseline call saw; the dense item may well read a
+    baseline that a compressed item of the same run (another xdist worker) computed, so the strongest status
+    of all of them is this run's.
+    """
+    found: dict = {}
+    for r in records:
+        if r.get("baseline") in BASELINE_STATUS:
+            found.setdefault((r["task"], r["model"]), []).append(r)
+    if not found:
+        return []
+    order = list(BASELINE_STATUS)
+    lines, done = [], 0
+    for (task, model), rs in found.items():
+        best = min(rs, key=lambda r: order.index(r["baseline"]))
+        done += best["baseline"] in ("cached", "file")
+        where = f" ({relpath(best['baseline_path'])})" if best.get("baseline_path") else ""
+        lines.append(f"  {task} on {model}: {BASELINE_STATUS[best['baseline']]}{where}")
+    head = f"dense baselines: {len(found) - done} computed by this run, {done} already done"
+    return [head, *lines]
+
+
+def saved_lines(records: list[dict]) -> list[str]:
+    """What dense-first saved: compressed cases skipped because their dense baseline was inconclusive."""
+    saved = [r for r in records if r.get("saved")]
+    if not saved:
+        return []
+    compressed = {(r["model"], r["compressor"], r["ratio"]) for r in records if r.get("compression")}
+    never = {(r["model"], r["compressor"], r["ratio"]) for r in saved} - compressed
+    where = ", ".join(sorted({f"{r['task']} on {r['model']}" for r in saved}))
+    cases = "case was" if len(saved) == 1 else "cases were"
+    return [f"dense first: {len(saved)} compressed {cases} neither compressed nor evaluated, as dense is inconclusive "
+            f"({where}); {len(never)} compressed variant{'' if len(never) == 1 else 's'} never built"]
+
+
 def _figure(key: str, value) -> str:
     """3 decimals for a score, none for a count (``STEM n 6``, not ``6.000``)."""
     if isinstance(value, float) and key.endswith(" n") and value.is_integer():
