@@ -277,7 +277,7 @@ class SessionReport:
                 self.records.append(record)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return
         tr = terminalreporter
         tr.section("pytest-kick")
