@@ -193,8 +193,8 @@ def test_two_concurrent_xdist_runs_on_one_cache_say_who_computed_the_baseline(py
     heads = sorted(re.search(r"dense baselines: .*", out).group(0) for out in outs)
     assert heads == ["dense baselines: 0 computed by this run, 1 already done",
                      "dense baselines: 1 computed by this run, 0 already done"]
-    assert sum("factoid_qa on tiny-random-llama: computed by this run" in out for out in outs) == 1
-    assert sum("factoid_qa on tiny-random-llama: already done, read from the cache" in out for out in outs) == 1
+    assert sum("dense baseline: computed by this run — factoid_qa on tiny-random-llama" in out for out in outs) == 1
+    assert sum("dense baseline: cached, already done — factoid_qa on tiny-random-llama" in out for out in outs) == 1
 
 
 # --- 5. only the cases asked for are collected -------------------------------------------------------------

@@ -94,8 +94,8 @@ def test_run_reports_verdicts_table_and_caches_dense_baseline(pytester, echo_dat
     first.assert_outcomes(passed=2)
     out = first.stdout.str()
     assert "dense baselines: 1 computed by this run, 0 already done" in out
-    assert re.search(r"  factoid_qa on tiny-random-llama: computed by this run \(\.kick/baselines/tiny-random-llama/"
-                     r"factoid_qa-[0-9a-f]{16}\.json\)", out)
+    assert re.search(r"dense baseline: computed by this run — factoid_qa on tiny-random-llama \(\.kick/baselines/"
+                     r"tiny-random-llama/factoid_qa-[0-9a-f]{16}\.json\)", out)
     assert re.search(r"factoid_qa\s+│\s+tiny-random-llama\s+│\s+magnitude\s+│\s+1\.000 \(n=8\)\s+│\s+1\.000 \(\+0\.0% CI \+0\.\.\+0%\) -0/\+0 ✓", out)
     assert "achieved sparsity 0.5000" in out
     report = json.loads((pytester.path / "out" / "report.json").read_text())
@@ -105,7 +105,7 @@ def test_run_reports_verdicts_table_and_caches_dense_baseline(pytester, echo_dat
     second = pytester.runpytest(*args)
     second.assert_outcomes(passed=2)
     assert "dense baselines: 0 computed by this run, 1 already done" in second.stdout.str()
-    assert "factoid_qa on tiny-random-llama: already done, read from the cache" in second.stdout.str()
+    assert "dense baseline: cached, already done — factoid_qa on tiny-random-llama" in second.stdout.str()
 
 
 def test_dense_at_floor_is_inconclusive_not_passed(pytester):
