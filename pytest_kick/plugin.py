@@ -301,12 +301,15 @@ class SessionReport:
         if sources:
             tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
         meta = self.meta()
-        if self.kick.report:
-            kick_report.write_json(self.records, self.kick.report, meta)
-            tr.write_line(f"JSON report: {self.kick.report}")
-        if self.kick.markdown:
-            atomic_write(self.kick.markdown, kick_report.markdown(self.records, meta))
-            tr.write_line(f"Markdown summary: {self.kick.markdown}")
+        for path, what, write in ((self.kick.report, "JSON report", kick_report.write_json),
+                                  (self.kick.markdown, "Markdown summary",
+                                   lambda records, p, m: atomic_write(p, kick_report.markdown(records, m)))):
+            if path:
+                try:
+                    write(self.records, path, meta)
+                    tr.write_line(f"{what}: {path}")
+                except OSError as err:  # checked at start; a disk that filled up since loses the file, not the run
+                    tr.write_line(f"pytest-kick: cannot write the {what} {path}: {err}", red=True)
         if self.kick.plot:
             from pytest_kick.plot import plot
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pytest_kick import config as kick_config
+from pytest_kick import options
 
 TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
 
@@ -69,8 +69,8 @@ class _Recorder:
 def test_every_options_help_survives_argparse_formatting():
     """argparse %-formats each help text (``%(default)s``); a lone % (``5%)``) makes --help crash."""
     recorder = _Recorder()
-    kick_config.add_options(recorder)
-    assert len(recorder.options) == len(kick_config.OPTIONS) == len(recorder.inis)
+    options.add_options(recorder)
+    assert len(recorder.options) == len(options.OPTIONS) == len(recorder.inis)
     for names, kwargs in recorder.options:
         parser = argparse.ArgumentParser(prog="pytest")
         parser.add_argument(*names, **kwargs)
@@ -304,3 +304,20 @@ def test_a_skip_in_a_users_test_points_at_the_line_that_called_the_fixture(pytes
     result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "-rs", "test_own.py")
     result.assert_outcomes(passed=1, skipped=1)  # dense returns its results; compressed is skipped, dense first
     assert "SKIPPED [1] test_own.py:5: factoid_qa: inconclusive" in result.stdout.str()
+
+
+# --- output paths are checked before the run, not after it ---------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kick-report", "adir"], "--kick-report: {p}/adir is a directory; give a file path"),
+    (["--kick-markdown", "afile/summary.md"], "--kick-markdown: {p}/afile is a file, so {p}/afile/summary.md cannot be written"),
+    (["--kick-plot", "afile"], "--kick-plot: {p}/afile is a file; give a directory"),
+])
+def test_an_output_path_that_cannot_be_written_is_a_usage_error(pytester, filled_cache, args, message):
+    (pytester.path / "adir").mkdir()
+    (pytester.path / "afile").write_text("mine")
+    result = pytester.runpytest(*TINY, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message.format(p=pytester.path) in result.stderr.str()
+    assert (pytester.path / "afile").read_text() == "mine" and not list((pytester.path / "adir").iterdir())
