@@ -6,6 +6,7 @@ accepts, never a traceback from deep inside a run. Nothing here imports torch.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,67 +17,7 @@ from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str  # without the leading --kick-
-    default: str | None
-    help: str
-    flag: bool = False  # a switch without a value (--kick-regen); ini: true/false
-
-    @property
-    def flag_name(self) -> str:
-        return f"--kick-{self.name}"
-
-    @property
-    def ini(self) -> str:
-        return "kick_" + self.name.replace("-", "_")
-
-    @property
-    def dest(self) -> str:
-        return self.ini
-
-
-OPTIONS = [
-    Option("model", None, "model to gate: an alias (smollm2-135m, gemma3-270m, tiny-random-llama, vicuna-7b, ...), "
-           "a Hugging Face hub id or a local directory; a comma list runs several. Turns the plugin on."),
-    Option("compressor", "magnitude", "comma list of compressors (" + ", ".join(compress.names()) + ")"),
-    Option("ratio", None, "comma list of what to ask of each compressor: sparsities in [0, 1) (0.3,0.5), N:M "
-           "patterns (2:4, 4:8: N zeros per M weights) for pruners; quantization specs (w8, w4g128, w3g128) for "
-           "gptq, rtn, awq; w8a8 for int8. Each compressor runs the ratios it accepts (default: pruners "
-           "0.1,0.3,0.5; gptq/rtn w8,w4g128; awq w4g128; int8 w8a8)"),
-    Option("tasks", ",".join(tasks.families()), "comma list of tasks, or task:variant (" +
-           ", ".join(tasks.spellings()) + ")"),
-    Option("compressed", None, "directory of a compressed checkpoint of --kick-model (safetensors; "
-           "compressed-tensors; GPTQ/AWQ packed) to gate with --kick-compressor checkpoint"),
-    Option("calib-samples", "128", "calibration sequences from C4 for wanda, sparsegpt, gptq and awq"),
-    Option("calib-seqlen", "512", "tokens per calibration sequence"),
-    Option("limit", None, "evaluate a deterministic, seeded subset of N items per task"),
-    Option("tolerance", "5%", "how far compressed may fall behind dense: 5%% (relative), 3pp (absolute), "
-           "with per-task overrides, e.g. 5%%,factoid_qa=10%%"),
-    Option("protocol", "strict", "scoring: strict (continuation only, normalised answers) or kick "
-           "(the LLM-KICK repo's scoring, to compare with the paper)"),
-    Option("shots", "0", "in-context examples for factoid QA (0 = the paper's zero-shot setting)"),
-    Option("device", "auto", "auto, cpu, cuda, cuda:N or mps; with xdist, cuda gives each worker its own GPU"),
-    Option("dtype", "auto", "auto (float32 on CPU, float16 on GPU), float32, float16 or bfloat16"),
-    Option("batch-size", "16", "prompts per forward pass"),
-    Option("cache-dir", ".kick", "where converted models and dense baselines are kept"),
-    Option("seed", "0", "seed for item subsets and anything random"),
-    Option("report", None, "write every case's result as JSON to this path"),
-    Option("data-dir", None, "directory with task data (e.g. DIR/freebaseqa/*.jsonl or FreebaseQA-eval.json) "
-           "to use instead of the bundled samples"),
-    Option("stat", "point", "point: judge the drop's point estimate (warn when its 95%% interval straddles the "
-           "threshold); ci: fail only when the drop is beyond tolerance with 95%% confidence"),
-    Option("baseline-dir", None, "keep dense baselines as reviewable files DIR/<model>/<task>.json "
-           "(computed and written when missing)"),
-    Option("regen", None, "recompute and rewrite the baseline files of --kick-baseline-dir", flag=True),
-    Option("strict-env", None, "a baseline file made in another environment is an error, not a warning",
-           flag=True),
-    Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
-    Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
-           "directory (needs matplotlib)"),
-]
+from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
 PROTOCOLS = ("strict", "kick")
 STATS = ("point", "ci")
@@ -125,25 +66,17 @@ class KickConfig:
     calib_seqlen: int = 512
 
 
-def add_options(parser) -> None:
-    """Register the --kick-* options and their ini keys with pytest."""
-    group = parser.getgroup("kick", "pytest-kick: gate compressed LLMs with LLM-KICK")
-    for opt in OPTIONS:
-        if opt.flag:
-            group.addoption(opt.flag_name, dest=opt.dest, default=None, action="store_const", const="true",
-                            help=opt.help)
-        else:
-            group.addoption(opt.flag_name, dest=opt.dest, default=None, metavar="VALUE",
-                            help=opt.help + (f" (default: {opt.default})" if opt.default else ""))
-        parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
+def _split(flag: str, value: str) -> list[str]:
+    """The entries of a comma list. An empty entry (``0.5,,0.3``, a trailing comma) is an error: dropping it
+    would hide a typo; a value with no entry at all is left to the caller ("give at least one ...")."""
+    parts = [part.strip() for part in str(value).split(",")]
+    if any(parts) and not all(parts):
+        raise KickError(f"{flag}: {value!r} has an empty entry; separate the entries with single commas")
+    return [part for part in parts if part]
 
 
 def _names(flag: str, value: str, known: list[str], what: str) -> tuple[str, ...]:
-    chosen = _split(value)
+    chosen = _split(flag, value)
     if not chosen:
         raise KickError(f"{flag}: give at least one {what}; known: {', '.join(known)}")
     for name in chosen:
@@ -160,7 +93,8 @@ def parse_ratio(flag: str, text: str) -> str:
         raise KickError(f"{flag}: {err}") from None
 
 
-def pair_variants(compressors: tuple[str, ...], ratios: tuple[str, ...] | None) -> tuple[tuple[str, str], ...]:
+def pair_variants(compressors: tuple[str, ...], ratios: tuple[str, ...] | None, ratio_flag: str = "--kick-ratio",
+                  compressor_flag: str = "--kick-compressor") -> tuple[tuple[str, str], ...]:
     """(compressor, ratio) pairs: each compressor with the asked ratios it accepts, or its defaults.
 
     A compressor that accepts none of the asked ratios, or a ratio no asked compressor accepts, is an
@@ -174,18 +108,18 @@ def pair_variants(compressors: tuple[str, ...], ratios: tuple[str, ...] | None) 
             continue
         fitting = [r for r in ratios if info.accepts(spec.parse(r))]
         if not fitting:
-            raise KickError(f"--kick-ratio: none of {', '.join(ratios)} suits {name} ({info.what}); it takes "
+            raise KickError(f"{ratio_flag}: none of {', '.join(ratios)} suits {name} ({info.what}); it takes "
                             f"e.g. {', '.join(info.defaults)}")
         pairs.extend((name, r) for r in fitting)
     if ratios is not None:
         for r in ratios:
             if not any(compress.info(name).accepts(spec.parse(r)) for name in compressors):
-                raise KickError(f"--kick-ratio: {r} suits none of --kick-compressor {', '.join(compressors)}")
+                raise KickError(f"{ratio_flag}: {r} suits none of {compressor_flag} {', '.join(compressors)}")
     return tuple(pairs)
 
 
 def parse_tasks(flag: str, text: str) -> tuple[str, ...]:
-    chosen = _split(text)
+    chosen = _split(flag, text)
     if not chosen:
         raise KickError(f"{flag}: give at least one task; known: {', '.join(tasks.spellings())}")
     found = []
@@ -210,7 +144,7 @@ def parse_tolerance_value(flag: str, text: str) -> Tolerance:
 def parse_tolerance(flag: str, text: str, known_tasks: list[str]) -> ToleranceSpec:
     default = Tolerance(0.05, "relative")
     per_task = {}
-    for part in _split(text):
+    for part in _split(flag, text):
         if "=" in part:
             task, value = (p.strip() for p in part.split("=", 1))
             if task not in known_tasks and task not in tasks.families():
@@ -252,103 +186,153 @@ def _device(flag: str, text: str) -> str:
     return text
 
 
-def raw_values(get_option: Callable[[str], str | None], get_ini: Callable[[str], str | None]) -> dict:
-    """Each option's text: the command line wins over the ini file, which wins over the default."""
-    values = {}
+def _output(flag: str, path: Path | None, directory: bool = False) -> Path | None:
+    """An output path (report, summary, plots) that cannot be written is found now, not after a long run."""
+    if path is None:
+        return None
+    if path.exists() and path.is_dir() != directory:
+        what = "a directory; give a file path" if not directory else "a file; give a directory"
+        raise KickError(f"{flag}: {path} is {what}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise KickError(f"{flag}: {parent} is a file, so {path} cannot be written")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise KickError(f"{flag}: {parent} is not writable, so {path} cannot be written")
+            break
+    return path
+
+
+def raw_values(get_option: Callable[[str], str | None], get_ini: Callable[[str], str | None]) -> tuple[dict, set]:
+    """Each option's text, and the names whose text came from the ini file: the command line wins over
+    the ini file, which wins over the default. A TOML list (``kick_ratio = [0.3, 0.5]``) reads as a comma list."""
+    values, from_ini = {}, set()
     for opt in OPTIONS:
         value = get_option(opt.dest)
         if value is None:
             ini = get_ini(opt.ini)
-            value = ini if ini not in (None, "", []) else None
+            if isinstance(ini, (list, tuple)):
+                ini = ",".join(str(v) for v in ini)
+            if ini not in (None, ""):
+                value = str(ini)
+                from_ini.add(opt.name)
         values[opt.name] = value
-    return values
+    return values, from_ini
 
 
-def build(values: dict, base_dir: Path, from_command_line: set | None = None) -> KickConfig | None:
+class Origins:
+    """Where each value came from, so a message names what the user wrote: ``--kick-ratio`` for a command-line
+    value, ``kick_ratio in /path/pyproject.toml`` for an ini value. Relative paths in the ini file are relative
+    to the file's directory (as pytest's own ini paths are), on the command line to the current directory."""
+
+    def __init__(self, base_dir: Path, from_ini: set = frozenset(), ini_file: Path | None = None):
+        self.base_dir = base_dir
+        self.from_ini = set(from_ini)
+        self.ini_file = ini_file
+
+    def __call__(self, name: str) -> str:
+        if name in self.from_ini:
+            key = "kick_" + name.replace("-", "_")
+            return f"{key} in {self.ini_file}" if self.ini_file else f"ini key {key}"
+        return f"--kick-{name}"
+
+    def setting(self, name: str, value: str) -> str:
+        """``--kick-device cuda`` or ``kick_device = cuda in /path/pytest.ini``: a value where the user wrote it."""
+        if name in self.from_ini:
+            return f"{self(name).replace(' in ', f' = {value} in ', 1)}"
+        return f"--kick-{name} {value}"
+
+    def path(self, name: str, value: str) -> Path:
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return p
+        base = self.ini_file.parent if name in self.from_ini and self.ini_file else self.base_dir
+        return base / p
+
+
+def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: Path | None = None) -> KickConfig | None:
     """Parse option texts into a KickConfig; None when no model is given (the plugin stays off).
 
-    Raises KickError naming the option for any bad value.
+    ``from_ini`` names the options whose text came from ``ini_file``. Raises KickError naming the option
+    (or the ini key and its file) for any bad value.
     """
+    flag = Origins(base_dir, from_ini, ini_file)
     if values.get("model") is None:
         # kick_* ini keys without kick_model are defaults for runs that pass --kick-model: the plugin stays off
-        cli = set(values) if from_command_line is None else from_command_line
-        given = [f"--kick-{name}" for name, value in values.items() if value is not None and name in cli]
+        given = [f"--kick-{name}" for name, value in values.items() if value is not None and name not in from_ini]
         if given:
             raise KickError(f"{given[0]} needs --kick-model (or the kick_model ini key): which model to gate?")
         return None
     text = {opt.name: values[opt.name] if values[opt.name] is not None else opt.default for opt in OPTIONS}
 
-    models = _split(text["model"])
+    models = _split(flag("model"), text["model"])
     if not models:
-        raise KickError("--kick-model: give a model, e.g. --kick-model smollm2-135m")
+        raise KickError(f"{flag('model')}: give a model, e.g. --kick-model smollm2-135m")
     names: dict = {}
     for model in models:
         try:
             name = registry.resolve(model).name
         except KickError as err:
-            raise KickError(f"--kick-model: {err}") from None
+            raise KickError(f"{flag('model')}: {err}") from None
         if name in names and names[name] != model:
-            raise KickError(f"--kick-model: {names[name]!r} and {model!r} would both be called {name!r} in test ids, "
-                            f"baselines and reports; run them separately or rename one directory")
+            raise KickError(f"{flag('model')}: {names[name]!r} and {model!r} would both be called {name!r} in test "
+                            f"ids, baselines and reports; run them separately or rename one directory")
         names[name] = model
 
-    def path(value):
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base_dir / p
+    def path(name):
+        return None if text[name] is None else flag.path(name, text[name])
 
     ratios = None
     if text["ratio"] is not None:
-        ratios = tuple(dict.fromkeys(parse_ratio("--kick-ratio", r) for r in _split(text["ratio"])))
+        ratios = tuple(dict.fromkeys(parse_ratio(flag("ratio"), r) for r in _split(flag("ratio"), text["ratio"])))
         if not ratios:
-            raise KickError("--kick-ratio: give at least one ratio, e.g. 0.5, 2:4 or w4g128")
-    compressors = _names("--kick-compressor", text["compressor"], compress.names(), "compressor")
-    variants = pair_variants(compressors, ratios)
-    compressed = None
-    if text["compressed"] is not None:
-        compressed = path(text["compressed"])
+            raise KickError(f"{flag('ratio')}: give at least one ratio, e.g. 0.5, 2:4 or w4g128")
+    compressors = _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
+    variants = pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
+    compressed = path("compressed")
+    if compressed is not None:
         if not compressed.is_dir():
-            raise KickError(f"--kick-compressed: {compressed} is not a directory")
+            raise KickError(f"{flag('compressed')}: {compressed} is not a directory")
         if "checkpoint" not in compressors:
-            raise KickError("--kick-compressed is gated by --kick-compressor checkpoint; add it")
+            raise KickError(f"{flag('compressed')} is gated by the checkpoint compressor: add checkpoint to "
+                            f"{flag('compressor')}")
     elif "checkpoint" in compressors:
-        raise KickError("--kick-compressor checkpoint needs --kick-compressed DIR (the compressed model)")
+        raise KickError(f"{flag('compressor')} checkpoint needs --kick-compressed DIR (the compressed model)")
     task_names = tasks.names()
-    limit = None if text["limit"] is None else _int("--kick-limit", text["limit"], 1)
+    limit = None if text["limit"] is None else _int(flag("limit"), text["limit"], 1)
 
-    data_dir = None
-    if text["data-dir"] is not None:
-        data_dir = path(text["data-dir"])
-        if not data_dir.is_dir():
-            raise KickError(f"--kick-data-dir: {data_dir} is not a directory")
+    data_dir = path("data-dir")
+    if data_dir is not None and not data_dir.is_dir():
+        raise KickError(f"{flag('data-dir')}: {data_dir} is not a directory")
 
     for switch in ("regen", "strict-env"):
-        if text[switch] is not None and _bool(f"--kick-{switch}", text[switch]) and text["baseline-dir"] is None:
-            raise KickError(f"--kick-{switch} applies to baseline files: give --kick-baseline-dir DIR too")
+        if text[switch] is not None and _bool(flag(switch), text[switch]) and text["baseline-dir"] is None:
+            raise KickError(f"{flag(switch)} applies to baseline files: give --kick-baseline-dir DIR too")
 
     return KickConfig(
         models=tuple(dict.fromkeys(models)),
         compressors=compressors,
         ratios=tuple(dict.fromkeys(r for _, r in variants)),
-        tasks=parse_tasks("--kick-tasks", text["tasks"]),
+        tasks=parse_tasks(flag("tasks"), text["tasks"]),
         limit=limit,
-        tolerance=parse_tolerance("--kick-tolerance", text["tolerance"], task_names),
-        protocol=_choice("--kick-protocol", text["protocol"], PROTOCOLS),
-        shots=_int("--kick-shots", text["shots"], 0),
-        device=_device("--kick-device", text["device"]),
-        dtype=_choice("--kick-dtype", text["dtype"], DTYPES),
-        batch_size=_int("--kick-batch-size", text["batch-size"], 1),
-        cache_dir=path(text["cache-dir"]),
-        seed=_int("--kick-seed", text["seed"], 0),
-        report=None if text["report"] is None else path(text["report"]),
+        tolerance=parse_tolerance(flag("tolerance"), text["tolerance"], task_names),
+        protocol=_choice(flag("protocol"), text["protocol"], PROTOCOLS),
+        shots=_int(flag("shots"), text["shots"], 0),
+        device=_device(flag("device"), text["device"]),
+        dtype=_choice(flag("dtype"), text["dtype"], DTYPES),
+        batch_size=_int(flag("batch-size"), text["batch-size"], 1),
+        cache_dir=path("cache-dir"),
+        seed=_int(flag("seed"), text["seed"], 0),
+        report=_output(flag("report"), path("report")),
         data_dir=data_dir,
-        stat=_choice("--kick-stat", text["stat"], STATS),
-        baseline_dir=None if text["baseline-dir"] is None else path(text["baseline-dir"]),
-        regen=_bool("--kick-regen", text["regen"]),
-        strict_env=_bool("--kick-strict-env", text["strict-env"]),
-        markdown=None if text["markdown"] is None else path(text["markdown"]),
-        plot=None if text["plot"] is None else path(text["plot"]),
+        stat=_choice(flag("stat"), text["stat"], STATS),
+        baseline_dir=path("baseline-dir"),
+        regen=_bool(flag("regen"), text["regen"]),
+        strict_env=_bool(flag("strict-env"), text["strict-env"]),
+        markdown=_output(flag("markdown"), path("markdown")),
+        plot=_output(flag("plot"), path("plot"), directory=True),
         variants=variants,
         compressed=compressed,
-        calib_samples=_int("--kick-calib-samples", text["calib-samples"], 1),
-        calib_seqlen=_int("--kick-calib-seqlen", text["calib-seqlen"], 8),
+        calib_samples=_int(flag("calib-samples"), text["calib-samples"], 1),
+        calib_seqlen=_int(flag("calib-seqlen"), text["calib-seqlen"], 8),
     )

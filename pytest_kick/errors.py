@@ -12,3 +12,8 @@ class KickError(Exception):
 class KickWarning(UserWarning):
     """Something a user should know that does not invalidate the verdict (e.g. a baseline file made with
     other package versions)."""
+
+
+class KickSessionError(KickError):
+    """A KickError that dooms every item of the session (a model that cannot be loaded, an unusable cache
+    dir): the plugin reports it once and stops the session, instead of failing each item with it."""

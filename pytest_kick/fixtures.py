@@ -8,8 +8,9 @@ A suite test reads like a unit test::
         compressed = kick_evaluate(kick_case)
         kick_gate(kick_case, dense, compressed)
 
-Without --kick-model the fixtures skip (the plugin is off). A KickError (bad model, missing data,
-corrupt cache ...) fails the item with its one-line message, not a traceback.
+Without --kick-model the fixtures skip (the plugin is off). A KickError (missing data, corrupt cache ...)
+fails the item with its one-line message, not a traceback. A problem every item would meet (a model that
+cannot be loaded: KickSessionError) stops the session once with its message, exit code 2.
 """
 
 from __future__ import annotations
@@ -21,25 +22,55 @@ import pytest
 
 from pytest_kick import gate, tasks
 from pytest_kick.config import parse_tolerance_value
-from pytest_kick.errors import KickError, KickWarning
+from pytest_kick.errors import KickError, KickSessionError, KickWarning
 from pytest_kick.runtime import KickCase, Runtime
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 OFF = "pytest-kick is off: pass --kick-model (or set the kick_model ini key)"
 
 
-def user_errors(func):
-    """Show a KickError as its message only."""
+def end_session(session, message: str):
+    """Stop the session with one message: a problem that dooms every item is not repeated per item.
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except KickError as err:
-            message = str(err)
-        pytest.fail(message, pytrace=False)  # outside the except block: no chained traceback
+    ``session.shouldstop`` travels to the xdist controller, which stops every worker and ends the run as
+    interrupted with this message; without xdist, pytest.exit does the same. Exit code 2 either way.
+    """
+    text = f"pytest-kick: {message}"
+    session.shouldstop = text
+    worker = hasattr(session.config, "workerinput")
+    # a worker must not exit with 2: xdist would read that as a keyboard interrupt and drop the message
+    pytest.exit(text, returncode=pytest.ExitCode.TESTS_FAILED if worker else pytest.ExitCode.INTERRUPTED)
 
-    return wrapper
+
+def user_errors(request):
+    """Show a KickError as its message only; a KickSessionError ends the session (see end_session)."""
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except KickSessionError as err:
+                fatal, message = True, str(err)
+            except KickError as err:
+                fatal, message = False, str(err)
+            if fatal:  # outside the except blocks: no chained traceback
+                end_session(request.session, message)
+            pytest.fail(message, pytrace=False)
+
+        return wrapper
+
+    return decorate
+
+
+def _model(runtime: Runtime, case: KickCase):
+    """The case's model, loaded once; a model that cannot be loaded dooms every item of the session."""
+    try:
+        return runtime.model(case.model)
+    except KickSessionError:
+        raise
+    except KickError as err:
+        raise KickSessionError(str(err)) from None
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +97,9 @@ def kick_baseline(kick_runtime, request):
     """``kick_baseline(case)`` -> the dense per-item results for the case's (model, task), from the
     baseline cache when its key matches, computed (once across xdist workers) otherwise."""
 
-    @user_errors
+    @user_errors(request)
     def get(case: KickCase):
+        _model(kick_runtime, case)
         result, status, path = kick_runtime.dense(case)
         _record(request.node, baseline=status, baseline_path=str(path))
         return result
@@ -76,16 +108,46 @@ def kick_baseline(kick_runtime, request):
 
 
 @pytest.fixture
-def kick_evaluate(kick_runtime):
-    """``kick_evaluate(case)`` -> per-item results of the case's compressed model (dense: the baseline)."""
+def kick_evaluate(kick_runtime, request):
+    """``kick_evaluate(case)`` -> per-item results of the case's compressed model (dense: the baseline).
 
-    @user_errors
+    Dense first: a compressed case whose dense baseline is inconclusive (not significantly above the task's
+    chance level) is skipped before its model is compressed or evaluated: its verdict could only be
+    "inconclusive"."""
+
+    @user_errors(request)
     def evaluate(case: KickCase):
+        _model(kick_runtime, case)
+        dense = kick_runtime.dense(case)[0]
         if case.is_dense:
-            return kick_runtime.dense(case)[0]
+            return dense
+        task = tasks.get(case.task)
+        if not _informative(task, dense, kick_runtime.config.seed):
+            _record(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
+                    higher_is_better=task.higher_is_better, verdict=gate.INCONCLUSIVE, saved=True)
+            pytest.skip(f"{_inconclusive(case, task, dense)}; {case.label} was neither compressed nor evaluated")
         return kick_runtime.evaluate(case)
 
     return evaluate
+
+
+def _informative(task, dense, seed: int) -> bool:
+    """Whether dense has knowledge to lose on this task (see gate.informative)."""
+    return gate.informative(dense.scores, task.floor, task.higher_is_better, seed=seed)
+
+
+def _inconclusive(case: KickCase, task, dense) -> str:
+    return (f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
+            f"(n={len(dense.scores)}), not significantly above the task's chance level ({_level(task.floor)})")
+
+
+def _level(floor) -> str:
+    """A chance level as a person reads it: 0.250, not 0.25000000000000006; per-item levels as their mean."""
+    if floor is None:
+        return "none"
+    if isinstance(floor, (list, tuple)):
+        floor = sum(floor) / len(floor) if floor else 0.0
+    return f"{float(floor):.3f}"
 
 
 def _tolerance(runtime: Runtime, node, task: str) -> gate.Tolerance:
@@ -107,7 +169,7 @@ def kick_gate(kick_runtime, request):
     """``kick_gate(case, dense, compressed)``: pass when matching, fail with the evidence when not,
     skip as inconclusive when dense is at the task's floor. The dense item checks the dense run is sane."""
 
-    @user_errors
+    @user_errors(request)
     def check(case: KickCase, dense, compressed) -> gate.Verdict | None:
         task = tasks.get(case.task)
         node = request.node
@@ -117,7 +179,7 @@ def kick_gate(kick_runtime, request):
                 higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
                 protocol=kick_runtime.settings.protocol, data_source=data_source)
         if case.is_dense:
-            return _check_dense(case, task, dense, node)
+            return _check_dense(case, task, dense, node, kick_runtime.config.seed)
         if list(dense.item_ids) != list(compressed.item_ids):
             raise KickError(f"{case.task}: dense and compressed results are not for the same items in the same order "
                             f"({len(dense.item_ids)} vs {len(compressed.item_ids)} ids); a stale or edited baseline? "
@@ -156,14 +218,13 @@ def _details(task, case: KickCase, runtime, result) -> dict | None:
     return details(items, result.scores, result.outputs)
 
 
-def _check_dense(case: KickCase, task, dense, node) -> None:
+def _check_dense(case: KickCase, task, dense, node, seed: int) -> None:
     if dense.outputs and not any(o.strip() for o in dense.outputs):
         _record(node, verdict="broken")
         pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
                     f"items; check the model and its tokenizer", pytrace=False)
-    if not gate.informative(dense.scores, task.floor, task.higher_is_better):
+    if not _informative(task, dense, seed):
         _record(node, verdict=gate.INCONCLUSIVE)
-        pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
-                    f"(n={len(dense.scores)}), not significantly above the task's floor ({task.floor}); "
-                    f"no compressed case can show a loss (for small models try --kick-shots 2)")
+        pytest.skip(f"{_inconclusive(case, task, dense)}; no compressed case can show a loss "
+                    f"(for small models try --kick-shots 2)")
     _record(node, verdict="sane")

@@ -49,10 +49,12 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(fixtures, "kick-fixtures")
     if not config.pluginmanager.hasplugin("xdist"):  # kick items carry xdist_group marks either way
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist group (loadgroup scheduling)")
-    values = kick_config.raw_values(config.getoption, config.getini)
-    from_command_line = {opt.name for opt in kick_config.OPTIONS if config.getoption(opt.dest) is not None}
+    values, from_ini = kick_config.raw_values(config.getoption, config.getini)
+    origins = kick_config.Origins(Path(config.invocation_params.dir), from_ini, config.inipath)
     try:
-        kick = kick_config.build(values, Path(config.invocation_params.dir), from_command_line)
+        kick = kick_config.build(values, origins.base_dir, from_ini, config.inipath)
+        if kick is not None and not hasattr(config, "workerinput"):  # the controller checked for its workers
+            check_session(kick, origins)
     except KickError as err:
         raise pytest.UsageError(f"pytest-kick: {err}") from None
     config.stash[CONFIG_KEY] = kick
@@ -69,6 +71,25 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(SessionReport(config, kick), "kick-report")
     if config.pluginmanager.hasplugin("xdist") and not workerinput:
         config.pluginmanager.register(XdistRunId(run_id), "kick-xdist")
+
+
+def check_session(kick, origins) -> None:
+    """What would doom every item, checked once before collection: a KickError becomes a usage error (exit 4).
+
+    The device: --kick-device cuda on a machine without CUDA fails every item the same way. Only cuda and
+    mps ask torch (imported here then); auto and cpu always work.
+    """
+    if kick.device not in ("auto", "cpu"):
+        import torch
+
+        from pytest_kick.models.devices import pick_device
+
+        try:
+            pick_device(kick.device, None, os.environ, torch.cuda.device_count,
+                        lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available())
+        except KickError as err:
+            reason = str(err).split(": ", 1)[-1]  # pick_device names the flag; the value may come from the ini file
+            raise KickError(f"{origins.setting('device', kick.device)}: {reason}") from None
 
 
 class XdistRunId:
@@ -90,12 +111,25 @@ def _task_of(metafunc) -> str:
     return name
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Skip the bundled suite's files of tasks nobody asked for (``suites/test_<task family>.py``)."""
+    kick = config.stash.get(CONFIG_KEY, None)
+    if kick is None or collection_path.parent != suites_dir() or not collection_path.stem.startswith("test_"):
+        return None
+    family = collection_path.stem.removeprefix("test_")
+    if family in tasks.families() and not any(tasks.get(t).family == family for t in kick.tasks):
+        return True
+    return None
+
+
 def pytest_generate_tests(metafunc) -> None:
-    """One item per (task variant, model, compressor, ratio), plus one dense item per (variant, model)."""
+    """One item per (task variant, model, compressor, ratio), plus one dense item per (variant, model).
+    A test of a task not asked for gets a placeholder that pytest_pycollect_makeitem removes."""
     kick = metafunc.config.stash.get(CONFIG_KEY, None)
     if kick is None or "kick_case" not in metafunc.fixturenames:
         return
-    chosen = [v for v in tasks.expand(_task_of(metafunc)) if v in kick.tasks]
+    task = _task_of(metafunc)
+    chosen = [v for v in tasks.expand(task) if v in kick.tasks]
     if not chosen:
         metafunc.parametrize("kick_case", [pytest.param(None, id="not-selected")])
         return
@@ -110,21 +144,44 @@ def _case(item) -> KickCase | None:
     return callspec.params.get("kick_case") if callspec else None
 
 
+UNSELECTED_KEY = pytest.StashKey[list]()
+
+
+def _not_selected(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "kick_case" in callspec.params and callspec.params["kick_case"] is None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector, name, obj):
+    """Collect only the cases asked for: a test of a task outside --kick-tasks yields no item at all (not a
+    deselected one). A user's own such test is named after collection (pytest_report_collectionfinish)."""
+    result = yield
+    config = collector.config
+    if config.stash.get(CONFIG_KEY, None) is None or not isinstance(result, list):
+        return result
+    kept = [item for item in result if not _not_selected(item)]
+    if len(kept) < len(result) and collector.path.parent != suites_dir():
+        marker = next(item for item in result if _not_selected(item)).get_closest_marker("kick_task")
+        task = marker.args[0] if marker and marker.args else name.removeprefix("test_")
+        config.stash.setdefault(UNSELECTED_KEY, []).append(f"{collector.nodeid}::{name} ({task})")
+    return kept
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    unselected = config.stash.get(UNSELECTED_KEY, [])
+    if unselected:
+        return [f"pytest-kick: not collected, their task is not in --kick-tasks: {', '.join(unselected)}"]
+    return None
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Drop suite tests of tasks not asked for; run dense items first, then each compressed variant's
-    items together, so a variant is built once per process and shared by every task."""
+    """Run dense items first, then each compressed variant's items together, so a variant is built once per
+    process and shared by every task."""
     kick = config.stash.get(CONFIG_KEY, None)
     if kick is None:
         return
-    keep, dropped = [], []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and "kick_case" in callspec.params and callspec.params["kick_case"] is None:
-            dropped.append(item)
-        else:
-            keep.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
+    keep = items
 
     def order(indexed):
         index, item = indexed
@@ -141,6 +198,32 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if case is not None:
             item.user_properties.extend([("kick_task", case.task), ("kick_model", case.model_name),
                                          ("kick_compressor", case.compressor or "dense"), ("kick_ratio", case.ratio)])
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip raised inside the plugin (an inconclusive case) is reported at the user's test, at the line that
+    called the fixture (``suites/test_mmlu.py:9``), not at pytest_kick/fixtures.py."""
+    report = yield
+    longrepr = report.longrepr
+    if report.skipped and call.excinfo is not None and isinstance(longrepr, tuple) and len(longrepr) == 3 \
+            and Path(longrepr[0]).resolve().is_relative_to(PACKAGE_DIR):
+        path, line = _call_site(item, call.excinfo)
+        report.longrepr = (path, line, longrepr[2])
+    return report
+
+
+def _call_site(item, excinfo) -> tuple[str, int]:
+    """(path, 1-based line) of the innermost traceback entry in the test's own file, else the test's def."""
+    own = Path(item.path).resolve()
+    for entry in reversed(excinfo.traceback):
+        if Path(str(entry.path)).resolve() == own:
+            return os.fspath(item.path), entry.lineno + 1
+    path, line = item.reportinfo()[:2]
+    return os.fspath(path), (line or 0) + 1
 
 
 class TerminalUI:
@@ -194,7 +277,7 @@ class SessionReport:
                 self.records.append(record)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return
         tr = terminalreporter
         tr.section("pytest-kick")
@@ -202,10 +285,10 @@ class SessionReport:
             tr.write(kick_report.render(self.records, color=tr.hasmarkup))
         else:
             tr.write_line("no kick case ran")
-        for r in self.records:
-            if r.get("compressor") == "dense" and r.get("baseline"):
-                tr.write_line(f"dense baseline: {r['baseline']} — {r['task']} on {r['model']} "
-                              f"({os.path.relpath(r['baseline_path'])})")
+        for line in kick_report.baseline_lines(self.records, os.path.relpath):
+            tr.write_line(line)
+        for line in kick_report.saved_lines(self.records):
+            tr.write_line(line)
         seen = set()
         for r in self.records:
             compression = r.get("compression")
@@ -215,14 +298,18 @@ class SessionReport:
         for line in kick_report.details_lines(self.records):
             tr.write_line(line)
         sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
-        tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
+        if sources:
+            tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
         meta = self.meta()
-        if self.kick.report:
-            kick_report.write_json(self.records, self.kick.report, meta)
-            tr.write_line(f"JSON report: {self.kick.report}")
-        if self.kick.markdown:
-            atomic_write(self.kick.markdown, kick_report.markdown(self.records, meta))
-            tr.write_line(f"Markdown summary: {self.kick.markdown}")
+        for path, what, write in ((self.kick.report, "JSON report", kick_report.write_json),
+                                  (self.kick.markdown, "Markdown summary",
+                                   lambda records, p, m: atomic_write(p, kick_report.markdown(records, m)))):
+            if path:
+                try:
+                    write(self.records, path, meta)
+                    tr.write_line(f"{what}: {path}")
+                except OSError as err:  # checked at start; a disk that filled up since loses the file, not the run
+                    tr.write_line(f"pytest-kick: cannot write the {what} {path}: {err}", red=True)
         if self.kick.plot:
             from pytest_kick.plot import plot
 

@@ -1,12 +1,13 @@
 """Option parsing and validation: every bad value is a KickError naming the option."""
 
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kick.config import OPTIONS, build, parse_ratio, parse_tolerance, parse_tolerance_value
+from pytest_kick.config import OPTIONS, build, parse_ratio, parse_tolerance, parse_tolerance_value, raw_values
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 
@@ -143,3 +144,48 @@ def test_tasks_take_families_and_variants(tmp_path):
     assert spec.for_task("icrqa:closed") == Tolerance(0.10, "relative")
     assert spec.for_task("icrqa:open") == Tolerance(0.20, "relative")
     assert spec.for_task("mmlu") == Tolerance(0.05, "relative")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("ratio", "0.5,,0.3"), ("ratio", "0.5,"), ("ratio", ",0.5"), ("compressor", "magnitude,,wanda"),
+    ("tasks", "mmlu,,factoid_qa"), ("tolerance", "5%,,mmlu=10%"), ("model", "tiny-random-llama,"),
+])
+def test_an_empty_list_entry_is_an_error_not_dropped(option, value, tmp_path):
+    raw = values(model="tiny-random-llama")
+    raw[option] = value
+    with pytest.raises(KickError, match=f"--kick-{option}: '{re.escape(value)}' has an empty entry"):
+        build(raw, tmp_path)
+
+
+def test_an_ini_value_is_named_by_its_key_and_file(tmp_path):
+    ini = tmp_path / "pyproject.toml"
+    raw = values(model="tiny-random-llama", ratio="2", limit="0")
+    with pytest.raises(KickError) as err:
+        build(raw, tmp_path, from_ini={"ratio"}, ini_file=ini)
+    assert str(err.value).startswith(f"kick_ratio in {ini}: 2 is outside [0, 1)")
+    raw["ratio"] = "0.5"
+    with pytest.raises(KickError, match=r"^--kick-limit: must be at least 1"):  # limit was typed, not read
+        build(raw, tmp_path, from_ini={"ratio"}, ini_file=ini)
+
+
+def test_ini_keys_without_a_model_leave_the_plugin_off_but_flags_do_not(tmp_path):
+    assert build(values(ratio="0.5", limit="3"), tmp_path, from_ini={"ratio", "limit"}) is None
+    with pytest.raises(KickError, match="--kick-limit needs --kick-model"):
+        build(values(ratio="0.5", limit="3"), tmp_path, from_ini={"ratio"})
+
+
+def test_relative_ini_paths_are_relative_to_the_ini_file(tmp_path):
+    ini = tmp_path / "project" / "tox.ini"
+    cfg = build(values(model="tiny-random-llama", cache_dir="cache", report="r.json"), tmp_path / "elsewhere",
+                from_ini={"cache-dir"}, ini_file=ini)
+    assert cfg.cache_dir == tmp_path / "project" / "cache"
+    assert cfg.report == tmp_path / "elsewhere" / "r.json"
+
+
+def test_raw_values_command_line_over_ini_and_toml_lists():
+    ini = {"kick_model": "smollm2-135m", "kick_ratio": ["0.3", 0.5], "kick_limit": "", "kick_seed": 7}
+    cli = {"kick_model": "tiny-random-llama"}
+    raw, from_ini = raw_values(cli.get, ini.get)
+    assert raw["model"] == "tiny-random-llama" and raw["ratio"] == "0.3,0.5" and raw["seed"] == "7"
+    assert raw["limit"] is None
+    assert from_ini == {"ratio", "seed"}

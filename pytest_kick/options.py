@@ -1,0 +1,85 @@
+"""The --kick-* options and their kick_* ini keys: names, defaults and help, and their registration with pytest.
+
+Parsing and validation of the values is config.py's job. Help texts go through argparse's %-formatting
+(``%(default)s``): a literal percent sign is written ``%%`` (see add_options).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_kick import compress, tasks
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the leading --kick-
+    default: str | None
+    help: str
+    flag: bool = False  # a switch without a value (--kick-regen); ini: true/false
+
+    @property
+    def flag_name(self) -> str:
+        return f"--kick-{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return "kick_" + self.name.replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.ini
+
+
+OPTIONS = [
+    Option("model", None, "model to gate: an alias (smollm2-135m, gemma3-270m, tiny-random-llama, vicuna-7b, ...), "
+           "a Hugging Face hub id or a local directory; a comma list runs several. Turns the plugin on."),
+    Option("compressor", "magnitude", "comma list of compressors (" + ", ".join(compress.names()) + ")"),
+    Option("ratio", None, "comma list of what to ask of each compressor: sparsities in [0, 1) (0.3,0.5), N:M "
+           "patterns (2:4, 4:8: N zeros per M weights) for pruners; quantization specs (w8, w4g128, w3g128) for "
+           "gptq, rtn, awq; w8a8 for int8. Each compressor runs the ratios it accepts (default: pruners "
+           "0.1,0.3,0.5; gptq/rtn w8,w4g128; awq w4g128; int8 w8a8)"),
+    Option("tasks", ",".join(tasks.families()), "comma list of tasks, or task:variant (" +
+           ", ".join(tasks.spellings()) + ")"),
+    Option("compressed", None, "directory of a compressed checkpoint of --kick-model (safetensors; "
+           "compressed-tensors; GPTQ/AWQ packed) to gate with --kick-compressor checkpoint"),
+    Option("calib-samples", "128", "calibration sequences from C4 for wanda, sparsegpt, gptq and awq"),
+    Option("calib-seqlen", "512", "tokens per calibration sequence"),
+    Option("limit", None, "evaluate a deterministic, seeded subset of N items per task"),
+    Option("tolerance", "5%", "how far compressed may fall behind dense: 5%% (relative), 3pp (absolute), "
+           "with per-task overrides, e.g. 5%%,factoid_qa=10%%"),
+    Option("protocol", "strict", "scoring: strict (continuation only, normalised answers) or kick "
+           "(the LLM-KICK repo's scoring, to compare with the paper)"),
+    Option("shots", "0", "in-context examples for factoid QA (0 = the paper's zero-shot setting)"),
+    Option("device", "auto", "auto, cpu, cuda, cuda:N or mps; with xdist, cuda gives each worker its own GPU"),
+    Option("dtype", "auto", "auto (float32 on CPU, float16 on GPU), float32, float16 or bfloat16"),
+    Option("batch-size", "16", "prompts per forward pass"),
+    Option("cache-dir", ".kick", "where converted models and dense baselines are kept"),
+    Option("seed", "0", "seed for item subsets and anything random"),
+    Option("report", None, "write every case's result as JSON to this path"),
+    Option("data-dir", None, "directory with task data (e.g. DIR/freebaseqa/*.jsonl or FreebaseQA-eval.json) "
+           "to use instead of the bundled samples"),
+    Option("stat", "point", "point: judge the drop's point estimate (warn when its 95%% interval straddles the "
+           "threshold); ci: fail only when the drop is beyond tolerance with 95%% confidence"),
+    Option("baseline-dir", None, "keep dense baselines as reviewable files DIR/<model>/<task>.json "
+           "(computed and written when missing)"),
+    Option("regen", None, "recompute and rewrite the baseline files of --kick-baseline-dir", flag=True),
+    Option("strict-env", None, "a baseline file made in another environment is an error, not a warning",
+           flag=True),
+    Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
+    Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
+           "directory (needs matplotlib)"),
+]
+
+
+def add_options(parser) -> None:
+    """Register the --kick-* options and their ini keys with pytest."""
+    group = parser.getgroup("kick", "pytest-kick: gate compressed LLMs with LLM-KICK")
+    for opt in OPTIONS:
+        if opt.flag:
+            group.addoption(opt.flag_name, dest=opt.dest, default=None, action="store_const", const="true",
+                            help=opt.help)
+        else:
+            group.addoption(opt.flag_name, dest=opt.dest, default=None, metavar="VALUE",
+                            help=opt.help + (f" (default: {opt.default.replace('%', '%%')})" if opt.default else ""))
+        parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)  # ini help is printed as is
