@@ -44,6 +44,7 @@ class LocalEngine:
         self.eos_ids = {e for e in [*eos, tokenizer.eos_token_id] if e is not None}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
         self.max_length = getattr(model.config, "max_position_embeddings", None) or None
+        self.last_plan: dict = {}  # how the last log-likelihood call ran (engines/passes.py score_jobs)
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -156,7 +157,9 @@ class LocalEngine:
                 progress(done[0], len(jobs)) if owners is None else progress(
                     min(total, round(done[0] * total / max(1, len(jobs)))), total)
 
-        return score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance)
+        self.last_plan = {}
+        return score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance,
+                          self.last_plan)
 
     # --- generation ----------------------------------------------------------------------------
 

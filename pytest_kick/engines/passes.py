@@ -91,14 +91,22 @@ def hidden_states(model, rows: list[Sequence[int]], pad_id: int, device: str, ca
 
 
 def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id: int, reuse_prefix: bool = True,
-               progress: Callable[[int], None] | None = None) -> list[list[tuple[float, bool]]]:
+               progress: Callable[[int], None] | None = None,
+               stats: dict | None = None) -> list[list[tuple[float, bool]]]:
     """(log-probability, is greedy) of every target of every job, in job order.
 
-    ``progress(n)`` is called with the number of jobs answered by each batch."""
+    ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
+    how the jobs ran: jobs, passes (sequences run), groups (shared prefixes), tokens_fed, tokens_alone
+    (what running every job on its own would feed)."""
     import torch
 
     leaves = fold(jobs)
     groups = group(leaves) if reuse_prefix else [Group(0, tuple(range(len(leaves))))]
+    if stats is not None:
+        stats.update(jobs=len(jobs), passes=len(leaves), groups=sum(1 for g in groups if g.shared),
+                     tokens_alone=sum(len(j.tokens) for j in jobs),
+                     tokens_fed=sum(g.shared + sum(len(leaves[i].tokens) - g.shared for i in g.leaves)
+                                    for g in groups))
     answers: list[list[tuple[float, bool]]] = [[] for _ in jobs]
     with torch.inference_mode():
         for g in groups:

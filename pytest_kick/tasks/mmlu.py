@@ -373,7 +373,7 @@ class MMLU:
             counts = run.token_counts(texts) if probe is not None else [0] * len(texts)
             left = []
             for i, text, count in zip(pending, texts, counts):
-                if count + answer <= limit or probe is None or k == 0:
+                if probe is None or k == 0 or count + answer <= limit:
                     prompts[i], used[i] = text, k
                 else:
                     left.append(i)
