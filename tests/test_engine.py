@@ -80,7 +80,19 @@ def test_progress_reports_every_batch(tiny):
     engine = Engine(model, tokenizer, "cpu", batch_size=8)
     seen = []
     engine.generate([GenerationRequest(p, 2) for p in PROMPTS], progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(8, 20), (16, 20), (20, 20)]
+    done = [d for d, _ in seen]
+    assert seen[-1] == (20, 20) and all(t == 20 for _, t in seen)
+    assert all(0 < b - a <= 8 for a, b in zip([0] + done, done))  # one report per batch of at most 8
+
+
+def test_generation_on_a_shared_prefix_equals_generation_in_full(tiny):
+    model, tokenizer = tiny
+    shots = "".join(f"Q: what is {k} + {k}?\nA: {2 * k}\n\n" for k in range(6))
+    requests = [GenerationRequest(shots + f"Q: what is {q}?\nA:", 8, stop=("\n",)) for q in ("x", "yy", "a b c")]
+    requests += [GenerationRequest("unrelated", 8)]
+    on = Engine(model, tokenizer, "cpu", 2, reuse_prefix=True)
+    off = Engine(model, tokenizer, "cpu", 2, reuse_prefix=False)
+    assert on.generate_ids(requests) == off.generate_ids(requests)
 
 
 def test_no_deprecated_cache_argument_reaches_transformers(engines):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from pytest_kick.engines.base import Progress
-from pytest_kick.engines.plan import Job
+from pytest_kick.engines.plan import Group, Job, Leaf, group
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -169,21 +169,35 @@ class LocalEngine:
         return [self._cut(self._decode(t), r.stop) for t, r in zip(tokens, requests)]
 
     def generate_ids(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[list[int]]:
-        """The new token ids of each request (EOS excluded), in the caller's order."""
+        """The new token ids of each request (EOS excluded), in the caller's order.
+
+        Prompts that share a long token prefix (few-shot examples, a system prompt) have it run once; each
+        batch of them continues a copy of its key/value cache. The plan depends on the prompts only, not
+        on the batch size."""
+        from pytest_kick.engines.passes import prefix_cache
+
         encoded = [self.prompt_ids(r) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: (-len(encoded[i]), i))
+        leaves = [Leaf(tuple(p), [i], len(p) - 1) for i, p in enumerate(encoded)]
+        groups = group(leaves) if self.reuse_prefix else [Group(0, tuple(range(len(leaves))))]
         outputs: list[list[int]] = [[] for _ in requests]
         done = 0
-        for batch in _batches(order, self.batch_size):
-            new = self._generate_batch([encoded[i] for i in batch], [requests[i] for i in batch])
-            for i, tokens in zip(batch, new):
-                outputs[i] = tokens
-            done += len(batch)
-            if progress:
-                progress(done, len(requests))
+        for g in groups:
+            cache = prefix_cache(self.model, encoded[g.leaves[0]][:g.shared], self.device) if g.shared else None
+            order = sorted(g.leaves, key=lambda i: (-len(encoded[i]), i))
+            for batch in _batches(order, self.batch_size):
+                new = self._generate_batch([encoded[i] for i in batch], [requests[i] for i in batch], cache, g.shared)
+                for i, tokens in zip(batch, new):
+                    outputs[i] = tokens
+                done += len(batch)
+                if progress:
+                    progress(done, len(requests))
         return outputs
 
-    def _generate_batch(self, prompts: list[list[int]], requests: list[GenerationRequest]) -> list[list[int]]:
+    def _generate_batch(self, prompts: list[list[int]], requests: list[GenerationRequest], prefix=None,
+                        shared: int = 0) -> list[list[int]]:
+        """Greedy decoding of a batch; with ``prefix``, the cache of the ``shared`` tokens every prompt starts with."""
+        import copy
+
         import torch
         from transformers import DynamicCache
 
@@ -191,20 +205,25 @@ class LocalEngine:
             min(r.max_new_tokens, r.length_factor * len(p)) if r.length_factor > 0 else r.max_new_tokens
             for r, p in zip(requests, prompts)
         ]
-        width = max(len(p) for p in prompts)
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(p) for p in suffixes)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, p in enumerate(prompts):  # left padding: the last prompt token of every row is aligned
+        own = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(suffixes):  # left padding: the last prompt token of every row is aligned
             ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, T] real positions, 0 on padding
-
+            own[row, width - len(p):] = 1
+        positions = shared + (own.cumsum(-1) - 1).clamp(min=0)  # [B, T] real positions (after the prefix)
+        mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         new_tokens: list[list[int]] = [[] for _ in prompts]
         finished = [b <= 0 for b in budgets]
-        cache = DynamicCache(config=self.model.config)
         step_ids, step_pos = ids, positions
         with torch.inference_mode():
+            if prefix is not None:
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(len(prompts))
+            else:
+                cache = DynamicCache(config=self.model.config)
             for _ in range(max(budgets)):
                 if all(finished):
                     break

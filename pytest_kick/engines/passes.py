@@ -64,7 +64,8 @@ def prefix_cache(model, tokens: Sequence[int], device: str):
 
     cache = DynamicCache(config=model.config)
     ids = torch.tensor([list(tokens)], dtype=torch.long, device=device)
-    decoder(model)(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
+    with torch.inference_mode():
+        decoder(model)(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
     return cache
 
 
