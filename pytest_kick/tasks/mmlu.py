@@ -34,9 +34,6 @@ Data, in order: the Hugging Face hub (``cais/mmlu``, config ``all``, test + dev)
 
 from __future__ import annotations
 
-import csv
-import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -44,9 +41,18 @@ from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest
 from pytest_kick.tasks.base import Dataset, Settings
-from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl
+from pytest_kick.tasks.data import bundled_dir, hub_rows
+from pytest_kick.tasks.mmlu_data import (  # noqa: F401 (items and subsets: part of this API)
+    HENDRYCKS_TAR,
+    LETTERS,
+    MMLUDataset,
+    MMLUItem,
+    items_from_csv,
+    items_from_hub,
+    items_from_jsonl,
+    stratified_subset,
+)
 
-LETTERS = ("A", "B", "C", "D")
 # Hendrycks / LLM-KICK prompt strings (hendrycks/test evaluate.py: gen_prompt, format_example, format_subject).
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 QUESTION = "{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
@@ -54,10 +60,6 @@ SHOT = QUESTION + " {answer}\n\n"
 DEFAULT_SHOTS = 5  # the paper's (and LLM-KICK's --ntrain default) setting
 HUB_PATH, HUB_CONFIG = "cais/mmlu", "all"
 BUNDLED_TEST, BUNDLED_DEV = "mmlu/mmlu_test.jsonl", "mmlu/mmlu_dev.jsonl"
-HENDRYCKS_TAR = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"
-# The cached prefix may stop a few tokens short of the shots' end: a tokenizer can merge the final "\n\n"
-# differently alone than before a question (SmolLM2 does). More than this many: that question runs in full.
-BOUNDARY_SLACK = 4
 
 # The standard category of each subject (hendrycks/test categories.py: subject -> subcategory -> category).
 _CATEGORY_SUBJECTS = {
@@ -86,81 +88,6 @@ SUBJECT_CATEGORY = {s: cat for cat, subjects in _CATEGORY_SUBJECTS.items() for s
 CATEGORIES = tuple(_CATEGORY_SUBJECTS)
 
 
-@dataclass(frozen=True)
-class MMLUItem:
-    id: str
-    question: str
-    answers: tuple[str, ...]  # (gold letter,)
-    subject: str
-    choices: tuple[str, str, str, str]
-    answer_index: int
-
-
-@dataclass(frozen=True)
-class MMLUDataset(Dataset):
-    """The test questions (``examples``) and the dev split the shots come from."""
-
-    dev: tuple[MMLUItem, ...] = ()
-
-
-def _item(item_id: str, subject: str, question, choices, index, where: str) -> MMLUItem:
-    if not isinstance(question, str) or not isinstance(subject, str) or not subject:
-        raise KickError(f"{where}: question and subject must be strings")
-    if not isinstance(choices, (list, tuple)) or len(choices) != 4 or not all(isinstance(c, str) for c in choices):
-        raise KickError(f"{where}: choices must be a list of 4 strings, got {choices!r:.80}")
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 4:
-        raise KickError(f"{where}: the answer must be a letter A-D or an index 0-3, got {index!r:.20}")
-    return MMLUItem(item_id, question, (LETTERS[index],), subject, tuple(choices), index)
-
-
-def _answer_index(value, where: str) -> int:
-    if isinstance(value, str) and value.strip() in LETTERS:
-        return LETTERS.index(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise KickError(f"{where}: the answer must be a letter A-D or an index 0-3, got {value!r:.20}")
-
-
-def _items_from_jsonl(path: Path) -> list[MMLUItem]:
-    """Records with id, subject, question, choices and answer_index (or answer, a letter): SCHEMA.md's layout."""
-    items = []
-    for lineno, r in enumerate(read_jsonl(path, required=("id", "subject", "question", "choices")), 1):
-        where = f"{path} record {r.get('id', lineno)!r}"
-        index = _answer_index(r["answer_index"] if "answer_index" in r else r.get("answer"), where)
-        items.append(_item(str(r["id"]), r["subject"], r["question"], r["choices"], index, where))
-    return items
-
-
-def _items_from_csv(path: Path, subject: str, split: str) -> list[MMLUItem]:
-    """One Hendrycks CSV: no header, rows question,A,B,C,D,letter (quoted fields may hold newlines)."""
-    items = []
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            for row_number, row in enumerate(csv.reader(handle)):
-                where = f"{path}:{row_number + 1}"
-                if len(row) != 6:
-                    raise KickError(f"{where}: expected 6 columns (question, A, B, C, D, answer), got {len(row)}; "
-                                    f"restore the file from {HENDRYCKS_TAR}")
-                index = _answer_index(row[5], where)
-                items.append(_item(f"mmlu/{split}/{subject}/{row_number}", subject, row[0], row[1:5], index, where))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise KickError(f"{path}: not a readable MMLU CSV file ({err}); restore it from {HENDRYCKS_TAR}") from None
-    if not items:
-        raise KickError(f"{path} holds no questions; restore it from {HENDRYCKS_TAR}")
-    return items
-
-
-def _items_from_hub(rows: list[dict], split: str, where: str) -> list[MMLUItem]:
-    items, seen = [], {}
-    for row in rows:
-        subject = row.get("subject")
-        number = seen.get(subject, 0)
-        seen[subject] = number + 1
-        items.append(_item(f"mmlu/{split}/{subject}/{number}", subject, row.get("question"), row.get("choices"),
-                           _answer_index(row.get("answer"), where), f"{where} row {subject}/{number}"))
-    return items
-
-
 def display_subject(subject: str) -> str:
     """Hendrycks' ``format_subject``: every word preceded by a space ("abstract_algebra" -> " abstract algebra")."""
     return " " + subject.replace("_", " ")
@@ -175,39 +102,6 @@ def format_question(item: MMLUItem, with_answer: bool = False) -> str:
 def format_prefix(subject: str, shots: Sequence[MMLUItem]) -> str:
     """The part shared by every question of a subject: header and shots."""
     return HEADER.format(subject=display_subject(subject)) + "".join(format_question(s, True) for s in shots)
-
-
-def stratified_subset(items: Sequence[MMLUItem], limit: int | None, seed: int, salt: str) -> list[MMLUItem]:
-    """``limit`` items, stratified by subject, in dataset order; all items when limit is None or too large.
-
-    Allocation: with ``limit >= number of subjects``, every subject gets one item and the remaining
-    ``limit - subjects`` are shared in proportion to each subject's other items; with fewer, ``limit`` is
-    shared in proportion to subject sizes (some subjects get none). Shares are rounded by largest remainder,
-    ties broken by a seeded order. Within a subject, the items are a seeded sample. Everything derives from
-    ``seed`` and ``salt``: the same arguments give the same subset.
-    """
-    if limit is None or limit >= len(items):
-        return list(items)
-    groups: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(item.subject, []).append(index)
-    subjects = list(groups)
-    order_rng = random.Random(f"{seed}/{salt}/allocation")
-    tiebreak = {s: order_rng.random() for s in subjects}
-    if limit >= len(subjects):
-        base, weights, rest = 1, {s: len(groups[s]) - 1 for s in subjects}, limit - len(subjects)
-    else:
-        base, weights, rest = 0, {s: len(groups[s]) for s in subjects}, limit
-    total = sum(weights.values())
-    share = {s: base + (rest * weights[s] // total if total else 0) for s in subjects}
-    left = limit - sum(share.values())
-    by_remainder = sorted(subjects, key=lambda s: (-(rest * weights[s] % total if total else 0), tiebreak[s]))
-    for s in by_remainder[:left]:
-        share[s] += 1
-    chosen = []
-    for s in subjects:
-        chosen += random.Random(f"{seed}/{salt}/{s}").sample(groups[s], share[s])
-    return [items[i] for i in sorted(chosen)]
 
 
 LOCAL_LAYOUT = (f"test/*_test.csv and dev/*_dev.csv (Hendrycks' {HENDRYCKS_TAR}, extracted) in it, in data/ or "
@@ -239,13 +133,13 @@ class MMLU:
         if test and dev:
             (test_rows, test_source, test_digest), (dev_rows, dev_source, dev_digest) = test, dev
             return MMLUDataset(
-                tuple(_items_from_hub(test_rows, "test", test_source)), f"{test_source}+{dev_source}",
-                text_hash(test_digest, dev_digest), tuple(_items_from_hub(dev_rows, "dev", dev_source)),
+                tuple(items_from_hub(test_rows, "test", test_source)), f"{test_source}+{dev_source}",
+                text_hash(test_digest, dev_digest), tuple(items_from_hub(dev_rows, "dev", dev_source)),
             )
         root = bundled_dir()
         test_path, dev_path = root / BUNDLED_TEST, root / BUNDLED_DEV
-        return MMLUDataset(tuple(_items_from_jsonl(test_path)), f"bundled:{BUNDLED_TEST}+{BUNDLED_DEV}",
-                           text_hash(file_hash(test_path), file_hash(dev_path)), tuple(_items_from_jsonl(dev_path)))
+        return MMLUDataset(tuple(items_from_jsonl(test_path)), f"bundled:{BUNDLED_TEST}+{BUNDLED_DEV}",
+                           text_hash(file_hash(test_path), file_hash(dev_path)), tuple(items_from_jsonl(dev_path)))
 
     def _load_local(self, root: Path) -> MMLUDataset | None:
         for folder in (root, root / "data", root / "mmlu", root / "mmlu" / "data"):
@@ -257,8 +151,8 @@ class MMLU:
                 if not path.is_file():
                     raise KickError(f"--kick-data-dir {root}: {path} is missing; MMLU needs both "
                                     f"mmlu_test.jsonl and mmlu_dev.jsonl (the dev split holds the shots)")
-            return MMLUDataset(tuple(_items_from_jsonl(test_path)), f"local:{test_path}+{dev_path}",
-                               text_hash(file_hash(test_path), file_hash(dev_path)), tuple(_items_from_jsonl(dev_path)))
+            return MMLUDataset(tuple(items_from_jsonl(test_path)), f"local:{test_path}+{dev_path}",
+                               text_hash(file_hash(test_path), file_hash(dev_path)), tuple(items_from_jsonl(dev_path)))
         return None
 
     def _load_csv(self, folder: Path) -> MMLUDataset:
@@ -270,8 +164,8 @@ class MMLU:
             if not dev_file.is_file():
                 raise KickError(f"{dev_file} is missing (the shots of {subject} come from it); "
                                 f"restore the dev/ folder from {HENDRYCKS_TAR}")
-            test += _items_from_csv(test_file, subject, "test")
-            dev += _items_from_csv(dev_file, subject, "dev")
+            test += items_from_csv(test_file, subject, "test")
+            dev += items_from_csv(dev_file, subject, "dev")
             hashes += [file_hash(test_file), file_hash(dev_file)]
         return MMLUDataset(tuple(test), f"local:{folder}/{{test,dev}}/*.csv", text_hash(*hashes), tuple(dev))
 
