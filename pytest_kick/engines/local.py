@@ -147,15 +147,16 @@ class LocalEngine:
 
     def _score(self, jobs: list[Job], progress: Progress | None, owners: list[int] | None = None,
                total: int | None = None):
+        """Answer scoring jobs; progress counts requests (a rolling request may be several jobs: ``owners``)."""
         from pytest_kick.engines.passes import score_jobs
 
         done = [0]
+        total = len(jobs) if total is None else total
 
         def advance(n: int) -> None:
             done[0] += n
-            if progress:  # rolling requests may take several windows: progress counts windows then
-                progress(done[0], len(jobs)) if owners is None else progress(
-                    min(total, round(done[0] * total / max(1, len(jobs)))), total)
+            if progress:
+                progress(done[0] if owners is None else min(total, done[0] * total // max(1, len(jobs))), total)
 
         self.last_plan = {}
         return score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance,

@@ -109,7 +109,7 @@ def group(leaves: Sequence[Leaf], overhead: int = GROUP_OVERHEAD) -> list[Group]
                 return together, [(lo, hi, shared)]
         return split_cost, split_plan
 
-    for lo, hi, shared in _iterative(best, len(order)):
+    for lo, hi, shared in _deep(best, len(order)):
         if shared and hi - lo > 1:
             groups.append(Group(shared, tuple(order[lo:hi])))
         else:
@@ -119,7 +119,7 @@ def group(leaves: Sequence[Leaf], overhead: int = GROUP_OVERHEAD) -> list[Group]
     return groups
 
 
-def _iterative(best, n: int):
+def _deep(best, n: int):
     """best(0, n), with the recursion limit raised for deep tries (long chains of nested prefixes)."""
     import sys
 
