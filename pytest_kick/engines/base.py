@@ -15,6 +15,11 @@ Progress = Callable[[int, int], None]  # (requests done, requests total)
 
 
 class Engine(Protocol):
+    """The three calls. Optional, for tasks that fit prompts to the model (MMLU drops shots that do not
+    fit): ``max_length`` (the model's context in tokens) and ``token_counts(texts) -> list[int]`` (tokens
+    each text becomes as a prompt, special tokens included). Without them a task sends its prompts as
+    they are; an engine may then keep a too-long context's last tokens."""
+
     name: str  # "local", "openai-completions": part of every result's provenance
 
     def generate(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[str]:
