@@ -120,7 +120,7 @@ class LocalEngine:
 
         The first window scores as many of the text's tokens as fit after at least one token before them,
         with as much of the context as fits; each later window scores the next ``window // 2`` tokens,
-        conditioned on the ``window`` tokens before them."""
+        in a window of ``window`` tokens ending with them."""
         jobs, owners = [], []
         for n, r in enumerate(requests):
             context = self._encode(r.context, special=False) if r.context else []
