@@ -76,6 +76,14 @@ OPTIONS = [
     Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
     Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
            "directory (needs matplotlib)"),
+    Option("engine", "local", "what runs the model: local (transformers, in this process) or openai-completions "
+           "(a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp; see --kick-base-url)"),
+    Option("base-url", None, "openai-completions: the server of --kick-model (dense), e.g. http://localhost:8000/v1"),
+    Option("compressed-url", None, "openai-completions: the server of the compressed model, gated as the variant "
+           "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)"),
+    Option("timeout", "600", "openai-completions: seconds to wait for one reply before retrying"),
+    Option("export", None, "write each compressed variant as a checkpoint a serving engine loads "
+           "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>"),
 ]
 
 PROTOCOLS = ("strict", "kick")
@@ -123,6 +131,11 @@ class KickConfig:
     compressed: Path | None = None
     calib_samples: int = 128
     calib_seqlen: int = 512
+    engine: str = "local"  # or "openai-completions"
+    base_url: str | None = None  # openai-completions: the dense model's server
+    compressed_url: str | None = None  # openai-completions: the compressed model's server (variant "served")
+    timeout: float = 600.0  # openai-completions: seconds per reply
+    export: Path | None = None  # --kick-export DIR
 
 
 def add_options(parser) -> None:
@@ -301,8 +314,9 @@ def build(values: dict, base_dir: Path, from_command_line: set | None = None) ->
         ratios = tuple(dict.fromkeys(parse_ratio("--kick-ratio", r) for r in _split(text["ratio"])))
         if not ratios:
             raise KickError("--kick-ratio: give at least one ratio, e.g. 0.5, 2:4 or w4g128")
-    compressors = _names("--kick-compressor", text["compressor"], compress.names(), "compressor")
-    variants = pair_variants(compressors, ratios)
+    served = _served(values, text, set(values) if from_command_line is None else from_command_line)
+    compressors = () if served else _names("--kick-compressor", text["compressor"], compress.names(), "compressor")
+    variants = served.pop("variants") if served else pair_variants(compressors, ratios)
     compressed = None
     if text["compressed"] is not None:
         compressed = path(text["compressed"])
@@ -351,4 +365,50 @@ def build(values: dict, base_dir: Path, from_command_line: set | None = None) ->
         compressed=compressed,
         calib_samples=_int("--kick-calib-samples", text["calib-samples"], 1),
         calib_seqlen=_int("--kick-calib-seqlen", text["calib-seqlen"], 8),
+        engine=text["engine"],
+        **(served or {}),
+        export=None if text["export"] is None else path(text["export"]),
     )
+
+
+ENGINES = ("local", "openai-completions")
+
+
+def _served(values: dict, text: dict, cli: set) -> dict | None:
+    """None for the local engine; for a served one, its KickConfig fields. A served model is not compressed
+    here: its compressed variant is the model --kick-compressed-url serves (test id ...-served)."""
+    from pytest_kick.engines.http import normalize_base_url
+
+    engine = _choice("--kick-engine", text["engine"], ENGINES)
+    urls = [f"--kick-{name}" for name in ("base-url", "compressed-url") if values.get(name) is not None]
+    if engine == "local":
+        if urls:
+            raise KickError(f"{urls[0]} points at a server: add --kick-engine openai-completions")
+        return None
+    if values.get("base-url") is None and values.get("baseline-dir") is None:
+        raise KickError("--kick-engine openai-completions needs --kick-base-url URL (the server of --kick-model), "
+                        "or dense results in --kick-baseline-dir DIR")
+    for name in ("compressor", "ratio", "compressed", "export"):
+        if values.get(name) is not None and name in cli:
+            raise KickError(f"--kick-{name} compresses in this process; a served model is not: serve the compressed "
+                            f"model and pass --kick-compressed-url URL (--kick-export writes one to serve)")
+    timeout = _number("--kick-timeout", text["timeout"])
+    found = {}
+    for name in ("base-url", "compressed-url"):
+        try:
+            found[name] = None if values.get(name) is None else normalize_base_url(values[name])
+        except KickError as err:
+            raise KickError(f"--kick-{name}: {err}") from None
+    base, compressed = found["base-url"], found["compressed-url"]
+    return {"base_url": base, "compressed_url": compressed, "timeout": timeout,
+            "variants": (("served", spec.CHECKPOINT),) if compressed else ()}
+
+
+def _number(flag: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise KickError(f"{flag}: {text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise KickError(f"{flag}: must be more than 0 seconds (got {text})")
+    return value

@@ -133,6 +133,14 @@ class Runtime:
         """The loaded model; a load that failed fails every later call the same way, without retrying."""
         if isinstance(self._models.get(spec), KickError):
             raise self._models[spec]
+        if spec not in self._models and self.config.engine != "local":  # a server's model: its tokenizer only
+            from pytest_kick.engines.factory import served_model
+
+            try:
+                self._models[spec], self._variant[spec] = served_model(self.config, spec), None
+            except KickError as err:
+                self._models[spec] = err
+                raise
         if spec not in self._models:
             import torch
 
@@ -183,6 +191,10 @@ class Runtime:
             self._undo[spec] = report.undo
             self._variant[spec] = wanted
             self.ui.message(report.summary())
+            if self.config.export is not None:  # --kick-export: the variant as a checkpoint a server loads
+                from pytest_kick.compress.export import export
+
+                self.ui.message(export(loaded, registry.resolve(spec).name, report, self.config.export))
         return loaded
 
     def _restore(self, spec: str) -> None:
@@ -232,12 +244,13 @@ class Runtime:
 
     def evaluate(self, case: KickCase) -> TaskResult:
         """Per-item results of the case's model variant on its task."""
-        from pytest_kick.engine import Engine
+        from pytest_kick.engines.factory import make_engine
 
-        loaded = self.use_variant(case.model, case.compressor, case.ratio)
+        served = self.config.engine != "local"  # a served variant is whatever its server serves
+        loaded = self.model(case.model) if served else self.use_variant(case.model, case.compressor, case.ratio)
         task = tasks.get(case.task)
         _, shots, items = self.data(case.task)
-        engine = Engine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size)
+        engine = make_engine(self.config, loaded, compressed=not case.is_dense)
         with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
             if hasattr(task, "evaluate"):  # log-likelihood scoring, perplexity windows, conversations
                 scores, outputs = task.evaluate(engine, items, shots, self.settings, advance)
