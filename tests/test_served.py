@@ -12,7 +12,7 @@ import pytest
 
 from pytest_kick import tasks
 from pytest_kick.config import build
-from pytest_kick.engine import Engine
+from pytest_kick.engines.local import LocalEngine
 from pytest_kick.engines.http import Client, RetryPolicy, normalize_base_url, retry_after_seconds
 from pytest_kick.engines.served import ServedEngine, rolling_windows
 from pytest_kick.errors import KickError
@@ -50,7 +50,7 @@ def served(url: str, tokenizer=None, timeout: float = 30.0, retry: RetryPolicy =
 @pytest.fixture
 def local(tiny):
     model, tokenizer = tiny
-    return Engine(model, tokenizer, "cpu", batch_size=4)
+    return LocalEngine(model, tokenizer, "cpu", batch_size=4)
 
 
 LL_REQUESTS = [
@@ -58,7 +58,7 @@ LL_REQUESTS = [
     LoglikelihoodRequest("The quick brown fox", " jumps over the lazy dog"),
     LoglikelihoodRequest("", "An empty context starts at BOS"),
     LoglikelihoodRequest("Answer:", " A"),
-    LoglikelihoodRequest("Nothing follows", ""),
+    LoglikelihoodRequest("A trailing space moves into the continuation: ", "B"),
 ]
 GEN_REQUESTS = [
     GenerationRequest("Q: Who wrote Hamlet?\nA:", 12, stop=("\n",)),
@@ -78,12 +78,9 @@ def test_loglikelihood_equals_the_local_engine(fresh, tiny, local):
     for (lp, greedy), (want, want_greedy) in zip(remote, here):
         assert lp == pytest.approx(want, abs=1e-4)
         assert greedy == want_greedy
-    assert remote[-1] == (0.0, True)  # an empty continuation is not sent
-    wanted = []  # token ids: the context as the tokenizer encodes it (BOS alone when empty), then the continuation
-    for request in LL_REQUESTS[:-1]:
-        context = tokenizer(request.context)["input_ids"] or [tokenizer.bos_token_id]
-        wanted.append(context + tokenizer(request.continuation, add_special_tokens=False)["input_ids"])
-    assert sorted(body["prompt"] for body in fresh.requests) == sorted(wanted)  # in flight: any order
+    wanted = [local._pair(r.context, r.continuation) for r in LL_REQUESTS]  # the local engine's tokens
+    assert sorted(body["prompt"] for body in fresh.requests) == sorted(c + k for c, k in wanted)  # any order
+    assert wanted[2][0] == [tokenizer.bos_token_id]  # an empty context starts at BOS
     for body in fresh.requests:
         assert body["echo"] is True and body["logprobs"] == 1 and body["temperature"] == 0
         assert body["model"] == "tiny-random-llama"
@@ -119,17 +116,32 @@ def test_generation_equals_the_local_engine(fresh, tiny, local):
     assert not any("e" in text or "a" in text for text in remote[3:])
 
 
+def test_an_empty_continuation_is_an_error(fresh, tiny):
+    _, tokenizer = tiny
+    with pytest.raises(KickError, match="empty continuation"):
+        served(fresh.base_url, tokenizer).loglikelihood([LoglikelihoodRequest("Nothing follows", "")])
+    assert not fresh.requests
+
+
 def test_rolling_windows_cover_every_token_once():
     context, text = list(range(100, 105)), list(range(10))
     windows = rolling_windows(context, text, window=4)
-    assert sum(scored for _, scored in windows) == len(text)
+    assert [ids[-scored:] for ids, scored in windows] == [[0, 1, 2], [3, 4], [5, 6], [7, 8], [9]]
     assert all(len(ids) <= 4 for ids, _ in windows)
-    assert [ids[-scored:] for ids, scored in windows] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
-    assert windows[1][0] == [2, 3, 4, 5]  # as much context as fits before the scored tokens
+    assert windows[0][0] == [104, 0, 1, 2] and windows[1][0] == [1, 2, 3, 4]  # as much before as fits
     alone = rolling_windows([], text, window=4)
     assert sum(scored for _, scored in alone) == len(text) - 1  # the corpus's first token is not scored
-    with pytest.raises(KickError, match="at least 2 tokens"):
+    with pytest.raises(KickError, match="scores nothing"):
         rolling_windows([], text, window=1)
+
+
+def test_rolling_loglikelihood_equals_the_local_engine(fresh, tiny, local):
+    _, tokenizer = tiny
+    requests = [RollingRequest("a text longer than one window of the model", context="before it. ", window=16),
+                RollingRequest("the first text of a corpus", window=8)]
+    remote = served(fresh.base_url, tokenizer).loglikelihood_rolling(requests)
+    for got, want in zip(remote, local.loglikelihood_rolling(requests)):
+        assert len(got) == len(want) and got == pytest.approx(want, abs=1e-4)
 
 
 def test_rolling_loglikelihood_equals_a_forward_pass_per_window(fresh, tiny):
@@ -333,3 +345,82 @@ def test_base_urls_and_retry_after():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", now=lambda: 1445412480.0) == 5.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert math.isclose(RetryPolicy(backoff=1.0, max_wait=60).wait(3, None), 4.0)
+
+
+# --- the plugin as a user meets it -----------------------------------------------------------------
+
+SESSION = ["--kick-model", "tiny-random-llama", "--kick-limit", "4", "--kick-tasks", "icrqa:closed",
+           "-p", "no:cacheprovider"]
+
+
+def _cases(path: Path) -> dict:
+    return {(c["compressor"], c["ratio"]): c for c in json.loads(path.read_text())["cases"]}
+
+
+def test_the_deployment_loop(pytester, tiny):
+    """Compress and gate here, --kick-export, serve the export, gate the served model with the same baseline:
+    the served variant gets the per-item results the in-process one got."""
+    from transformers import AutoModelForCausalLM
+
+    local = pytester.runpytest(*SESSION, "--kick-compressor", "magnitude", "--kick-ratio", "0.5", "--kick-export",
+                               "exported", "--kick-baseline-dir", "baselines", "--kick-report", "local.json")
+    assert local.ret in (0, 1), local.stdout.str()
+    model, tokenizer = tiny
+    exported = AutoModelForCausalLM.from_pretrained(pytester.path / "exported" / "tiny-random-llama-magnitude-0.5")
+    with Server(Model(model, tokenizer, "tiny-random-llama")) as dense, \
+            Server(Model(exported.eval(), tokenizer, "tiny-random-llama-magnitude-0.5")) as compressed:
+        served = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-base-url",
+                                    dense.base_url, "--kick-compressed-url", compressed.base_url,
+                                    "--kick-cache-dir", "served-cache", "--kick-report", "served.json", "-v")
+        assert "test_icrqa[closed-tiny-random-llama-served]" in served.stdout.str()
+        assert dense.requests and compressed.requests  # each model answered by its own server
+        files = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-compressed-url",
+                                   compressed.base_url, "--kick-baseline-dir", "baselines", "--kick-report",
+                                   "files.json", "-W", "always")
+    here, there, from_files = (_cases(pytester.path / name) for name in ("local.json", "served.json", "files.json"))
+    variant = here[("magnitude", "0.5")]
+    for run in (there, from_files):
+        assert run[("served", "as-given")]["verdict"] == variant["verdict"]
+        for key in ("dense", "compressed", "n", "lost", "kept", "gained"):
+            assert run[("served", "as-given")][key] == pytest.approx(variant[key]), key
+    assert there[("dense", None)]["dense"] == pytest.approx(here[("dense", None)]["dense"])
+    # the dense results came from the committed file, not from a dense server; the file says where it was made
+    assert from_files[("served", "as-given")]["baseline"] == "file"
+    assert "was made in another environment" in files.stdout.str()
+
+
+def test_a_dead_server_fails_the_items_naming_its_url(pytester):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-base-url",
+                                f"http://127.0.0.1:{port}", "--kick-timeout", "2")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert f"GET http://127.0.0.1:{port}/v1/models failed after 5 attempts: cannot connect" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kick-base-url", "http://h:8000"], "--kick-base-url points at a server: add --kick-engine openai-completions"),
+    (["--kick-engine", "openai-completions"], "--kick-engine openai-completions needs --kick-base-url URL"),
+    (["--kick-engine", "vllm"], "--kick-engine: 'vllm' is not one of local, openai-completions"),
+    (["--kick-engine", "openai-completions", "--kick-base-url", "h:8000"], "--kick-base-url: 'h:8000' is not an http"),
+    (["--kick-engine", "openai-completions", "--kick-base-url", "http://h", "--kick-compressor", "wanda"],
+     "--kick-compressor compresses in this process; a served model is not"),
+    (["--kick-engine", "openai-completions", "--kick-base-url", "http://h", "--kick-timeout", "0"],
+     "--kick-timeout: must be more than 0 seconds"),
+])
+def test_bad_served_options_are_usage_errors(pytester, args, message):
+    result = pytester.runpytest("--kick-model", "tiny-random-llama", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_served_ids(pytester):
+    result = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-base-url", "http://h:1",
+                                "--kick-compressed-url", "http://h:2", "--collect-only", "-q")
+    assert "test_icrqa[closed-tiny-random-llama-dense]" in result.stdout.str()
+    assert "test_icrqa[closed-tiny-random-llama-served]" in result.stdout.str()

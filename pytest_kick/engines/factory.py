@@ -49,15 +49,6 @@ def served_model(config, spec: str) -> ServedModel:
                        config.compressed_url, config.timeout, min(config.batch_size, 16))
 
 
-def make_engine(config, loaded, compressed: bool):
-    """The engine answering one case: ``loaded`` is what Runtime.model returned for its model."""
-    if isinstance(loaded, ServedModel):
-        return loaded.engine(compressed)
-    from pytest_kick.engine import Engine
-
-    return Engine(loaded.model, loaded.tokenizer, loaded.device, config.batch_size)
-
-
 def load_tokenizer(source, cache_dir: Path):
     """The tokenizer of a model source, without its weights."""
     from transformers import AutoTokenizer

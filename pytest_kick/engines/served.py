@@ -67,16 +67,43 @@ class ServedEngine:
                 return card
         raise KickError(f"{self.url} serves {', '.join(c['id'] for c in cards)}, not {wanted}")
 
-    # --- tokens, as the local engine makes them ---------------------------------------------------
+    # --- tokens, as the local engine makes them (engines/local.py: the same rules, so the same prompts) -------
 
     def _encode(self, text: str, special: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def _start(self) -> list[int]:
-        """An empty prompt: the BOS token (or, lacking one, EOS), as the local engine does."""
+        """An empty prompt: the BOS token (or, lacking one, EOS)."""
         tok = self.tokenizer
         first = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         return [first if first is not None else 0]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int] | None:
+        """Tokens each text becomes as a prompt (special tokens included); None without a tokenizer."""
+        if self.tokenizer is None:
+            return None
+        return [len(self._encode(t) or self._start()) for t in texts]
+
+    def _fit(self, tokens: list[int], keep: int) -> list[int]:
+        """The last ``keep`` tokens, and a BOS the tokenizer put first."""
+        if len(tokens) <= keep:
+            return tokens
+        head = tokens[:1] if tokens and tokens[0] == self.tokenizer.bos_token_id else []
+        return head + tokens[len(tokens) - keep + len(head):]
+
+    def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context tokens, continuation tokens) of the joined text; trailing spaces of the context move into
+        the continuation (lm-evaluation-harness's rule), as in the local engine."""
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if not context:
+            return self._start(), self._encode(continuation, special=False)
+        head = self._encode(context)
+        whole = self._encode(context + continuation)
+        if whole[:len(head)] == head:
+            return head, whole[len(head):]
+        return head, self._encode(continuation, special=False)
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.messages and getattr(self.tokenizer, "chat_template", None):
@@ -116,11 +143,17 @@ class ServedEngine:
         def one(request: LoglikelihoodRequest) -> tuple[float, bool]:
             if self.tokenizer is None:
                 return self._loglikelihood_text(request)
-            context = self._encode(request.context) or self._start()
-            continuation = self._encode(request.continuation, special=False)
+            context, continuation = self._pair(request.context, request.continuation)
             if not continuation:
-                return 0.0, True
-            scored = self._prompt_logprobs(context + continuation, len(continuation))
+                raise KickError(f"log-likelihood request with an empty continuation (context "
+                                f"{request.context[-40:]!r})")
+            sequence = context + continuation
+            if self.max_length and len(sequence) > self.max_length:
+                if len(continuation) >= self.max_length:
+                    raise KickError(f"a continuation of {len(continuation)} tokens does not fit {self.url}'s "
+                                    f"context of {self.max_length}")
+                sequence = self._fit(sequence, self.max_length)
+            scored = self._prompt_logprobs(sequence, len(continuation))
             return math.fsum(lp for lp, _ in scored), all(g for _, g in scored)
 
         return self._map(one, requests, progress)
@@ -135,7 +168,8 @@ class ServedEngine:
             context = self._encode(request.context, special=False) if request.context else []
             text = self._encode(request.text, special=False)
             found: list[float] = []
-            for ids, scored in rolling_windows(context, text, request.window):
+            window = min(request.window, self.max_length or request.window)
+            for ids, scored in rolling_windows(context, text, window):
                 found.extend(lp for lp, _ in self._prompt_logprobs(ids, scored))
             return tuple(found)
 
@@ -171,7 +205,7 @@ class ServedEngine:
     def _loglikelihood_text(self, request: LoglikelihoodRequest) -> tuple[float, bool]:
         """Without a tokenizer: the prompt is text, the continuation the tokens at or after its first character."""
         if not request.continuation:
-            return 0.0, True
+            raise KickError(f"log-likelihood request with an empty continuation (context {request.context[-40:]!r})")
         prompt = request.context + request.continuation
         choice = self._complete({"prompt": prompt, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1})
         where = f"POST {self.client.url('completions')}"
@@ -184,7 +218,7 @@ class ServedEngine:
         tokens = logprobs.get("tokens")
         shift = max(0, "".join(tokens).find(prompt)) if isinstance(tokens, list) and all(
             isinstance(t, str) for t in tokens) else 0
-        start, end = shift + len(request.context), shift + len(prompt)
+        start, end = shift + len(request.context.rstrip()), shift + len(prompt)  # trailing spaces: continuation
         picked = [e for e, offset in zip(entries, offsets) if isinstance(offset, int) and start <= offset < end]
         if not picked:
             raise KickError(f"{where}: no token of the reply starts inside the continuation {request.continuation!r}")
@@ -216,19 +250,23 @@ class ServedEngine:
 
 
 def rolling_windows(context: list[int], text: list[int], window: int) -> list[tuple[list[int], int]]:
-    """(prompt ids, scored count) pairs covering every token of ``text``: each prompt is at most ``window``
-    tokens and ends with the tokens it scores, all before them being context (as much as fits). With no
-    ``context``, the text's first token has nothing to condition on and is not scored."""
+    """(prompt ids, scored count) pairs covering every token of ``text``, each prompt at most ``window`` tokens
+    ending with the tokens it scores: the local engine's windows. The first scores as many tokens as fit after
+    at least one before them, with as much of ``context`` as fits; each later one the next ``window // 2``,
+    after the tokens before them. With no context, the text's first token has nothing before it: unscored."""
     if window < 2:
-        raise KickError(f"a rolling window must hold at least 2 tokens (got {window})")
-    tokens = context + text
-    start = len(context) if context else 1
+        raise KickError(f"a rolling window of {window} tokens scores nothing")
+    context = context[-window:]
+    sequence = context + text
+    start = max(len(context), 1)
+    if start >= len(sequence):
+        raise KickError("rolling log-likelihood of a text with no token to score")
+    end = min(len(sequence), start + window - 1)
     found = []
-    while start < len(tokens):
-        end = min(len(tokens), start + window - 1)
-        first = max(0, end - window)
-        found.append((tokens[first:end], end - start))
-        start = end
+    while start < len(sequence):
+        begin = max(0, end - window)
+        found.append((sequence[begin:end], end - start))
+        start, end = end, min(len(sequence), end + max(1, window // 2))
     return found
 
 

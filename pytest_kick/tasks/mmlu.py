@@ -9,26 +9,20 @@ verbatim (VITA-Group/llm-kick, ``multiple_choice_qa/main_mmlu.py``)::
 
 The double space after "about" is theirs: their ``format_subject`` puts a space before every word of the
 subject, the first one included. Shots are the first ``k`` rows of the subject's dev split, in file order;
-when the prompt does not fit the model's context (``max_position_embeddings``, one position kept for the
-answer), shots are dropped from the last one until it does (as both repos do), and a question too long
-even without shots keeps its last tokens (and a BOS the tokenizer puts first). The shots each question used
-are recorded (``shots_used``). MMLU is plain text: never the chat template.
+when the prompt and its answer do not fit the model's context (the engine's ``max_length`` and
+``token_counts``), shots are dropped from the last one until they do (as both repos do); a question too long
+even without shots is sent as is, and the engine keeps its last tokens (and a BOS the tokenizer puts first).
+The shots each question used are recorded (``shots_used``). MMLU is plain text: never the chat template.
 
 Protocols:
-- ``strict`` (default): the answer is the option whose letter token (" A" .. " D") has the highest
-  log-likelihood right after "Answer:" (Hendrycks' scoring): one forward pass per question. With a
-  tokenizer that splits " A" into " " + "A" (byte-level), the shared " " is fed too and "A" .. "D" read
-  after it: the same argmax as the full two-token log-likelihood.
-- ``kick``: LLM-KICK's way: one greedy token after "Answer:", correct when the last character of the
-  decoded text equals the gold letter (their ``output[-1:] == label``).
+- ``strict`` (default): four log-likelihood requests per question, context = prompt, continuation = " A" ..
+  " D"; the answer is the letter with the highest log-likelihood (Hendrycks' scoring; the first on ties).
+- ``kick``: LLM-KICK's way: one generation request for one greedy token after "Answer:", correct when the
+  last character of the decoded text equals the gold letter (their ``output[-1:] == label``).
 
-Prefix KV reuse: the header and shots are the same for every question of a subject, so they run once;
-their key/value cache is copied to each batch of the subject's questions, which then run only their own
-tokens (right-padded, positions continuing after the prefix). The cached tokens are a literal prefix of
-every question's own tokenization (the common token prefix, checked per question: a tokenizer may merge
-the shots' final "\n\n" differently alone than before a question, as SmolLM2's does), so both paths score
-the same token sequences (tested: equal predictions, logits within 1e-4); a question whose tokens do not
-start with the prefix's runs in full. ``MMLU(reuse_prefix=False)`` runs every prompt in full.
+Speed is the engine's business: the local engine answers the four requests of a question with one pass
+(their tokens differ only in the last one), runs each subject's header and shots once and reuses their
+key/value cache for the subject's questions (found from the tokens, not from this task).
 
 ``--kick-limit`` samples questions stratified by subject (``stratified_subset``: one per subject first when
 the limit allows, the rest in proportion to subject size), in dataset order, seeded by ``--kick-seed``.
@@ -40,7 +34,6 @@ Data, in order: the Hugging Face hub (``cais/mmlu``, config ``all``, test + dev)
 
 from __future__ import annotations
 
-import copy
 import csv
 import random
 from dataclasses import dataclass
@@ -49,7 +42,7 @@ from typing import Callable, Sequence
 
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
-from pytest_kick.requests import GenerationRequest
+from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest
 from pytest_kick.tasks.base import Dataset, Settings
 from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl
 
@@ -108,18 +101,6 @@ class MMLUDataset(Dataset):
     """The test questions (``examples``) and the dev split the shots come from."""
 
     dev: tuple[MMLUItem, ...] = ()
-
-
-@dataclass(frozen=True)
-class Readout:
-    """What one forward pass says about a question: the logits of the letter tokens at the answer position,
-    the greedy token there, the shots that fitted, and whether the question ran on a cached prefix."""
-
-    choice_logits: tuple[float, ...]
-    greedy: int
-    shots: int
-    reused: bool
-    truncated: bool = False
 
 
 def _item(item_id: str, subject: str, question, choices, index, where: str) -> MMLUItem:
@@ -229,41 +210,6 @@ def stratified_subset(items: Sequence[MMLUItem], limit: int | None, seed: int, s
     return [items[i] for i in sorted(chosen)]
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def letter_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    """(tokens fed after "Answer:" before the letter, one token per letter A-D) for the strict readout.
-
-    " A" is one token for most tokenizers (GPT-2/SentencePiece style): nothing is fed and the four
-    tokens are read right after "Answer:". A tokenizer that splits it (" " + "A") has the shared " "
-    fed first. Measured in context ("...\\nAnswer: A" against "...\\nAnswer:").
-    """
-    context = "?\nAnswer:"
-    base = tokenizer(context, add_special_tokens=False)["input_ids"]
-    rests = []
-    for letter in LETTERS:
-        ids = tokenizer(f"{context} {letter}", add_special_tokens=False)["input_ids"]
-        if ids[:len(base)] != base:
-            raise KickError(f"MMLU: this tokenizer merges \"Answer:\" with the following letter ({ids!r}); "
-                            f"use --kick-protocol kick")
-        rests.append(ids[len(base):])
-    shared = rests[0]
-    for rest in rests[1:]:
-        shared = shared[:_common_prefix(shared, rest)]
-    letters = [rest[len(shared):] for rest in rests]
-    if any(len(t) != 1 for t in letters) or len({t[0] for t in letters}) != 4:
-        raise KickError(f"MMLU: the letters A-D are not single distinct tokens for this tokenizer ({letters!r}); "
-                        f"use --kick-protocol kick")
-    return shared, [t[0] for t in letters]
-
-
 LOCAL_LAYOUT = (f"test/*_test.csv and dev/*_dev.csv (Hendrycks' {HENDRYCKS_TAR}, extracted) in it, in data/ or "
                 f"in mmlu/, or mmlu/mmlu_test.jsonl + mmlu/mmlu_dev.jsonl")
 
@@ -276,12 +222,10 @@ class MMLU:
     higher_is_better = True
     floor = 0.25
 
-    def __init__(self, reuse_prefix: bool = True):
-        self.reuse_prefix = reuse_prefix
+    def __init__(self):
         self._dev: dict[str, tuple[MMLUItem, ...]] = {}
         self.shots_used: dict[str, int] = {}  # item id -> shots that fitted, from the last evaluate
-        self.last_run: dict[str, int] = {}  # how the last evaluate ran: questions reused / in full / truncated
-        self.last_readouts: list[Readout] = []
+        self.last_run: dict[str, int] = {}  # the last evaluate: questions too long even without shots, shots dropped
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -367,11 +311,19 @@ class MMLU:
     def prompt(self, item: MMLUItem, shots: Sequence[MMLUItem]) -> str:
         return format_prefix(item.subject, shots) + format_question(item)
 
-    def requests(self, items, shots, settings: Settings) -> list[GenerationRequest]:
-        """One-token generation requests with all shots (for inspection: ``evaluate`` is the scoring path)."""
+    @staticmethod
+    def item_requests(prompt: str, protocol: str) -> list[LoglikelihoodRequest] | list[GenerationRequest]:
+        """strict: the log-likelihood of each letter (" A" .. " D") after the prompt; kick: one greedy token."""
+        if protocol == "kick":
+            return [GenerationRequest(prompt, 1)]
+        return [LoglikelihoodRequest(prompt, " " + letter) for letter in LETTERS]
+
+    def requests(self, items, shots, settings: Settings) -> list:
+        """The requests of every item with all shots, in item order (``evaluate`` fits them to the model)."""
         dev = self._group_dev(shots) if shots else self._dev
         k = self.shots_for(settings)
-        return [GenerationRequest(self.prompt(i, dev.get(i.subject, ())[:k]), 1) for i in items]
+        return [r for i in items for r in self.item_requests(self.prompt(i, dev.get(i.subject, ())[:k]),
+                                                              settings.protocol)]
 
     def score(self, item: MMLUItem, request, output: str, settings: Settings) -> float:
         """strict: ``output`` is the predicted letter; kick: the decoded greedy token, scored on its last character."""
@@ -387,142 +339,53 @@ class MMLU:
 
     # --- evaluation ----------------------------------------------------------------------------
 
-    def evaluate(self, engine, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[list[float], list[str]]:
+    def evaluate(self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings,
+                 run) -> tuple[list[float], list[str]]:
         """(scores, outputs): outputs are the predicted letters (strict) or decoded greedy tokens (kick)."""
-        outputs = self.predictions(engine.tokenizer, self.readouts(engine, items, shots, settings, progress),
-                                   settings.protocol)
-        return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
-
-    @staticmethod
-    def predictions(tokenizer, readouts: Sequence[Readout], protocol: str) -> list[str]:
-        """strict: the letter with the highest logit (the first on ties); kick: the decoded greedy token."""
-        if protocol == "kick":
-            return [tokenizer.decode([r.greedy], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-                    for r in readouts]
-        return [LETTERS[max(range(4), key=lambda c: r.choice_logits[c])] for r in readouts]
-
-    def readouts(self, engine, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings,
-                 progress: Callable[[int, int], None] | None = None, reuse: bool | None = None) -> list[Readout]:
-        """One forward pass per question (on a cached subject prefix when ``reuse``, default
-        ``self.reuse_prefix``); ``shots``: dev items to draw shots from, or empty for the split's."""
-        import torch
-
-        reuse = self.reuse_prefix if reuse is None else reuse
         dev = self._group_dev(shots) if shots else self._dev
         k_max = self.shots_for(settings)
         self._check_shots(items, dev, k_max)
-        tokenizer, model = engine.tokenizer, engine.model
-        try:
-            shared, letter_ids = letter_tokens(tokenizer)
-        except KickError:
-            if settings.protocol != "kick":
-                raise
-            shared, letter_ids = [], []  # kick reads the greedy token only
-        extra = shared if settings.protocol != "kick" else []
-        context = getattr(model.config, "max_position_embeddings", None) or 1 << 30
-        budget = context - 1 - len(extra)  # prompt tokens that fit with the fed tokens and the answer
+        prompts = self.fit(items, dev, k_max, settings.protocol, run)
+        per_item = [self.item_requests(p, settings.protocol) for p in prompts]
+        answers = run([r for requests in per_item for r in requests])
+        outputs = []
+        for n in range(len(items)):
+            if settings.protocol == "kick":
+                outputs.append(answers[n])
+            else:
+                loglikelihoods = [ll for ll, _ in answers[4 * n:4 * n + 4]]
+                outputs.append(LETTERS[max(range(4), key=lambda c: loglikelihoods[c])])  # the first best on ties
+        return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
 
-        def encode(text: str, special: bool = True) -> list[int]:
-            return tokenizer(text, add_special_tokens=special)["input_ids"]
-
-        prefixes: dict[tuple[str, int], str] = {}
-        sequences: list[list[int]] = []
-        plan: list[tuple[int, bool]] = []  # (shots used, truncated) per item
-        for item in items:
-            suffix = format_question(item)
-            for k in range(k_max, -1, -1):
-                key = (item.subject, k)
-                if key not in prefixes:
-                    prefixes[key] = format_prefix(item.subject, dev[item.subject][:k])
-                ids = encode(prefixes[key] + suffix)
-                if len(ids) <= budget:
-                    break
-            truncated = len(ids) > budget
-            if truncated:  # keep the last tokens, and a BOS the tokenizer put first
-                head = ids[:1] if ids[0] == tokenizer.bos_token_id else []
-                ids = head + ids[len(ids) - budget + len(head):]
-            sequences.append(ids + extra)
-            plan.append((k, truncated))
-
-        results: list[tuple[list[float], int] | None] = [None] * len(items)
-        reused = [False] * len(items)
-        done = 0
-
-        def record(indices: list[int], logits) -> None:
-            nonlocal done
-            picked = logits[:, letter_ids].tolist()
-            greedy = logits.argmax(dim=-1).tolist()
-            for row, i in enumerate(indices):
-                results[i] = (picked[row], greedy[row])
-            done += len(indices)
-            if progress:
-                progress(done, len(items))
-
-        full = list(range(len(items)))
-        with torch.inference_mode():
-            if reuse:
-                groups: dict[tuple[str, int], list[int]] = {}
-                for i, item in enumerate(items):
-                    if not plan[i][1]:
-                        groups.setdefault((item.subject, plan[i][0]), []).append(i)
-                full = [i for i in full if plan[i][1]]  # truncated: no shared prefix
-                for key, members in groups.items():
-                    prefix_ids = encode(prefixes[key])
-                    usable = {i: min(_common_prefix(prefix_ids, sequences[i]), len(sequences[i]) - 1) for i in members}
-                    fits = [i for i in members if usable[i] >= max(1, len(prefix_ids) - BOUNDARY_SLACK)]
-                    full += [i for i in members if i not in fits]
-                    if not fits:
-                        continue
-                    cut = min(usable[i] for i in fits)
-                    cache = self._prefix_cache(engine, prefix_ids[:cut])
-                    fits.sort(key=lambda i: (-len(sequences[i]), i))
-                    for start in range(0, len(fits), engine.batch_size):
-                        batch = fits[start:start + engine.batch_size]
-                        past = copy.deepcopy(cache)
-                        past.batch_repeat_interleave(len(batch))
-                        record(batch, self._last_logits(engine, [sequences[i][cut:] for i in batch], past, cut))
-                        for i in batch:
-                            reused[i] = True
-            full.sort(key=lambda i: (-len(sequences[i]), i))
-            for start in range(0, len(full), engine.batch_size):
-                batch = full[start:start + engine.batch_size]
-                record(batch, self._last_logits(engine, [sequences[i] for i in batch]))
-
-        readouts = [Readout(tuple(r[0]), r[1], plan[i][0], reused[i], plan[i][1]) for i, r in enumerate(results)]
-        self.last_readouts = readouts
-        self.shots_used = {item.id: r.shots for item, r in zip(items, readouts)}
-        self.last_run = {"reused": sum(reused), "full": len(items) - sum(reused),
-                         "truncated": sum(t for _, t in plan), "shots_dropped": sum(k_max - k for k, _ in plan)}
-        return readouts
-
-    @staticmethod
-    def _prefix_cache(engine, prefix_ids: list[int]):
-        import torch
-
-        ids = torch.tensor([prefix_ids], dtype=torch.long, device=engine.device)
-        out = engine.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
-        return out.past_key_values
-
-    @staticmethod
-    def _last_logits(engine, rows: list[list[int]], past=None, offset: int = 0):
-        """Next-token logits [B, V] (float32, on the CPU) after each row's last token; rows are right-padded,
-        on top of ``past`` (``offset`` cached tokens, shared by every row) when given."""
-        import torch
-
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), engine.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), offset + width), dtype=torch.long)
-        mask[:, :offset] = 1
-        for row, tokens in enumerate(rows):
-            ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            mask[row, offset:offset + len(tokens)] = 1
-        positions = torch.arange(offset, offset + width, dtype=torch.long).expand(len(rows), width)
-        last = torch.tensor([[len(r) - 1] for r in rows], dtype=torch.long)
-        out = engine.model(input_ids=ids.to(engine.device), attention_mask=mask.to(engine.device),
-                           position_ids=positions.to(engine.device), past_key_values=past, use_cache=past is not None,
-                           logits_to_keep=last.to(engine.device))
-        return out.logits[:, -1, :].float().cpu()
+    def fit(self, items: Sequence[MMLUItem], dev: dict, k_max: int, protocol: str, run) -> list[str]:
+        """Each item's prompt with the most shots (at most ``k_max``) that fit the model's context together with
+        the answer's tokens, shots dropped from the last (Hendrycks, LLM-KICK); all ``k_max`` shots when the
+        engine cannot count tokens. A question too long even without shots keeps zero shots (the engine then
+        keeps its last tokens)."""
+        limit = run.max_length
+        probe = run.token_counts(["?\nAnswer:", "?\nAnswer: A"]) if limit else None
+        answer = 1 if probe is None or protocol == "kick" else probe[1] - probe[0]
+        prompts: list[str | None] = [None] * len(items)
+        used = [k_max] * len(items)
+        pending = list(range(len(items)))
+        for k in range(k_max, -1, -1):
+            texts = [self.prompt(items[i], dev[items[i].subject][:k]) for i in pending]
+            counts = run.token_counts(texts) if probe is not None else [0] * len(texts)
+            left = []
+            for i, text, count in zip(pending, texts, counts):
+                if count + answer <= limit or probe is None or k == 0:
+                    prompts[i], used[i] = text, k
+                else:
+                    left.append(i)
+            pending = left
+            if not pending:
+                break
+        too_long = 0
+        if probe is not None:
+            too_long = sum(c + answer > limit for c in run.token_counts([p for p, k in zip(prompts, used) if k == 0]))
+        self.shots_used = {item.id: k for item, k in zip(items, used)}
+        self.last_run = {"truncated": too_long, "shots_dropped": sum(k_max - k for k in used)}
+        return prompts
 
     # --- report --------------------------------------------------------------------------------
 
