@@ -181,6 +181,19 @@ def test_every_bundled_task_gives_the_local_per_item_results(fresh, task, tmp_pa
     assert fresh.requests, "the served runtime must have asked the server"
 
 
+def test_the_baseline_key_names_what_the_server_serves(fresh, tmp_path):
+    """A cached dense baseline is keyed by the served model (URL, id, root): another model behind the same
+    URL never reuses it."""
+    config = build({**_nothing(), "model": "tiny-random-llama", "tasks": "factoid_qa", "limit": "2",
+                    "cache-dir": str(tmp_path), "engine": "openai-completions", "base-url": fresh.base_url}, tmp_path)
+    case = KickCase("factoid_qa", "tiny-random-llama")
+    key = Runtime(config).baseline_key(case)
+    assert key["model"]["served_model"] == "tiny-random-llama" and key["model"]["url"] == fresh.base_url
+    assert key["dtype"] == "served"
+    fresh.models_reply = {"object": "list", "data": [{"id": "tiny-random-llama", "root": "/models/another"}]}
+    assert Runtime(config).baseline_key(case)["model"] != key["model"]
+
+
 def _nothing() -> dict:
     from pytest_kick.config import OPTIONS
 
@@ -200,6 +213,7 @@ def test_recorded_vllm_replies_are_read_as_vllm_means_them(fresh, tiny):
     fresh.models_reply = _reply("models.json")
     engine = served(fresh.base_url, tokenizer)
     assert engine.model_id == "meta-llama/Llama-2-7b-hf" and engine.max_length == 4096
+    assert served(fresh.base_url, tokenizer=None).max_length is None  # nothing to count prompts with
     echo = _reply("echo_logprobs.json")
     ids = [1, 450, 7483, 310, 3444, 338, 3681]
     fresh.replies.append((200, echo))
@@ -353,6 +367,9 @@ SESSION = ["--kick-model", "tiny-random-llama", "--kick-limit", "4", "--kick-tas
            "-p", "no:cacheprovider"]
 
 
+LOOP = ["--kick-model", "tiny-random-llama", "--kick-limit", "4", "--kick-tasks", "perplexity", "-p", "no:cacheprovider"]
+
+
 def _cases(path: Path) -> dict:
     return {(c["compressor"], c["ratio"]): c for c in json.loads(path.read_text())["cases"]}
 
@@ -362,23 +379,24 @@ def test_the_deployment_loop(pytester, tiny):
     the served variant gets the per-item results the in-process one got."""
     from transformers import AutoModelForCausalLM
 
-    local = pytester.runpytest(*SESSION, "--kick-compressor", "magnitude", "--kick-ratio", "0.5", "--kick-export",
+    local = pytester.runpytest(*LOOP, "--kick-compressor", "magnitude", "--kick-ratio", "0.5", "--kick-export",
                                "exported", "--kick-baseline-dir", "baselines", "--kick-report", "local.json")
     assert local.ret in (0, 1), local.stdout.str()
     model, tokenizer = tiny
     exported = AutoModelForCausalLM.from_pretrained(pytester.path / "exported" / "tiny-random-llama-magnitude-0.5")
     with Server(Model(model, tokenizer, "tiny-random-llama")) as dense, \
             Server(Model(exported.eval(), tokenizer, "tiny-random-llama-magnitude-0.5")) as compressed:
-        served = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-base-url",
+        served = pytester.runpytest(*LOOP, "--kick-engine", "openai-completions", "--kick-base-url",
                                     dense.base_url, "--kick-compressed-url", compressed.base_url,
                                     "--kick-cache-dir", "served-cache", "--kick-report", "served.json", "-v")
-        assert "test_icrqa[closed-tiny-random-llama-served]" in served.stdout.str()
+        assert "test_perplexity[tiny-random-llama-served]" in served.stdout.str()
         assert dense.requests and compressed.requests  # each model answered by its own server
-        files = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-compressed-url",
+        files = pytester.runpytest(*LOOP, "--kick-engine", "openai-completions", "--kick-compressed-url",
                                    compressed.base_url, "--kick-baseline-dir", "baselines", "--kick-report",
                                    "files.json", "-W", "always")
     here, there, from_files = (_cases(pytester.path / name) for name in ("local.json", "served.json", "files.json"))
     variant = here[("magnitude", "0.5")]
+    assert variant["compressed"] != pytest.approx(variant["dense"])  # a change the served run must reproduce
     for run in (there, from_files):
         assert run[("served", "as-given")]["verdict"] == variant["verdict"]
         for key in ("dense", "compressed", "n", "lost", "kept", "gained"):

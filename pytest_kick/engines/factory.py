@@ -42,11 +42,16 @@ class ServedModel:
 
 
 def served_model(config, spec: str) -> ServedModel:
+    """The dense model's identity (part of every baseline key) names what its server serves: URL, served
+    model id and root, so a cached baseline never stands for another model. Without --kick-base-url the
+    dense results can only come from --kick-baseline-dir files, whose envelope says where they were made."""
     source = registry.resolve(spec)
-    identity = {"name": source.name, "source": f"served:{config.base_url or 'baseline files only'}",
-                "engine": "openai-completions"}
-    return ServedModel(load_tokenizer(source, Path(config.cache_dir)), identity, config.base_url,
-                       config.compressed_url, config.timeout, min(config.batch_size, 16))
+    tokenizer = load_tokenizer(source, Path(config.cache_dir))
+    found = ServedModel(tokenizer, {"name": source.name, "engine": "openai-completions", "url": None},
+                        config.base_url, config.compressed_url, config.timeout, min(config.batch_size, 16))
+    if config.base_url is not None:
+        found.identity = {"name": source.name, **found.engine(compressed=False).identity()}
+    return found
 
 
 def load_tokenizer(source, cache_dir: Path):

@@ -42,8 +42,15 @@ class ServedEngine:
         self.tokenizer = tokenizer
         self.concurrency = max(1, concurrency)
         card = self._model_card(model)
+        self.card = card
         self.model_id = card["id"]
-        self.max_length = card.get("max_model_len") if isinstance(card.get("max_model_len"), int) else None
+        self.max_model_len = card.get("max_model_len") if isinstance(card.get("max_model_len"), int) else None
+
+    @property
+    def max_length(self) -> int | None:
+        """The server's context in tokens (vLLM's max_model_len), for tasks that fit prompts to it; None when
+        unknown or when there is no tokenizer to count with."""
+        return self.max_model_len if self.tokenizer is not None else None
 
     @property
     def url(self) -> str:
@@ -51,8 +58,8 @@ class ServedEngine:
 
     def identity(self) -> dict:
         """What identifies the served model in cache keys and reports."""
-        return {"engine": self.name, "url": self.url, "served_model": self.model_id,
-                "max_model_len": self.max_length}
+        return {"engine": self.name, "url": self.url, "served_model": self.model_id, "root": self.card.get("root"),
+                "max_model_len": self.max_model_len}
 
     def _model_card(self, wanted: str | None) -> dict:
         reply = self.client.get("models")
@@ -78,10 +85,8 @@ class ServedEngine:
         first = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         return [first if first is not None else 0]
 
-    def token_counts(self, texts: Sequence[str]) -> list[int] | None:
-        """Tokens each text becomes as a prompt (special tokens included); None without a tokenizer."""
-        if self.tokenizer is None:
-            return None
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text becomes as a prompt (special tokens included); asked only when max_length is known."""
         return [len(self._encode(t) or self._start()) for t in texts]
 
     def _fit(self, tokens: list[int], keep: int) -> list[int]:
