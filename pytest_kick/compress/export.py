@@ -14,10 +14,11 @@ Formats:
   ``sparsity_structure`` (``2:4`` or ``unstructured``). compressed-tensors 0.20 no longer has the
   ``sparse-bitmask`` / ``sparse-24-bitmask`` compressors (their configs are marked legacy), and vLLM runs
   a sparse-only compressed-tensors model with its dense kernels either way.
-- quantized variants (gptq, rtn, awq): the dequantized weights, which lie on the compressor's grid
-  (every (row, group) holds at most 2^bits distinct values, measured in the report). They are not packed:
-  the compressors keep no scales and zero points to pack with, and recovering them from the values is
-  not exact in float arithmetic, so a packed export could serve weights that differ from the gated ones.
+- quantized variants (gptq, rtn, awq), with compressed-tensors installed: ``pack-quantized`` (asymmetric
+  int, one config group per weight scheme: ``group`` of ``spec.group`` inputs, or ``channel`` where a layer
+  has no more inputs than that), the grid recovered from the values and checked bit-exact through
+  compressed-tensors' own decompressor (compress/pack.py). Otherwise, or where a layer cannot be packed
+  exactly (a ragged last group), the dequantized weights, which lie on the compressor's grid.
 - int8 (LLM.int8(), ``w8a8``) replaces modules with int8 kernels' emulation; it is not exported (a
   warning says so).
 
@@ -72,7 +73,7 @@ def _write(loaded, spec, report, directory: Path) -> str:
     from safetensors.torch import save_file
 
     model = loaded.model
-    save_file(_tensors(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    tensors = _tensors(model)
     config = model.config.to_dict()
     config.pop("quantization_config", None)
     fmt = "safetensors"
@@ -81,7 +82,16 @@ def _write(loaded, spec, report, directory: Path) -> str:
         if sparsity is not None:
             config["quantization_config"], fmt = sparsity, "compressed-tensors (sparsity_config format dense)"
     elif spec is not None and spec.kind == "quant":
-        fmt = f"safetensors (dequantized {spec.text} weights, on their {spec.bits}-bit grid)"
+        packed = _packed(model, spec)
+        if packed is None:
+            fmt = f"safetensors (dequantized {spec.text} weights, on their {spec.bits}-bit grid)"
+        else:
+            replaced, config["quantization_config"] = packed
+            for name in replaced:
+                tensors.pop(name.rpartition(".")[0] + ".weight", None)
+            tensors.update(replaced)
+            fmt = f"compressed-tensors pack-quantized ({spec.text})"
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     generation = getattr(model, "generation_config", None)
     if generation is not None:
@@ -104,6 +114,27 @@ def _tensors(model) -> dict:
         seen.add(key)
         found[name] = tensor.detach().to("cpu").contiguous()
     return found
+
+
+def _packed(model, spec):
+    """({tensor name: tensor} of every decoder linear packed, quantization_config), or None when
+    compressed-tensors is missing or some layer cannot be packed bit-exactly (see compress/pack.py)."""
+    try:
+        import compressed_tensors  # noqa: F401
+    except ImportError:
+        return None
+    from pytest_kick.compress.base import compressible_linears
+    from pytest_kick.compress.pack import pack_layer, quantization_config
+
+    tensors, schemes = {}, {}
+    for name, linear in compressible_linears(model).items():
+        found = pack_layer(linear.weight, spec.bits, spec.group)
+        if found is None:
+            return None
+        packed, args = found
+        tensors.update({f"{name}.{key}": value.contiguous() for key, value in packed.items()})
+        schemes.setdefault(json.dumps(args, sort_keys=True), (args, []))[1].append(name)
+    return tensors, quantization_config(schemes)
 
 
 def _sparsity_config(report, spec) -> dict | None:
