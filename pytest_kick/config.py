@@ -17,6 +17,7 @@ from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
+from pytest_kick.config_served import served_settings
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
 PROTOCOLS = ("strict", "kick")
@@ -64,6 +65,11 @@ class KickConfig:
     compressed: Path | None = None
     calib_samples: int = 128
     calib_seqlen: int = 512
+    engine: str = "local"  # or "openai-completions"
+    base_url: str | None = None  # openai-completions: the dense model's server
+    compressed_url: str | None = None  # openai-completions: the compressed model's server (variant "served")
+    timeout: float = 600.0  # openai-completions: seconds per reply
+    export: Path | None = None  # --kick-export DIR
 
 
 def _split(flag: str, value: str) -> list[str]:
@@ -287,8 +293,9 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         ratios = tuple(dict.fromkeys(parse_ratio(flag("ratio"), r) for r in _split(flag("ratio"), text["ratio"])))
         if not ratios:
             raise KickError(f"{flag('ratio')}: give at least one ratio, e.g. 0.5, 2:4 or w4g128")
-    compressors = _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
-    variants = pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
+    served = served_settings(values, text, flag, from_ini)
+    compressors = () if served else _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
+    variants = served.pop("variants") if served else pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
     compressed = path("compressed")
     if compressed is not None:
         if not compressed.is_dir():
@@ -335,4 +342,8 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         compressed=compressed,
         calib_samples=_int(flag("calib-samples"), text["calib-samples"], 1),
         calib_seqlen=_int(flag("calib-seqlen"), text["calib-seqlen"], 8),
+        engine=text["engine"],
+        **(served or {}),
+        export=path("export"),
     )
+

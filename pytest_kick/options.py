@@ -69,6 +69,14 @@ OPTIONS = [
     Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
     Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
            "directory (needs matplotlib)"),
+    Option("engine", "local", "what runs the model: local (transformers, in this process) or openai-completions "
+           "(a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp; see --kick-base-url)"),
+    Option("base-url", None, "openai-completions: the server of --kick-model (dense), e.g. http://localhost:8000/v1"),
+    Option("compressed-url", None, "openai-completions: the server of the compressed model, gated as the variant "
+           "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)"),
+    Option("timeout", "600", "openai-completions: seconds to wait for one reply before retrying"),
+    Option("export", None, "write each compressed variant as a checkpoint a serving engine loads "
+           "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>"),
 ]
 
 

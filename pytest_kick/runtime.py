@@ -134,6 +134,14 @@ class Runtime:
         """The loaded model; a load that failed fails every later call the same way, without retrying."""
         if isinstance(self._models.get(spec), KickError):
             raise self._models[spec]
+        if spec not in self._models and self.config.engine != "local":  # a server's model: its tokenizer only
+            from pytest_kick.engines.factory import served_model
+
+            try:
+                self._models[spec], self._variant[spec] = served_model(self.config, spec), None
+            except KickError as err:
+                self._models[spec] = err
+                raise
         if spec not in self._models:
             import torch
 
@@ -184,6 +192,10 @@ class Runtime:
             self._undo[spec] = report.undo
             self._variant[spec] = wanted
             self.ui.message(report.summary())
+            if self.config.export is not None:  # --kick-export: the variant as a checkpoint a server loads
+                from pytest_kick.compress.export import export
+
+                self.ui.message(export(loaded, registry.resolve(spec).name, report, self.config.export))
         return loaded
 
     def _restore(self, spec: str) -> None:
@@ -231,12 +243,15 @@ class Runtime:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def engine(self, spec: str):
-        """The engine of a loaded model, built once: it runs whichever variant the model is in."""
+    def engine(self, spec: str, compressed: bool = False):
+        """The engine of a model, built once: locally it runs whichever variant the model is in; a served
+        model (--kick-engine openai-completions) has one per server, the dense and the compressed one."""
+        loaded = self.model(spec)
+        if self.config.engine != "local":
+            return loaded.engine(compressed)
         if spec not in self._engines:
             from pytest_kick.engines.local import LocalEngine
 
-            loaded = self.model(spec)
             self._engines[spec] = LocalEngine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size,
                                               loaded.dtype)
         return self._engines[spec]
@@ -245,11 +260,13 @@ class Runtime:
         """Per-item results of the case's model variant on its task: the task's requests, answered by the engine."""
         from pytest_kick.engines.base import Runner
 
-        self.use_variant(case.model, case.compressor, case.ratio)
+        if self.config.engine == "local":  # a served variant is whatever its server serves
+            self.use_variant(case.model, case.compressor, case.ratio)
         task = tasks.get(case.task)
         _, shots, items = self.data(case.task)
         with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
-            scores, outputs = task.evaluate(items, shots, self.settings, Runner(self.engine(case.model), advance))
+            scores, outputs = task.evaluate(items, shots, self.settings,
+                                            Runner(self.engine(case.model, not case.is_dense), advance))
         if len(scores) != len(items) or len(outputs) != len(items):
             raise KickError(f"{case.task}: {len(scores)} scores and {len(outputs)} outputs for {len(items)} items")
         return TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))

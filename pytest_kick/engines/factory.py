@@ -1,0 +1,83 @@
+"""Which engine answers a case: the local engine on the loaded model, or a server (--kick-engine
+openai-completions), the dense model at --kick-base-url and the compressed variant ``served`` at
+--kick-compressed-url. A served model is never loaded here: only its tokenizer is, from --kick-model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_kick.errors import KickError
+from pytest_kick.models import registry
+
+
+@dataclass
+class ServedModel:
+    """What the runtime keeps of a served --kick-model: its tokenizer and identity, and an engine per URL."""
+
+    tokenizer: object
+    identity: dict
+    base_url: str | None
+    compressed_url: str | None
+    timeout: float
+    concurrency: int
+    device: str = "served"
+    dtype: str = "served"
+    model: object = None  # no weights in this process
+    engines: dict = field(default_factory=dict)
+
+    def engine(self, compressed: bool):
+        url = self.compressed_url if compressed else self.base_url
+        if url is None:
+            raise KickError("the dense results are not in --kick-baseline-dir and no --kick-base-url serves the dense "
+                            "model: give --kick-base-url URL, or compute the baseline files with the local engine")
+        if url not in self.engines:
+            from pytest_kick.engines.http import Client
+            from pytest_kick.engines.served import ServedEngine
+
+            client = Client(url, self.timeout, api_key=os.environ.get("OPENAI_API_KEY") or None)
+            self.engines[url] = ServedEngine(client, self.tokenizer, concurrency=self.concurrency)
+        return self.engines[url]
+
+
+def served_model(config, spec: str) -> ServedModel:
+    """The dense model's identity (part of every baseline key) names what its server serves: URL, served
+    model id and root, so a cached baseline never stands for another model. Without --kick-base-url the
+    dense results can only come from --kick-baseline-dir files, whose envelope says where they were made."""
+    source = registry.resolve(spec)
+    tokenizer = load_tokenizer(source, Path(config.cache_dir))
+    found = ServedModel(tokenizer, {"name": source.name, "engine": "openai-completions", "url": None},
+                        config.base_url, config.compressed_url, config.timeout, min(config.batch_size, 16))
+    if config.base_url is not None:
+        found.identity = {"name": source.name, **found.engine(compressed=False).identity()}
+    return found
+
+
+def load_tokenizer(source, cache_dir: Path):
+    """The tokenizer of a model source, without its weights."""
+    from transformers import AutoTokenizer
+
+    try:
+        if source.kind == "random":
+            from pytest_kick.models.tiny import byte_tokenizer
+
+            return byte_tokenizer()
+        if source.kind == "gguf-package":
+            from pytest_kick.hashing import file_hash
+            from pytest_kick.models.loading import COMPLETE, gguf_path
+
+            path = gguf_path(source, cache_dir)
+            converted = cache_dir / "models" / f"{source.name}-{file_hash(path)[:16]}"
+            if (converted / COMPLETE).is_file():
+                return AutoTokenizer.from_pretrained(converted)
+            return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        if source.kind == "hub":
+            return AutoTokenizer.from_pretrained(source.ref, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+        return AutoTokenizer.from_pretrained(source.ref)
+    except KickError:
+        raise
+    except Exception as err:  # transformers and tokenizers raise their own types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise KickError(f"cannot load the tokenizer of {source.name} ({source.ref}): {first}; the served engine "
+                        f"needs it to send exact token ids") from None
