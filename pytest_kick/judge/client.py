@@ -187,7 +187,8 @@ class OpenAIBackend:
                     if after is not None:
                         wait = min(after, MAX_RETRY_AFTER)
                 elif status < 500 and status not in RETRY_STATUS:
-                    error = f"HTTP {status}: {self._clean(err.message)}"
+                    body = err.body if isinstance(err.body, dict) else {}
+                    error = f"HTTP {status}: {self._clean(body.get('message') or err.message)}"
                     break  # the request itself is wrong: asking again cannot help
             except openai.APIError as err:  # a malformed response body
                 error = f"unreadable response ({self._clean(type(err).__name__)})"
