@@ -3,7 +3,8 @@
 What it does with a request is written into the judged answer: ``<<plan:500,500,valid>>`` means the
 first request carrying this exact prompt gets HTTP 500, the second too, the third and later a valid
 verdict. The counter is per prompt, so concurrent requests (and the two orders of a pairwise item) each
-follow their own plan. Steps:
+follow their own plan (a re-ask, which adds turns after the first user message, continues the plan of
+that message). Steps:
 
 - ``valid``    a fair verdict: the reference (the text ``REFERENCE``) 9, the judged answer 6, in the format
                the prompt asks for (two scores, four lines, a tuple, or ``[[rating]]``);
@@ -109,7 +110,7 @@ class Server:
             def _answer(self, body: dict):
                 messages = body["messages"]
                 system = next((m["content"] for m in messages if m["role"] == "system"), "")
-                user = messages[-1]["content"]
+                user = next(m["content"] for m in messages if m["role"] == "user")  # a re-ask adds turns
                 step = server.step(user)
                 time.sleep(0.05)  # long enough for concurrent requests to overlap
                 if step == "drop":

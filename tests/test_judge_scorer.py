@@ -9,7 +9,8 @@ from pytest_kick.errors import KickError
 from pytest_kick.judge import JudgeSpec, build_scorer, callable_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache, cache_key, public_endpoint
 from pytest_kick.judge.errors import JudgeErrorsExceeded, check_share, count, paired
-from pytest_kick.judge.protocols import (KickInstruction, KickSummary, MTBenchSingle, bundled_dir, family_for)
+from pytest_kick.judge.protocols import (REMINDERS, KickInstruction, KickSummary, MTBenchSingle, bundled_dir,
+                                         family_for)
 from pytest_kick.tasks.instruction import load_mtbench, load_vicuna
 from pytest_kick.tasks.summarization import BUNDLED, load_stories
 
@@ -130,6 +131,10 @@ def test_unreadable_reply_asked_again_and_the_sequence_cached(vicuna, tmp_path):
     assert scorer.judge.stats.reasks == 2
     calls = len(chat.conversations)
     assert calls == 4
+    # asked again with the unreadable reply and a reminder of the format (greedy would repeat itself)
+    assert chat.conversations[2][:2] == chat.conversations[0]
+    assert chat.conversations[2][2] == ("assistant", "I cannot decide.")
+    assert chat.conversations[2][3] == ("user", REMINDERS["pair_first_line"])
 
     rerun = FakeJudge("must not be asked")
     again = scorer_for(rerun, tmp_path)

@@ -58,6 +58,21 @@ KICK_INSTRUCTION_DECODING = Decoding(0.2, 1024)  # mt_conversation/gpt4_judge.py
 STRICT_DECODING = Decoding(0.0, 2048)  # fastchat/llm_judge/common.py, run_judge_single
 
 
+# pytest-kick's own words, sent only after a reply without readable scores (see Ask.again)
+REMINDERS = {
+    "pair_first_line": "Your reply does not start with the scores. Please output a single line containing only "
+                       "two values indicating the scores for Assistant 1 and 2, respectively, separated by a space; "
+                       "then your explanation.",
+    "pair_tuple": "Your reply does not end with the scores. Please finish with a Python tuple containing two "
+                  "numerical scores for Assistant 1 and Assistant 2, ranging from 1 to 10, respectively.",
+    "pair_lines": "Your reply does not start with the scores. Please first output four lines (coherence, "
+                  "consistency, fluency, relevance) each containing only two values, the scores for Assistant 1 "
+                  "and 2, separated by a space; then your explanation.",
+    "rating": 'Your reply has no rating. Please rate the response on a scale of 1 to 10 by strictly following '
+              'this format: "[[rating]]", for example: "Rating: [[5]]".',
+}
+
+
 @dataclass(frozen=True)
 class Ask:
     """One judgment to obtain: the judge's messages, its decoding, and how to read the reply."""
@@ -73,6 +88,11 @@ class Ask:
     @property
     def messages(self) -> tuple[tuple[str, str], ...]:
         return (("system", self.system), ("user", self.user))
+
+    def again(self, unreadable: str) -> tuple[tuple[str, str], ...]:
+        """The conversation that asks again after an unreadable reply: that reply, then a reminder of the
+        format (a greedy or temperature-0 judge would repeat itself if asked the same question)."""
+        return self.messages + (("assistant", unreadable), ("user", REMINDERS[self.reader]))
 
 
 def bundled_dir() -> Path:

@@ -1,7 +1,8 @@
 """Asking the judge: cache first, then the backend, concurrently; re-ask what cannot be read.
 
 ``Judge.run(asks)`` returns one ``Outcome`` per ask, in order. An ask's reply is read with its parser
-(parse.py); a reply that cannot be read is asked again, at most ``reasks`` times (each re-ask is its own
+(parse.py); a reply that cannot be read is asked again, at most ``reasks`` times, with the unreadable
+reply and a reminder of the format added to the conversation (``Ask.again``; each re-ask is its own
 cache entry, see cache.py). What still cannot be read, and a request that failed after the backend's
 retries, is an outcome with an ``error``: the scorer turns it into a judge error for the item, never
 into a score.
@@ -92,21 +93,21 @@ class Judge:
     def model(self) -> str:
         return self.backend.model
 
-    def _key(self, ask: Ask, number: int) -> str:
-        return cache_key(self.endpoint, self.model, ask.messages, ask.decoding.temperature,
-                         ask.decoding.max_tokens, number)
+    def _key(self, ask: Ask, messages, number: int) -> str:
+        return cache_key(self.endpoint, self.model, messages, ask.decoding.temperature, ask.decoding.max_tokens,
+                         number)
 
-    def _replies(self, asks: list[Ask], number: int) -> list[tuple[str | None, str]]:
+    def _replies(self, asks: list[Ask], conversations: list, number: int) -> list[tuple[str | None, str]]:
         """(reply text or None, error) for each ask, as ask ``number``: from the cache, else the backend."""
         found: list[tuple[str | None, str]] = [(None, "")] * len(asks)
         missing: dict[tuple, list[int]] = {}
-        for k, ask in enumerate(asks):
-            hit = self.cache.get(self._key(ask, number))
+        for k, (ask, messages) in enumerate(zip(asks, conversations)):
+            hit = self.cache.get(self._key(ask, messages, number))
             if hit is not None:
                 self.stats.cache_hits += 1
                 found[k] = (hit.text, "")
             else:
-                missing.setdefault((ask.decoding, ask.messages), []).append(k)
+                missing.setdefault((ask.decoding, messages), []).append(k)
         by_decoding: dict = {}
         for (decoding, messages), indices in missing.items():  # identical asks are sent once
             by_decoding.setdefault(decoding, []).append((messages, indices))
@@ -118,7 +119,7 @@ class Judge:
                 setattr(self.stats, name, getattr(self.stats, name) + after[name] - before[name])
             for (messages, indices), completion in zip(groups, done):
                 if completion.text is not None:
-                    self.cache.put(self._key(asks[indices[0]], number),
+                    self.cache.put(self._key(asks[indices[0]], messages, number),
                                    Reply(completion.text, completion.tokens_in, completion.tokens_out))
                 for k in indices:
                     found[k] = (completion.text, completion.error)
@@ -135,7 +136,8 @@ class Judge:
                 break
             if number:
                 self.stats.reasks += len(pending)
-            results = self._replies([asks[k] for k in pending], number)
+            conversations = [asks[k].again(replies[k][-1]) if number else asks[k].messages for k in pending]
+            results = self._replies([asks[k] for k in pending], conversations, number)
             still = []
             for k, (text, error) in zip(pending, results):
                 if text is None:
