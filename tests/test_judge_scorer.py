@@ -129,6 +129,7 @@ def test_unreadable_reply_asked_again_and_the_sequence_cached(vicuna, tmp_path):
     # both orders unreadable at first; asked again, both read "9 7": the answer 7 as Assistant 2, 9 as 1
     assert scorer.score(item, ["answer"]) == 8.0
     assert scorer.judge.stats.reasks == 2
+    assert (scorer.judge.stats.asks, scorer.judge.stats.unreadable_first, scorer.judge.stats.failed_asks) == (2, 2, 0)
     calls = len(chat.conversations)
     assert calls == 4
     # asked again with the unreadable reply and a reminder of the format (greedy would repeat itself)

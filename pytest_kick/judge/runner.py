@@ -51,6 +51,8 @@ class JudgeStats:
     cache_hits: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    asks: int = 0  # judgments asked for (re-asks not counted)
+    unreadable_first: int = 0  # of which: the first reply could not be read
     reasks: int = 0  # replies that could not be read and were asked again
     failed_asks: int = 0  # asks without a reading (unreadable after re-asks, or the request failed)
     unreadable: int = 0  # of which: replies that could not be read
@@ -131,6 +133,7 @@ class Judge:
         readings: list[Reading | None] = [None] * len(asks)
         errors = [""] * len(asks)
         pending = list(range(len(asks)))
+        self.stats.asks += len(asks)
         for number in range(self.reasks + 1):
             if not pending:
                 break
@@ -150,6 +153,8 @@ class Judge:
                     still.append(k)
                 else:
                     errors[k] = ""
+            if number == 0:
+                self.stats.unreadable_first += len(still)
             pending = still
         outcomes = []
         for k in range(len(asks)):
