@@ -202,3 +202,20 @@ def test_without_the_openai_package_the_message_says_what_to_install(monkeypatch
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(KickError, match=r"pip install 'pytest-kick\[judge\]'"):
         OpenAIBackend("gpt-4", url="http://127.0.0.1:9/v1")
+
+
+def test_retry_after_in_seconds_milliseconds_or_a_date():
+    from email.utils import format_datetime
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from pytest_kick.judge.client import _retry_after
+
+    def after(**headers):
+        return _retry_after(SimpleNamespace(headers=headers))
+
+    assert after(**{"retry-after": "3"}) == 3.0
+    assert after(**{"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    in_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60), usegmt=True)
+    assert 30 < after(**{"retry-after": in_a_minute}) <= 60
+    assert after(**{"retry-after": "soon"}) is None and after() is None
