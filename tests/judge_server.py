@@ -1,0 +1,137 @@
+"""A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for the judge tests.
+
+What it does with a request is written into the judged answer: ``<<plan:500,500,valid>>`` means the
+first request carrying this exact prompt gets HTTP 500, the second too, the third and later a valid
+verdict. The counter is per prompt, so concurrent requests (and the two orders of a pairwise item) each
+follow their own plan (a re-ask, which adds turns after the first user message, continues the plan of
+that message). Steps:
+
+- ``valid``    a fair verdict: the reference (the text ``REFERENCE``) 9, the judged answer 6, in the format
+               the prompt asks for (two scores, four lines, a tuple, or ``[[rating]]``);
+- ``biased``   a position-biased verdict: Assistant 1 gets 9, Assistant 2 gets 6, whoever they are;
+- ``garbage``  a reply without scores;
+- ``500``      HTTP 500;  ``429``  HTTP 429 with ``Retry-After: 7``;  ``401``  HTTP 401;
+- ``echo``     HTTP 400 whose message repeats the request's Authorization header (a careless server);
+- ``slow``     a valid verdict after 2 s (longer than the tests' client timeout);
+- ``drop``     the connection closed without an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PLAN = re.compile(r"<<plan:([\w,]+)>>")
+
+
+def verdict(system: str, user: str, biased: bool) -> str:
+    text = system + "\n" + user
+    model_first = user.find("<<plan") < user.find("REFERENCE") if "REFERENCE" in user else True
+    first, second = (9, 6) if biased or not model_first else (6, 9)
+    if "[[rating]]" in text:
+        return "The answer is partly right.\nRating: [[6]]"
+    if "four lines" in text:
+        return "\n".join([f"{first} {second}"] * 4) + "\nBoth summaries are fine."
+    if "Python tuple" in text:
+        return f"Solving it first: x = 2.\nSo the scores are ({first}, {second})."
+    return f"{first} {second}\nAssistant {1 if first > second else 2} is better."
+
+
+class Server:
+    def __init__(self, slow_seconds: float = 2.0):
+        self.slow_seconds = slow_seconds
+        self.requests = 0
+        self.authorizations: set[str] = set()
+        self.inflight = 0
+        self.max_inflight = 0
+        self.steps: list[str] = []
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def step(self, user: str) -> str:
+        found = PLAN.search(user)
+        plan = found.group(1).split(",") if found else ["valid"]
+        with self._lock:
+            n = self._seen.get(user, 0)
+            self._seen[user] = n + 1
+            step = plan[min(n, len(plan) - 1)]
+            self.steps.append(step)
+            return step
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, body: dict, headers: dict | None = None):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with server._lock:
+                    server.requests += 1
+                    server.authorizations.add(self.headers.get("Authorization", ""))
+                    server.inflight += 1
+                    server.max_inflight = max(server.max_inflight, server.inflight)
+                try:
+                    self._answer(body)
+                finally:
+                    with server._lock:
+                        server.inflight -= 1
+
+            def _answer(self, body: dict):
+                messages = body["messages"]
+                system = next((m["content"] for m in messages if m["role"] == "system"), "")
+                user = next(m["content"] for m in messages if m["role"] == "user")  # a re-ask adds turns
+                step = server.step(user)
+                time.sleep(0.05)  # long enough for concurrent requests to overlap
+                if step == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if step in ("500", "429", "401", "echo"):
+                    status = 400 if step == "echo" else int(step)
+                    message = f"bad request from {self.headers.get('Authorization')}" if step == "echo" else "nope"
+                    headers = {"Retry-After": "7"} if step == "429" else {}
+                    return self._send(status, {"error": {"message": message, "type": "test", "code": None}}, headers)
+                if step == "slow":
+                    time.sleep(server.slow_seconds)
+                content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased")
+                try:
+                    self._send(200, {
+                        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": content}}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}})
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout)
+
+        return Handler
