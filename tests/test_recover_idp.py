@@ -68,6 +68,7 @@ def test_each_input_picks_the_prompt_it_attends_to_most(one_thread):
     with torch.inference_mode():
         with recovery.applied(model):
             got = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+        assert recovery.evaluation_usage == [1, 2, 0]  # row 1 chose prompt 0, rows 0 and 2 prompt 1
         for row, chosen in enumerate([1, 0, 1]):
             alone = torch.cat([pool[chosen], embeds[row]])[None]
             keep = torch.cat([torch.ones(2, dtype=torch.long), mask[row]])[None]

@@ -84,6 +84,7 @@ class Recovery:
     cached: bool  # loaded from the cache: nothing was trained now
     losses: list = field(default_factory=list)  # training loss per step
     usage: list = field(default_factory=list)  # IDP: how many training inputs chose each prompt
+    evaluation_usage: list = field(default_factory=list)  # IDP: choices of the inputs of the last applied()
 
     @property
     def method(self) -> str:
@@ -103,6 +104,7 @@ class Recovery:
             yield model
         finally:
             attached.remove()
+            self.evaluation_usage = list(getattr(attached, "usage", []))
 
     def record(self, lora_parameters: int | None = None) -> dict:
         """What a report keeps of it."""
@@ -112,7 +114,8 @@ class Recovery:
             "training_seconds": self.training_seconds, "cached": self.cached,
             "first_loss": self.losses[0] if self.losses else None,
             "last_loss": self.losses[-1] if self.losses else None,
-            **({"prompt_usage": self.usage} if self.usage else {}),
+            **({"prompt_usage": {"training": self.usage, "evaluation": self.evaluation_usage}}
+               if self.usage else {}),
         }
 
 
