@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         last = [time.perf_counter()]
 
         def progress(step, steps):
-            if step % 10 == 0 or step == steps:
+            if step % 5 == 0 or step == steps:
                 now = time.perf_counter()
                 print(f"  {method} step {step}/{steps} ({now - last[0]:.1f} s)", file=sys.stderr, flush=True)
                 last[0] = now
