@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
 
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.local import LocalEngine as Engine
     from pytest_kick.judge import build_scorer
     from pytest_kick.judge.local import local_backend
     from pytest_kick.judge.protocols import bundled_dir

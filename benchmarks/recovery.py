@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     from pytest_kick.compress.base import DenseWeights
     from pytest_kick.compress.calibration import calibration_ids
     from pytest_kick.compress.spec import parse
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.local import LocalEngine as Engine
     from pytest_kick.models import registry
     from pytest_kick.models.loading import load
     from pytest_kick.recover import RecoverySpec, parameter_count, recover

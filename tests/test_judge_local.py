@@ -2,7 +2,7 @@
 
 import math
 
-from pytest_kick.engine import Engine
+from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.judge import build_scorer
 from pytest_kick.judge.local import engine_chat, local_backend, plain_prompt
 from pytest_kick.judge.protocols import bundled_dir

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pytest_kick.engine import Engine
+from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.models.tiny import tiny_random_llama
 from pytest_kick.recover import RecoverySpec, recover
 from pytest_kick.recover.data import load_corpus

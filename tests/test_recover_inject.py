@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from pytest_kick.engine import Engine
+from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.models.tiny import tiny_random_llama
 from pytest_kick.recover import RecoverySpec
 from pytest_kick.recover.recovery import Recovery, method_for
