@@ -1,15 +1,16 @@
-"""MMLU prefix KV reuse: the same questions scored with and without the cached subject prefix.
+"""MMLU through the local engine: the same questions scored with and without the engine's prefix reuse.
 
 Run by hand, never from the tests:
     .venv/bin/python benchmarks/mmlu_prefix.py [--model smollm2-135m] [--limit 60] [--batch-size 8]
-        [--subjects N] [--shots K] [--protocol strict|kick] [--threads T]
+        [--subjects N] [--shots K] [--protocol strict|kick] [--threads T] [--dtype float32|bfloat16]
 
 Picks ``--limit`` test questions stratified by subject (as ``--kick-limit`` does; ``--subjects N`` keeps only
-the first N subjects, to see many questions share one prefix), times ``MMLU.evaluate`` once with prefix reuse
-and once without, and prints both accuracies (which must be equal), both times and the speed-up. With
+the first N subjects, to see many questions share one prefix), times ``MMLU.evaluate`` on a LocalEngine with
+prefix reuse and on one without, and prints both accuracies (which must be equal), both times, the speed-up,
+how many tokens each fed, and the largest gap between their letter log-likelihoods. Without reuse the engine
+still answers the four letters of a question with one pass (their tokens differ in the last one only). With
 ``--limit 60`` over all 57 subjects most subjects have one question, so there is little to reuse; the gain
-grows with the questions per subject (the full test set has 100-1534 per subject). With strict scoring and a
-tokenizer where " A" is one token, the kick protocol reads the same logits: its accuracy is printed as well.
+grows with the questions per subject (the full test set has 100-1534 per subject).
 """
 
 from __future__ import annotations
@@ -30,22 +31,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--cache-dir", default=None, help="converted-model cache (default: <repo>/.kick-test)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
 
     import torch
 
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.base import Runner
+    from pytest_kick.engines.local import LocalEngine
     from pytest_kick.models import registry
     from pytest_kick.models.loading import load
     from pytest_kick.tasks.base import Settings
-    from pytest_kick.tasks.mmlu import MMLU, letter_tokens, stratified_subset
+    from pytest_kick.tasks.mmlu import MMLU, stratified_subset
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cache = Path(args.cache_dir) if args.cache_dir else Path(__file__).resolve().parents[1] / ".kick-test"
     cache.mkdir(exist_ok=True)
-    loaded = load(registry.resolve(args.model), cache, "cpu", "float32")
-    engine = Engine(loaded.model, loaded.tokenizer, "cpu", args.batch_size)
+    loaded = load(registry.resolve(args.model), cache, "cpu", args.dtype)
 
     settings = Settings(protocol=args.protocol, shots=args.shots, seed=args.seed)
     task = MMLU()
@@ -57,29 +59,35 @@ def main() -> None:
         pool = [i for i in pool if i.subject in keep]
     items = stratified_subset(pool, args.limit, args.seed, task.name)
 
+    class Recording(Runner):
+        def __call__(self, requests):
+            self.answers = super().__call__(requests)
+            return self.answers
+
     runs = {}
     for reuse in (True, False):
-        task.reuse_prefix = reuse
+        engine = LocalEngine(loaded.model, loaded.tokenizer, "cpu", args.batch_size, reuse_prefix=reuse)
+        run = Recording(engine)
         started = time.perf_counter()
-        scores, outputs = task.evaluate(engine, items, [], settings)
-        runs[reuse] = (time.perf_counter() - started, scores, outputs, dict(task.last_run), task.last_readouts)
+        scores, outputs = task.evaluate(items, [], settings, run)
+        runs[reuse] = (time.perf_counter() - started, scores, outputs, dict(engine.last_plan), run.answers)
 
-    (on_s, on_scores, on_out, on_run, on_read), (off_s, off_scores, off_out, _, off_read) = runs[True], runs[False]
-    gap = max(abs(x - y) for a, b in zip(on_read, off_read) for x, y in zip(a.choice_logits, b.choice_logits))
+    (on_s, on_scores, on_out, on_plan, on_ans), (off_s, off_scores, off_out, off_plan, off_ans) = runs[True], runs[False]
     subjects = len({i.subject for i in items})
-    print(f"model: {args.model}, {len(items)} questions in {subjects} subjects, shots {MMLU.shots_for(settings)} "
-          f"(mean used {sum(r.shots for r in on_read) / len(on_read):.2f}), protocol {args.protocol}, "
-          f"batch {args.batch_size}, torch threads {torch.get_num_threads()}, data {dataset.source}")
-    print(f"{'what':<28}{'accuracy':>10}{'seconds':>10}{'s/question':>12}")
-    print(f"{'with prefix reuse':<28}{sum(on_scores) / len(items):>10.4f}{on_s:>10.1f}{on_s / len(items):>12.2f}")
-    print(f"{'without (full prompts)':<28}{sum(off_scores) / len(items):>10.4f}{off_s:>10.1f}{off_s / len(items):>12.2f}")
-    print(f"speed-up: {off_s / on_s:.2f}x; questions on a cached prefix: {on_run['reused']}/{len(items)}; "
-          f"max |logit difference| {gap:.2e}")
+    print(f"model: {args.model} ({args.dtype}), {len(items)} questions in {subjects} subjects, shots "
+          f"{MMLU.shots_for(settings)} (mean used {sum(task.shots_used.values()) / len(items):.2f}), protocol "
+          f"{args.protocol}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, data {dataset.source}")
+    print(f"{'what':<28}{'accuracy':>10}{'seconds':>10}{'s/question':>12}{'tokens fed':>12}")
+    for label, seconds, scores, plan in (("with prefix reuse", on_s, on_scores, on_plan),
+                                         ("without (full prompts)", off_s, off_scores, off_plan)):
+        print(f"{label:<28}{sum(scores) / len(items):>10.4f}{seconds:>10.1f}{seconds / len(items):>12.2f}"
+              f"{plan.get('tokens_fed', 0):>12}")
+    print(f"speed-up: {off_s / on_s:.2f}x; shared prefixes: {on_plan.get('groups', 0)}; passes "
+          f"{on_plan.get('passes', 0)} for {on_plan.get('jobs', 0)} requests")
+    if args.protocol == "strict":
+        gap = max(abs(a[0] - b[0]) for a, b in zip(on_ans, off_ans))
+        print(f"max |log-likelihood difference| {gap:.2e}")
     print(f"same predictions: {on_out == off_out}; same scores: {on_scores == off_scores}")
-    if args.protocol == "strict" and not letter_tokens(loaded.tokenizer)[0]:
-        kick = [MMLU.predictions(loaded.tokenizer, r, "kick") for r in (on_read, off_read)]
-        accuracy = [sum(o[-1:] == i.answers[0] for i, o in zip(items, k)) / len(items) for k in kick]
-        print(f"kick protocol on the same logits: accuracy {accuracy[0]:.4f} (reuse) / {accuracy[1]:.4f} (full)")
     if on_out != off_out or on_scores != off_scores:
         raise SystemExit("prefix reuse changed the predictions")
 

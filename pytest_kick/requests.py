@@ -37,10 +37,13 @@ class LoglikelihoodRequest:
 @dataclass(frozen=True)
 class RollingRequest:
     """Per-token log-probabilities of ``text``, each token conditioned on what comes before it in
-    ``context`` + ``text``, the model seeing at most ``window`` tokens at a time. ``context`` is
-    conditioned on, never scored (the text before an item of a corpus). Answered as a tuple of floats,
-    one per scored token of ``text`` (the very first token of a corpus has nothing to condition on and
-    is not scored)."""
+    ``context`` + ``text``, the model seeing at most ``window`` tokens at a time (or its context length, if
+    shorter). ``context`` is conditioned on, never scored (the text before an item of a corpus; only its
+    last tokens that fit are used). Context and text are tokenized separately, so the text's first token
+    starts a token. Answered as a tuple of floats, one per token of ``text``: every token is scored, a
+    text longer than a window in several windows (the first window scores as many tokens as fit after the
+    context; each later one the next ``window // 2`` tokens, in a window of ``window`` tokens ending with them).
+    With an empty ``context`` the text's first token has nothing to condition on and is not scored."""
 
     text: str
     context: str = ""

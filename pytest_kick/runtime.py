@@ -125,6 +125,7 @@ class Runtime:
         self._variant: dict = {}  # model -> (compressor, ratio) currently applied, or None for dense
         self.compression: dict = {}  # (model, compressor, ratio) -> CompressionReport
         self._data: dict = {}
+        self._engines: dict = {}  # model -> engine
         self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
 
     # --- models and variants ------------------------------------------------------------------
@@ -230,21 +231,25 @@ class Runtime:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def evaluate(self, case: KickCase) -> TaskResult:
-        """Per-item results of the case's model variant on its task."""
-        from pytest_kick.engine import Engine
+    def engine(self, spec: str):
+        """The engine of a loaded model, built once: it runs whichever variant the model is in."""
+        if spec not in self._engines:
+            from pytest_kick.engines.local import LocalEngine
 
-        loaded = self.use_variant(case.model, case.compressor, case.ratio)
+            loaded = self.model(spec)
+            self._engines[spec] = LocalEngine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size,
+                                              loaded.dtype)
+        return self._engines[spec]
+
+    def evaluate(self, case: KickCase) -> TaskResult:
+        """Per-item results of the case's model variant on its task: the task's requests, answered by the engine."""
+        from pytest_kick.engines.base import Runner
+
+        self.use_variant(case.model, case.compressor, case.ratio)
         task = tasks.get(case.task)
         _, shots, items = self.data(case.task)
-        engine = Engine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size)
         with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
-            if hasattr(task, "evaluate"):  # log-likelihood scoring, perplexity windows, conversations
-                scores, outputs = task.evaluate(engine, items, shots, self.settings, advance)
-            else:
-                requests = task.requests(items, shots, self.settings)
-                outputs = engine.generate(requests, progress=advance)
-                scores = [task.score(i, r, o, self.settings) for i, r, o in zip(items, requests, outputs)]
+            scores, outputs = task.evaluate(items, shots, self.settings, Runner(self.engine(case.model), advance))
         if len(scores) != len(items) or len(outputs) != len(items):
             raise KickError(f"{case.task}: {len(scores)} scores and {len(outputs)} outputs for {len(items)} items")
         return TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))

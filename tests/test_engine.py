@@ -1,11 +1,15 @@
-"""The engine: batch invariance, stop strings, token budgets, log-likelihood."""
+"""The local engine: batch invariance, stop strings, token budgets, log-likelihood (direct computation, prefix
+reuse on and off, head only at the scored positions), rolling log-likelihood, the cache API and bfloat16."""
 
 import math
+import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pytest_kick.engine import Engine
-from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest
+from pytest_kick.engines.local import LocalEngine as Engine
+from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 PROMPTS = [
     "Please give answer to this question: Who wrote Hamlet?\nThe answer is ",
@@ -14,12 +18,25 @@ PROMPTS = [
     "short",
     "",
 ] + [f"Question number {i}: what comes after {i}?" for i in range(15)]
+PREFIX_TOLERANCE = 1e-4  # float32 log-likelihoods, prefix reuse on vs off (measured gaps are ~1e-6)
 
 
 @pytest.fixture(scope="module")
 def engines(tiny):
     model, tokenizer = tiny
     return Engine(model, tokenizer, "cpu", batch_size=1), Engine(model, tokenizer, "cpu", batch_size=16)
+
+
+def direct_logprobs(model, tokens):
+    """log p(tokens[t] | tokens[:t]) for t >= 1, from one plain forward pass over the full logits."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([tokens])).logits[0].float().log_softmax(-1)
+    return [logits[t - 1, tokens[t]].item() for t in range(1, len(tokens))]
+
+
+# --- generation ----------------------------------------------------------------------------------
 
 
 def test_generation_is_identical_for_batch_size_1_and_16(engines):
@@ -63,12 +80,36 @@ def test_progress_reports_every_batch(tiny):
     engine = Engine(model, tokenizer, "cpu", batch_size=8)
     seen = []
     engine.generate([GenerationRequest(p, 2) for p in PROMPTS], progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(8, 20), (16, 20), (20, 20)]
+    done = [d for d, _ in seen]
+    assert seen[-1] == (20, 20) and all(t == 20 for _, t in seen)
+    assert all(0 < b - a <= 8 for a, b in zip([0] + done, done))  # one report per batch of at most 8
+
+
+def test_generation_on_a_shared_prefix_equals_generation_in_full(tiny):
+    model, tokenizer = tiny
+    shots = "".join(f"Q: what is {k} + {k}?\nA: {2 * k}\n\n" for k in range(6))
+    requests = [GenerationRequest(shots + f"Q: what is {q}?\nA:", 8, stop=("\n",)) for q in ("x", "yy", "a b c")]
+    requests += [GenerationRequest("unrelated", 8)]
+    on = Engine(model, tokenizer, "cpu", 2, reuse_prefix=True)
+    off = Engine(model, tokenizer, "cpu", 2, reuse_prefix=False)
+    assert on.generate_ids(requests) == off.generate_ids(requests)
+
+
+def test_no_deprecated_cache_argument_reaches_transformers(engines):
+    """transformers 5 renamed past_key_values to cache; the old name warns on every forward pass."""
+    _, sixteen = engines
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        sixteen.generate([GenerationRequest(p, 3) for p in PROMPTS[:3]])
+        sixteen.loglikelihood([LoglikelihoodRequest(PROMPTS[0] * 3 + p, " yes") for p in PROMPTS[:3]])
+        sixteen.loglikelihood_rolling([RollingRequest("some text to score", "before")])
+
+
+# --- log-likelihood ------------------------------------------------------------------------------
 
 
 def test_loglikelihood_is_batch_invariant_and_matches_a_direct_computation(engines, tiny):
-    import torch
-
     model, tokenizer = tiny
     one, sixteen = engines
     requests = [LoglikelihoodRequest(p, " yes") for p in PROMPTS[:4]] + [LoglikelihoodRequest("Answer:", " B")]
@@ -78,8 +119,147 @@ def test_loglikelihood_is_batch_invariant_and_matches_a_direct_computation(engin
         assert ga == gb
     ctx = tokenizer("Answer:").input_ids
     cont = tokenizer(" B", add_special_tokens=False).input_ids
-    with torch.no_grad():
-        logits = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
-    direct = sum(logits[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
+    direct = sum(direct_logprobs(model, ctx + cont)[len(ctx) - 1:])
     assert r16[-1][0] == pytest.approx(direct, abs=1e-4)
     assert all(math.isfinite(v) and v < 0 for v, _ in r16)
+
+
+def test_greedy_flag_is_true_exactly_for_the_greedy_continuation(engines, tiny):
+    _, tokenizer = tiny
+    _, sixteen = engines
+    for prompt in PROMPTS:  # a greedy continuation that survives decoding (random bytes may not be UTF-8)
+        ids = sixteen.generate_ids([GenerationRequest(prompt, 3)])[0]
+        greedy = tokenizer.decode(ids)
+        if tokenizer(greedy, add_special_tokens=False).input_ids == ids and not prompt.endswith(" "):
+            break
+    else:
+        pytest.fail("no prompt has a greedy continuation that round-trips through text")
+    other = "".join("a" if c != "a" else "b" for c in greedy)
+    [(lp_greedy, is_greedy), (lp_other, is_other)] = sixteen.loglikelihood(
+        [LoglikelihoodRequest(prompt, greedy), LoglikelihoodRequest(prompt, other)])
+    assert is_greedy and not is_other and lp_greedy > lp_other
+
+
+def mmlu_shaped(subjects=3, questions=4):
+    """Each subject: a long shared few-shot block; each question: four one-letter continuations."""
+    requests = []
+    for s in range(subjects):
+        block = f"Subject {s}.\n\n" + "".join(f"Q{k}? {s * k}\nAnswer: {'ABCD'[k % 4]}\n\n" for k in range(5))
+        for q in range(questions):
+            requests += [LoglikelihoodRequest(f"{block}Question {q} of {s}?\nAnswer:", f" {c}") for c in "ABCD"]
+    return requests
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_prefix_reuse_on_and_off_agree_on_mmlu_shaped_requests(tiny, batch_size):
+    model, tokenizer = tiny
+    on = Engine(model, tokenizer, "cpu", batch_size, reuse_prefix=True)
+    off = Engine(model, tokenizer, "cpu", batch_size, reuse_prefix=False)
+    requests = mmlu_shaped()
+    a, b = on.loglikelihood(requests), off.loglikelihood(requests)
+    assert [g for _, g in a] == [g for _, g in b]
+    assert max(abs(x - y) for (x, _), (y, _) in zip(a, b)) < PREFIX_TOLERANCE
+    assert on.last_plan["groups"] == 3 and on.last_plan["tokens_fed"] < off.last_plan["tokens_fed"] / 2
+    assert off.last_plan["passes"] == 12  # four letters, one pass per question either way
+
+
+texts = st.text(alphabet="ab c\n", min_size=0, max_size=12)
+
+
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(texts, min_size=1, max_size=3), st.lists(st.tuples(st.integers(0, 2), texts, texts.filter(bool)),
+                                                        min_size=1, max_size=10), st.integers(1, 6))
+def test_prefix_reuse_on_and_off_agree_on_random_shared_prefixes(tiny, prefixes, picks, batch_size):
+    model, tokenizer = tiny
+    requests = [LoglikelihoodRequest(prefixes[p % len(prefixes)] * 4 + middle, end) for p, middle, end in picks]
+    a = Engine(model, tokenizer, "cpu", batch_size, reuse_prefix=True).loglikelihood(requests)
+    b = Engine(model, tokenizer, "cpu", batch_size, reuse_prefix=False).loglikelihood(requests)
+    assert max(abs(x - y) for (x, _), (y, _) in zip(a, b)) < PREFIX_TOLERANCE
+    assert [g for _, g in a] == [g for _, g in b]
+
+
+def test_head_only_path_matches_the_full_logits(tiny):
+    import torch
+
+    from pytest_kick.engines.passes import decoder, read_positions
+
+    model, _ = tiny
+    tokens = list(range(5, 45))
+    with torch.no_grad():
+        full = model(torch.tensor([tokens])).logits[0].float().log_softmax(-1)  # [T, V]
+        hidden = decoder(model)(input_ids=torch.tensor([tokens])).last_hidden_state[0]  # [T, H]
+        reads = [(t, tokens[t + 1]) for t in range(len(tokens) - 1)] + [(3, 7), (3, 9)]
+        found = read_positions(model, hidden, reads)
+    for (t, target), (lp, greedy) in zip(reads, found):
+        assert lp == pytest.approx(full[t, target].item(), abs=1e-5)
+        assert greedy == (full[t].argmax().item() == target)
+
+
+def test_softcapping_is_applied_where_a_config_has_it(tiny, monkeypatch):
+    import torch
+
+    from pytest_kick.engines.passes import head_logits
+
+    model, _ = tiny
+    hidden = torch.randn(3, model.config.hidden_size) * 50
+    plain = head_logits(model, hidden)
+    monkeypatch.setattr(model.config, "final_logit_softcapping", 2.0, raising=False)
+    capped = head_logits(model, hidden)
+    assert torch.allclose(capped, torch.tanh(plain / 2.0) * 2.0) and capped.abs().max() <= 2.0
+
+
+def test_context_too_long_keeps_its_last_tokens(tiny, monkeypatch):
+    model, tokenizer = tiny
+    engine = Engine(model, tokenizer, "cpu", 4)
+    monkeypatch.setattr(engine, "max_length", 20)
+    long, tail = "x" * 40 + "the end:", "x" * 11 + "the end:"  # byte tokens: the last 19 tokens are fed
+    [(a, _), (b, _)] = engine.loglikelihood([LoglikelihoodRequest(long, " A"), LoglikelihoodRequest(tail, " A")])
+    assert a == pytest.approx(b, abs=1e-5)
+
+
+# --- rolling log-likelihood ----------------------------------------------------------------------
+
+
+def test_rolling_matches_a_direct_computation(engines, tiny):
+    model, tokenizer = tiny
+    _, sixteen = engines
+    context, text = "The text before. ", "and the text to score, token by token."
+    [first, after] = sixteen.loglikelihood_rolling([RollingRequest(context + text), RollingRequest(text, context)])
+    ids = tokenizer(context + text, add_special_tokens=False).input_ids
+    direct = direct_logprobs(model, ids)
+    assert len(first) == len(ids) - 1 and first == pytest.approx(direct, abs=1e-5)  # the first token: unscored
+    assert len(after) == len(text) and after == pytest.approx(direct[len(context) - 1:], abs=1e-5)
+
+
+def test_rolling_windows_cover_every_token_with_bounded_context(engines, tiny):
+    model, tokenizer = tiny
+    _, sixteen = engines
+    text = "".join(f"line {k}: abc\n" for k in range(12))  # 144 byte tokens
+    [found] = sixteen.loglikelihood_rolling([RollingRequest(text, "", window=32)])
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert len(found) == len(ids) - 1
+    assert found[:31] == pytest.approx(direct_logprobs(model, ids[:32]), abs=1e-5)  # the first window
+    # later windows: tokens 32..47, 48..63, ... (16 each), each token seeing the window ending at its block's end
+    start = 32 + 16 * 2
+    block = direct_logprobs(model, ids[start + 16 - 32:start + 16])[-16:]
+    assert found[start - 1:start + 15] == pytest.approx(block, abs=1e-5)
+
+
+# --- dtype ---------------------------------------------------------------------------------------
+
+
+def test_bfloat16_runs_all_three_calls_and_agrees_with_float32(tiny):
+    import copy
+
+    import torch
+
+    model, tokenizer = tiny
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    full, bf16 = Engine(model, tokenizer, "cpu", 4), Engine(half, tokenizer, "cpu", 4)
+    assert bf16.dtype == "bfloat16"
+    requests = mmlu_shaped(1, 2)
+    a, b = full.loglikelihood(requests), bf16.loglikelihood(requests)
+    assert all(math.isfinite(x) for x, _ in b)
+    assert max(abs(x - y) for (x, _), (y, _) in zip(a, b)) < 0.1
+    assert len(bf16.generate([GenerationRequest("abc", 5)])[0]) > 0
+    assert len(bf16.loglikelihood_rolling([RollingRequest("some text")])[0]) == len("some text") - 1

@@ -218,7 +218,7 @@ def test_template_hash_depends_on_variant_and_protocol():
 
 @pytest.mark.slow
 def test_smollm2_answers_closed_and_open_book(smollm2):
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.local import LocalEngine as Engine
 
     engine = Engine(smollm2.model, smollm2.tokenizer, "cpu", batch_size=8)
     settings = Settings(limit=2)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_kick.engines.base import Runner
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest
 from pytest_kick.tasks.base import Settings
@@ -66,6 +67,8 @@ def test_first_turn_requests_use_the_chat_template():
 class FakeEngine:
     """Answers every request with a reply naming the round and the request's last user message."""
 
+    name = "fake"
+
     def __init__(self):
         self.rounds: list[list[GenerationRequest]] = []
 
@@ -83,8 +86,8 @@ def test_mtbench_turn_two_sees_the_models_own_first_reply():
                                 "writing")
     single = Conversation("c2", "q", ("ref",), ("Hello there.",), ("ref",), "generic")
     engine, ticks = FakeEngine(), []
-    scores, outputs = MTBENCH.evaluate(engine, [conversation, single], [], Settings(),
-                                       progress=lambda d, t: ticks.append((d, t)))
+    scores, outputs = MTBENCH.evaluate([conversation, single], [], Settings(),
+                                       Runner(engine, lambda d, t: ticks.append((d, t))))
     first, second = engine.rounds
     assert [r.messages for r in first] == [(("user", "Write a poem."),), (("user", "Hello there."),)]
     [follow_up] = second  # only the two-turn item has a second round
@@ -200,14 +203,14 @@ def test_questions_without_references_are_left_out_of_rouge_scoring(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_holds_a_two_turn_conversation(smollm2):
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.local import LocalEngine
 
-    engine = Engine(smollm2.model, smollm2.tokenizer, "cpu", batch_size=8)
+    run = Runner(LocalEngine(smollm2.model, smollm2.tokenizer, "cpu", batch_size=8))
     settings = Settings(limit=2)
     for variant in ("vicuna", "mtbench"):
         task = Instruction(variant, max_new_tokens=32)  # a short budget: the mechanics, not the quality
         found = items(task, settings)
-        scores, outputs = task.evaluate(engine, found, [], settings)
+        scores, outputs = task.evaluate(found, [], settings, run)
         replies = [parse(o, len(i.turns)) for i, o in zip(found, outputs)]
         assert all(all(r) for r in replies), outputs
         assert all(0.0 < s < 1.0 for s in scores), (scores, outputs)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pytest_kick.engine import Engine
+from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.models.loading import load
 from pytest_kick.models.registry import resolve
 from pytest_kick.requests import GenerationRequest

@@ -1,17 +1,19 @@
-"""MMLU: the Hendrycks prompt, shots that fit the context, stratified subsets, both scoring protocols, data
-loading, and prefix KV reuse giving the same logits as full prompts (tiny random LLaMA and SmolLM2-135M)."""
+"""MMLU: the Hendrycks prompt, shots that fit the context, stratified subsets, both scoring protocols through
+requests, data loading, and the engine's prefix reuse giving the same results as full prompts (tiny random
+LLaMA and SmolLM2-135M)."""
 
 import collections
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kick.engine import Engine
+from pytest_kick.engines.base import Runner
+from pytest_kick.engines.local import LocalEngine
 from pytest_kick.errors import KickError
+from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest
 from pytest_kick.tasks.base import Settings
 from pytest_kick.tasks.mmlu import (
     CATEGORIES,
@@ -19,10 +21,8 @@ from pytest_kick.tasks.mmlu import (
     SUBJECT_CATEGORY,
     MMLUDataset,
     MMLUItem,
-    Readout,
     format_prefix,
     format_question,
-    letter_tokens,
     stratified_subset,
 )
 
@@ -82,8 +82,11 @@ def test_prompt_is_the_hendrycks_format(bundled):
         "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\n"
         "A. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
     )
-    [request] = task.requests([first], [], Settings())
-    assert request.prompt.count("\nAnswer: ") == 5 and request.max_new_tokens == 1
+    strict = task.requests([first], [], Settings())
+    assert [r.continuation for r in strict] == [" A", " B", " C", " D"]
+    assert all(isinstance(r, LoglikelihoodRequest) and r.context.count("\nAnswer: ") == 5 for r in strict)
+    [kick] = task.requests([first], [], Settings(protocol="kick"))
+    assert isinstance(kick, GenerationRequest) and kick.prompt == strict[0].context and kick.max_new_tokens == 1
     assert format_prefix("us_foreign_policy", []) == (
         "The following are multiple choice questions (with answers) about  us foreign policy.\n\n")
 
@@ -145,51 +148,49 @@ def test_stratified_subset_properties(sizes, limit, seed):
 # --- scoring -------------------------------------------------------------------------------------
 
 
-class FixedLogits:
-    """A stand-in model: the same hand-written next-token logits for every question."""
+class FixedAnswers:
+    """A stand-in engine: the same letter log-likelihoods and the same greedy text for every question."""
 
-    def __init__(self, vocab: int, values: dict[int, float]):
-        import torch
+    name = "fixed"
+    max_length = None
 
-        self.config = SimpleNamespace(max_position_embeddings=100_000)
-        self.row = torch.full((vocab,), -10.0)
-        for token, value in values.items():
-            self.row[token] = value
+    def __init__(self, letters: dict[str, float], greedy: str):
+        self.letters, self.greedy, self.asked = letters, greedy, []
 
-    def __call__(self, input_ids, **kwargs):
-        return SimpleNamespace(logits=self.row.expand(input_ids.shape[0], 1, -1).clone(), past_key_values=None)
+    def loglikelihood(self, requests, progress=None):
+        self.asked += requests
+        return [(self.letters[r.continuation.strip()], False) for r in requests]
+
+    def generate(self, requests, progress=None):
+        self.asked += requests
+        return [self.greedy for _ in requests]
 
 
-def test_scoring_on_hand_written_logits(tiny):
-    _, tokenizer = tiny
-    shared, (a, b, c, d) = letter_tokens(tokenizer)
-    assert shared == [tokenizer.convert_tokens_to_ids("Ġ")]  # byte-level: " " then the letter
-    newline = tokenizer.convert_tokens_to_ids("Ċ")
-    # letters: C highest; over the whole vocabulary "\n" is higher still
-    model = FixedLogits(len(tokenizer), {a: 1.0, b: 2.0, c: 3.0, d: -1.0, newline: 5.0})
-    engine = SimpleNamespace(tokenizer=tokenizer, model=model, device="cpu", batch_size=2, pad_id=0)
+def test_scoring_on_hand_written_answers():
     items = [item(number=n, answer=n % 4) for n in range(6)]
     dev = [MMLUItem(f"mmlu/dev/anatomy/{n}", "S?", ("A",), "anatomy", ("1", "2", "3", "4"), 0) for n in range(5)]
-    task = MMLU(reuse_prefix=False)
-    scores, outputs = task.evaluate(engine, items, dev, Settings())
+    engine = FixedAnswers({"A": -3.0, "B": -2.0, "C": -1.0, "D": -4.0}, "\n")
+    scores, outputs = MMLU().evaluate(items, dev, Settings(), Runner(engine))
     assert outputs == ["C"] * 6 and scores == [float(i.answers[0] == "C") for i in items]
-    scores, outputs = task.evaluate(engine, items, dev, Settings(protocol="kick"))
+    assert len(engine.asked) == 24 and engine.asked[0].context.count("Answer: A") == 5
+    scores, outputs = MMLU().evaluate(items, dev, Settings(protocol="kick"), Runner(engine))
     assert outputs == ["\n"] * 6 and scores == [0.0] * 6  # kick takes the greedy token, whatever it is
-    model.row[newline] = -10.0
-    scores, outputs = task.evaluate(engine, items, dev, Settings(protocol="kick"))
-    assert outputs == ["C"] * 6 and scores == [float(i.answers[0] == "C") for i in items]
+    engine.greedy = " C"
+    scores, outputs = MMLU().evaluate(items, dev, Settings(protocol="kick"), Runner(engine))
+    assert outputs == [" C"] * 6 and scores == [float(i.answers[0] == "C") for i in items]
+
+
+def test_strict_prediction_is_the_first_best_letter():
+    dev = [MMLUItem(f"mmlu/dev/anatomy/{n}", "S?", ("A",), "anatomy", ("1", "2", "3", "4"), 0) for n in range(5)]
+    run = Runner(FixedAnswers({"A": -2.0, "B": -1.0, "C": -1.0, "D": -3.0}, ""))
+    assert MMLU().evaluate([item()], dev, Settings(), run)[1] == ["B"]
+    run = Runner(FixedAnswers({"A": -1.0, "B": -1.0, "C": -1.0, "D": -1.0}, ""))
+    assert MMLU().evaluate([item()], dev, Settings(), run)[1] == ["A"]
 
 
 @pytest.mark.parametrize("output, score", [(" B", 1.0), ("B", 1.0), ("\nB", 1.0), ("B.", 0.0), ("b", 0.0), ("", 0.0)])
 def test_kick_score_is_the_last_character(output, score):
     assert MMLU().score(item(answer=1), None, output, Settings(protocol="kick")) == score
-
-
-def test_strict_prediction_is_the_first_best_letter(tiny):
-    _, tokenizer = tiny
-    readouts = [Readout((0.5, 2.0, 2.0, 1.0), 0, 5, True), Readout((3.0, 3.0, 3.0, 3.0), 0, 5, True)]
-    assert MMLU.predictions(tokenizer, readouts, "strict") == ["B", "A"]
-    assert MMLU.predictions(tokenizer, readouts, "kick") == ["<pad>"[:0]] * 2  # token 0 is <pad>: decodes to ""
 
 
 def test_details_per_category():
@@ -303,61 +304,63 @@ def test_hub_rows_come_before_the_bundled_sample(monkeypatch):
 # --- context fitting and prefix reuse on the tiny random LLaMA ------------------------------------
 
 
-def test_shots_are_dropped_from_the_last_until_the_prompt_fits(tiny, bundled, monkeypatch):
+class Recording(Runner):
+    """A runner that keeps every request and answer (to compare letter log-likelihoods)."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.asked, self.answers = [], []
+
+    def __call__(self, requests):
+        answers = super().__call__(requests)
+        self.asked += requests
+        self.answers += answers
+        return answers
+
+
+def test_shots_are_dropped_from_the_last_until_the_prompt_fits(tiny, bundled):
     _, dataset, dev = bundled
     model, tokenizer = tiny
     target = dataset.examples[0]
     shots = dev[target.subject]
-    # byte-level tokenizer without BOS: one token per byte; strict feeds " " after "Answer:" and keeps one
-    # position for the letter, so a prompt of n bytes needs a context of n + 2.
+    # byte-level tokenizer without BOS: one token per byte; strict's continuation " A" is two tokens, so a
+    # prompt of n bytes needs a context of n + 2.
     sizes = [len((format_prefix(target.subject, shots[:k]) + format_question(target)).encode()) for k in range(6)]
-    engine = Engine(model, tokenizer, "cpu", batch_size=2)
+    engine = LocalEngine(model, tokenizer, "cpu", batch_size=2)
     task = MMLU()
     for context, expected in [(sizes[2] + 2, 2), (sizes[2] + 1, 1), (sizes[5] + 2, 5), (sizes[0] + 2, 0)]:
-        monkeypatch.setattr(model.config, "max_position_embeddings", context)
-        [readout] = task.readouts(engine, [target], shots, Settings())
-        assert (readout.shots, readout.truncated) == (expected, False), context
-        assert task.shots_used == {target.id: expected}
-    monkeypatch.setattr(model.config, "max_position_embeddings", sizes[0])  # too long even without shots
-    [readout] = task.readouts(engine, [target], shots, Settings())
-    assert (readout.shots, readout.truncated) == (0, True)
+        engine.max_length = context
+        run = Recording(engine)
+        task.evaluate([target], shots, Settings(), run)
+        assert task.shots_used == {target.id: expected} and task.last_run["truncated"] == 0, context
+        assert run.asked[0].context == task.prompt(target, shots[:expected])
+    engine.max_length = sizes[0]  # too long even without shots: sent without shots, the engine keeps its end
+    scores, _ = task.evaluate([target], shots, Settings(), Runner(engine))
+    assert task.shots_used == {target.id: 0} and task.last_run["truncated"] == 1 and len(scores) == 1
 
 
 @pytest.mark.parametrize("protocol, batch_size", [("strict", 1), ("strict", 3), ("kick", 3)])
-def test_prefix_reuse_matches_full_prompts_on_tiny_llama(tiny, bundled, monkeypatch, protocol, batch_size):
-    """Same logits (1e-4), greedy tokens, predictions and accuracy with and without the cached prefix; the
-    items span subjects, shot counts dropped to fit a 600-token context, and one truncated question."""
+def test_prefix_reuse_matches_full_prompts_on_tiny_llama(tiny, bundled, protocol, batch_size):
+    """Same letter log-likelihoods (1e-4), predictions and scores with and without the engine's prefix reuse;
+    the items span subjects, shot counts dropped to fit a 600-token context, and one truncated question."""
     _, dataset, dev = bundled
     items = pick(dataset, {"abstract_algebra": 4, "miscellaneous": 4, "professional_law": 1})
     model, tokenizer = tiny
-    monkeypatch.setattr(model.config, "max_position_embeddings", 600)
-    engine = Engine(model, tokenizer, "cpu", batch_size=batch_size)
-    settings_ = Settings(protocol=protocol)
     shots = [s for subject in ("abstract_algebra", "miscellaneous", "professional_law") for s in dev[subject]]
-    task = MMLU()
-    reused = task.readouts(engine, items, shots, settings_, reuse=True)
-    stats = dict(task.last_run)
-    full = task.readouts(engine, items, shots, settings_, reuse=False)
-    assert stats["reused"] == 8 and stats["truncated"] == 1 and task.last_run["reused"] == 0
-    assert len({(i.subject, r.shots) for i, r in zip(items, reused)}) > 3  # several cached prefixes
-    for a, b in zip(reused, full):
-        assert a.greedy == b.greedy and (a.shots, a.truncated) == (b.shots, b.truncated)
-        assert max(abs(x - y) for x, y in zip(a.choice_logits, b.choice_logits)) < 1e-4
-    on, off = (MMLU.predictions(tokenizer, r, protocol) for r in (reused, full))
-    assert on == off
-    assert [task.score(i, None, o, settings_) for i, o in zip(items, on)] == [
-        task.score(i, None, o, settings_) for i, o in zip(items, off)]
-
-
-def test_evaluate_follows_reuse_prefix(tiny, bundled):
-    _, dataset, dev = bundled
-    items = pick(dataset, {"miscellaneous": 2})
-    engine = Engine(*tiny, "cpu", batch_size=2)
-    on, off = MMLU(reuse_prefix=True), MMLU(reuse_prefix=False)
-    assert on.evaluate(engine, items, dev["miscellaneous"], Settings(shots=1)) == off.evaluate(
-        engine, items, dev["miscellaneous"], Settings(shots=1))
-    assert on.last_run["reused"] == 2 and off.last_run["reused"] == 0
-    assert on.details(items, [1.0, 0.0], ["A", "B"]) == {"other": 0.5, "other n": 2.0}
+    runs = {}
+    for reuse in (True, False):
+        engine = LocalEngine(model, tokenizer, "cpu", batch_size=batch_size, reuse_prefix=reuse)
+        engine.max_length = 600
+        task, run = MMLU(), Recording(engine)
+        runs[reuse] = (task.evaluate(items, shots, Settings(protocol=protocol), run), run, dict(task.last_run),
+                       dict(engine.last_plan), dict(task.shots_used))
+    (on, run_on, stats, plan, used), (off, run_off, _, plan_off, _) = runs[True], runs[False]
+    assert on == off and stats["truncated"] == 1
+    assert len({(i.subject, used[i.id]) for i in items}) > 3  # several distinct prefixes
+    if protocol == "strict":
+        assert plan["groups"] >= 2 and plan["tokens_fed"] < plan_off["tokens_fed"]
+        gaps = [abs(a[0] - b[0]) for a, b in zip(run_on.answers, run_off.answers)]
+        assert max(gaps) < 1e-4
 
 
 # --- SmolLM2-135M --------------------------------------------------------------------------------
@@ -367,27 +370,21 @@ def test_evaluate_follows_reuse_prefix(tiny, bundled):
 def test_prefix_reuse_matches_full_prompts_on_smollm2(smollm2, bundled):
     _, dataset, dev = bundled
     items = pick(dataset, {"astronomy": 2, "marketing": 2})
-    engine = Engine(smollm2.model, smollm2.tokenizer, "cpu", batch_size=4)
-    settings_ = Settings(shots=1)
     shots = [*dev["astronomy"], *dev["marketing"]]
-    task = MMLU()
-    # SmolLM2 merges the prefix's final "\n\n" into one token alone, two before a question: the cached
-    # prefix stops one token short, and every question still runs on it.
+    # SmolLM2 merges the prefix's final "\n\n" into one token alone, two before a question: the shared
+    # prefix the engine finds in the tokens stops before it, and every question still runs on it.
     prefix = format_prefix("astronomy", dev["astronomy"][:1])
     alone = smollm2.tokenizer(prefix)["input_ids"]
     joined = smollm2.tokenizer(prefix + format_question(items[0]))["input_ids"]
-    assert joined[:len(alone) - 1] == alone[:-1]
-    reused = task.readouts(engine, items, shots, settings_, reuse=True)
-    assert task.last_run["reused"] == 4
-    full = task.readouts(engine, items, shots, settings_, reuse=False)
-    for a, b in zip(reused, full):
-        assert a.greedy == b.greedy
-        assert max(abs(x - y) for x, y in zip(a.choice_logits, b.choice_logits)) < 1e-4
-    # " A" is one token here, so strict and kick read the same position: one pair of runs serves both
-    assert letter_tokens(smollm2.tokenizer)[0] == []
+    assert joined[:len(alone) - 1] == alone[:-1] and joined[:len(alone)] != alone
     for protocol in ("strict", "kick"):
-        on = MMLU.predictions(smollm2.tokenizer, reused, protocol)
-        off = MMLU.predictions(smollm2.tokenizer, full, protocol)
+        results = []
+        for reuse in (True, False):
+            engine = LocalEngine(smollm2.model, smollm2.tokenizer, "cpu", batch_size=4, reuse_prefix=reuse)
+            run = Recording(engine)
+            results.append((MMLU().evaluate(items, shots, Settings(shots=1, protocol=protocol), run), run, engine))
+        (on, run_on, engine_on), (off, run_off, _) = results
         assert on == off
-        scores = [task.score(i, None, o, Settings(protocol=protocol)) for i, o in zip(items, on)]
-        assert scores == [task.score(i, None, o, Settings(protocol=protocol)) for i, o in zip(items, off)]
+        if protocol == "strict":
+            assert engine_on.last_plan["groups"] == 2 and engine_on.last_plan["passes"] == 4  # one pass a question
+            assert max(abs(a[0] - b[0]) for a, b in zip(run_on.answers, run_off.answers)) < 1e-4

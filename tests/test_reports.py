@@ -4,7 +4,7 @@ import json
 import random
 import xml.etree.ElementTree as ET
 
-from pytest_kick.engine import Engine
+from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.gate import NOT_MATCHING, Tolerance, judge
 from pytest_kick.requests import GenerationRequest
 

@@ -172,7 +172,7 @@ def test_scorer_rejects_items_without_reference():
 
 @pytest.mark.slow
 def test_smollm2_summarises_two_small_stories(smollm2):
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.local import LocalEngine as Engine
 
     task = Summarization("small", max_new_tokens=48)  # a short budget: the mechanics, not the quality
     engine = Engine(smollm2.model, smollm2.tokenizer, "cpu", batch_size=8)

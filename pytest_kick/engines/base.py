@@ -7,7 +7,7 @@ called as requests are answered. No torch here: a served engine needs none.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, Union
 
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -15,6 +15,11 @@ Progress = Callable[[int, int], None]  # (requests done, requests total)
 
 
 class Engine(Protocol):
+    """The three calls. Optional, for tasks that fit prompts to the model (MMLU drops shots that do not
+    fit): ``max_length`` (the model's context in tokens) and ``token_counts(texts) -> list[int]`` (tokens
+    each text becomes as a prompt, special tokens included). Without them a task sends its prompts as
+    they are; an engine may then keep a too-long context's last tokens."""
+
     name: str  # "local", "openai-completions": part of every result's provenance
 
     def generate(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[str]:
@@ -30,3 +35,55 @@ class Engine(Protocol):
                               progress: Progress | None = None) -> list[tuple[float, ...]]:
         """Per-token log-probabilities of each request's text (see RollingRequest)."""
         ...
+
+
+Request = Union[GenerationRequest, LoglikelihoodRequest, RollingRequest]
+_CALLS = {GenerationRequest: "generate", LoglikelihoodRequest: "loglikelihood", RollingRequest: "loglikelihood_rolling"}
+
+
+class Runner:
+    """What a task's ``evaluate`` is given: ``run(requests)`` answers any mix of the three request kinds, one
+    answer per request in the caller's order (a str, a (float, bool), a tuple of floats), each kind in one
+    engine call. A task calls it once, or once per round when later requests depend on earlier answers.
+
+    ``token_counts(texts)`` (prompt tokens, special tokens included, or None when the engine cannot count)
+    and ``max_length`` (the model's context in tokens, or None) let a task fit a prompt to the model, as
+    MMLU drops shots that do not fit.
+    """
+
+    def __init__(self, engine: Engine, progress: Progress | None = None):
+        self.engine = engine
+        self.progress = progress
+        self.done = 0  # requests answered so far, over every round
+
+    @property
+    def max_length(self) -> int | None:
+        return getattr(self.engine, "max_length", None)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int] | None:
+        count = getattr(self.engine, "token_counts", None)
+        return None if count is None else list(count(texts))
+
+    def __call__(self, requests: Sequence[Request]) -> list:
+        answers: list = [None] * len(requests)
+        kinds: dict[type, list[int]] = {}
+        for i, r in enumerate(requests):
+            if type(r) not in _CALLS:
+                raise TypeError(f"not a request: {r!r:.80}")
+            kinds.setdefault(type(r), []).append(i)
+        base, total = self.done, self.done + len(requests)
+        for kind, indices in kinds.items():
+            offset = base
+
+            def advance(done: int, _total: int, offset=offset) -> None:
+                if self.progress:
+                    self.progress(offset + done, total)
+
+            found = getattr(self.engine, _CALLS[kind])([requests[i] for i in indices], progress=advance)
+            if len(found) != len(indices):
+                raise RuntimeError(f"engine {self.engine.name!r} gave {len(found)} answers to {len(indices)} requests")
+            for i, answer in zip(indices, found):
+                answers[i] = answer
+            base += len(indices)
+        self.done = total
+        return answers

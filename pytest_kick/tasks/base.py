@@ -1,12 +1,16 @@
-"""The task interface: examples in, requests out, a score per item back. No torch here."""
+"""The task interface: items in, requests out, a score per item back. No torch here, no model: a task
+reaches a model only through the ``run`` callable its ``evaluate`` is given."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence, Union
 
-from pytest_kick.requests import GenerationRequest
+from pytest_kick.errors import KickError
+from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+
+Request = Union[GenerationRequest, LoglikelihoodRequest, RollingRequest]
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,16 @@ class Task(Protocol):
     Items (from ``split``) are any objects with ``id`` (str, unique), ``question`` (str) and ``answers``
     (tuple of str); flip reports show those three.
 
-    A task evaluates either through the shared generation path (``requests`` answered by
-    ``Engine.generate``, then ``score`` per item) or, when it defines
-    ``evaluate(engine, items, shots, settings, progress) -> (scores, outputs)``, on its own (log-likelihood
-    scoring, perplexity windows). Optional methods:
+    How a case flows: ``evaluate(items, shots, settings, run)`` builds requests (the three kinds of
+    pytest_kick.requests: generation, log-likelihood, rolling log-likelihood), has ``run`` answer them
+    (``run(requests) -> answers``, one per request, in order; run is a :class:`pytest_kick.engines.base.Runner`
+    around whichever engine the user chose), and turns the answers into one score and one output text per
+    item. A task never sees a model: the engine batches, caches and shares prefixes. A task whose later
+    requests depend on earlier answers calls ``run`` once per round (MT-Bench: turn 2 sees the model's
+    reply to turn 1). A task with one generation request per item inherits :class:`OneRequestPerItem` and
+    writes ``requests`` and ``score`` only.
+
+    Optional methods:
     - ``figure(mean) -> float``: the task's figure from the mean per-item score (default: the mean itself;
       perplexity: exp of the mean per-item negative log-likelihood). The gate judges figures;
     - ``details(items, scores, outputs) -> dict[str, float]``: extra figures for the report (per-category
@@ -65,8 +75,34 @@ class Task(Protocol):
         """(shots, evaluated items): the in-context examples and the deterministic evaluation subset."""
         ...
 
-    def requests(self, items: Sequence, shots: Sequence, settings: Settings) -> list[GenerationRequest]: ...
-
-    def score(self, item, request: GenerationRequest, output: str, settings: Settings) -> float: ...
+    def evaluate(self, items: Sequence, shots: Sequence, settings: Settings,
+                 run: Callable[[Sequence[Request]], list]) -> tuple[list[float], list[str]]:
+        """(one score per item, one output text per item), the requests answered by ``run``."""
+        ...
 
     def template_hash(self, settings: Settings) -> str: ...
+
+
+class OneRequestPerItem:
+    """``evaluate`` for a task that asks one request per item and scores each answer on its own:
+    ``requests(items, shots, settings)`` and ``score(item, request, answer, settings)``. The output of an
+    item is its answer (generated text), or ``output(item, request, answer)`` when the task defines one."""
+
+    def requests(self, items: Sequence, shots: Sequence, settings: Settings) -> list[Request]:
+        raise NotImplementedError
+
+    def score(self, item, request, answer, settings: Settings) -> float:
+        raise NotImplementedError
+
+    def output(self, item, request, answer) -> str:
+        return answer if isinstance(answer, str) else repr(answer)
+
+    def evaluate(self, items: Sequence, shots: Sequence, settings: Settings,
+                 run: Callable[[Sequence[Request]], list]) -> tuple[list[float], list[str]]:
+        requests = self.requests(items, shots, settings)
+        if len(requests) != len(items):
+            raise KickError(f"{getattr(self, 'name', type(self).__name__)}: {len(requests)} requests for "
+                            f"{len(items)} items")
+        answers = run(requests)
+        scores = [self.score(i, r, a, settings) for i, r, a in zip(items, requests, answers)]
+        return scores, [self.output(i, r, a) for i, r, a in zip(items, requests, answers)]

@@ -22,7 +22,7 @@ from typing import Sequence
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest
 from pytest_kick.hashing import file_hash, text_hash
-from pytest_kick.tasks.base import Dataset, Example, Settings
+from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Settings
 from pytest_kick.tasks.data import bundled_dir, read_jsonl, split_shots
 from pytest_kick.tasks.normalize import contains_answer
 
@@ -74,7 +74,7 @@ def _examples_from_official(path: Path) -> list[Example]:
     return examples
 
 
-class FactoidQA:
+class FactoidQA(OneRequestPerItem):
     name = "factoid_qa"
     family = "factoid_qa"
     version = "1"

@@ -37,7 +37,7 @@ from typing import Sequence
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import GenerationRequest
-from pytest_kick.tasks.base import Dataset, Settings
+from pytest_kick.tasks.base import Dataset, OneRequestPerItem, Settings
 from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl, split_shots
 
 CLOSED_HEADER = "Answer these questions:\n\n"
@@ -184,7 +184,7 @@ def _unique(items: list[TriviaItem]) -> list[TriviaItem]:
 # --- the task -----------------------------------------------------------------------------------
 
 
-class ICRQA:
+class ICRQA(OneRequestPerItem):
     family = "icrqa"
     version = "1"
     metric = "exact_match"

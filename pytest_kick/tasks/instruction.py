@@ -7,7 +7,7 @@ Variants:
   against that GPT-3.5 answer (metric ``rougeL_vs_gpt35``).
 - ``instruction:mtbench``: MT-Bench's 80 two-turn questions (lm-sys/FastChat, llm_judge/data/mt_bench),
   kept as a conversation: the model answers turn 1, then turn 2 with its own first answer in the history
-  (two generation rounds: ``evaluate``). Offline, each turn's reply is scored by ROUGE-L against the GPT-4
+  (two rounds of generation requests: ``evaluate``). Offline, each turn's reply is scored by ROUGE-L against the GPT-4
   reference answer for that turn and the item score is the mean of the two turns (metric
   ``rougeL_vs_gpt4``). FastChat has GPT-4 references only for the 30 math, reasoning and coding
   questions; a reference-based scorer cannot score the other 50, so the variant evaluates those 30
@@ -157,25 +157,16 @@ class Instruction:
         return GenerationRequest(vicuna_prompt(messages), self.max_new_tokens, messages=tuple(messages))
 
     def requests(self, items, shots, settings: Settings) -> list[GenerationRequest]:
-        """The first turn of every item (a conversation's later turns need ``evaluate``)."""
+        """The first turn of every item (a conversation's later turns come in later rounds of ``evaluate``)."""
         return [self.request(i) for i in items]
 
-    def evaluate(self, engine, items, shots, settings: Settings, progress=None) -> tuple[list[float], list[str]]:
-        """Generate turn by turn (one engine round per turn), each turn seeing the model's earlier replies."""
+    def evaluate(self, items, shots, settings: Settings, run) -> tuple[list[float], list[str]]:
+        """Generate turn by turn (one round of requests per turn), each turn seeing the model's earlier replies."""
         replies: list[list[str]] = [[] for _ in items]
-        total = sum(len(i.turns) for i in items)
-        done = 0
         for turn in range(max((len(i.turns) for i in items), default=0)):
             active = [k for k, item in enumerate(items) if len(item.turns) > turn]
-            requests = [self.request(items[k], replies[k]) for k in active]
-
-            def advance(finished, _total, base=done):
-                if progress:
-                    progress(base + finished, total)
-
-            for k, output in zip(active, engine.generate(requests, progress=advance)):
+            for k, output in zip(active, run([self.request(items[k], replies[k]) for k in active])):
                 replies[k].append(output.strip())
-            done += len(active)
         outputs = [render(r) for r in replies]
         return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
 

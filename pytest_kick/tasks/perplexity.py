@@ -2,11 +2,13 @@
 knowledge-intensive tasks fail).
 
 The corpus is the WikiText-2 raw test split joined with ``"\\n\\n"`` as in the SparseGPT / Wanda / GPTQ
-evaluations, cut into items of about CHUNK_CHARS characters at row boundaries. Each item's tokens are
-scored with a sliding window: the model sees up to WINDOW tokens, the item's own tokens preceded by as
-much of the text before it as fits, and the item's score is the mean negative log-likelihood (nats per
-token) of its own tokens. The task's figure is exp(mean item score): perplexity, lower is better.
-Items are tokenized one by one, so item boundaries are token boundaries for every tokenizer.
+evaluations, cut into items of about CHUNK_CHARS characters at row boundaries. Each item is one rolling
+log-likelihood request (the engine's ``loglikelihood_rolling``): its own text, conditioned on the corpus
+text before it (the last CONTEXT_CHARS characters), the model seeing at most WINDOW tokens at a time (or
+its context, if shorter); every token of the item is scored, an item longer than a window in several
+windows. The item's score is the mean negative log-likelihood (nats per token) of its own tokens; the
+task's figure is exp(mean item score): perplexity, lower is better. The engine tokenizes an item's text
+on its own, so item boundaries are token boundaries for every tokenizer.
 
 Data order: the hub's ``wikitext`` / ``wikitext-2-raw-v1`` test split (empty rows included, as the
 papers join them), a local ``DIR/wikitext2/*.jsonl`` with ``--kick-data-dir``, or the bundled rows. The
@@ -22,13 +24,15 @@ from typing import Sequence
 
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
+from pytest_kick.requests import RollingRequest
 from pytest_kick.tasks.base import Dataset, Settings
 from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl, subset
 
 BUNDLED = "wikitext2/wikitext2_raw_test_lines.jsonl"
 HUB = ("wikitext", "wikitext-2-raw-v1", "test")
 CHUNK_CHARS = 2000  # about 450 SmolLM2 tokens per item
-WINDOW = 1024  # tokens the model sees per item: the item plus the text before it
+WINDOW = 1024  # tokens the model sees at a time: the item plus the text before it
+CONTEXT_CHARS = 8 * WINDOW  # text before an item sent as context: more than a window of tokens in practice
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ LOCAL_LAYOUT = f"wikitext2/*.jsonl records with a 'text' field per WikiText-2 te
 class Perplexity:
     name = "perplexity"
     family = "perplexity"
-    version = "1"
+    version = "2"  # 2: every token of an item scored (1 dropped tokens past one window), context as text
     metric = "perplexity"
     higher_is_better = False
     floor = None  # no chance level: dense is always informative
@@ -94,66 +98,27 @@ class Perplexity:
         return [], subset(list(dataset.examples), settings.limit, settings.seed, self.name)
 
     def template_hash(self, settings: Settings) -> str:
-        return text_hash("wikitext2", "join:\\n\\n", f"chunk:{CHUNK_CHARS}", f"window:{WINDOW}")
+        return text_hash("wikitext2", "join:\\n\\n", f"chunk:{CHUNK_CHARS}", f"window:{WINDOW}",
+                         f"context-chars:{CONTEXT_CHARS}", "rolling:all-tokens,stride-half-window")
 
     def figure(self, mean: float) -> float:
         return math.exp(mean)
 
-    def evaluate(self, engine, items: Sequence[Chunk], shots, settings: Settings, progress=None):
-        """(mean NLL per item, its perplexity as text) for every item."""
-        import torch
-
+    def requests(self, items: Sequence[Chunk]) -> list[RollingRequest]:
+        """One rolling log-likelihood request per item: its text, after the corpus text before it."""
         corpus = self._corpus_for(items)
-        index = {c.id: k for k, c in enumerate(corpus)}
-        tokenizer = engine.tokenizer
-        limit = min(WINDOW, getattr(engine.model.config, "max_position_embeddings", WINDOW) or WINDOW)
-        token_cache: dict[int, list[int]] = {}
+        joined = "".join(c.text for c in corpus)
+        return [RollingRequest(i.text, joined[max(0, i.start - CONTEXT_CHARS):i.start], WINDOW) for i in items]
 
-        def tokens(k: int) -> list[int]:
-            if k not in token_cache:
-                token_cache[k] = tokenizer(corpus[k].text, add_special_tokens=False)["input_ids"]
-            return token_cache[k]
-
-        windows = []  # (input ids, number of scored tokens at the end)
-        for item in items:
-            k = index[item.id]
-            own = tokens(k)[: limit - 1] if k else tokens(k)[:limit]
-            context: list[int] = []
-            j = k - 1
-            while j >= 0 and len(context) + len(own) < limit:
-                context = tokens(j)[-(limit - len(own) - len(context)):] + context
-                j -= 1
-            scored = len(own) if context else len(own) - 1  # the corpus's first token has nothing before it
-            windows.append((context + own, scored))
-        scores, outputs = [0.0] * len(items), [""] * len(items)
-        order = sorted(range(len(windows)), key=lambda i: -len(windows[i][0]))
-        done = 0
-        for start in range(0, len(order), engine.batch_size):
-            batch = order[start:start + engine.batch_size]
-            width = max(len(windows[i][0]) for i in batch)
-            keep = max(windows[i][1] for i in batch) + 1  # logits only where a scored token is predicted
-            ids = torch.full((len(batch), width), engine.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):  # left padding: every window ends at the last column
-                seq = windows[i][0]
-                ids[row, width - len(seq):] = torch.tensor(seq)
-                mask[row, width - len(seq):] = 1
-            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                logits = engine.model(input_ids=ids.to(engine.device), attention_mask=mask.to(engine.device),
-                                      position_ids=positions.to(engine.device), logits_to_keep=keep).logits
-            for row, i in enumerate(batch):
-                scored = windows[i][1]
-                if scored <= 0:
-                    raise KickError(f"perplexity: item {items[i].id} has no token to score")
-                # logits column -1 predicts nothing; columns -scored-1 .. -2 predict the scored tokens
-                predicted = logits[row, keep - scored - 1:keep - 1].float()
-                target = ids[row, width - scored:].to(predicted.device)
-                nll = torch.nn.functional.cross_entropy(predicted, target).item()
-                scores[i], outputs[i] = nll, f"ppl {math.exp(nll):.3f} over {scored} tokens"
-            done += len(batch)
-            if progress:
-                progress(done, len(items))
+    def evaluate(self, items: Sequence[Chunk], shots, settings: Settings, run):
+        """(mean NLL per item, its perplexity as text) for every item."""
+        scores, outputs = [], []
+        for item, logprobs in zip(items, run(self.requests(items))):
+            if not logprobs:
+                raise KickError(f"perplexity: item {item.id} has no token to score")
+            nll = -sum(logprobs) / len(logprobs)
+            scores.append(nll)
+            outputs.append(f"ppl {math.exp(nll):.3f} over {len(logprobs)} tokens")
         return scores, outputs
 
     def _corpus_for(self, items) -> tuple[Chunk, ...]:

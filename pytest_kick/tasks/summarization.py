@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import GenerationRequest
-from pytest_kick.tasks.base import Dataset, Settings
+from pytest_kick.tasks.base import Dataset, OneRequestPerItem, Settings
 from pytest_kick.tasks.data import bundled_dir, read_jsonl, subset
 from pytest_kick.tasks.instruction import VICUNA_SYSTEM, vicuna_prompt
 from pytest_kick.tasks.scorers import RougeScorer, Scorer, mean_figures
@@ -85,7 +85,7 @@ def load_stories(path) -> list[Story]:
     return [story_from_record(r, f"{path} record {r['id']!r}") for r in records]
 
 
-class Summarization:
+class Summarization(OneRequestPerItem):
     family = "summarization"
     version = "1"
     higher_is_better = True

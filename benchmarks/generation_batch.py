@@ -1,0 +1,70 @@
+"""Greedy generation throughput of the local engine at several batch sizes (the default --kick-batch-size
+is chosen from this).
+
+Run by hand, never from the tests:
+    .venv/bin/python benchmarks/generation_batch.py [--model smollm2-135m] [--prompts 16] [--new-tokens 32]
+        [--batch-sizes 1,4,16] [--threads T] [--dtype float32|bfloat16] [--task icrqa:closed]
+
+Builds ``--prompts`` generation requests of ``--task`` (its own prompts; stop strings dropped so every request
+decodes ``--new-tokens`` tokens unless EOS comes first), answers them at each batch size, and prints new
+tokens per second of wall time and of process CPU time (the second is steadier on a shared machine), and
+whether every batch size gave the same outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--task", default="icrqa:closed")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--batch-sizes", default="1,4,16")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--cache-dir", default=None, help="converted-model cache (default: <repo>/.kick-test)")
+    args = parser.parse_args()
+
+    import torch
+
+    from pytest_kick import tasks
+    from pytest_kick.engines.local import LocalEngine
+    from pytest_kick.models import registry
+    from pytest_kick.models.loading import load
+    from pytest_kick.tasks.base import Settings
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cache = Path(args.cache_dir) if args.cache_dir else Path(__file__).resolve().parents[1] / ".kick-test"
+    cache.mkdir(exist_ok=True)
+    loaded = load(registry.resolve(args.model), cache, "cpu", args.dtype)
+    task = tasks.get(args.task)
+    settings = Settings(limit=args.prompts)
+    shots, items = task.split(task.load(settings), settings)
+    requests = [dataclasses.replace(r, stop=(), max_new_tokens=args.new_tokens, length_factor=0)
+                for r in task.requests(items, shots, settings)]
+
+    print(f"model {args.model} ({args.dtype}), {len(requests)} {args.task} prompts, up to {args.new_tokens} new "
+          f"tokens each, torch threads {torch.get_num_threads()}")
+    print(f"{'batch':>6}{'new tokens':>12}{'wall s':>9}{'tok/s wall':>12}{'cpu s':>9}{'tok/s cpu':>11}")
+    outputs = {}
+    for size in [int(b) for b in args.batch_sizes.split(",")]:
+        engine = LocalEngine(loaded.model, loaded.tokenizer, "cpu", size)
+        wall, cpu = time.perf_counter(), time.process_time()
+        found = engine.generate_ids(requests)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        outputs[size] = found
+        new = sum(len(t) for t in found)
+        print(f"{size:>6}{new:>12}{wall:>9.1f}{new / wall:>12.1f}{cpu:>9.1f}{new / cpu:>11.1f}")
+    first = next(iter(outputs.values()))
+    print(f"same outputs at every batch size: {all(o == first for o in outputs.values())}")
+
+
+if __name__ == "__main__":
+    main()

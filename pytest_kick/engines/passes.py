@@ -1,0 +1,145 @@
+"""Scored forward passes of a transformers causal LM, reading only what is asked.
+
+The base model gives hidden states; the vocabulary head (``model.get_output_embeddings()``, with the
+config's final logit soft-capping where it has one: Gemma 2/3) runs on the gathered positions that are
+scored, a bounded number of rows at a time: never a ``[batch, length, vocab]`` tensor. Prefix sharing is
+planned in :mod:`pytest_kick.engines.plan`; here a group's prefix runs once into a ``DynamicCache`` that
+each batch of its members extends (members right-padded, positions continuing after the prefix).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+from pytest_kick.engines.plan import Group, Job, Leaf, fold, group
+
+HEAD_ELEMENTS = 1 << 24  # logits computed at once: rows x vocabulary (64 MB in float32)
+
+
+def decoder(model):
+    """The module that maps token ids to final hidden states (LlamaModel, Gemma3TextModel, Qwen2Model ...)."""
+    return model.get_decoder()
+
+
+def softcap(model) -> float | None:
+    config = model.config
+    return getattr(config, "final_logit_softcapping", None) or getattr(
+        getattr(config, "text_config", None), "final_logit_softcapping", None)
+
+
+def head_logits(model, hidden):
+    """Logits [K, V] (float32) of hidden states [K, H], as the model's own forward computes them."""
+    logits = model.get_output_embeddings()(hidden).float()
+    cap = softcap(model)
+    if cap:
+        logits = (logits / cap).tanh() * cap
+    return logits
+
+
+def read_positions(model, hidden, reads: Sequence[tuple[int, int]]) -> list[tuple[float, bool]]:
+    """(log-probability of the target, is it the argmax) for each (row, target) of ``reads``, the head run once
+    per row of hidden states [U, H], a bounded number of rows at a time."""
+    import torch
+
+    vocab = model.get_output_embeddings().weight.shape[0]
+    step = max(1, HEAD_ELEMENTS // vocab)
+    slots = torch.tensor([r for r, _ in reads], dtype=torch.long, device=hidden.device)
+    targets = torch.tensor([t for _, t in reads], dtype=torch.long, device=hidden.device)
+    logprobs = torch.empty(len(reads), dtype=torch.float32, device=hidden.device)
+    greedy = torch.empty(len(reads), dtype=torch.bool, device=hidden.device)
+    for start in range(0, hidden.shape[0], step):
+        logits = head_logits(model, hidden[start:start + step])  # [k, V]
+        here = ((slots >= start) & (slots < start + step)).nonzero()[:, 0]
+        local = slots[here] - start
+        logprobs[here] = logits[local, targets[here]] - logits.logsumexp(-1)[local]
+        greedy[here] = logits.argmax(-1)[local] == targets[here]
+    return list(zip(logprobs.tolist(), greedy.tolist()))
+
+
+def prefix_cache(model, tokens: Sequence[int], device: str):
+    """The key/value cache of ``tokens`` (one row)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    ids = torch.tensor([list(tokens)], dtype=torch.long, device=device)
+    with torch.inference_mode():
+        decoder(model)(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
+    return cache
+
+
+def hidden_states(model, rows: list[Sequence[int]], pad_id: int, device: str, cache=None, offset: int = 0):
+    """Final hidden states [B, W, H] of right-padded ``rows``, continuing ``cache`` (one row of ``offset``
+    tokens, copied to every row) when given."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), offset + width), dtype=torch.long)
+    mask[:, :offset] = 1
+    for row, tokens in enumerate(rows):
+        ids[row, :len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
+        mask[row, offset:offset + len(tokens)] = 1
+    positions = torch.arange(offset, offset + width, dtype=torch.long).expand(len(rows), width)
+    past = None
+    if cache is not None:
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(rows))
+    out = decoder(model)(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                         cache=past, use_cache=past is not None)
+    return out.last_hidden_state
+
+
+def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id: int, reuse_prefix: bool = True,
+               progress: Callable[[int], None] | None = None,
+               stats: dict | None = None) -> list[list[tuple[float, bool]]]:
+    """(log-probability, is greedy) of every target of every job, in job order.
+
+    ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
+    how the jobs ran: jobs, passes (sequences run), groups (shared prefixes), tokens_fed, tokens_alone
+    (what running every job on its own would feed)."""
+    import torch
+
+    leaves = fold(jobs)
+    groups = group(leaves) if reuse_prefix else [Group(0, tuple(range(len(leaves))))]
+    if stats is not None:
+        stats.update(jobs=len(jobs), passes=len(leaves), groups=sum(1 for g in groups if g.shared),
+                     tokens_alone=sum(len(j.tokens) for j in jobs),
+                     tokens_fed=sum(g.shared + sum(len(leaves[i].tokens) - g.shared for i in g.leaves)
+                                    for g in groups))
+    answers: list[list[tuple[float, bool]]] = [[] for _ in jobs]
+    with torch.inference_mode():
+        for g in groups:
+            cache = prefix_cache(model, leaves[g.leaves[0]].tokens[:g.shared], device) if g.shared else None
+            members = sorted(g.leaves, key=lambda i: (-len(leaves[i].tokens), i))
+            for start in range(0, len(members), batch_size):
+                batch = [leaves[i] for i in members[start:start + batch_size]]
+                states = hidden_states(model, [leaf.tokens[g.shared:] for leaf in batch], pad_id, device,
+                                       cache, g.shared)
+                _read(model, states, batch, jobs, g.shared, answers, device)
+                if progress:
+                    progress(sum(len(leaf.jobs) for leaf in batch))
+    return answers
+
+
+def _read(model, states, batch: list[Leaf], jobs: Sequence[Job], offset: int, answers, device: str) -> None:
+    """Gather the scored positions of the batch's jobs (each position once) and read their targets."""
+    import torch
+
+    slot: dict[tuple[int, int], int] = {}
+    rows, cols, reads = [], [], []  # reads: (job, slot, target)
+    for row, leaf in enumerate(batch):
+        for j in leaf.jobs:
+            job = jobs[j]
+            for k, target in enumerate(job.targets):
+                where = (row, job.first + k - offset)
+                if where not in slot:
+                    slot[where] = len(rows)
+                    rows.append(where[0])
+                    cols.append(where[1])
+                reads.append((j, slot[where], target))
+    picked = states[torch.tensor(rows, device=states.device), torch.tensor(cols, device=states.device)]  # [U, H]
+    found = read_positions(model, picked, [(s, t) for _, s, t in reads])
+    for (j, _, _), answer in zip(reads, found):
+        answers[j].append(answer)
