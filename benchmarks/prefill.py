@@ -27,6 +27,7 @@ head at the scored positions only grows with T (the activations), not with V.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
@@ -79,13 +80,13 @@ def prefill(args) -> dict:
     tokens = sum(len(loaded.tokenizer(r.context + r.continuation, add_special_tokens=False)["input_ids"])
                  for r in requests)
     flops = 2 * params * tokens
-    x = torch.randn(tokens, shapes[0][0])
+    inputs = {i: torch.randn(tokens, i) for i, _ in shapes}  # [tokens, hidden] and [tokens, intermediate]
     weights = [torch.randn(i, o) / i ** 0.5 for i, o in shapes]
 
     def chain():
         with torch.inference_mode():
-            for w in weights:  # [tokens, in] @ [in, out]; every output feeds nothing: only the shapes matter
-                torch.matmul(x if w.shape[0] == x.shape[1] else torch.empty(tokens, w.shape[0]), w)
+            for w in weights:  # [tokens, in] @ [in, out], in the model's order; only the shapes matter
+                torch.matmul(inputs[w.shape[0]], w)
 
     times = {"engine": [], "matmul": []}
     engine.loglikelihood(requests[:1])  # warm-up
@@ -130,6 +131,7 @@ def memory_child(args) -> None:
 
     torch.set_num_threads(args.threads)
     weights_dir = load_model(args.model, "float32", args.cache_dir).weights_dir  # only its config and tokenizer
+    gc.collect()
     config = AutoConfig.from_pretrained(weights_dir)
     config.vocab_size = args.vocab
     torch.manual_seed(0)
