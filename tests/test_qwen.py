@@ -118,3 +118,55 @@ def test_installed_parts_join_to_the_pinned_gguf(cache_dir):
     assert file_sha256(path) == split.sha256
     with open(path, "rb") as handle:
         assert handle.read(4) == b"GGUF"
+
+
+@pytest.fixture(scope="module")
+def qwen(cache_dir):
+    """The converted model, loaded once for this module (the GGUF is joined and converted once per cache)."""
+    from pytest_kick.models.loading import load
+
+    return load(resolve(QWEN), cache_dir, "cpu", "float32")
+
+
+@pytest.mark.slow
+def test_joined_gguf_converts_to_qwen2_with_its_chat_template(qwen):
+    assert qwen.identity["sha256"] == resolve(QWEN).parts.sha256
+    config = qwen.model.config
+    assert (type(qwen.model).__name__, config.num_hidden_layers, config.hidden_size) == ("Qwen2ForCausalLM", 24, 896)
+    prompt = qwen.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                                add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert qwen.tokenizer.eos_token == "<|im_end|>"
+
+
+# Dense 5-shot MMLU (strict: the best of the letters " A".." D") on the first question of four subjects:
+# the model's own predictions, each ahead of the runner-up letter by 0.12-0.37 logits (far above float
+# noise). It knows the Security Council (gold A) and misses the other three (gold B, D, B): a 0.5B model
+# at 0.39 on MMLU gets most single questions wrong, so a test of "knows everything" would pin nothing real.
+MMLU_PINNED = {
+    "mmlu/test/high_school_geography/0": "C",
+    "mmlu/test/marketing/0": "A",
+    "mmlu/test/us_foreign_policy/0": "A",
+    "mmlu/test/world_religions/0": "C",
+}
+
+
+@pytest.mark.slow
+def test_dense_mmlu_gives_the_pinned_answers(qwen, monkeypatch):
+    import torch
+
+    from pytest_kick.engine import Engine
+    from pytest_kick.tasks.base import Settings
+    from pytest_kick.tasks.mmlu import MMLU
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the bundled data, never the hub
+    task = MMLU()
+    dataset = task.load(Settings())
+    task.split(dataset, Settings())
+    items = [i for i in dataset.examples if i.id in MMLU_PINNED]
+    engine = Engine(qwen.model, qwen.tokenizer, "cpu", batch_size=4)
+    with torch.inference_mode():
+        scores, outputs = task.evaluate(engine, items, [], Settings())
+    assert len(items) == len(MMLU_PINNED)
+    assert dict(zip((i.id for i in items), outputs)) == MMLU_PINNED
+    assert scores == [float(o == i.answers[0]) for i, o in zip(items, outputs)]
