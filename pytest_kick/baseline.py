@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from pytest_kick.cache_dir import locked
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.hashing import json_hash
@@ -51,6 +52,27 @@ def read_result(path: Path, header: str, what: str, remedy: str) -> tuple[dict, 
     return stored, result
 
 
+# What a run did for a dense baseline, most work first: a (model, task) whose items report several
+# statuses (one xdist worker computed it, another found it cached) was computed by this run.
+DID_WORK = ("computed", "regenerated", "written")
+
+
+def run_statuses(records) -> dict:
+    """{(task, model): (status, path)} over a run's item records (each with task, model, baseline,
+    baseline_path): the status that says this run made the baseline when any item of it did, else what
+    the items found ("cached" or "file"). Every item records its status, not only the dense one, because
+    under xdist a compressed item on another worker often computes the baseline first."""
+    found: dict = {}
+    for r in records:
+        if not r.get("baseline"):
+            continue
+        key = (r["task"], r["model"])
+        status = r["baseline"]
+        if key not in found or (status in DID_WORK and found[key][0] not in DID_WORK):
+            found[key] = (status, r.get("baseline_path"))
+    return found
+
+
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
@@ -63,13 +85,15 @@ class BaselineStore:
         return self.root / safe_name(model) / f"{safe_name(task)}-{json_hash(key)[:16]}.json"
 
     def get_or_compute(self, model: str, task: str, key: dict, compute: Callable[[], TaskResult]):
-        """(TaskResult, "cached" or "computed", path)."""
-        from filelock import FileLock
-
+        """(TaskResult, "cached" or "computed", path): "computed" only for the one call, among all processes
+        sharing the cache, that ran ``compute``. A stored file is read without a lock (files are renamed
+        into place whole), so a read-only cache holding every baseline a run needs is used as it is."""
         path = self.path(model, task, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if path.exists():
+        if path.exists():
+            return self._read(path, key), "cached", path
+        with locked(self.root.parent, path, f"the dense baseline of {task} on {model} "
+                                            f"(baselines/{path.parent.name}/{path.name})"):
+            if path.exists():  # computed by another process while this one waited for the lock
                 return self._read(path, key), "cached", path
             result = compute()
             self._write(path, key, result)

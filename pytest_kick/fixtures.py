@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from pytest_kick import gate, tasks
 from pytest_kick.config import parse_tolerance_value
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.runtime import KickCase, Runtime
+from pytest_kick.tasks.base import chance_levels
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 OFF = "pytest-kick is off: pass --kick-model (or set the kick_model ini key)"
@@ -116,15 +118,16 @@ def kick_gate(kick_runtime, request):
         _record(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
                 higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
                 protocol=kick_runtime.settings.protocol, data_source=data_source)
+        floor = _chance(kick_runtime, case, task, dense)
         if case.is_dense:
-            return _check_dense(case, task, dense, node)
+            return _check_dense(case, task, dense, node, floor)
         if list(dense.item_ids) != list(compressed.item_ids):
             raise KickError(f"{case.task}: dense and compressed results are not for the same items in the same order "
                             f"({len(dense.item_ids)} vs {len(compressed.item_ids)} ids); a stale or edited baseline? "
                             f"rerun with --kick-regen (baseline files) or delete the cache entry")
         tolerance = _tolerance(kick_runtime, node, case.task)
         verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
-                             tolerance=tolerance, higher_is_better=task.higher_is_better, floor=task.floor,
+                             tolerance=tolerance, higher_is_better=task.higher_is_better, floor=floor,
                              metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed,
                 figure=getattr(task, "figure", None))
         report = kick_runtime.compression.get(case.variant)
@@ -139,7 +142,7 @@ def kick_gate(kick_runtime, request):
             warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == gate.NOT_MATCHING:
-            pytest.fail(f"{verdict.message} (see {flips})", pytrace=False)
+            pytest.fail(f"{verdict.message} ({'see ' if isinstance(flips, Path) else ''}{flips})", pytrace=False)
         if verdict.status == gate.INCONCLUSIVE:
             pytest.skip(verdict.message.splitlines()[0])
         return verdict
@@ -156,14 +159,22 @@ def _details(task, case: KickCase, runtime, result) -> dict | None:
     return details(items, result.scores, result.outputs)
 
 
-def _check_dense(case: KickCase, task, dense, node) -> None:
+def _chance(runtime, case: KickCase, task, dense):
+    """The chance level of each dense item, in the dense result's order (or the task's one floor)."""
+    by_id = {item.id: item for item in runtime.data(case.task)[2]}
+    if not all(i in by_id for i in dense.item_ids):
+        return task.floor
+    return chance_levels(task, [by_id[i] for i in dense.item_ids])
+
+
+def _check_dense(case: KickCase, task, dense, node, floor) -> None:
     if dense.outputs and not any(o.strip() for o in dense.outputs):
         _record(node, verdict="broken")
         pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
                     f"items; check the model and its tokenizer", pytrace=False)
-    if not gate.informative(dense.scores, task.floor, task.higher_is_better):
+    if not gate.informative(dense.scores, floor, task.higher_is_better):
         _record(node, verdict=gate.INCONCLUSIVE)
         pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
-                    f"(n={len(dense.scores)}), not significantly above the task's floor ({task.floor}); "
+                    f"(n={len(dense.scores)}), not significantly above the task's floor ({gate.chance_text(floor)}); "
                     f"no compressed case can show a loss (for small models try --kick-shots 2)")
     _record(node, verdict="sane")

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_kick import cache_dir
 from pytest_kick import config as kick_config
 from pytest_kick import fixtures, tasks
 from pytest_kick import report as kick_report
+from pytest_kick.baseline import run_statuses
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.runtime import KickCase, Runtime, cases_for
@@ -53,6 +55,7 @@ def pytest_configure(config) -> None:
     from_command_line = {opt.name for opt in kick_config.OPTIONS if config.getoption(opt.dest) is not None}
     try:
         kick = kick_config.build(values, Path(config.invocation_params.dir), from_command_line)
+        read_only = kick is not None and not cache_dir.prepare(kick.cache_dir)  # once, before any model loads
     except KickError as err:
         raise pytest.UsageError(f"pytest-kick: {err}") from None
     config.stash[CONFIG_KEY] = kick
@@ -66,6 +69,8 @@ def pytest_configure(config) -> None:
     worker = workerinput.get("workerid")
     run_id = workerinput.get("kick_run_id") or uuid.uuid4().hex  # one id per run, shared with xdist workers
     config.stash[fixtures.RUNTIME_KEY] = Runtime(kick, TerminalUI(config, worker), worker, run_id)
+    if read_only:
+        TerminalUI(config, worker).message(f"--kick-cache-dir {kick.cache_dir} is read-only: using what it holds")
     config.pluginmanager.register(SessionReport(config, kick), "kick-report")
     if config.pluginmanager.hasplugin("xdist") and not workerinput:
         config.pluginmanager.register(XdistRunId(run_id), "kick-xdist")
@@ -202,10 +207,8 @@ class SessionReport:
             tr.write(kick_report.render(self.records, color=tr.hasmarkup))
         else:
             tr.write_line("no kick case ran")
-        for r in self.records:
-            if r.get("compressor") == "dense" and r.get("baseline"):
-                tr.write_line(f"dense baseline: {r['baseline']} — {r['task']} on {r['model']} "
-                              f"({os.path.relpath(r['baseline_path'])})")
+        for (task, model), (status, path) in run_statuses(self.records).items():
+            tr.write_line(f"dense baseline: {status} — {task} on {model} ({os.path.relpath(path)})")
         seen = set()
         for r in self.records:
             compression = r.get("compression")
