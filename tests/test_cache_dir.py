@@ -204,7 +204,7 @@ def convert(path, target, identity):  # the real one's first steps, then "dequan
 
 
 loading._convert_gguf = convert
-loading._load_gguf_package(EMBEDDED["smollm2-135m"], Path(sys.argv[1]), print)
+loading._load_gguf_package(EMBEDDED["smollm2-135m"], Path(sys.argv[1]), lambda message: None)
 """
 
 
@@ -250,7 +250,7 @@ def test_converted_model_is_read_without_a_lock(tmp_path, monkeypatch):
 
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF stand-in")
-    converted = tmp_path / "cache" / "models" / f"smollm2-135m-{file_hash(gguf)[:16]}"
+    converted = tmp_path / "cache" / "models" / f"smollm2-135m-{file_hash(gguf)[:16]}-{loading.CONVERSION}"
     converted.mkdir(parents=True)
     (converted / loading.COMPLETE).write_text("{}")
     before = tree(tmp_path / "cache")
