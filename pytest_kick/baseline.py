@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from pytest_kick.cache_dir import locked
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.hashing import json_hash
@@ -63,13 +64,15 @@ class BaselineStore:
         return self.root / safe_name(model) / f"{safe_name(task)}-{json_hash(key)[:16]}.json"
 
     def get_or_compute(self, model: str, task: str, key: dict, compute: Callable[[], TaskResult]):
-        """(TaskResult, "cached" or "computed", path)."""
-        from filelock import FileLock
-
+        """(TaskResult, "cached" or "computed", path): "computed" only for the one call, among all processes
+        sharing the cache, that ran ``compute``. A stored file is read without a lock (files are renamed
+        into place whole), so a read-only cache holding every baseline a run needs is used as it is."""
         path = self.path(model, task, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if path.exists():
+        if path.exists():
+            return self._read(path, key), "cached", path
+        with locked(self.root.parent, path, f"the dense baseline of {task} on {model} "
+                                            f"(baselines/{path.parent.name}/{path.name})"):
+            if path.exists():  # computed by another process while this one waited for the lock
                 return self._read(path, key), "cached", path
             result = compute()
             self._write(path, key, result)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from pytest_kick.baseline import TaskResult, read_result, safe_name
+from pytest_kick.cache_dir import locked
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.hashing import json_hash
@@ -58,22 +59,24 @@ class BaselineFiles:
     def get_or_compute(self, model: str, task: str, envelope: dict, compute: Callable[[], TaskResult],
                        warn: Callable[[str], None]):
         """(TaskResult, status, path); status is "file" (read), "written" (was missing) or "regenerated"."""
-        from filelock import FileLock
-
         path = self.path(model, task)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
+        if path.exists() and not self.regen:  # read without a lock: a checked-out, read-only tree works
+            return self._read(path, envelope, warn), "file", path
+        with locked(self.root, path, f"the baseline file {safe_name(model)}/{path.name}", "--kick-baseline-dir"):
             if not path.exists():
                 return self._write(path, envelope, compute()), "written", path
             if self.regen and self._run_id(path) != self.run_id:  # not yet regenerated in this run
                 return self._write(path, envelope, compute()), "regenerated", path
-            stored, result = read_result(path, "envelope", "baseline file",
-                                         "restore it from version control or rerun with --kick-regen")
-            if json_hash(list(result.item_ids)) != stored.get("items"):
-                raise KickError(f"corrupt baseline file {path}: its results are not for the items its envelope "
-                                f"names (edited by hand or a bad merge?); restore it or rerun with --kick-regen")
-            self._check(path, stored, envelope, warn)
-            return result, "file", path
+            return self._read(path, envelope, warn), "file", path
+
+    def _read(self, path: Path, envelope: dict, warn: Callable[[str], None]) -> TaskResult:
+        stored, result = read_result(path, "envelope", "baseline file",
+                                     "restore it from version control or rerun with --kick-regen")
+        if json_hash(list(result.item_ids)) != stored.get("items"):
+            raise KickError(f"corrupt baseline file {path}: its results are not for the items its envelope "
+                            f"names (edited by hand or a bad merge?); restore it or rerun with --kick-regen")
+        self._check(path, stored, envelope, warn)
+        return result
 
     @staticmethod
     def _run_id(path: Path) -> str | None:

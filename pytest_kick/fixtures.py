@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from pytest_kick import gate, tasks
 from pytest_kick.config import parse_tolerance_value
 from pytest_kick.errors import KickError, KickSessionError, KickWarning
 from pytest_kick.runtime import KickCase, Runtime
+from pytest_kick.tasks.base import chance_levels
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 OFF = "pytest-kick is off: pass --kick-model (or set the kick_model ini key)"
@@ -122,32 +124,24 @@ def kick_evaluate(kick_runtime, request):
         if case.is_dense:
             return dense
         task = tasks.get(case.task)
-        if not _informative(task, dense, kick_runtime.config.seed):
+        floor = _chance(kick_runtime, case, task, dense)
+        if not _informative(task, dense, floor, kick_runtime.config.seed):
             _record(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
                     higher_is_better=task.higher_is_better, verdict=gate.INCONCLUSIVE, saved=True)
-            pytest.skip(f"{_inconclusive(case, task, dense)}; {case.label} was neither compressed nor evaluated")
+            pytest.skip(f"{_inconclusive(case, task, dense, floor)}; {case.label} was neither compressed nor evaluated")
         return kick_runtime.evaluate(case)
 
     return evaluate
 
 
-def _informative(task, dense, seed: int) -> bool:
-    """Whether dense has knowledge to lose on this task (see gate.informative)."""
-    return gate.informative(dense.scores, task.floor, task.higher_is_better, seed=seed)
+def _informative(task, dense, floor, seed: int) -> bool:
+    """Whether dense has knowledge to lose on this task, against each item's chance level (see gate.informative)."""
+    return gate.informative(dense.scores, floor, task.higher_is_better, seed=seed)
 
 
-def _inconclusive(case: KickCase, task, dense) -> str:
+def _inconclusive(case: KickCase, task, dense, floor) -> str:
     return (f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
-            f"(n={len(dense.scores)}), not significantly above the task's chance level ({_level(task.floor)})")
-
-
-def _level(floor) -> str:
-    """A chance level as a person reads it: 0.250, not 0.25000000000000006; per-item levels as their mean."""
-    if floor is None:
-        return "none"
-    if isinstance(floor, (list, tuple)):
-        floor = sum(floor) / len(floor) if floor else 0.0
-    return f"{float(floor):.3f}"
+            f"(n={len(dense.scores)}), not significantly above the task's chance level ({gate.chance_text(floor)})")
 
 
 def _tolerance(runtime: Runtime, node, task: str) -> gate.Tolerance:
@@ -178,15 +172,16 @@ def kick_gate(kick_runtime, request):
         _record(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
                 higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
                 protocol=kick_runtime.settings.protocol, data_source=data_source)
+        floor = _chance(kick_runtime, case, task, dense)
         if case.is_dense:
-            return _check_dense(case, task, dense, node, kick_runtime.config.seed)
+            return _check_dense(case, task, dense, node, floor, kick_runtime.config.seed)
         if list(dense.item_ids) != list(compressed.item_ids):
             raise KickError(f"{case.task}: dense and compressed results are not for the same items in the same order "
                             f"({len(dense.item_ids)} vs {len(compressed.item_ids)} ids); a stale or edited baseline? "
                             f"rerun with --kick-regen (baseline files) or delete the cache entry")
         tolerance = _tolerance(kick_runtime, node, case.task)
         verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
-                             tolerance=tolerance, higher_is_better=task.higher_is_better, floor=task.floor,
+                             tolerance=tolerance, higher_is_better=task.higher_is_better, floor=floor,
                              metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed,
                 figure=getattr(task, "figure", None))
         report = kick_runtime.compression.get(case.variant)
@@ -201,7 +196,7 @@ def kick_gate(kick_runtime, request):
             warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == gate.NOT_MATCHING:
-            pytest.fail(f"{verdict.message} (see {flips})", pytrace=False)
+            pytest.fail(f"{verdict.message} ({'see ' if isinstance(flips, Path) else ''}{flips})", pytrace=False)
         if verdict.status == gate.INCONCLUSIVE:
             pytest.skip(verdict.message.splitlines()[0])
         return verdict
@@ -218,13 +213,21 @@ def _details(task, case: KickCase, runtime, result) -> dict | None:
     return details(items, result.scores, result.outputs)
 
 
-def _check_dense(case: KickCase, task, dense, node, seed: int) -> None:
+def _chance(runtime, case: KickCase, task, dense):
+    """The chance level of each dense item, in the dense result's order (or the task's one floor)."""
+    by_id = {item.id: item for item in runtime.data(case.task)[2]}
+    if not all(i in by_id for i in dense.item_ids):
+        return task.floor
+    return chance_levels(task, [by_id[i] for i in dense.item_ids])
+
+
+def _check_dense(case: KickCase, task, dense, node, floor, seed: int) -> None:
     if dense.outputs and not any(o.strip() for o in dense.outputs):
         _record(node, verdict="broken")
         pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
                     f"items; check the model and its tokenizer", pytrace=False)
-    if not _informative(task, dense, seed):
+    if not _informative(task, dense, floor, seed):
         _record(node, verdict=gate.INCONCLUSIVE)
-        pytest.skip(f"{_inconclusive(case, task, dense)}; no compressed case can show a loss "
+        pytest.skip(f"{_inconclusive(case, task, dense, floor)}; no compressed case can show a loss "
                     f"(for small models try --kick-shots 2)")
     _record(node, verdict="sane")

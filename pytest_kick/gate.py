@@ -104,7 +104,7 @@ def judge(
     compressed: Sequence[float],
     tolerance: Tolerance,
     higher_is_better: bool = True,
-    floor: float = 0.0,
+    floor: float | Sequence[float] | None = 0.0,
     metric: str = "score",
     stat: str = "point",
     seed: int = 0,
@@ -113,7 +113,8 @@ def judge(
     """Compare per-item scores of dense and compressed on the same items.
 
     ``floor`` is the score a model gets without knowing anything (0 for open QA, 0.25 for 4-way
-    multiple choice); None for a metric without one (perplexity). ``figure`` turns a mean per-item score
+    multiple choice), one level for every item or one per item (a multiple-choice set mixing 3-, 4- and
+    5-choice questions: 1/3, 1/4, 1/5); None for a metric without one (perplexity). ``figure`` turns a mean per-item score
     into the task's figure (perplexity: exp of the mean log-loss); the drop is judged on figures. A dense model not significantly above it (one-sided exact binomial test at 5 %
     for 0/1 scores) has no knowledge to lose, so no verdict can be drawn: INCONCLUSIVE, never MATCHING.
 
@@ -156,10 +157,12 @@ def judge(
     return Verdict(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
 
 
-def informative(dense: Sequence[float], floor: float | None, higher_is_better: bool = True, seed: int = 0) -> bool:
+def informative(dense: Sequence[float], floor: float | Sequence[float] | None, higher_is_better: bool = True,
+                seed: int = 0) -> bool:
     """Whether dense has knowledge to lose: its score is significantly better than the task's floor
-    (chance level). Otherwise no compressed model can show a loss and every verdict is inconclusive.
-    A task without a floor (perplexity) is always informative."""
+    (chance level; one per item where items differ, see ``stats.binomial_above_chance``). Otherwise no
+    compressed model can show a loss and every verdict is inconclusive. A task without a floor
+    (perplexity) is always informative."""
     if floor is None:
         return bool(dense)
     return bool(dense) and stats.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
@@ -172,12 +175,28 @@ def drop_allowed(tolerance: Tolerance, dense: float) -> float:
     return tolerance.value / abs(dense) if dense else math.inf
 
 
-def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: str, floor: float) -> str:
+def chance_text(floor: float | Sequence[float] | None) -> str:
+    """A floor as a person reads it: ``0.25``, ``0.267 (mean of per-item chance 0.2-0.333)``, ``none``."""
+    if floor is None:
+        return "none"
+    if isinstance(floor, (int, float)):
+        return f"{floor:.3g}"
+    levels = list(floor)
+    if not levels:
+        return "none"
+    low, high = min(levels), max(levels)
+    if low == high:
+        return f"{low:.3g}"
+    return f"{_mean(levels):.3g} (mean of per-item chance {low:.3g}-{high:.3g})"
+
+
+def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: str,
+             floor: float | Sequence[float] | None) -> str:
     """The message a person reads when the item fails or is inconclusive."""
     if v.status == INCONCLUSIVE:
         head = (
             f"{task}: inconclusive for {label}: dense {metric} {v.dense:.3f} (n={v.n}) is not significantly above "
-            f"the task's floor ({floor}); a model that knows nothing here cannot show a loss"
+            f"the task's floor ({chance_text(floor)}); a model that knows nothing here cannot show a loss"
         )
     elif v.status == NOT_MATCHING:
         head = f"{task}: {label} is not matching dense (tolerance {tolerance})"

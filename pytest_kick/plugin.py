@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_kick import cache_dir
 from pytest_kick import config as kick_config
 from pytest_kick import fixtures, tasks
 from pytest_kick import report as kick_report
@@ -55,6 +56,7 @@ def pytest_configure(config) -> None:
         kick = kick_config.build(values, origins.base_dir, from_ini, config.inipath)
         if kick is not None and not hasattr(config, "workerinput"):  # the controller checked for its workers
             check_session(kick, origins)
+        read_only = kick is not None and not cache_dir.prepare(kick.cache_dir)  # once, before any model loads
     except KickError as err:
         raise pytest.UsageError(f"pytest-kick: {err}") from None
     config.stash[CONFIG_KEY] = kick
@@ -68,6 +70,8 @@ def pytest_configure(config) -> None:
     worker = workerinput.get("workerid")
     run_id = workerinput.get("kick_run_id") or uuid.uuid4().hex  # one id per run, shared with xdist workers
     config.stash[fixtures.RUNTIME_KEY] = Runtime(kick, TerminalUI(config, worker), worker, run_id)
+    if read_only:
+        TerminalUI(config, worker).message(f"--kick-cache-dir {kick.cache_dir} is read-only: using what it holds")
     config.pluginmanager.register(SessionReport(config, kick), "kick-report")
     if config.pluginmanager.hasplugin("xdist") and not workerinput:
         config.pluginmanager.register(XdistRunId(run_id), "kick-xdist")

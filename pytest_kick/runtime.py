@@ -315,7 +315,7 @@ class Runtime:
                                                               lambda: self.evaluate(dense_case))
         return self._dense[memo]
 
-    def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path:
+    def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path | str:
         """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
         _, _, items = self.data(case.task)
         higher_is_better = tasks.get(case.task).higher_is_better
@@ -334,5 +334,8 @@ class Runtime:
                 "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
                 "dense_score": d, "compressed_score": c,
             }, ensure_ascii=False) + "\n")
-        atomic_write(path, "".join(lines))
+        try:
+            atomic_write(path, "".join(lines))
+        except OSError as err:  # a read-only cache still gates; only this report is lost
+            return f"no flip report: {path.parent} is not writable ({err.strerror or err})"
         return path

@@ -472,6 +472,46 @@ def test_empty_directory(tmp_path):
     expect_error(tmp_path, "pytorch_model.bin: save it with safetensors")
 
 
+def _digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _corrupt(directory, how: str):
+    """model.safetensors damaged the ways a user meets: random bytes, a cut-off copy, another format under
+    this name (a PyTorch pickle), or a shard listed in the index that is not safetensors."""
+    model = fresh()
+    path = directory / "model.safetensors"
+    if how == "garbage":
+        path.write_bytes(bytes(range(256)) * 64)
+    elif how == "truncated":
+        save_model(model, str(path))
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "pickle":
+        torch.save(model.state_dict(), str(path))
+    else:  # a shard of a sharded checkpoint
+        model.save_pretrained(directory, max_shard_size="100KB")
+        index = json.loads((directory / "model.safetensors.index.json").read_text())
+        path = directory / sorted(set(index["weight_map"].values()))[-1]
+        path.write_bytes(path.read_bytes()[:100])
+    return path
+
+
+@pytest.mark.parametrize("how, what", [("garbage", "header is not a safetensors header"),
+                                       ("truncated", "shorter than its header says"),
+                                       ("pickle", "header is not a safetensors header"),
+                                       ("shard", "not a readable safetensors file")])
+def test_corrupt_or_foreign_safetensors_names_the_file(tmp_path, how, what):
+    path = _corrupt(tmp_path, how)
+    before = {p.name: _digest(p) for p in tmp_path.iterdir()}
+    message = expect_error(tmp_path, "is not a readable safetensors file")
+    assert f"--kick-compressed: {path} is not a readable safetensors file" in message
+    assert what in message and "left untouched" in message and "\n" not in message
+    assert {p.name: _digest(p) for p in tmp_path.iterdir()} == before  # nothing in the directory changed
+
+
 def test_not_a_directory(tmp_path):
     expect_error(tmp_path / "nowhere", "is not a directory")
 

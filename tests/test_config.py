@@ -86,6 +86,8 @@ def test_bad_values_name_the_option(option, value, message, tmp_path):
 
 
 def test_model_aliases_hub_ids_and_directories(tmp_path):
+    for part in ("config.json", "model.safetensors", "tokenizer.json"):  # what a model directory holds
+        (tmp_path / part).write_text("{}")
     cfg = build(values(model="vicuna-7b,lmsys/vicuna-13b-v1.3," + str(tmp_path)), tmp_path)
     assert cfg.models == ("vicuna-7b", "lmsys/vicuna-13b-v1.3", str(tmp_path))
 

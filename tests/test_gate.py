@@ -133,3 +133,32 @@ def test_planted_regressions_at_n_500_point_rule():
 
     assert fail_rate(0.10) >= 0.9
     assert fail_rate(0.0) <= 0.05
+
+
+def test_per_item_chance_levels_decide_inconclusive():
+    """A mixed 3/4/5-choice set: 30 of 90 right (0.333) is significant against one level of 0.25, not against
+    the items' own levels (mean 0.261); the message prints the levels rounded."""
+    from pytest_kick.gate import chance_text, informative
+
+    levels = [1 / 3] * 30 + [1 / 4] * 30 + [1 / 5] * 30
+    dense = [1.0] * 30 + [0.0] * 60
+    assert informative(dense, 0.25) and not informative(dense, levels)
+    v = verdict(dense, dense, floor=levels)
+    assert v.status == INCONCLUSIVE
+    assert "floor (0.261 (mean of per-item chance 0.2-0.333))" in v.message
+    assert verdict(dense, dense, floor=0.25).status == MATCHING
+    assert chance_text(1 / 3) == "0.333" and chance_text([0.25] * 4) == "0.25" and chance_text(None) == "none"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([3, 4, 5]), min_size=5, max_size=60), st.data())
+def test_more_right_answers_never_make_dense_less_informative(choices, data):
+    """Monotone in the score, whatever mix of 3-, 4- and 5-choice items carries the right answers."""
+    from pytest_kick.gate import informative
+
+    levels = [1 / c for c in choices]
+    right = data.draw(st.sets(st.integers(0, len(choices) - 1)))
+    extra = data.draw(st.integers(0, len(choices) - 1))
+    dense = [1.0 if i in right else 0.0 for i in range(len(choices))]
+    more = [1.0 if i in right or i == extra else 0.0 for i in range(len(choices))]
+    assert informative(more, levels) or not informative(dense, levels)

@@ -69,7 +69,7 @@ def test_corrupt_converted_model_is_a_clear_error_and_is_kept(smollm2, cache_dir
 
     from pytest_kick.errors import KickError
 
-    [converted] = [p for p in (cache_dir / "models").iterdir() if p.is_dir() and p.name.startswith("smollm2-135m-")]
+    converted = smollm2.weights_dir  # the converted model in the test cache
     copy = tmp_path / "models" / converted.name
     shutil.copytree(converted, copy)
     weights = copy / "model.safetensors"

@@ -235,8 +235,10 @@ def test_ini_kick_keys_without_a_model_leave_the_plugin_off(pytester):
 
 
 def test_two_models_with_one_short_name_are_refused(pytester):
-    (pytester.path / "a" / "llama").mkdir(parents=True)
-    (pytester.path / "b" / "llama").mkdir(parents=True)
+    for folder in ("a", "b"):
+        (pytester.path / folder / "llama").mkdir(parents=True)
+        for part in ("config.json", "model.safetensors", "tokenizer.json"):  # what a model directory holds
+            (pytester.path / folder / "llama" / part).write_text("{}")
     result = pytester.runpytest("--kick-model", "a/llama,b/llama")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "would both be called 'llama'" in result.stderr.str()

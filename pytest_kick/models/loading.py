@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pytest_kick.cache_dir import locked, read_only_error
 from pytest_kick.errors import KickError
+from pytest_kick.models.directory import check_model_dir
 from pytest_kick.models.registry import ModelSource
 from pytest_kick.hashing import file_hash
 
 COMPLETE = "kick-complete.json"
+CONVERSION = "v2"  # the layout of converted models: v2 stores a tied embedding under the input embedding's name
 
 
 @dataclass
@@ -82,24 +85,22 @@ def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
         return Path(module.assemble(target))
     except (FileNotFoundError, ModuleNotFoundError, ValueError, FileExistsError) as err:
         raise KickError(f"cannot assemble {source.gguf_file} ({err}); reinstall: {install}") from None
+    except OSError as err:
+        raise read_only_error(cache_dir, f"the assembled gguf/{source.gguf_file}", err) from None
 
 
 def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
-    from filelock import FileLock
-
     path = gguf_path(source, cache_dir)
     digest = file_hash(path)
     identity = {"name": source.name, "source": f"gguf:{source.ref}/{source.gguf_file}", "sha256": digest}
-    converted = cache_dir / "models" / f"{source.name}-{digest[:16]}"
-    notes = []
-    converted.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(converted) + ".lock"):
-        if not (converted / COMPLETE).is_file():
-            notify(f"converting {source.name} from GGUF to safetensors (once; later loads reuse {converted})")
-            _convert_gguf(path, converted, identity)
-            notes.append(f"converted {path.name} to {converted}")
-        else:
-            notes.append(f"reused converted weights {converted}")
+    converted = cache_dir / "models" / f"{source.name}-{digest[:16]}-{CONVERSION}"
+    notes = [f"reused converted weights {converted}"]
+    if not (converted / COMPLETE).is_file():  # a finished conversion is read without a lock (read-only caches)
+        with locked(cache_dir, converted, f"the converted {source.name} (models/{converted.name})"):
+            if not (converted / COMPLETE).is_file():  # another run may have finished it while we waited
+                notify(f"converting {source.name} from GGUF to safetensors (once; later loads reuse {converted})")
+                _convert_gguf(path, converted, identity)
+                notes = [f"converted {path.name} to {converted}"]
     model, tokenizer = _from_dir(converted, f"converted model cache {converted}",
                                  hint="; it was left untouched: delete that directory to convert the GGUF again")
     model._kick_weights_dir = converted
@@ -109,7 +110,7 @@ def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
 def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
     """Dequantize a GGUF file with transformers and write config, tokenizer and safetensors to ``target``."""
     import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
@@ -120,13 +121,30 @@ def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
     # transformers marks GGUF-loaded models as "quantized" and refuses save_pretrained; the weights are
     # plain float tensors by now, so write them directly and drop the marker from the config.
     model.config.__dict__.pop("quantization_config", None)
-    save_model(model, str(tmp / "model.safetensors"))
+    save_file(_untied_state(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})  # tag: transformers 4
     model.config.save_pretrained(tmp)
     model.generation_config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / COMPLETE).write_text(json.dumps(identity, indent=1))
     shutil.rmtree(target, ignore_errors=True)  # a half-written earlier attempt (no COMPLETE marker)
     os.replace(tmp, target)
+
+
+def _untied_state(model) -> dict:
+    """The state dict with each shared tensor once, under the name transformers ties the others to: a tied
+    output embedding is stored as the input embedding (transformers 4 leaves the input embedding empty
+    when only ``lm_head.weight`` is stored)."""
+    names_of: dict = {}
+    full = model.state_dict()
+    for name, tensor in full.items():
+        names_of.setdefault((tensor.data_ptr(), tuple(tensor.shape)), []).append(name)
+    inputs = model.get_input_embeddings()
+    keep_first = {name for name, module in model.named_modules() if module is inputs}
+    state = {}
+    for names in names_of.values():
+        preferred = [n for n in names if n.rpartition(".")[0] in keep_first] or sorted(names)
+        state[preferred[0]] = full[preferred[0]].contiguous()
+    return state
 
 
 def _from_dir(path: Path | str, what: str, hint: str = "", **kwargs):
@@ -136,9 +154,14 @@ def _from_dir(path: Path | str, what: str, hint: str = "", **kwargs):
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except Exception as err:  # transformers, safetensors and tokenizers each raise their own types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise KickError(f"cannot load {what}: {first}{hint}") from None
+        raise KickError(f"cannot load {what}: {one_line(err)}{hint}") from None
     return model, tokenizer
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's whole message on one line (a first line alone may end mid-sentence, "... from one of:")."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 # --- Hugging Face hub ids and local directories ----------------------------------------------------
@@ -205,6 +228,7 @@ def weights_fingerprint(directory: Path) -> str:
 
 def _load_local(source: ModelSource, cache_dir: Path, notify):
     directory = Path(source.ref)
+    check_model_dir(directory)
     model, tokenizer = _from_dir(directory, f"model directory {directory}")
     model._kick_weights_dir = directory
     identity = {"name": source.name, "source": f"local:{directory}", "fingerprint": weights_fingerprint(directory)}

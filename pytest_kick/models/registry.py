@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pytest_kick.errors import KickError
 from pytest_kick.models.parts import Part, SplitGGUF
+from pytest_kick.models.directory import check_model_dir
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def resolve(spec: str) -> ModelSource:
         return ModelSource(spec, "hub", HUB_ALIASES[spec], description=f"alias of {HUB_ALIASES[spec]}")
     if os.path.isdir(spec):
         path = os.path.abspath(spec)
+        check_model_dir(path)
         return ModelSource(os.path.basename(path.rstrip("/")) or "model", "local", path)
     parts = spec.split("/")
     if len(parts) == 2 and all(parts):

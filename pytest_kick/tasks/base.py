@@ -58,6 +58,9 @@ class Task(Protocol):
       perplexity: exp of the mean per-item negative log-likelihood). The gate judges figures;
     - ``details(items, scores, outputs) -> dict[str, float]``: extra figures for the report (per-category
       accuracy, F1, ROUGE-2, ...), never gated.
+    - ``chance(item) -> float``: the score of a model that knows nothing on that one item (multiple
+      choice: 1 / the item's number of choices). Default: the task's ``floor`` for every item. The gate
+      tests dense against these per-item levels (a Poisson-binomial test where they differ).
     ``floor`` is the score of a model that knows nothing (chance); None when there is no such level
     (perplexity): dense is then always informative.
     """
@@ -106,3 +109,12 @@ class OneRequestPerItem:
         answers = run(requests)
         scores = [self.score(i, r, a, settings) for i, r, a in zip(items, requests, answers)]
         return scores, [self.output(i, r, a) for i, r, a in zip(items, requests, answers)]
+
+
+def chance_levels(task, items: Sequence) -> list[float] | float | None:
+    """The chance level of each item (``task.chance(item)``), or the task's ``floor`` when the task has no
+    ``chance`` method or no floor at all (None: perplexity)."""
+    chance = getattr(task, "chance", None)
+    if task.floor is None or chance is None:
+        return task.floor
+    return [float(chance(item)) for item in items]

@@ -225,6 +225,10 @@ class MMLU:
             return float(output[-1:] == item.answers[0])
         return float(output == item.answers[0])
 
+    def chance(self, item: MMLUItem) -> float:
+        """A model that knows nothing picks one of the item's choices."""
+        return 1 / len(item.choices)
+
     def template_hash(self, settings: Settings) -> str:
         readout = ("kick:greedy-1-token:last-char" if settings.protocol == "kick"
                    else "strict:next-token-logits:' A'..' D'")

@@ -1,0 +1,262 @@
+"""--kick-cache-dir: checked once at session start, used as it is when read-only, and cleared of what
+killed runs left behind (only theirs, never a live run's).
+
+Read-only caches are tested for real: tests run as root here, and root writes through ``chmod a-w``, so
+the runs that must meet a read-only cache are started through ``capsh`` without the capabilities that
+let root ignore permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER). As any other user,
+``chmod`` alone does it.
+"""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from pytest_kick import cache_dir
+from pytest_kick.errors import KickError
+
+TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "6", "--kick-tasks", "factoid_qa",
+        "--kick-compressor", "magnitude", "--kick-ratio", "0.5", "-p", "no:cacheprovider"]
+
+
+def tree(root: Path) -> dict:
+    """{relative path: sha256 (files) or "dir"} of everything under root: what a run may not change."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        found[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (ids are not reused this quickly)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """``command`` so that file permissions bind it, as they bind a user (and a read-only mount binds root)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("capsh") is None:
+        pytest.skip("running as root without capsh: cannot drop the capabilities that ignore chmod")
+    return ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--",
+            "-c", " ".join(f"'{part}'" for part in command)]
+
+
+def run_pytest(where: Path, *args, read_only=False):
+    command = [sys.executable, "-m", "pytest", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTEST_ADDOPTS": ""}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return subprocess.run(unprivileged(command) if read_only else command, cwd=where, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+# --- session start ---------------------------------------------------------------------------------------
+
+def test_a_file_is_not_a_cache_dir(tmp_path):
+    target = tmp_path / "cache"
+    target.write_text("notes")
+    with pytest.raises(KickError, match=f"--kick-cache-dir {target} is a file, not a directory"):
+        cache_dir.prepare(target)
+    with pytest.raises(KickError, match=f"--kick-cache-dir {target / 'sub'} cannot be created"):
+        cache_dir.prepare(target / "sub")
+    assert target.read_text() == "notes"
+
+
+def test_a_missing_cache_dir_is_created(tmp_path):
+    assert cache_dir.prepare(tmp_path / "a" / "b") is True
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_cache_dir_that_is_a_file_is_one_usage_error_at_session_start(pytester):
+    (pytester.path / "cache").write_text("notes")
+    result = run_pytest(pytester.path, *TINY, "--kick-cache-dir", "cache")
+    assert result.returncode == 4, result.stdout + result.stderr
+    message = f"--kick-cache-dir {pytester.path / 'cache'} is a file, not a directory"
+    assert (result.stdout + result.stderr).count(message) == 1
+    assert "cannot load" not in result.stdout + result.stderr
+    assert (pytester.path / "cache").read_text() == "notes"
+
+
+# --- read-only caches --------------------------------------------------------------------------------------
+
+def test_read_only_cache_holding_everything_is_used_as_it_is(pytester):
+    first = run_pytest(pytester.path, *TINY, "--kick-cache-dir", "ci-cache")
+    assert first.returncode == 0, first.stdout[-3000:]
+    cache = pytester.path / "ci-cache"
+    assert list((cache / "baselines").rglob("*.json"))
+    for path in [cache, *cache.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = tree(cache)
+    try:
+        second = run_pytest(pytester.path, *TINY, "--kick-cache-dir", "ci-cache", "-rs", read_only=True)
+    finally:
+        for path in [cache, *cache.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-3000:]
+    assert "is read-only: using what it holds" in out
+    assert "dense baseline: cached" in out
+    assert tree(cache) == before  # no lock file, no temporary, nothing rewritten
+
+
+def test_read_only_cache_missing_a_baseline_names_the_directory(pytester):
+    cache = pytester.path / "empty-cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        result = run_pytest(pytester.path, *TINY, "--kick-cache-dir", "empty-cache", read_only=True)
+    finally:
+        cache.chmod(0o755)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert (f"--kick-cache-dir {cache} is read-only (Permission denied) and does not hold the dense baseline "
+            f"of factoid_qa on tiny-random-llama") in out
+    assert "cannot load" not in out and "Traceback" not in out
+    assert list(cache.iterdir()) == []
+
+
+def test_read_only_detection():
+    """os.access-based, so it follows a read-only mount as well as permissions."""
+    probe = subprocess.run(unprivileged([sys.executable, "-c", textwrap.dedent("""
+        import os, tempfile
+        from pytest_kick import cache_dir
+        root = tempfile.mkdtemp()
+        os.chmod(root, 0o555)
+        print(cache_dir.prepare(root), cache_dir.writable(root))
+        os.chmod(root, 0o755)
+        print(cache_dir.prepare(root))
+        os.rmdir(root)
+    """)]), capture_output=True, text=True, timeout=120)
+    assert probe.stdout.split() == ["False", "False", "True"], probe.stderr
+
+
+# --- what killed runs leave behind ---------------------------------------------------------------------------
+
+def test_stale_temporaries_of_dead_processes_only_are_removed(tmp_path):
+    target = tmp_path / "models" / "m-abc"
+    target.parent.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead, live, own = (target.with_name(f"m-abc.tmp-{pid}") for pid in (dead_pid(), sleeper.pid, os.getpid()))
+        for folder in (dead, live, own):
+            folder.mkdir()
+            (folder / "model.safetensors").write_bytes(b"half")
+        other = target.with_name("m-abcdef.tmp-1")  # another target's temporary: not this one's
+        other.mkdir()
+        assert cache_dir.stale_temporaries(target) == [dead]
+        assert cache_dir.remove_stale(target) == [dead]
+        assert not dead.exists() and live.exists() and own.exists() and other.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_sweep_leaves_a_temporary_whose_target_is_locked(tmp_path):
+    """A live run on another machine sharing the cache holds the target's lock: its pid means nothing here."""
+    folder = tmp_path / "baselines" / "m"
+    folder.mkdir(parents=True)
+    target = folder / "factoid_qa-0123.json"
+    temporary = folder / f"{target.name}.tmp-{dead_pid()}"
+    temporary.write_text("{half")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from filelock import FileLock
+        with FileLock({str(target) + '.lock'!r}):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cache_dir.sweep(tmp_path) == [] and temporary.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cache_dir.sweep(tmp_path) == [temporary] and not temporary.exists()
+
+
+KILLED_CONVERSION = """
+import os, sys, time
+from pathlib import Path
+from pytest_kick.models import loading
+from pytest_kick.models.registry import EMBEDDED
+
+gguf = Path(sys.argv[2])
+loading.gguf_path = lambda source, cache_dir: gguf
+
+
+def convert(path, target, identity):  # the real one's first steps, then "dequantizing" for a long time
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    tmp.mkdir(parents=True)
+    (tmp / "model.safetensors").write_bytes(b"x" * 1000)
+    print("converting", flush=True)
+    time.sleep(120)
+
+
+loading._convert_gguf = convert
+loading._load_gguf_package(EMBEDDED["smollm2-135m"], Path(sys.argv[1]), lambda message: None)
+"""
+
+
+def test_conversion_killed_midway_is_cleaned_up_and_redone_on_the_next_run(tmp_path, monkeypatch):
+    from pytest_kick.models import loading
+    from pytest_kick.models.registry import EMBEDDED
+
+    cache, gguf = tmp_path / "cache", tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF stand-in")
+    script = tmp_path / "convert.py"
+    script.write_text(KILLED_CONVERSION)
+    run = subprocess.Popen([sys.executable, str(script), str(cache), str(gguf)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline().strip() == "converting"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    [left] = (cache / "models").glob("smollm2-135m-*.tmp-*")
+    assert left.name.endswith(f".tmp-{run.pid}") and (left / "model.safetensors").is_file()
+
+    converted_by = []
+
+    def convert(path, target, identity):  # the next run converts for real (stand-in: the marker only)
+        converted_by.append(os.getpid())
+        target.mkdir()
+        (target / loading.COMPLETE).write_text("{}")
+
+    monkeypatch.setattr(loading, "gguf_path", lambda source, cache_dir: gguf)
+    monkeypatch.setattr(loading, "_convert_gguf", convert)
+    monkeypatch.setattr(loading, "_from_dir", lambda *args, **kwargs: (type("M", (), {})(), None))
+    _, _, _, notes = loading._load_gguf_package(EMBEDDED["smollm2-135m"], cache, lambda message: None)
+    assert converted_by == [os.getpid()]  # the killed run's lock was released with it: no wait
+    assert not left.exists()
+    assert [p.name for p in (cache / "models").iterdir() if not p.name.endswith(".lock")] == [left.name.split(".tmp-")[0]]
+    assert notes[0].startswith("converted ")
+
+
+def test_converted_model_is_read_without_a_lock(tmp_path, monkeypatch):
+    """A finished conversion is read as it is: no lock file, no write (a read-only CI cache)."""
+    from pytest_kick.hashing import file_hash
+    from pytest_kick.models import loading
+    from pytest_kick.models.registry import EMBEDDED
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF stand-in")
+    converted = tmp_path / "cache" / "models" / f"smollm2-135m-{file_hash(gguf)[:16]}-{loading.CONVERSION}"
+    converted.mkdir(parents=True)
+    (converted / loading.COMPLETE).write_text("{}")
+    before = tree(tmp_path / "cache")
+    monkeypatch.setattr(loading, "gguf_path", lambda source, cache_dir: gguf)
+    monkeypatch.setattr(loading, "_convert_gguf", lambda *args: pytest.fail("converted again"))
+    monkeypatch.setattr(loading, "_from_dir", lambda *args, **kwargs: (type("M", (), {})(), None))
+    _, _, _, notes = loading._load_gguf_package(EMBEDDED["smollm2-135m"], tmp_path / "cache", lambda m: None)
+    assert notes == [f"reused converted weights {converted}"]
+    assert tree(tmp_path / "cache") == before
