@@ -108,6 +108,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         rows.append((method, loss, gap, recovery.extra_parameters, recovery.extra_parameters / lora_count,
                      recovery.training_seconds, score_s / base_score - 1, gen_s / base_gen - 1))
+        print(f"{method}: held-out loss {base_loss:.4f} compressed -> {loss:.4f} recovered (dense {dense_loss:.4f}),"
+              f" gap closed {gap:.1%}", file=sys.stderr, flush=True)
 
     print(f"\n{args.model} {args.compressor}@{args.ratio}: held-out C4 ({len(held)} windows x {args.seqlen} tokens), "
           f"{args.steps} training steps x 4 windows, torch threads {torch.get_num_threads()}")
