@@ -95,10 +95,12 @@ def test_export_replaces_an_earlier_export_of_the_variant(model, tmp_path):
 
 
 def test_the_option_exports_every_variant_of_a_run(pytester):
-    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-limit", "3", "--kick-tasks", "factoid_qa",
+    # perplexity has no chance floor, so dense is informative and every variant is built (dense first would
+    # skip compressing variants of a task where the random model sits at chance)
+    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-limit", "2", "--kick-tasks", "perplexity",
                                 "-p", "no:cacheprovider", "--kick-compressor", "magnitude", "--kick-ratio", "0.5,2:4",
                                 "--kick-export", "exported")
-    result.assert_outcomes(skipped=3)  # the random model is at the task's floor: inconclusive, by design
+    assert len(result.parseoutcomes()) and result.ret in (0, 1), result.stdout.str()  # verdicts, not errors
     exported = sorted(p.name for p in (pytester.path / "exported").iterdir())
     assert exported == ["tiny-random-llama-magnitude-0.5", "tiny-random-llama-magnitude-2of4"]
     for name in exported:

@@ -155,7 +155,8 @@ MMLU_PINNED = {
 def test_dense_mmlu_gives_the_pinned_answers(qwen, monkeypatch):
     import torch
 
-    from pytest_kick.engine import Engine
+    from pytest_kick.engines.base import Runner
+    from pytest_kick.engines.local import LocalEngine
     from pytest_kick.tasks.base import Settings
     from pytest_kick.tasks.mmlu import MMLU
 
@@ -164,9 +165,9 @@ def test_dense_mmlu_gives_the_pinned_answers(qwen, monkeypatch):
     dataset = task.load(Settings())
     task.split(dataset, Settings())
     items = [i for i in dataset.examples if i.id in MMLU_PINNED]
-    engine = Engine(qwen.model, qwen.tokenizer, "cpu", batch_size=4)
+    engine = LocalEngine(qwen.model, qwen.tokenizer, "cpu", batch_size=4)
     with torch.inference_mode():
-        scores, outputs = task.evaluate(engine, items, [], Settings())
+        scores, outputs = task.evaluate(items, [], Settings(), Runner(engine))
     assert len(items) == len(MMLU_PINNED)
     assert dict(zip((i.id for i in items), outputs)) == MMLU_PINNED
     assert scores == [float(o == i.answers[0]) for i, o in zip(items, outputs)]
