@@ -153,3 +153,31 @@ def test_a_bad_record_in_the_data_file_names_the_data_file_and_its_line(tmp_path
     (tmp_path / "t.yaml").write_text("name: x\ntype: multiple_choice\ndata: d.jsonl\nanswer: label\n")
     with pytest.raises(KickError, match=r"d\.jsonl:2: an item needs at least 2 choices"):
         declarative.load(tmp_path / "t.yaml")
+
+
+def _readme_examples():
+    """The YAML and the Python example of the README's "Add your own task" section."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("### Add your own task", 1)[1].split("\n### ", 1)[0]
+    return re.search(r"```yaml\n(.*?)```", section, re.S).group(1), re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.parametrize("form", ["yaml", "python"])
+def test_readme_examples_register_the_task_in_under_20_lines(pytester, mc_files, form):
+    yaml_text, python_text = _readme_examples()
+    assert len((yaml_text if form == "yaml" else python_text).splitlines()) < 20
+    (pytester.path / "truthfulqa_mc1.jsonl").write_text(
+        (mc_files / "truthy.jsonl").read_text())
+    if form == "yaml":
+        (pytester.path / "truthfulqa.yaml").write_text(yaml_text)
+        args = ["--kick-task-file", "truthfulqa.yaml"]
+    else:
+        pytester.makeconftest(python_text)
+        args = []
+    result = pytester.runpytest(*TINY, *args, "--kick-tasks", "truthfulqa_mc1", "--collect-only", "-q")
+    out = result.stdout.str()
+    assert "test_registered.py::test_registered[tiny-random-llama-dense]" in out, out + result.stderr.str()
+    assert "test_registered.py::test_registered[tiny-random-llama-magnitude-0.5]" in out
