@@ -57,7 +57,7 @@ def pytest_configure(config) -> None:
     values, from_ini = kick_config.raw_values(config.getoption, config.getini)
     origins = kick_config.Origins(Path(config.invocation_params.dir), from_ini, config.inipath)
     try:
-        register_tasks(config, values, origins)
+        registration.register(config, values, origins)
         kick = kick_config.build(values, origins.base_dir, from_ini, config.inipath)
         if kick is not None and not hasattr(config, "workerinput"):  # the controller checked for its workers
             check_session(kick, origins)
@@ -359,33 +359,6 @@ REGISTERED_SUITE = "test_registered.py"  # in suites/: the test of every registe
 APPENDED_KEY = pytest.StashKey[bool]()  # the suite directory joined the user's paths (registered tasks only)
 CLAIMED_KEY = pytest.StashKey[set]()  # tasks a test outside the generic one gates
 COLLECTED_KEY = pytest.StashKey[set]()  # tasks with at least one collected case
-
-
-def register_tasks(config, values: dict, origins) -> None:
-    """Join the session's own tasks to the registry: every pytest_kick_tasks hook, every installed entry point
-    of group pytest_kick.tasks, every --kick-task-file. Only when the plugin is on (or for --help's list):
-    a run without --kick-* options loads nothing. A KickError names where the bad task came from."""
-    if values.get("model") is None and not config.option.help:
-        tasks.use([])
-        return
-    files = []
-    if values.get("task-file"):
-        files = [origins.path("task-file", f.strip()) for f in values["task-file"].split(",") if f.strip()]
-    found = registration.from_hook(config) + registration.from_entry_points() + registration.from_files(files)
-    tasks.use(found)
-    if config.option.help:
-        _list_tasks_in_help(config)
-
-
-def _list_tasks_in_help(config) -> None:
-    """``pytest --help`` lists the registered tasks in --kick-tasks' help (its text was fixed at import)."""
-    extra = tasks.registered()
-    parser = getattr(getattr(config, "_parser", None), "optparser", None)
-    if not extra or parser is None:
-        return
-    for action in parser._actions:
-        if "--kick-tasks" in action.option_strings:
-            action.help = f"{action.help} Registered here: {', '.join(extra)}."
 
 
 def pytest_unconfigure(config) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest_kick import tasks
 from pytest_kick.errors import KickError
 
 GROUP = "pytest_kick.tasks"
@@ -62,3 +63,30 @@ def from_files(paths: list[Path]) -> list[tuple[object, str]]:
     from pytest_kick.tasks import declarative
 
     return [(task, str(path)) for path in paths for task in declarative.load(path)]
+
+
+def register(config, values: dict, origins) -> None:
+    """Join the session's own tasks to the registry: every pytest_kick_tasks hook, every installed entry point
+    of group pytest_kick.tasks, every --kick-task-file. Only when the plugin is on (or for --help's list):
+    a run without --kick-* options loads nothing. A KickError names where the bad task came from."""
+    if values.get("model") is None and not config.option.help:
+        tasks.use([])
+        return
+    files = []
+    if values.get("task-file"):
+        files = [origins.path("task-file", f.strip()) for f in values["task-file"].split(",") if f.strip()]
+    found = from_hook(config) + from_entry_points() + from_files(files)
+    tasks.use(found)
+    if config.option.help:
+        _list_tasks_in_help(config)
+
+
+def _list_tasks_in_help(config) -> None:
+    """``pytest --help`` lists the registered tasks in --kick-tasks' help (its text was fixed at import)."""
+    extra = tasks.registered()
+    parser = getattr(getattr(config, "_parser", None), "optparser", None)
+    if not extra or parser is None:
+        return
+    for action in parser._actions:
+        if "--kick-tasks" in action.option_strings:
+            action.help = f"{action.help} Registered here: {', '.join(extra)}."
