@@ -270,6 +270,8 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
             raise KickError(f"{given[0]} needs --kick-model (or the kick_model ini key): which model to gate?")
         return None
     text = {opt.name: values[opt.name] if values[opt.name] is not None else opt.default for opt in OPTIONS}
+    if values["tasks"] is None:  # the default covers the tasks this session registered, too
+        text["tasks"] = ",".join(tasks.families())
 
     models = _split(flag("model"), text["model"])
     if not models:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def file_hash(path: Path) -> str:
+    """sha256 (hex) of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -16,6 +17,7 @@ def file_hash(path: Path) -> str:
 
 
 def text_hash(*parts: str) -> str:
+    """sha256 (hex) of texts, each part delimited (("ab", "c") and ("a", "bc") differ)."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part.encode("utf-8"))

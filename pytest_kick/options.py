@@ -41,6 +41,8 @@ OPTIONS = [
            "0.1,0.3,0.5; gptq/rtn w8,w4g128; awq w4g128; int8 w8a8)"),
     Option("tasks", ",".join(tasks.families()), "comma list of tasks, or task:variant (" +
            ", ".join(tasks.spellings()) + ")"),
+    Option("task-file", None, "comma list of YAML or TOML files declaring your own tasks (multiple choice, "
+           "generation, perplexity over a text file); see the README's 'Add your own task'"),
     Option("compressed", None, "directory of a compressed checkpoint of --kick-model (safetensors; "
            "compressed-tensors; GPTQ/AWQ packed) to gate with --kick-compressor checkpoint"),
     Option("calib-samples", "128", "calibration sequences from C4 for wanda, sparsegpt, gptq and awq"),

@@ -19,7 +19,7 @@ import pytest
 
 from pytest_kick import cache_dir
 from pytest_kick import config as kick_config
-from pytest_kick import fixtures, tasks
+from pytest_kick import fixtures, hookspecs, registration, tasks
 from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
@@ -31,6 +31,11 @@ CONFIG_KEY = pytest.StashKey["kick_config.KickConfig | None"]()
 def pytest_addoption(parser) -> None:
     """Register --kick-* options and their kick_* ini keys."""
     kick_config.add_options(parser)
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    """The hooks of pytest_kick/hookspecs.py (pytest_kick_tasks), for conftest files and plugins."""
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def suites_dir() -> Path:
@@ -53,6 +58,7 @@ def pytest_configure(config) -> None:
     values, from_ini = kick_config.raw_values(config.getoption, config.getini)
     origins = kick_config.Origins(Path(config.invocation_params.dir), from_ini, config.inipath)
     try:
+        registration.register(config, values, origins)
         kick = kick_config.build(values, origins.base_dir, from_ini, config.inipath)
         if kick is not None and not hasattr(config, "workerinput"):  # the controller checked for its workers
             check_session(kick, origins)
@@ -64,6 +70,8 @@ def pytest_configure(config) -> None:
         return
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(suites_dir())]
+    else:
+        collect_registered_suite(config, kick)
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"  # every item of one (model, compressor, ratio) on one worker
     workerinput = getattr(config, "workerinput", {})
@@ -120,6 +128,8 @@ def pytest_ignore_collect(collection_path, config):
     kick = config.stash.get(CONFIG_KEY, None)
     if kick is None or collection_path.parent != suites_dir() or not collection_path.stem.startswith("test_"):
         return None
+    if config.stash.get(APPENDED_KEY, False) and collection_path.name != REGISTERED_SUITE:
+        return True  # the suite joined the user's paths for registered tasks only
     family = collection_path.stem.removeprefix("test_")
     if family in tasks.families() and not any(tasks.get(t).family == family for t in kick.tasks):
         return True
@@ -132,8 +142,9 @@ def pytest_generate_tests(metafunc) -> None:
     kick = metafunc.config.stash.get(CONFIG_KEY, None)
     if kick is None or "kick_case" not in metafunc.fixturenames:
         return
-    task = _task_of(metafunc)
-    chosen = [v for v in tasks.expand(task) if v in kick.tasks]
+    chosen = registered_choice(metafunc, kick)
+    if chosen is None:
+        chosen = [v for v in tasks.expand(_task_of(metafunc)) if v in kick.tasks]
     if not chosen:
         metafunc.parametrize("kick_case", [pytest.param(None, id="not-selected")])
         return
@@ -174,9 +185,10 @@ def pytest_pycollect_makeitem(collector, name, obj):
 
 def pytest_report_collectionfinish(config, start_path, items):
     unselected = config.stash.get(UNSELECTED_KEY, [])
+    lines = config.stash.get(UNCOLLECTED_KEY, [])
     if unselected:
-        return [f"pytest-kick: not collected, their task is not in --kick-tasks: {', '.join(unselected)}"]
-    return None
+        lines = [f"pytest-kick: not collected, their task is not in --kick-tasks: {', '.join(unselected)}", *lines]
+    return lines or None
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
@@ -185,6 +197,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     kick = config.stash.get(CONFIG_KEY, None)
     if kick is None:
         return
+    if not hasattr(config, "workerinput"):
+        check_every_task_collected(config, kick, items)
     keep = items
 
     def order(indexed):
@@ -341,3 +355,64 @@ class SessionReport:
             "data": "; ".join(sorted({f"{r['task']}: {r['data_source']}" for r in self.records
                                       if r.get("data_source")})),
         }
+
+
+# --- a session's own tasks (hook, entry points, task files) ----------------------------------------
+
+REGISTERED_SUITE = "test_registered.py"  # in suites/: the test of every registered task without its own
+APPENDED_KEY = pytest.StashKey[bool]()  # the suite directory joined the user's paths (registered tasks only)
+CLAIMED_KEY = pytest.StashKey[set]()  # tasks a test outside the generic one gates
+COLLECTED_KEY = pytest.StashKey[set]()  # tasks with at least one collected case
+
+
+def pytest_unconfigure(config) -> None:
+    """The next session (pytester runs in one process) starts from the bundled tasks again."""
+    tasks.use([])
+
+
+def collect_registered_suite(config, kick) -> None:
+    """With paths given, registered tasks still get their test: the generic suite file joins the paths
+    (after them, so a user's own test of a task, collected first, replaces it). Not with node ids
+    (``file::test``), which ask for exactly those tests."""
+    if any(t in tasks.registered() for t in kick.tasks) and not any("::" in a for a in config.args):
+        config.args.append(str(suites_dir()))  # the directory: node ids read suites/test_registered.py::...
+        config.stash[APPENDED_KEY] = True
+
+
+def _is_generic(metafunc) -> bool:
+    return Path(metafunc.definition.path) == suites_dir() / REGISTERED_SUITE
+
+
+def registered_choice(metafunc, kick) -> list[str] | None:
+    """The variants the generic test gates (selected registered tasks no other test claimed); None for any
+    other test, whose task is then recorded as claimed."""
+    claimed = metafunc.config.stash.setdefault(CLAIMED_KEY, set())
+    if not _is_generic(metafunc):
+        claimed.update(tasks.expand(_task_of(metafunc)))
+        return None
+    return [t for t in kick.tasks if t in tasks.registered() and t not in claimed]
+
+
+def pytest_itemcollected(item) -> None:
+    case = _case(item)
+    if case is not None:
+        item.config.stash.setdefault(COLLECTED_KEY, set()).add(case.task)
+
+
+UNCOLLECTED_KEY = pytest.StashKey[list]()
+
+
+def check_every_task_collected(config, kick, items) -> None:
+    """A task named in --kick-tasks without a single collected case: a usage error when nothing else was
+    collected either (not an empty run, exit 5), else a line after "collected N items"."""
+    if config.getoption("kick_tasks") is None and config.getini("kick_tasks") in (None, "", []):
+        return  # the default selection: a path given by the user narrows it on purpose
+    missing = [t for t in kick.tasks if t not in config.stash.get(COLLECTED_KEY, set())]
+    if not missing:
+        return
+    message = (f"--kick-tasks selects {', '.join(missing)} but no test of it was collected; run without a path "
+               f"(the bundled suite and registered tasks are collected then), or add a test marked "
+               f"@pytest.mark.kick_task({missing[0]!r}) using the kick_case fixture")
+    if not items:
+        raise pytest.UsageError(f"pytest-kick: {message}")
+    config.stash[UNCOLLECTED_KEY] = [f"pytest-kick: {message}"]

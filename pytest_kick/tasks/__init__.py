@@ -1,10 +1,16 @@
 """LLM-KICK tasks by name. A task knows prompts and scoring, never torch at import time.
 
+The registry holds the bundled tasks, plus the tasks a session registers explicitly with :func:`use`
+(from the ``pytest_kick_tasks`` hook, the ``pytest_kick.tasks`` entry points and ``--kick-task-file``;
+see pytest_kick/registration.py). Importing this module registers nothing else.
+
 A family with variants (``icrqa``: ``icrqa:closed`` and ``icrqa:open``) registers one Task per variant;
 ``--kick-tasks icrqa`` selects every variant, ``--kick-tasks icrqa:open`` one of them.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 from pytest_kick.errors import KickError
 from pytest_kick.tasks.base import Task
@@ -26,6 +32,45 @@ def _all() -> list[Task]:
 
 
 TASKS: dict[str, Task] = {task.name: task for task in _all()}
+BUNDLED: tuple[str, ...] = tuple(TASKS)
+REQUIRED = ("name", "version", "metric", "higher_is_better", "load", "split", "evaluate", "template_hash")
+
+
+def use(extra: Iterable[tuple[object, str]]) -> None:
+    """Make the registry the bundled tasks plus ``extra`` ((task, where it came from) pairs), replacing any
+    earlier session's. A task lacking part of the protocol, or whose name is taken, is a KickError naming
+    where it came from."""
+    for name in [n for n in TASKS if n not in BUNDLED]:
+        del TASKS[name]
+    origin: dict[str, str] = {}
+    for task, where in extra:
+        missing = [a for a in REQUIRED if not hasattr(task, a)]
+        if missing:
+            raise KickError(f"{where}: {task!r} is not a task: it lacks {', '.join(missing)} "
+                            f"(see pytest_kick.api.Task)")
+        name = task.name
+        if not isinstance(name, str) or not name or "," in name or "=" in name or " " in name:
+            raise KickError(f"{where}: task name {name!r} must be a non-empty word (no comma, '=' or space)")
+        if name in TASKS:
+            first = origin.get(name, "the bundled suite")
+            raise KickError(f"{where}: a task named {name!r} is already registered by {first}; rename one")
+        if not hasattr(task, "family"):
+            try:
+                task.family = name.split(":")[0]
+            except AttributeError:
+                raise KickError(f"{where}: task {name!r} has no family attribute") from None
+        if not hasattr(task, "floor"):
+            try:
+                task.floor = None
+            except AttributeError:
+                raise KickError(f"{where}: task {name!r} has no floor attribute") from None
+        TASKS[name] = task
+        origin[name] = where
+
+
+def registered() -> list[str]:
+    """The names of the tasks registered beyond the bundled suite, in registration order."""
+    return [n for n in TASKS if n not in BUNDLED]
 
 
 def names() -> list[str]:

@@ -11,6 +11,7 @@ _PUNCT = set(string.punctuation) | {"‘", "’", "´", "`", "“", "”", "–"
 
 
 def normalize(text: str) -> str:
+    """``text`` lower-cased (NFKC), punctuation and articles (a, an, the) dropped, spaces squeezed."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(" " if ch in _PUNCT else ch for ch in text)
     text = _ARTICLES.sub(" ", text)
