@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import uuid
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.runtime import KickCase, Runtime, cases_for
+from pytest_kick.terminal import TerminalUI
 
 CONFIG_KEY = pytest.StashKey["kick_config.KickConfig | None"]()
 
@@ -242,40 +241,6 @@ def _call_site(item, excinfo) -> tuple[str, int]:
             return os.fspath(item.path), entry.lineno + 1
     path, line = item.reportinfo()[:2]
     return os.fspath(path), (line or 0) + 1
-
-
-class TerminalUI:
-    """Messages and progress bars on the terminal, around pytest's output capture. Silent in xdist workers."""
-
-    def __init__(self, config, worker: str | None):
-        self.config = config
-        self.worker = worker
-
-    def _uncaptured(self):
-        capman = self.config.pluginmanager.getplugin("capturemanager")
-        return capman.global_and_fixture_disabled() if capman else nullcontext()
-
-    def message(self, text: str) -> None:
-        if self.worker or self.config.option.verbose < 0:
-            return
-        with self._uncaptured():
-            sys.stderr.write(f"\n[kick] {text}\n")
-            sys.stderr.flush()
-
-    @contextmanager
-    def progress(self, description: str):
-        with self._uncaptured():  # while capturing, even fd 2 points at pytest's capture file
-            interactive = sys.stderr.isatty()
-        if self.worker or not interactive:
-            yield lambda done, total: None
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with self._uncaptured(), Progress(TextColumn("kick: {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                          TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
-            task = bar.add_task(description, total=None)
-            yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 class SessionReport:
