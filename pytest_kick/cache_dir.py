@@ -21,7 +21,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from pytest_kick.errors import KickError
+from pytest_kick.errors import KickError, KickSessionError
 
 TMP = re.compile(r"\.tmp-(\d+)$")
 
@@ -51,9 +51,10 @@ def writable(path: Path) -> bool:
 
 
 def read_only_error(root: Path, missing: str, err: OSError, option: str = "--kick-cache-dir") -> KickError:
-    """The message for a write a read-only (or otherwise unwritable) directory refused."""
+    """The message for a write a read-only (or otherwise unwritable) directory refused. A read-only cache that
+    lacks what the run needs dooms the session: one message (KickSessionError), not one per item."""
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return KickError(f"{option} {root} is read-only ({err.strerror}) and does not hold {missing}; "
+        return KickSessionError(f"{option} {root} is read-only ({err.strerror}) and does not hold {missing}; "
                          f"make it writable, or fill it once in a run with a writable copy")
     return KickError(f"{option} {root}: cannot write {missing} ({err.strerror or err})")
 

@@ -80,7 +80,7 @@ def test_yaml_multiple_choice_task_runs_end_to_end(pytester, mc_files):
     # a random model sits at chance (the mean of 1/3, 1/4, 1/5, printed rounded): inconclusive, never passed
     result.stdout.fnmatch_lines(["*test_registered[[]tiny-random-llama-dense[]] SKIPPED*",
                                  "*truthy_mc: inconclusive: dense tiny-random-llama scores * (n=12), not "
-                                 "significantly above the task's chance level (0.261)*"])
+                                 "significantly above the task's chance level (0.261 (mean of per-item chance 0.2-0.333))*"])
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
     report = json.loads((pytester.path / "r.json").read_text())
