@@ -63,23 +63,3 @@ def test_results_for_other_items_than_the_key_are_corrupt(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(KickError, match="not for the items its key names"):
         store.get_or_compute("m", "factoid_qa", KEY, result)
-
-
-def test_concurrent_runs_on_one_cache_compute_the_baseline_once_and_say_which_did(pytester, echo_data):
-    """Two `-n 2` runs at once on one cache: exactly one computes the dense baseline and says so."""
-    import os
-    import subprocess
-    import sys
-
-    args = [sys.executable, "-m", "pytest", "--kick-model", "tiny-random-llama", "--kick-limit", "8",
-            "--kick-tasks", "factoid_qa", "--kick-ratio", "0.2,0.5", "-n", "2", "-p", "no:cacheprovider",
-            "--kick-cache-dir", "shared", *echo_data]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    runs = [subprocess.Popen(args, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for _ in range(2)]
-    outputs = [run.communicate(timeout=900)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    said = sorted(line.split("—")[0].strip() for out in outputs for line in out.splitlines()
-                  if line.startswith("dense baseline:"))
-    assert said == ["dense baseline: cached, already done", "dense baseline: computed by this run"], outputs
-    assert len(list((pytester.path / "shared" / "baselines" / "tiny-random-llama").glob("*.json"))) == 1
