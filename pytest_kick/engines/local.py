@@ -19,6 +19,7 @@ from typing import Sequence
 
 from pytest_kick.engines.base import Progress
 from pytest_kick.engines.plan import Group, Job, Leaf, group
+from pytest_kick.engines.tokens import PromptTokens
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -28,7 +29,7 @@ def _batches(order: list[int], size: int):
         yield order[start:start + size]
 
 
-class LocalEngine:
+class LocalEngine(PromptTokens):
     name = "local"
 
     def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 16, dtype: str | None = None,
@@ -48,50 +49,10 @@ class LocalEngine:
 
     # --- tokens --------------------------------------------------------------------------------
 
-    def _encode(self, text: str, special: bool = True) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
-
     def _start(self) -> list[int]:
         """What an empty prompt becomes: the BOS token (or, lacking one, EOS), so the model has a position 0."""
         bos = self.tokenizer.bos_token_id
         return [bos if bos is not None else min(self.eos_ids, default=self.pad_id)]
-
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Tokens each text becomes as a prompt (special tokens included): for tasks that fit a context."""
-        return [len(self._encode(t) or self._start()) for t in texts]
-
-    def _fit(self, tokens: list[int], keep: int) -> list[int]:
-        """The last ``keep`` tokens, and a BOS the tokenizer put first."""
-        if len(tokens) <= keep:
-            return tokens
-        head = tokens[:1] if tokens and tokens[0] == self.tokenizer.bos_token_id else []
-        return head + tokens[len(tokens) - keep + len(head):]
-
-    def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(context tokens, continuation tokens) as the model reads the joined text: the continuation's tokens
-        are what the context's tokenization leaves of the whole one's (a tokenizer may merge across the
-        boundary), trailing spaces of the context moved into the continuation (lm-evaluation-harness's rule)."""
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        if not context:
-            return self._start(), self._encode(continuation, special=False)
-        head = self._encode(context)
-        whole = self._encode(context + continuation)
-        if whole[:len(head)] == head:
-            return head, whole[len(head):]
-        return head, self._encode(continuation, special=False)
-
-    def uses_chat(self, request: GenerationRequest) -> bool:
-        return bool(request.messages) and bool(getattr(self.tokenizer, "chat_template", None))
-
-    def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        """Token ids of a request: through the chat template when it has messages and the model has one."""
-        if self.uses_chat(request):
-            messages = [{"role": role, "content": content} for role, content in request.messages]
-            rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return self._encode(rendered, special=False)  # the template already holds any BOS
-        return self._encode(request.prompt) or self._start()
 
     # --- log-likelihood ------------------------------------------------------------------------
 

@@ -28,13 +28,14 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 
 from pytest_kick.engines.http import Client
+from pytest_kick.engines.tokens import PromptTokens
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 Progress = Callable[[int, int], None]
 
 
-class ServedEngine:
+class ServedEngine(PromptTokens):
     name = "openai-completions"
 
     def __init__(self, client: Client, tokenizer=None, model: str | None = None, concurrency: int = 8):
@@ -76,46 +77,11 @@ class ServedEngine:
 
     # --- tokens, as the local engine makes them (engines/local.py: the same rules, so the same prompts) -------
 
-    def _encode(self, text: str, special: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
-
     def _start(self) -> list[int]:
         """An empty prompt: the BOS token (or, lacking one, EOS)."""
         tok = self.tokenizer
         first = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         return [first if first is not None else 0]
-
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Tokens each text becomes as a prompt (special tokens included); asked only when max_length is known."""
-        return [len(self._encode(t) or self._start()) for t in texts]
-
-    def _fit(self, tokens: list[int], keep: int) -> list[int]:
-        """The last ``keep`` tokens, and a BOS the tokenizer put first."""
-        if len(tokens) <= keep:
-            return tokens
-        head = tokens[:1] if tokens and tokens[0] == self.tokenizer.bos_token_id else []
-        return head + tokens[len(tokens) - keep + len(head):]
-
-    def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(context tokens, continuation tokens) of the joined text; trailing spaces of the context move into
-        the continuation (lm-evaluation-harness's rule), as in the local engine."""
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        if not context:
-            return self._start(), self._encode(continuation, special=False)
-        head = self._encode(context)
-        whole = self._encode(context + continuation)
-        if whole[:len(head)] == head:
-            return head, whole[len(head):]
-        return head, self._encode(continuation, special=False)
-
-    def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.messages and getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": role, "content": content} for role, content in request.messages]
-            rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return self._encode(rendered, special=False)  # the template already holds any BOS
-        return self._encode(request.prompt) or self._start()
 
     # --- the three calls --------------------------------------------------------------------------
 
