@@ -14,7 +14,8 @@ from pytest_kick import tasks
 from pytest_kick.config import build
 from pytest_kick.engines.local import LocalEngine
 from pytest_kick.engines.http import Client, RetryPolicy, normalize_base_url, retry_after_seconds
-from pytest_kick.engines.served import ServedEngine, rolling_windows
+from pytest_kick.engines.served import ServedEngine
+from pytest_kick.engines.tokens import rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from pytest_kick.runtime import KickCase, Runtime

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from pytest_kick.engines.base import Progress
 from pytest_kick.engines.plan import Group, Job, Leaf, group
-from pytest_kick.engines.tokens import PromptTokens
+from pytest_kick.engines.tokens import PromptTokens, cut_at_stop, rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -86,20 +86,9 @@ class LocalEngine(PromptTokens):
         for n, r in enumerate(requests):
             context = self._encode(r.context, special=False) if r.context else []
             text = self._encode(r.text, special=False)
-            window = min(r.window, self.max_length or r.window)
-            if window < 2:
-                raise KickError(f"a rolling window of {window} tokens scores nothing")
-            context = context[-window:]
-            sequence = context + text
-            start = max(len(context), 1)  # the corpus's very first token has nothing before it
-            if start >= len(sequence):
-                raise KickError(f"rolling log-likelihood of {r.text[:40]!r}: no token to score")
-            end = min(len(sequence), start + window - 1)
-            while start < len(sequence):
-                begin = max(0, end - window)
-                jobs.append(Job(tuple(sequence[begin:end - 1]), start - 1 - begin, tuple(sequence[start:end])))
+            for prompt, scored in rolling_windows(context, text, min(r.window, self.max_length or r.window)):
+                jobs.append(Job(tuple(prompt[:-1]), len(prompt) - scored - 1, tuple(prompt[-scored:])))
                 owners.append(n)
-                start, end = end, min(len(sequence), end + max(1, window // 2))
         answers = self._score(jobs, progress, owners, len(requests))
         found: list[list[float]] = [[] for _ in requests]
         for n, a in zip(owners, answers):
@@ -128,7 +117,7 @@ class LocalEngine(PromptTokens):
     def generate(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[str]:
         """Greedy continuations (new text only, special tokens dropped), cut at each request's stop strings."""
         tokens = self.generate_ids(requests, progress)
-        return [self._cut(self._decode(t), r.stop) for t, r in zip(tokens, requests)]
+        return [cut_at_stop(self._decode(t), r.stop) for t, r in zip(tokens, requests)]
 
     def generate_ids(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[list[int]]:
         """The new token ids of each request (EOS excluded), in the caller's order.
@@ -214,12 +203,3 @@ class LocalEngine(PromptTokens):
             return False
         text = self._decode(tokens[-16:])  # a stop string completes within the last few tokens
         return any(s in text for s in stop)
-
-    @staticmethod
-    def _cut(text: str, stop: tuple[str, ...]) -> str:
-        cut = len(text)
-        for s in stop:
-            found = text.find(s)
-            if found != -1:
-                cut = min(cut, found)
-        return text[:cut]

@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 
 from pytest_kick.engines.http import Client
-from pytest_kick.engines.tokens import PromptTokens
+from pytest_kick.engines.tokens import PromptTokens, cut_at_stop, rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -105,7 +105,7 @@ class ServedEngine(PromptTokens):
             text = self._choice(self._complete(body), "text")
             if not isinstance(text, str):
                 raise KickError(f"POST {self.client.url('completions')}: choices[0].text is not a string")
-            return _cut(text, request.stop)
+            return cut_at_stop(text, request.stop)
 
         return self._map(one, requests, progress)
 
@@ -218,36 +218,6 @@ class ServedEngine(PromptTokens):
                 if progress:
                     progress(done, total)
         return results
-
-
-def rolling_windows(context: list[int], text: list[int], window: int) -> list[tuple[list[int], int]]:
-    """(prompt ids, scored count) pairs covering every token of ``text``, each prompt at most ``window`` tokens
-    ending with the tokens it scores: the local engine's windows. The first scores as many tokens as fit after
-    at least one before them, with as much of ``context`` as fits; each later one the next ``window // 2``,
-    after the tokens before them. With no context, the text's first token has nothing before it: unscored."""
-    if window < 2:
-        raise KickError(f"a rolling window of {window} tokens scores nothing")
-    context = context[-window:]
-    sequence = context + text
-    start = max(len(context), 1)
-    if start >= len(sequence):
-        raise KickError("rolling log-likelihood of a text with no token to score")
-    end = min(len(sequence), start + window - 1)
-    found = []
-    while start < len(sequence):
-        begin = max(0, end - window)
-        found.append((sequence[begin:end], end - start))
-        start, end = end, min(len(sequence), end + max(1, window // 2))
-    return found
-
-
-def _cut(text: str, stop: tuple[str, ...]) -> str:
-    cut = len(text)
-    for s in stop:
-        found = text.find(s)
-        if found != -1:
-            cut = min(cut, found)
-    return text[:cut]
 
 
 def _number(value) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest
 
 
@@ -52,3 +53,34 @@ class PromptTokens:
             rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             return self._encode(rendered, special=False)  # the template already holds any BOS
         return self._encode(request.prompt) or self._start()
+
+
+def rolling_windows(context: list[int], text: list[int], window: int) -> list[tuple[list[int], int]]:
+    """(prompt ids, scored count) pairs covering every token of ``text``, each prompt at most ``window`` tokens
+    ending with the tokens it scores: the local engine's windows. The first scores as many tokens as fit after
+    at least one before them, with as much of ``context`` as fits; each later one the next ``window // 2``,
+    after the tokens before them. With no context, the text's first token has nothing before it: unscored."""
+    if window < 2:
+        raise KickError(f"a rolling window of {window} tokens scores nothing")
+    context = context[-window:]
+    sequence = context + text
+    start = max(len(context), 1)
+    if start >= len(sequence):
+        raise KickError("rolling log-likelihood of a text with no token to score")
+    end = min(len(sequence), start + window - 1)
+    found = []
+    while start < len(sequence):
+        begin = max(0, end - window)
+        found.append((sequence[begin:end], end - start))
+        start, end = end, min(len(sequence), end + max(1, window // 2))
+    return found
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """``text`` up to the first of the stop strings (all of it when none occurs)."""
+    cut = len(text)
+    for s in stop:
+        found = text.find(s)
+        if found != -1:
+            cut = min(cut, found)
+    return text[:cut]
