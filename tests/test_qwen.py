@@ -10,7 +10,8 @@ import importlib
 import pytest
 
 from pytest_kick.errors import KickError
-from pytest_kick.models.parts import Part, SplitGGUF, assemble, file_sha256
+from pytest_kick.hashing import file_hash
+from pytest_kick.models.parts import Part, SplitGGUF, assemble
 from pytest_kick.models.registry import resolve
 
 QWEN = "qwen2.5-coder-0.5b"
@@ -115,7 +116,7 @@ def test_installed_parts_join_to_the_pinned_gguf(cache_dir):
     split = resolve(QWEN).parts
     path = assemble(split, cache_dir / "gguf" / resolve(QWEN).gguf_file, QWEN)
     assert path.stat().st_size == split.size == 491400064
-    assert file_sha256(path) == split.sha256
+    assert file_hash(path) == split.sha256
     with open(path, "rb") as handle:
         assert handle.read(4) == b"GGUF"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_kick.errors import KickError
+from pytest_kick.hashing import file_hash
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,6 @@ def locate(split: SplitGGUF, model: str) -> list[Path]:
     return paths
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def assemble(split: SplitGGUF, target: Path, model: str) -> Path:
     """The joined file at ``target``: reused when it is there with the pinned size and hash, otherwise
     joined from the installed parts (a file lock keeps concurrent workers from joining it twice)."""
@@ -92,7 +85,7 @@ def assemble(split: SplitGGUF, target: Path, model: str) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if target.is_file() and target.stat().st_size == split.size and file_sha256(target) == split.sha256:
+        if target.is_file() and target.stat().st_size == split.size and file_hash(target) == split.sha256:
             return target
         paths = locate(split, model)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")

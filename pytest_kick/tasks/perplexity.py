@@ -112,14 +112,7 @@ class Perplexity:
 
     def evaluate(self, items: Sequence[Chunk], shots, settings: Settings, run):
         """(mean NLL per item, its perplexity as text) for every item."""
-        scores, outputs = [], []
-        for item, logprobs in zip(items, run(self.requests(items))):
-            if not logprobs:
-                raise KickError(f"perplexity: item {item.id} has no token to score")
-            nll = -sum(logprobs) / len(logprobs)
-            scores.append(nll)
-            outputs.append(f"ppl {math.exp(nll):.3f} over {len(logprobs)} tokens")
-        return scores, outputs
+        return nll_scores(self.name, items, run(self.requests(items)))
 
     def _corpus_for(self, items) -> tuple[Chunk, ...]:
         for corpus in self._corpus.values():
@@ -127,3 +120,15 @@ class Perplexity:
             if all(i.id in position and corpus[position[i.id]] == i for i in items):
                 return corpus
         raise KickError("perplexity: items were not produced by this task's load(); load the data first")
+
+
+def nll_scores(task: str, items, answers) -> tuple[list[float], list[str]]:
+    """(mean negative log-likelihood per item, its perplexity as text) from each item's rolling log-probabilities."""
+    scores, outputs = [], []
+    for item, logprobs in zip(items, answers):
+        if not logprobs:
+            raise KickError(f"{task}: item {item.id} has no token to score")
+        nll = -sum(logprobs) / len(logprobs)
+        scores.append(nll)
+        outputs.append(f"ppl {math.exp(nll):.3f} over {len(logprobs)} tokens")
+    return scores, outputs

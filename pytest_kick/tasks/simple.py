@@ -17,6 +17,7 @@ from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, Rollin
 from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Settings
 from pytest_kick.tasks.data import split_shots, subset
 from pytest_kick.tasks.normalize import contains_answer, normalize
+from pytest_kick.tasks.perplexity import nll_scores
 from pytest_kick.tasks.records import read_records
 
 FIELD = re.compile(r"{(\w+)}")
@@ -258,11 +259,4 @@ class TextPerplexity:
         return math.exp(mean)
 
     def evaluate(self, items, shots, settings: Settings, run):
-        scores, outputs = [], []
-        for item, logprobs in zip(items, run([RollingRequest(i.question, "", self.window) for i in items])):
-            if not logprobs:
-                raise KickError(f"{self.name}: item {item.id} has no token to score")
-            nll = -sum(logprobs) / len(logprobs)
-            scores.append(nll)
-            outputs.append(f"ppl {math.exp(nll):.3f} over {len(logprobs)} tokens")
-        return scores, outputs
+        return nll_scores(self.name, items, run([RollingRequest(i.question, "", self.window) for i in items]))
