@@ -30,7 +30,8 @@ from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Request,
 from pytest_kick.tasks.data import read_jsonl, split_shots, subset
 from pytest_kick.tasks.normalize import contains_answer, normalize
 from pytest_kick.tasks.records import read_records
-from pytest_kick.tasks.simple import ChoiceItem, Generation, MultipleChoice, TextItem, TextPerplexity
+from pytest_kick.tasks.choice import MultipleChoice
+from pytest_kick.tasks.simple import ChoiceItem, Generation, TextItem, TextPerplexity
 
 __all__ = [
     "Task", "OneRequestPerItem", "Example", "Dataset", "Settings",

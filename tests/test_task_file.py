@@ -55,9 +55,8 @@ def test_multiple_choice_items_keep_their_choice_count_answer_and_chance(mc_file
     assert items[0].question == "Q: which option is right for question 0?\nA:"
 
 
-def test_multiple_choice_scores_the_most_likely_choice():
-    mc = MultipleChoice.__new__(MultipleChoice)  # scoring only: no data file needed
-    mc.shots, mc.template = 0, "{question}"
+def test_multiple_choice_scores_the_most_likely_choice(tmp_path):
+    mc = MultipleChoice("m", tmp_path / "unread.jsonl", template="{question}")  # scoring only: no data read
     from pytest_kick.tasks.simple import ChoiceItem
 
     items = [ChoiceItem("a", "q1", ("x",), ("x", "y", "z"), 0), ChoiceItem("b", "q2", ("w",), ("u", "v", "w", "t"), 2)]
