@@ -131,6 +131,14 @@ BAD = [
      "'bleu' is not one of"),
     ("tasks:\n  - name: x y\n    type: multiple_choice\n    data: truthy.jsonl\n", 2, "name", "not a task name"),
     ("tasks:\n  - name: x\n    type: [oops\n", 4, None, "not valid YAML"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    header: 'About {s|title}'\n", 5,
+     "header", "unknown filter 'title'"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_by: subject\n", 5,
+     "shots_by", "needs shots_from"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_from: dev.jsonl\n", 5,
+     "shots_from", "no such file"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    labels: AAB\n", 5,
+     "labels", "must be distinct"),
 ]
 
 
@@ -273,3 +281,30 @@ def test_kick_shots_for_a_task_without_it_is_a_note_and_removes_no_item(pytester
     assert "try --kick-shots" not in out  # no hint to change a setting the task does not use
     report = json.loads((pytester.path / "r.json").read_text())
     assert all(c["n"] == 12 for c in report["cases"])  # every item evaluated: none set aside as shots
+
+
+def test_a_bad_record_after_a_string_holding_u0085_names_its_own_line(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"question": "a\u0085b", "choices": ["a", "b"], "label": 0}\n'
+                                      '{"question": "q", "choices": ["a"], "label": 0}\n', encoding="utf-8")
+    (tmp_path / "t.yaml").write_text("name: x\ntype: multiple_choice\ndata: d.jsonl\nanswer: label\n")
+    with pytest.raises(KickError, match=r"d\.jsonl:2: an item needs at least 2 choices"):
+        declarative.load(tmp_path / "t.yaml")
+
+
+def test_generation_shots_from_another_file_grouped_by_a_field_with_a_header(tmp_path):
+    (tmp_path / "qa.jsonl").write_text('{"q": "2+2?", "a": "4", "topic": "math"}\n'
+                                       '{"q": "Capital of Peru?", "a": "Lima", "topic": "geo"}\n')
+    (tmp_path / "dev.jsonl").write_text('{"q": "1+1?", "a": "2", "topic": "math"}\n'
+                                        '{"q": "Capital of Chile?", "a": "Santiago", "topic": "geo"}\n'
+                                        '{"q": "3+3?", "a": "6", "topic": "math"}\n')
+    (tmp_path / "t.yaml").write_text(textwrap.dedent("""\
+        {name: qa, type: generation, data: qa.jsonl, template: "Q: {q}\\nA:", answer: a, header: "{topic|upper}\\n",
+         shots: 1, shots_from: dev.jsonl, shots_by: topic}
+    """))
+    [qa] = declarative.load(tmp_path / "t.yaml")
+    shots, items = qa.split(qa.load(Settings()), Settings())
+    asked = []
+    scores, _ = qa.evaluate(items, shots, Settings(), lambda reqs: asked.extend(reqs) or ["4", "Lima"])
+    assert [r.prompt for r in asked] == ["MATH\nQ: 1+1?\nA: 2\n\nQ: 2+2?\nA:",
+                                         "GEO\nQ: Capital of Chile?\nA: Santiago\n\nQ: Capital of Peru?\nA:"]
+    assert scores == [1.0, 1.0]
