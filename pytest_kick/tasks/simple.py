@@ -237,3 +237,12 @@ class TextPerplexity:
 
     def evaluate(self, items, shots, settings: Settings, run):
         return nll_scores(self.name, items, run([RollingRequest(i.question, "", self.window) for i in items]))
+
+
+def __getattr__(name: str):
+    """``MultipleChoice`` lives in tasks/choice.py (it builds on this module); still importable from here."""
+    if name == "MultipleChoice":
+        from pytest_kick.tasks.choice import MultipleChoice
+
+        return MultipleChoice
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
