@@ -8,14 +8,15 @@ output text per item. Items are any objects with ``id``, ``question`` and ``answ
 A task that asks one request per item inherits :class:`OneRequestPerItem` and writes ``requests`` and
 ``score`` only.
 
-The common shapes come ready-made: :class:`MultipleChoice` (log-likelihood over any number of choices),
+The common shapes come ready-made: :class:`MultipleChoice` (log-likelihood over any number of choices, optionally
+lettered, with few-shot from another file grouped by a field: ``examples/mmlu.yaml`` is MMLU this way),
 :class:`Generation` (exact match, containment or ROUGE-L), :class:`TextPerplexity`.
 
 Register tasks for a session with the ``pytest_kick_tasks(config)`` hook (in a conftest.py or a plugin),
 the ``pytest_kick.tasks`` entry-point group (an installed package), or a task file (``--kick-task-file``).
 
-Data helpers: :func:`read_jsonl` (records, errors naming file and line), :func:`read_records` (JSONL or CSV,
-with line numbers), :func:`subset` (deterministic seeded subset), :func:`split_shots` (seeded shots, then
+Data helpers: :func:`read_jsonl` (records, errors naming file and line), :func:`read_records` (JSONL, CSV or
+Parquet, with line numbers), :func:`subset` (deterministic seeded subset), :func:`split_shots` (seeded shots, then
 the subset of the rest), :func:`file_hash` / :func:`text_hash` (for ``Dataset.content_hash`` and
 ``template_hash``), :func:`normalize` / :func:`contains_answer` (SQuAD-style answer matching).
 Raise :class:`KickError` for bad input: pytest-kick shows its message as is.
@@ -30,7 +31,8 @@ from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Request,
 from pytest_kick.tasks.data import read_jsonl, split_shots, subset
 from pytest_kick.tasks.normalize import contains_answer, normalize
 from pytest_kick.tasks.records import read_records
-from pytest_kick.tasks.simple import ChoiceItem, Generation, MultipleChoice, TextItem, TextPerplexity
+from pytest_kick.tasks.choice import MultipleChoice
+from pytest_kick.tasks.simple import ChoiceItem, Generation, TextItem, TextPerplexity
 
 __all__ = [
     "Task", "OneRequestPerItem", "Example", "Dataset", "Settings",

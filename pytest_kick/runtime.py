@@ -27,6 +27,7 @@ from pytest_kick.files import atomic_write
 from pytest_kick.gate import change
 from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
+from pytest_kick.tasks import flips
 from pytest_kick.tasks.base import Settings
 
 
@@ -125,6 +126,7 @@ class Runtime:
         self._variant: dict = {}  # model -> (compressor, ratio) currently applied, or None for dense
         self.compression: dict = {}  # (model, compressor, ratio) -> CompressionReport
         self._data: dict = {}
+        self._uses_shots: dict = {}  # task -> whether --kick-shots changes it
         self._engines: dict = {}  # model -> engine
         self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
 
@@ -237,9 +239,22 @@ class Runtime:
                 warnings.warn(KickWarning(
                     f"--kick-data-dir {self.settings.data_dir} holds no {task.family} data, so {task_name} uses the "
                     f"bundled sample; to use your own copy, add {layout}"), stacklevel=2)
+            if self.settings.shots and not self.uses_shots(task_name, dataset):
+                warnings.warn(KickWarning(
+                    f"--kick-shots {self.settings.shots} does not apply to {task_name}: its in-context examples, if "
+                    f"any, are set by the task itself"), stacklevel=2)
             shots, items = task.split(dataset, self.settings)
             self._data[task_name] = (dataset, shots, items)
         return self._data[task_name]
+
+    def uses_shots(self, task_name: str, dataset=None) -> bool:
+        """Whether --kick-shots changes the task's shots, items or prompt (tasks/probe.py), found once."""
+        if task_name not in self._uses_shots:
+            from pytest_kick.tasks.probe import uses_shots
+
+            dataset = dataset if dataset is not None else self.data(task_name)[0]
+            self._uses_shots[task_name] = uses_shots(tasks.get(task_name), dataset, self.settings)
+        return self._uses_shots[task_name]
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -330,7 +345,7 @@ class Runtime:
             item = by_id.get(item_id)
             lines.append(json.dumps({
                 "id": item_id, "change": what,
-                "question": item and item.question, "answers": item and list(item.answers),
+                **flips.item_fields(item),  # multiple choice: the choices and the correct one, apart
                 "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
                 "dense_score": d, "compressed_score": c,
             }, ensure_ascii=False) + "\n")

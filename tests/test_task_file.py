@@ -55,9 +55,8 @@ def test_multiple_choice_items_keep_their_choice_count_answer_and_chance(mc_file
     assert items[0].question == "Q: which option is right for question 0?\nA:"
 
 
-def test_multiple_choice_scores_the_most_likely_choice():
-    mc = MultipleChoice.__new__(MultipleChoice)  # scoring only: no data file needed
-    mc.shots, mc.template = 0, "{question}"
+def test_multiple_choice_scores_the_most_likely_choice(tmp_path):
+    mc = MultipleChoice("m", tmp_path / "unread.jsonl", template="{question}")  # scoring only: no data read
     from pytest_kick.tasks.simple import ChoiceItem
 
     items = [ChoiceItem("a", "q1", ("x",), ("x", "y", "z"), 0), ChoiceItem("b", "q2", ("w",), ("u", "v", "w", "t"), 2)]
@@ -132,6 +131,14 @@ BAD = [
      "'bleu' is not one of"),
     ("tasks:\n  - name: x y\n    type: multiple_choice\n    data: truthy.jsonl\n", 2, "name", "not a task name"),
     ("tasks:\n  - name: x\n    type: [oops\n", 4, None, "not valid YAML"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    header: 'About {s|title}'\n", 5,
+     "header", "unknown filter 'title'"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_by: subject\n", 5,
+     "shots_by", "needs shots_from"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_from: dev.jsonl\n", 5,
+     "shots_from", "no such file"),
+    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    labels: AAB\n", 5,
+     "labels", "must be distinct"),
 ]
 
 
@@ -181,3 +188,123 @@ def test_readme_examples_register_the_task_in_under_20_lines(pytester, mc_files,
     out = result.stdout.str()
     assert "test_registered.py::test_registered[tiny-random-llama-dense]" in out, out + result.stderr.str()
     assert "test_registered.py::test_registered[tiny-random-llama-magnitude-0.5]" in out
+
+
+def test_flip_report_shows_the_choices_and_the_correct_one_apart(mc_files, tmp_path):
+    from types import SimpleNamespace
+
+    from pytest_kick import tasks
+    from pytest_kick.baseline import TaskResult
+    from pytest_kick.runtime import KickCase, Runtime
+
+    [task] = declarative.load(mc_files / "tasks.yaml")
+    _, items = task.split(task.load(Settings()), Settings())
+    runtime = Runtime.__new__(Runtime)
+    runtime.config, runtime._data = SimpleNamespace(cache_dir=tmp_path / "cache"), {task.name: (None, [], items)}
+    ids = [i.id for i in items[:3]]
+    dense = TaskResult(task.name, "accuracy", ids, [1.0, 1.0, 0.0], [items[0].answers[0], items[1].answers[0], "x"])
+    compressed = TaskResult(task.name, "accuracy", ids, [0.0, 1.0, 0.0], ["option 0-1", items[1].answers[0], "y"])
+    tasks.use([(task, "test")])
+    try:
+        path = runtime.write_flips(KickCase(task.name, "tiny-random-llama", "magnitude", "0.5"), dense, compressed)
+    finally:
+        tasks.use([])
+    [flip] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert flip["id"] == ids[0] and flip["change"] == "lost"
+    assert flip["choices"] == ["option 0-0", "option 0-1", "option 0-2"] and flip["correct"] == "option 0-0"
+    assert flip["dense_output"] == "option 0-0" and flip["compressed_output"] == "option 0-1"
+
+
+def test_flip_fields_of_lettered_choices_and_of_mmlu_items():
+    from pytest_kick.tasks.flips import item_fields
+    from pytest_kick.tasks.mmlu_data import MMLUItem
+    from pytest_kick.tasks.simple import ChoiceItem
+
+    lettered = ChoiceItem("a", "Q?\nA. x\nB. y\nAnswer:", ("y",), ("x", "y"), 1, (), ("A", "B"))
+    assert item_fields(lettered)["choices"] == ["A. x", "B. y"] and item_fields(lettered)["correct"] == "B. y"
+    mmlu = MMLUItem("m", "2+2?", ("C",), "math", ("1", "2", "4", "8"), 2)
+    assert item_fields(mmlu) == {"question": "2+2?", "answers": ["C"], "choices": ["A. 1", "B. 2", "C. 4", "D. 8"],
+                                 "correct": "C. 4"}
+    assert "choices" not in item_fields(SimpleItem("g", "who?", ("me",)))
+
+
+class SimpleItem:
+    def __init__(self, id, question, answers):
+        self.id, self.question, self.answers = id, question, answers
+
+
+def test_parquet_data_gives_the_same_items_as_jsonl(mc_files):
+    import pyarrow
+    import pyarrow.parquet
+
+    rows = [dict(r, label=str(r["label"])) for r in mc_rows()]  # a Parquet column holds one type
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), mc_files / "truthy.parquet")
+    (mc_files / "jsonl.yaml").write_text(MC_YAML.replace("truthy_mc", "from_jsonl"))
+    (mc_files / "parquet.yaml").write_text(MC_YAML.replace("truthy.jsonl", "truthy.parquet"))
+    [from_jsonl], [from_parquet] = declarative.load(mc_files / "jsonl.yaml"), declarative.load(mc_files / "parquet.yaml")
+    jsonl_items = from_jsonl.split(from_jsonl.load(Settings()), Settings())[1]
+    parquet_items = from_parquet.split(from_parquet.load(Settings()), Settings())[1]
+    assert [(i.question, i.choices, i.label) for i in parquet_items] == [(i.question, i.choices, i.label)
+                                                                        for i in jsonl_items]
+    assert [len(i.choices) for i in parquet_items] == [3, 4, 5] * 4
+
+
+def test_parquet_without_datasets_is_one_error_naming_the_file(mc_files, monkeypatch):
+    (mc_files / "truthy.parquet").write_bytes(b"PAR1")
+    (mc_files / "parquet.yaml").write_text(MC_YAML.replace("truthy.jsonl", "truthy.parquet"))
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)  # as if datasets were not installed
+    with pytest.raises(KickError) as err:
+        declarative.load(mc_files / "parquet.yaml")
+    assert str(err.value).startswith(f"{mc_files / 'truthy.parquet'}: reading Parquet needs the datasets package")
+    assert "\n" not in str(err.value)
+
+
+def test_kick_shots_is_used_only_by_tasks_that_take_it(mc_files):
+    from pytest_kick.tasks import get
+    from pytest_kick.tasks.probe import uses_shots
+
+    [task] = declarative.load(mc_files / "tasks.yaml")
+    assert not uses_shots(task, task.load(Settings()), Settings(shots=2))  # its shots come from its file
+    for name, used in (("factoid_qa", True), ("mmlu", True), ("summarization:small", False), ("perplexity", False)):
+        bundled = get(name)
+        assert uses_shots(bundled, bundled.load(Settings()), Settings(shots=2)) is used, name
+
+
+def test_kick_shots_for_a_task_without_it_is_a_note_and_removes_no_item(pytester, mc_files):
+    for name in ("truthy.jsonl", "tasks.yaml"):
+        (pytester.path / name).write_text((mc_files / name).read_text())
+    result = pytester.runpytest(*TINY, "--kick-task-file", "tasks.yaml", "--kick-tasks", "truthy_mc", "-rs",
+                                "--kick-shots", "2", "--kick-report", "r.json")
+    out = result.stdout.str()
+    notes = [ln for ln in out.splitlines() if "--kick-shots 2 does not apply to truthy_mc" in ln]
+    assert notes and all(ln.count("--kick-shots") == 1 for ln in notes), out
+    assert "try --kick-shots" not in out  # no hint to change a setting the task does not use
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert all(c["n"] == 12 for c in report["cases"])  # every item evaluated: none set aside as shots
+
+
+def test_a_bad_record_after_a_string_holding_u0085_names_its_own_line(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"question": "a\u0085b", "choices": ["a", "b"], "label": 0}\n'
+                                      '{"question": "q", "choices": ["a"], "label": 0}\n', encoding="utf-8")
+    (tmp_path / "t.yaml").write_text("name: x\ntype: multiple_choice\ndata: d.jsonl\nanswer: label\n")
+    with pytest.raises(KickError, match=r"d\.jsonl:2: an item needs at least 2 choices"):
+        declarative.load(tmp_path / "t.yaml")
+
+
+def test_generation_shots_from_another_file_grouped_by_a_field_with_a_header(tmp_path):
+    (tmp_path / "qa.jsonl").write_text('{"q": "2+2?", "a": "4", "topic": "math"}\n'
+                                       '{"q": "Capital of Peru?", "a": "Lima", "topic": "geo"}\n')
+    (tmp_path / "dev.jsonl").write_text('{"q": "1+1?", "a": "2", "topic": "math"}\n'
+                                        '{"q": "Capital of Chile?", "a": "Santiago", "topic": "geo"}\n'
+                                        '{"q": "3+3?", "a": "6", "topic": "math"}\n')
+    (tmp_path / "t.yaml").write_text(textwrap.dedent("""\
+        {name: qa, type: generation, data: qa.jsonl, template: "Q: {q}\\nA:", answer: a, header: "{topic|upper}\\n",
+         shots: 1, shots_from: dev.jsonl, shots_by: topic}
+    """))
+    [qa] = declarative.load(tmp_path / "t.yaml")
+    shots, items = qa.split(qa.load(Settings()), Settings())
+    asked = []
+    scores, _ = qa.evaluate(items, shots, Settings(), lambda reqs: asked.extend(reqs) or ["4", "Lima"])
+    assert [r.prompt for r in asked] == ["MATH\nQ: 1+1?\nA: 2\n\nQ: 2+2?\nA:",
+                                         "GEO\nQ: Capital of Chile?\nA: Santiago\n\nQ: Capital of Peru?\nA:"]
+    assert scores == [1.0, 1.0]

@@ -5,11 +5,15 @@ A file holds one task (a mapping) or several (``tasks:``, a list of mappings)::
     tasks:
       - name: truthfulqa_mc
         type: multiple_choice          # or generation, perplexity
-        data: truthfulqa.jsonl         # JSONL or CSV, relative to this file
+        data: truthfulqa.jsonl         # JSONL, CSV or Parquet, relative to this file
         template: "Q: {question}\\nA:"  # fields of each record in braces
         choices: choices               # a list field, or a list of fields (CSV columns)
-        answer: label                  # the correct choice: its text, 0-based index or letter
+        answer: label                  # the correct choice: its label, text, 0-based index or letter
         shots: 0
+
+Few-shot and lettered choices (``examples/mmlu.yaml`` reproduces the bundled MMLU task this way): ``labels``
+lists the choices as ``A. text`` lines (``{choices}`` in the template) and scores the label; ``header`` opens
+every prompt; ``shots_from`` takes the shots from another file, ``shots_by`` those with the item's value of a field.
 
 Every mistake is a KickError of one line naming the file, the line and the key.
 """
@@ -21,14 +25,16 @@ from pathlib import Path
 
 from pytest_kick.errors import KickError
 from pytest_kick.tasks.base import Settings
-from pytest_kick.tasks.simple import METRICS, Generation, MultipleChoice, TextPerplexity
+from pytest_kick.tasks.choice import MultipleChoice
+from pytest_kick.tasks.prompts import template_problem
+from pytest_kick.tasks.simple import METRICS, Generation, TextPerplexity
 
 COMMON = {"name": str, "type": str, "data": str, "version": (str, int, float)}
+FEW_SHOT = {"template": str, "header": str, "shots": int, "shots_from": str, "shots_by": str, "id": str}
 SHAPES = {
-    "multiple_choice": (MultipleChoice, {"template": str, "choices": (str, list), "answer": str, "shots": int,
-                                         "id": str}),
-    "generation": (Generation, {"template": str, "answer": str, "metric": str, "max_new_tokens": int,
-                                "stop": (str, list), "shots": int, "id": str}),
+    "multiple_choice": (MultipleChoice, {**FEW_SHOT, "choices": (str, list), "answer": str, "labels": (str, list)}),
+    "generation": (Generation, {**FEW_SHOT, "answer": str, "metric": str, "max_new_tokens": int,
+                                "stop": (str, list)}),
     "perplexity": (TextPerplexity, {"window": int}),
 }
 REQUIRED = ("name", "type", "data")
@@ -76,16 +82,32 @@ def _task(path: Path, values: dict, lines: dict, start: int):
         fail("name", f"{name!r} is not a task name (letters, digits, _ . -; optionally family:variant)")
     if isinstance(values.get("choices"), list) and not all(isinstance(c, str) for c in values["choices"]):
         fail("choices", "a list of field names")
+    if isinstance(values.get("labels"), list) and not all(isinstance(c, str) for c in values["labels"]):
+        fail("labels", "a list of labels (strings) or a string of one-character labels")
+    if "labels" in values and len(set(values["labels"])) != len(values["labels"]):
+        fail("labels", f"{values['labels']!r}: labels must be distinct")
+    for key in ("template", "header"):
+        problem = template_problem(values.get(key, ""))
+        if problem:
+            fail(key, problem)
+    if "shots_by" in values and "shots_from" not in values:
+        fail("shots_by", "needs shots_from (the file the shots come from)")
     if values.get("metric", "contains") not in METRICS:
         fail("metric", f"{values['metric']!r} is not one of {', '.join(METRICS)}")
     for key in ("shots", "max_new_tokens", "window"):
         if key in values and values[key] < (0 if key == "shots" else 1):
             fail(key, f"{values[key]} is too small")
-    data = Path(values["data"]).expanduser()
-    data = data if data.is_absolute() else path.parent / data
-    if not data.is_file():
-        fail("data", f"no such file {data}")
+    files = {}
+    for key in ("data", "shots_from"):
+        if key in values:
+            files[key] = Path(values[key]).expanduser()
+            files[key] = files[key] if files[key].is_absolute() else path.parent / files[key]
+            if not files[key].is_file():
+                fail(key, f"no such file {files[key]}")
+    data = files["data"]
     options = {k: v for k, v in values.items() if k not in ("name", "type", "data", "id")}
+    if "shots_from" in files:
+        options["shots_from"] = files["shots_from"]
     options["version"] = str(values.get("version", "1"))
     if "id" in values:
         options["id_field"] = values["id"]
@@ -97,7 +119,8 @@ def _task(path: Path, values: dict, lines: dict, start: int):
         task.split(task.load(Settings()), Settings())  # data problems now, not in the middle of the run
     except KickError as err:
         message = str(err)
-        raise KickError(message if str(data) in message else f"{where}: {message}") from None
+        named = any(str(f) in message for f in files.values())
+        raise KickError(message if named else f"{where}: {message}") from None
     return task
 
 

@@ -1,6 +1,7 @@
-"""The three common task shapes, ready to instantiate: multiple choice by log-likelihood, generation scored by
-a metric, perplexity over a text file. Declarative task files (``--kick-task-file``) build these; a Python
-user builds them directly (``pytest_kick.api``). Items come from a JSONL or CSV file, one record per item."""
+"""The common task shapes, ready to instantiate: generation scored by a metric and perplexity over a text file
+here, multiple choice by log-likelihood in tasks/choice.py, all on the file-backed base ``_FileTask``. Declarative
+task files (``--kick-task-file``) build these; a Python user builds them directly (``pytest_kick.api``). Items come
+from a JSONL, CSV or Parquet file, one record per item."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ from typing import Sequence
 
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
-from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
-from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Settings
+from pytest_kick.requests import GenerationRequest, RollingRequest
+from pytest_kick.tasks.base import Dataset, Example, Settings
 from pytest_kick.tasks.data import split_shots, subset
 from pytest_kick.tasks.normalize import contains_answer, normalize
 from pytest_kick.tasks.perplexity import nll_scores
+from pytest_kick.tasks.prompts import fields_of, fit_shots, render, template_problem
 from pytest_kick.tasks.records import read_records
-
-FIELD = re.compile(r"{(\w+)}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ChoiceItem:
     choices: tuple[str, ...]
     label: int  # index of the correct choice
     fields: tuple[tuple[str, str], ...] = ()  # the record's text fields, for the prompt template
+    labels: tuple[str, ...] = ()  # the label shown before each choice ("A", "B", ...), or none
 
 
 @dataclass(frozen=True)
@@ -48,145 +49,118 @@ def _fields(record: dict) -> tuple[tuple[str, str], ...]:
 
 
 class _FileTask:
-    """What the shapes share: a data file, a prompt template over its fields, a few-shot count, an id field."""
+    """What the shapes share: a data file, a prompt template over its fields, few-shot rules, an id field.
+
+    Shots: ``shots`` records drawn (seeded) from the data file itself, or, with ``shots_from``, the first
+    ``shots`` records of that file in file order; with ``shots_by`` (a field, e.g. a subject) the first ones
+    whose field equals the item's. ``header`` (a template over the item's fields) opens every prompt, before
+    the shots. Each shot is its prompt, a space, its answer and a blank line. When a prompt and its answer do
+    not fit the model's context, shots are dropped from the last one until they do."""
 
     def __init__(self, name: str, data, template: str, shots: int = 0, id_field: str | None = None,
-                 version: str = "1", where: str | None = None):
+                 version: str = "1", where: str | None = None, header: str = "", shots_from=None,
+                 shots_by: str | None = None):
         self.name, self.family = name, name.split(":")[0]
         self.data, self.template, self.shots = Path(data), template, shots
-        self.id_field, self.version = id_field, version
+        self.id_field, self.version, self.header = id_field, version, header
+        self.shots_from = None if shots_from is None else Path(shots_from)
+        self.shots_by = shots_by
         self.where = where or f"task {name}"
         if not isinstance(shots, int) or shots < 0:
             raise KickError(f"{self.where}: shots must be a whole number >= 0 (got {shots!r})")
+        if shots_by is not None and self.shots_from is None:
+            raise KickError(f"{self.where}: shots_by needs shots_from (the file the shots come from)")
+        for text in (template, header):
+            problem = template_problem(text)
+            if problem:
+                raise KickError(f"{self.where}: {problem}")
 
-    def _records(self) -> list[tuple[int, dict]]:
-        return read_records(self.data)
-
-    def _id(self, line: int, record: dict, index: int) -> str:
+    def _id(self, line: int, record: dict, index: int, path: Path) -> str:
         if self.id_field is None:
-            return f"{self.name}-{index}"
+            return f"{self.name}-{index}" if path == self.data else f"{self.name}-shot-{index}"
         if self.id_field not in record:
-            raise KickError(f"{self.data}:{line}: record lacks the id field {self.id_field!r}")
+            raise KickError(f"{path}:{line}: record lacks the id field {self.id_field!r}")
         return str(record[self.id_field])
 
-    def _check_template(self, line: int, record: dict, extra: Sequence[str] = ()) -> None:
-        missing = [f for f in FIELD.findall(self.template) if f not in record and f not in extra]
+    def _check_template(self, line: int, record: dict, path: Path, extra: Sequence[str] = ()) -> None:
+        used = fields_of(self.template) + fields_of(self.header) + ([self.shots_by] if self.shots_by else [])
+        missing = [f for f in dict.fromkeys(used) if f not in record and f not in extra]
         if missing:
-            raise KickError(f"{self.data}:{line}: record lacks {', '.join(missing)} (used by the template)")
+            raise KickError(f"{path}:{line}: record lacks {', '.join(missing)} (used by the template)")
 
     def prompt(self, item) -> str:
-        return FIELD.sub(lambda m: dict(item.fields).get(m.group(1), m.group(0)), self.template)
+        return render(self.template, dict(item.fields))
 
-    def load(self, settings: Settings) -> Dataset:
-        records = self._records()
-        items = tuple(self.item(line, record, k) for k, (line, record) in enumerate(records))
+    def _items(self, path: Path) -> tuple:
+        items = tuple(self.item(line, record, k, path) for k, (line, record) in enumerate(read_records(path)))
         ids = [i.id for i in items]
         if len(set(ids)) != len(ids):
-            raise KickError(f"{self.data}: item ids are not unique (field {self.id_field!r})")
-        return Dataset(items, f"file:{self.data}", file_hash(self.data))
+            raise KickError(f"{path}: item ids are not unique (field {self.id_field!r})")
+        return items
+
+    def load(self, settings: Settings) -> Dataset:
+        items = self._items(self.data)
+        if self.shots_from is None:
+            return Dataset(items, f"file:{self.data}", file_hash(self.data))
+        return Dataset(items, f"file:{self.data}+file:{self.shots_from}",
+                       text_hash(file_hash(self.data), file_hash(self.shots_from)))
 
     def split(self, dataset: Dataset, settings: Settings):
-        return split_shots(dataset.examples, dataclasses.replace(settings, shots=self.shots), self.name, str(self.data))
+        if self.shots_from is None:
+            return split_shots(dataset.examples, dataclasses.replace(settings, shots=self.shots), self.name,
+                               str(self.data))
+        items = subset(list(dataset.examples), settings.limit, settings.seed, self.name)
+        pool = self._items(self.shots_from) if self.shots else ()
+        if self.shots_by is None:
+            if len(pool) < self.shots:
+                raise KickError(f"{self.where}: shots: {self.shots} but {self.shots_from} holds {len(pool)} records")
+            return list(pool[:self.shots]), items
+        shots = []
+        for group in dict.fromkeys(self._group(i) for i in items):
+            have = [s for s in pool if self._group(s) == group][:self.shots]
+            if len(have) < self.shots:
+                raise KickError(f"{self.where}: shots: {self.shots} but {self.shots_from} holds {len(have)} records "
+                                f"with {self.shots_by} = {group!r}")
+            shots += have
+        return shots, items
 
-    def _shot_block(self, shots: Sequence) -> str:
-        return "".join(f"{self.prompt(s)} {s.answers[0]}\n\n" for s in shots)
+    def _group(self, item) -> str:
+        return dict(item.fields).get(self.shots_by, "")
+
+    def _shots_of(self, item, shots: Sequence) -> list:
+        if self.shots_by is None:
+            return list(shots)
+        return [s for s in shots if self._group(s) == self._group(item)][:self.shots]
+
+    def _shot_answer(self, shot) -> str:
+        return shot.answers[0]
+
+    def contexts(self, items: Sequence, shots: Sequence, run, answer_tokens: Sequence[int] | None) -> list[str]:
+        """Each item's prompt: header, its shots, its question; shots dropped from the last one while the prompt
+        and ``answer_tokens`` (per item; None: nothing is dropped) do not fit the model's context."""
+        own = [self._shots_of(i, shots) for i in items]
+        k_max = max((len(s) for s in own), default=0)
+
+        def build(n: int, k: int) -> str:
+            blocks = "".join(f"{s.question} {self._shot_answer(s)}\n\n" for s in own[n][:k])
+            return render(self.header, dict(items[n].fields)) + blocks + items[n].question
+
+        if answer_tokens is None or k_max == 0:
+            return [build(n, len(own[n])) for n in range(len(items))]
+        return fit_shots(build, len(items), k_max, run, answer_tokens)
 
     def template_hash(self, settings: Settings) -> str:
-        return text_hash(type(self).__name__, self.template, f"shots:{self.shots}", *self._hash_parts())
+        return text_hash(type(self).__name__, self.template, f"shots:{self.shots}", f"header:{self.header}",
+                         f"shots_by:{self.shots_by}", "fit:drop-last-shots", *self._hash_parts())
 
     def _hash_parts(self) -> tuple[str, ...]:
         return ()
 
 
-class MultipleChoice(_FileTask):
-    """Multiple choice scored by log-likelihood: the item is right when its correct choice is the most likely
-    continuation of the prompt (" " + choice). Any number of choices per item; chance is 1/len(choices) per
-    item, and ``floor`` their mean over the evaluated items.
-
-    ``choices``: the field holding a list of choices (JSONL), or a list of fields, one choice each (CSV
-    columns; empty ones are left out). ``answer``: the field holding the correct choice, as its text, its
-    0-based index, or a letter (A, B, ...).
-    """
-
-    metric = "accuracy"
-    higher_is_better = True
-
-    def __init__(self, name: str, data, template: str = "{question}\nAnswer:", choices="choices",
-                 answer: str = "answer", **options):
-        super().__init__(name, data, template, **options)
-        self.choices, self.answer = choices, answer
-        self.floor: float | None = None
-
-    def item(self, line: int, record: dict, index: int) -> ChoiceItem:
-        self._check_template(line, record)
-        if isinstance(self.choices, str):
-            if self.choices not in record:
-                raise KickError(f"{self.data}:{line}: record lacks the choices field {self.choices!r}")
-            choices = record[self.choices]
-            if not isinstance(choices, list):
-                raise KickError(f"{self.data}:{line}: {self.choices!r} must be a list of choices")
-        else:
-            absent = [c for c in self.choices if c not in record]
-            if absent:
-                raise KickError(f"{self.data}:{line}: record lacks the choice field(s) {', '.join(absent)}")
-            choices = [record[c] for c in self.choices if str(record[c]).strip()]
-        choices = [str(c) for c in choices]
-        if len(choices) < 2:
-            raise KickError(f"{self.data}:{line}: an item needs at least 2 choices (got {len(choices)})")
-        if self.answer not in record:
-            raise KickError(f"{self.data}:{line}: record lacks the answer field {self.answer!r}")
-        label = self._label(line, record[self.answer], choices)
-        return ChoiceItem(self._id(line, record, index), self.prompt_of(record), (choices[label],),
-                          tuple(choices), label, _fields(record))
-
-    def prompt_of(self, record: dict) -> str:
-        return FIELD.sub(lambda m: str(record[m.group(1)]), self.template)
-
-    def _label(self, line: int, value, choices: list[str]) -> int:
-        text = str(value).strip()
-        if isinstance(value, int) or text.isdigit():
-            index = int(text)
-        elif len(text) == 1 and text.isalpha() and text not in choices:
-            index = ord(text.upper()) - ord("A")
-        elif text in choices:
-            index = choices.index(text)
-        else:
-            raise KickError(f"{self.data}:{line}: answer {value!r} is none of the choices, an index or a letter")
-        if not 0 <= index < len(choices):
-            raise KickError(f"{self.data}:{line}: answer {value!r} is out of range for {len(choices)} choices")
-        return index
-
-    def chance(self, item: ChoiceItem) -> float:
-        """The score of a guess on this item."""
-        return 1 / len(item.choices)
-
-    def split(self, dataset: Dataset, settings: Settings):
-        shots, items = super().split(dataset, settings)
-        self.floor = sum(self.chance(i) for i in items) / len(items)
-        return shots, items
-
-    def evaluate(self, items: Sequence[ChoiceItem], shots, settings: Settings, run):
-        """One log-likelihood request per choice, all in one batch; the item scores 1 when its correct choice
-        is the most likely (the first best on ties); the output is the chosen choice."""
-        block = self._shot_block(shots)
-        requests = [LoglikelihoodRequest(block + i.question, " " + c) for i in items for c in i.choices]
-        answers, scores, outputs, at = run(requests), [], [], 0
-        for item in items:
-            lls = [ll for ll, _ in answers[at:at + len(item.choices)]]
-            at += len(item.choices)
-            best = max(range(len(lls)), key=lambda c: lls[c])
-            scores.append(1.0 if best == item.label else 0.0)
-            outputs.append(item.choices[best])
-        return scores, outputs
-
-    def _hash_parts(self):
-        return (f"choices:{self.choices}", f"answer:{self.answer}", "loglikelihood-sum")
-
-
 METRICS = ("exact", "contains", "rougeL")
 
 
-class Generation(OneRequestPerItem, _FileTask):
+class Generation(_FileTask):
     """Greedy generation, scored against the item's answers: ``exact`` (normalised equality with any answer),
     ``contains`` (an answer occurs in the output, whole words), ``rougeL`` (best ROUGE-L F1 over answers)."""
 
@@ -200,20 +174,23 @@ class Generation(OneRequestPerItem, _FileTask):
             raise KickError(f"{self.where}: metric {metric!r} is not one of {', '.join(METRICS)}")
         self.answer, self.metric, self.max_new_tokens, self.stop = answer, metric, max_new_tokens, tuple(stop)
 
-    def item(self, line: int, record: dict, index: int) -> TextItem:
-        self._check_template(line, record)
+    def item(self, line: int, record: dict, index: int, path: Path) -> TextItem:
+        self._check_template(line, record, path)
         if self.answer not in record:
-            raise KickError(f"{self.data}:{line}: record lacks the answer field {self.answer!r}")
+            raise KickError(f"{path}:{line}: record lacks the answer field {self.answer!r}")
         value = record[self.answer]
         answers = tuple(str(a) for a in (value if isinstance(value, list) else [value]))
         if not answers or not all(a.strip() for a in answers):
-            raise KickError(f"{self.data}:{line}: the answer field {self.answer!r} is empty")
-        prompt = FIELD.sub(lambda m: str(record[m.group(1)]), self.template)
-        return TextItem(self._id(line, record, index), prompt, answers, _fields(record))
+            raise KickError(f"{path}:{line}: the answer field {self.answer!r} is empty")
+        fields = _fields(record)
+        return TextItem(self._id(line, record, index, path), render(self.template, dict(fields)), answers, fields)
 
-    def requests(self, items, shots, settings):
-        block = self._shot_block(shots)
-        return [GenerationRequest(block + i.question, self.max_new_tokens, self.stop) for i in items]
+    def evaluate(self, items, shots, settings: Settings, run):
+        """One greedy generation per item (room for ``max_new_tokens`` kept when shots are fitted), scored by the
+        metric; the output is the generated text."""
+        prompts = self.contexts(items, shots, run, [self.max_new_tokens] * len(items))
+        answers = run([GenerationRequest(p, self.max_new_tokens, self.stop) for p in prompts])
+        return [self.score(i, None, a, settings) for i, a in zip(items, answers)], list(answers)
 
     def score(self, item, request, answer, settings) -> float:
         if self.metric == "exact":
@@ -260,3 +237,12 @@ class TextPerplexity:
 
     def evaluate(self, items, shots, settings: Settings, run):
         return nll_scores(self.name, items, run([RollingRequest(i.question, "", self.window) for i in items]))
+
+
+def __getattr__(name: str):
+    """``MultipleChoice`` lives in tasks/choice.py (it builds on this module); still importable from here."""
+    if name == "MultipleChoice":
+        from pytest_kick.tasks.choice import MultipleChoice
+
+        return MultipleChoice
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
