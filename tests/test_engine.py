@@ -75,6 +75,42 @@ def test_stop_strings_cut_the_output(engines):
     assert stop not in cut
 
 
+@pytest.mark.parametrize("text, cut", [
+    ("Paris\nQ: next", "Paris"), ("\n\n Paris\nmore", "\n\n Paris"), ("  \n", "  \n"), ("Paris", "Paris"),
+    ("", ""), ("a STOP b\nc", "a "),
+])
+def test_first_line_cuts_at_the_first_newline_after_text(text, cut):
+    from pytest_kick.engines.tokens import cut_output
+
+    assert cut_output(text, ("STOP",), first_line=True) == cut
+    assert cut_output(text, ()) == text
+
+
+def test_first_line_stops_decoding_where_the_first_line_of_text_ends(tiny):
+    model, tokenizer = tiny
+    free = Engine(model, tokenizer, "cpu", 4).generate_ids([GenerationRequest(PROMPTS[0], 20)])[0]
+    k = next(k for k in range(3, len(free)) if free[k] not in free[:k])
+    newline = {free[0], free[k]}  # a leading newline (kept, decoding goes on), then one after text
+
+    class Lines(Engine):  # reads those two tokens as newlines, every other as "x"
+        def _decode(self, tokens):
+            return "".join("\n" if t in newline else "x" for t in tokens)
+
+    engine = Lines(model, tokenizer, "cpu", 4)
+    request = GenerationRequest(PROMPTS[0], 20, first_line=True)
+    assert engine.generate_ids([request])[0] == free[:k + 1]  # stopped at the newline, not after 20 tokens
+    assert engine.generate([request]) == ["\n" + "x" * (k - 1)]
+    assert engine.generate([GenerationRequest(PROMPTS[0], 20)])[0] == engine._decode(free)
+
+
+def test_rows_that_stop_early_leave_their_batch_without_changing_the_others(engines):
+    _, sixteen = engines
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, [1, 9, 3, 12, 0, 5, 2, 7])]
+    together = sixteen.generate_ids(requests)
+    assert [len(t) for t in together] == [1, 9, 3, 12, 0, 5, 2, 7]
+    assert together == [sixteen.generate_ids([r])[0] for r in requests]
+
+
 def test_progress_reports_every_batch(tiny):
     model, tokenizer = tiny
     engine = Engine(model, tokenizer, "cpu", batch_size=8)
