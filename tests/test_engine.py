@@ -214,6 +214,38 @@ def test_prefix_reuse_on_and_off_agree_on_random_shared_prefixes(tiny, prefixes,
     assert [g for _, g in a] == [g for _, g in b]
 
 
+@pytest.mark.parametrize("reuse", [True, False])
+def test_packed_passes_equal_right_padded_batches(tiny, monkeypatch, reuse):
+    """Requests packed back to back in one row (the default) score as they do right-padded, one per row (the
+    path of models with sliding-window attention)."""
+    import pytest_kick.engines.passes as passes
+
+    model, tokenizer = tiny
+    requests = mmlu_shaped() + [LoglikelihoodRequest(p, " next") for p in PROMPTS]
+    engine = Engine(model, tokenizer, "cpu", 4, reuse_prefix=reuse)
+    packed = engine.loglikelihood(requests)
+    plan = engine.last_plan
+    assert plan["forward_passes"] < plan["passes"] / 2  # several requests a pass
+    monkeypatch.setattr(passes, "packable", lambda model: False)
+    padded = engine.loglikelihood(requests)
+    assert engine.last_plan["tokens_computed"] > plan["tokens_computed"]  # the padding packing saves
+    assert [g for _, g in packed] == [g for _, g in padded]
+    assert max(abs(x - y) for (x, _), (y, _) in zip(packed, padded)) < PREFIX_TOLERANCE
+
+
+def test_sliding_window_models_are_not_packed(tiny):
+    from types import SimpleNamespace
+
+    from pytest_kick.engines.passes import packable
+
+    model, _ = tiny
+    assert packable(model)
+    for config in [SimpleNamespace(layer_types=["full_attention", "sliding_attention"]),
+                   SimpleNamespace(sliding_window=4096), SimpleNamespace(text_config=SimpleNamespace(sliding_window=512))]:
+        assert not packable(SimpleNamespace(config=config))
+    assert packable(SimpleNamespace(config=SimpleNamespace(layer_types=["full_attention"] * 2, sliding_window=512)))
+
+
 def test_head_only_path_matches_the_full_logits(tiny):
     import torch
 

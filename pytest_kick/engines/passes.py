@@ -117,14 +117,17 @@ def packed_states(model, segments: list[Sequence[int]], device: str, cache=None,
     owner = torch.repeat_interleave(torch.arange(len(segments), device=device), torch.tensor(lengths, device=device))
     starts = torch.tensor([0] + lengths[:-1], device=device).cumsum(0)
     local = torch.arange(ids.shape[1], device=device) - starts[owner]  # position inside its segment
-    causal = local[None, :] <= local[:, None]
-    allowed = (owner[:, None] == owner[None, :]) & causal  # [N, N]
-    allowed = torch.cat([allowed.new_ones((ids.shape[1], offset)), allowed], dim=1)  # the prefix: seen by all
-    dtype = next(model.parameters()).dtype
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    if len(segments) == 1:  # plain causal attention: transformers' own mask (or none: a fused causal kernel)
+        mask = torch.ones((1, offset + ids.shape[1]), dtype=torch.long, device=device)
+    else:
+        allowed = (owner[:, None] == owner[None, :]) & (local[None, :] <= local[:, None])  # [N, N]
+        allowed = torch.cat([allowed.new_ones((ids.shape[1], offset)), allowed], dim=1)  # the prefix: seen by all
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        mask = mask[None, None]
     saved = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else []
     try:
-        out = decoder(model)(input_ids=ids, attention_mask=mask[None, None], position_ids=(offset + local)[None],
+        out = decoder(model)(input_ids=ids, attention_mask=mask, position_ids=(offset + local)[None],
                              cache=cache, use_cache=cache is not None)
     finally:
         for layer, (keys, values) in zip(cache.layers if cache is not None else [], saved):
