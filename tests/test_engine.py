@@ -103,6 +103,22 @@ def test_first_line_stops_decoding_where_the_first_line_of_text_ends(tiny):
     assert engine.generate([GenerationRequest(PROMPTS[0], 20)])[0] == engine._decode(free)
 
 
+def test_triviaqa_strict_asks_for_the_first_line_only_and_scores_it_the_same(engines):
+    from pytest_kick.tasks.base import Settings
+    from pytest_kick.tasks.icrqa import ICRQA, TriviaItem, prediction
+
+    task, item = ICRQA("closed"), TriviaItem("x", "Who?", ("Paris",), ("paris",), "")
+    [strict] = task.requests([item], [], Settings(protocol="strict"))
+    [kick] = task.requests([item], [], Settings(protocol="kick"))
+    assert strict.first_line and not kick.first_line  # kick decodes as the repo did: all 32 tokens
+    from pytest_kick.engines.tokens import cut_output
+
+    for output in ["Paris\nQ: next?", "\n Paris \nA: b", "  ", "Paris", "London\nParis"]:  # same score
+        cut = cut_output(output, (), strict.first_line)
+        assert prediction(cut).strip() == prediction(output).strip()
+        assert task.score(item, strict, cut, Settings()) == task.score(item, strict, output, Settings())
+
+
 def test_rows_that_stop_early_leave_their_batch_without_changing_the_others(engines):
     _, sixteen = engines
     requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, [1, 9, 3, 12, 0, 5, 2, 7])]
