@@ -29,6 +29,10 @@ from other processes hits both alike; each figure is the median over ``--repeats
   the letter with the highest log-likelihood (the first on ties).
 - TriviaQA closed book: the 100 questions of ``icrqa:closed`` at ``--kick-limit 100`` (bundled data),
   its prompts, greedy, its token budget and stop strings (lm-eval adds its EOS stop, as we stop at EOS).
+  The task's strict requests stop at the end of the first line of text (``first_line``): lm-eval gets the
+  same rule as a transformers stopping criterion added to its own (``FirstLineStop``), so both sides decode
+  until every row of a batch has its first line (lm-eval's ``until`` cannot say it: a "\n" stop would also
+  end on a leading newline).
   lm-eval at each of its batch sizes, ours at each of ``--trivia-batch-sizes``. Agreement: equal
   predicted answers (the first line of the continuation, as the task scores).
 
@@ -149,14 +153,45 @@ def lmeval_mmlu(lm, batch_size: int, pairs: list[list[tuple[str, str]]]) -> list
     return ["ABCD"[max(range(4), key=lambda k: scores[4 * q + k])] for q in range(len(pairs))]
 
 
+def first_line_criterion(tokenizer, initial: int):
+    """A transformers stopping criterion: a row is done once its new text has a newline after non-space text."""
+    import torch
+    from transformers import StoppingCriteria
+
+    from pytest_kick.engines.tokens import line_end
+
+    class FirstLineStop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, initial:], skip_special_tokens=True)
+            return torch.tensor([line_end(t) is not None for t in texts], dtype=torch.bool, device=input_ids.device)
+
+    return FirstLineStop()
+
+
 def lmeval_generate(lm, batch_size: int, requests) -> list[str]:
+    import lm_eval.models.huggingface as hf
     from lm_eval.api.instance import Instance
 
     lm.batch_size_per_gpu = batch_size
     instances = [Instance("generate_until", {}, (r.prompt, {"until": list(r.stop), "max_gen_toks": r.max_new_tokens,
                                                             "do_sample": False}), n)
                  for n, r in enumerate(requests)]
-    return lm.generate_until(instances, disable_tqdm=True)
+    if not any(r.first_line for r in requests):
+        return lm.generate_until(instances, disable_tqdm=True)
+    if not all(r.first_line for r in requests):
+        raise SystemExit("a mix of first-line and other generation requests: not one lm-eval call")
+    own = hf.stop_sequences_criteria
+
+    def with_first_line(tokenizer, stop, initial, batch):
+        criteria = own(tokenizer, stop, initial, batch)
+        criteria.append(first_line_criterion(tokenizer, initial))
+        return criteria
+
+    hf.stop_sequences_criteria = with_first_line  # lm-eval's HFLM._model_generate builds its criteria with it
+    try:
+        return lm.generate_until(instances, disable_tqdm=True)
+    finally:
+        hf.stop_sequences_criteria = own
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -196,13 +231,13 @@ def table(title: str, n: int, seconds: dict, outputs: dict, reference: str, same
     return rows
 
 
-def summary(rows: dict, ours: str, target: float, what: str) -> str:
+def summary(rows: dict, ours: str, target: float, what: str, same=lambda a, b: a == b) -> str:
     theirs = [n for n in rows if n.startswith("lm-eval")]
     if not theirs:
         return f"  {what}: lm-eval not installed, no ratio"
     best = max(theirs, key=lambda n: rows[n]["items_per_s"])
     ratio = rows[ours]["items_per_s"] / rows[best]["items_per_s"]
-    agree = sum(a == b for a, b in zip(rows[ours]["outputs"], rows[best]["outputs"]))
+    agree = sum(same(a, b) for a, b in zip(rows[ours]["outputs"], rows[best]["outputs"]))
     n = rows[ours]["n"]
     return (f"  {what}: {ours} / best {best} = {ratio:.2f}x (target >= {target}x: {'met' if ratio >= target else 'MISSED'}); "
             f"same predictions {agree}/{n} = {100 * agree / n:.1f}%")
@@ -266,6 +301,9 @@ def main() -> None:
         from pytest_kick.tasks.icrqa import prediction
 
         items, requests = trivia_requests(args.trivia_limit)
+        if any(r.first_line for r in requests):
+            print("TriviaQA: decoding stops at the end of the first line of text on both sides (pytest-kick's "
+                  "first_line rule; lm-eval: the same rule as a stopping criterion beside its own)")
         sizes = [int(b) for b in args.trivia_batch_sizes.split(",") if b]
         engines = {b: make_engine(loaded, b) for b in sizes}
         ours = [(f"pytest-kick b{b}", lambda b=b: engines[b].generate(requests)) for b in sizes]
@@ -280,7 +318,7 @@ def main() -> None:
         small, big = f"pytest-kick b{sizes[0]}", f"pytest-kick b{sizes[-1]}"
         rows = table("TriviaQA closed-book generation", len(requests), seconds, outputs, small,
                      lambda a, b: prediction(a) == prediction(b))
-        print(summary(rows, big, 1.5, "TriviaQA"))
+        print(summary(rows, big, 1.5, "TriviaQA", lambda a, b: prediction(a) == prediction(b)))
         if len(sizes) > 1:
             speedup = rows[big]["items_per_s"] / rows[small]["items_per_s"]
             print(f"  ours b{sizes[-1]} / b{sizes[0]}: {speedup:.2f}x ({'faster' if speedup > 1 else 'NOT faster'})")

@@ -16,6 +16,9 @@ class GenerationRequest:
     prompt's token count as well (LLM-KICK's ``max_length = 3 x prompt length`` is length_factor 2).
     With ``messages`` ((role, content) pairs), a model that has a chat template is prompted through it
     and ``prompt`` is the plain-text fallback for models without one.
+    With ``first_line``, decoding also stops at the first newline that follows non-space text, and the
+    continuation is cut there (leading blank lines are kept, so an answer after them is not lost): for tasks
+    that score only the first line of the answer.
     """
 
     prompt: str
@@ -23,6 +26,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     length_factor: int = 0
     messages: tuple[tuple[str, str], ...] = ()
+    first_line: bool = False
 
 
 @dataclass(frozen=True)

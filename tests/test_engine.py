@@ -75,6 +75,58 @@ def test_stop_strings_cut_the_output(engines):
     assert stop not in cut
 
 
+@pytest.mark.parametrize("text, cut", [
+    ("Paris\nQ: next", "Paris"), ("\n\n Paris\nmore", "\n\n Paris"), ("  \n", "  \n"), ("Paris", "Paris"),
+    ("", ""), ("a STOP b\nc", "a "),
+])
+def test_first_line_cuts_at_the_first_newline_after_text(text, cut):
+    from pytest_kick.engines.tokens import cut_output
+
+    assert cut_output(text, ("STOP",), first_line=True) == cut
+    assert cut_output(text, ()) == text
+
+
+def test_first_line_stops_decoding_where_the_first_line_of_text_ends(tiny):
+    model, tokenizer = tiny
+    free = Engine(model, tokenizer, "cpu", 4).generate_ids([GenerationRequest(PROMPTS[0], 20)])[0]
+    k = next(k for k in range(3, len(free)) if free[k] not in free[:k])
+    newline = {free[0], free[k]}  # a leading newline (kept, decoding goes on), then one after text
+
+    class Lines(Engine):  # reads those two tokens as newlines, every other as "x"
+        def _decode(self, tokens):
+            return "".join("\n" if t in newline else "x" for t in tokens)
+
+    engine = Lines(model, tokenizer, "cpu", 4)
+    request = GenerationRequest(PROMPTS[0], 20, first_line=True)
+    assert engine.generate_ids([request])[0] == free[:k + 1]  # stopped at the newline, not after 20 tokens
+    assert engine.generate([request]) == ["\n" + "x" * (k - 1)]
+    assert engine.generate([GenerationRequest(PROMPTS[0], 20)])[0] == engine._decode(free)
+
+
+def test_triviaqa_strict_asks_for_the_first_line_only_and_scores_it_the_same(engines):
+    from pytest_kick.tasks.base import Settings
+    from pytest_kick.tasks.icrqa import ICRQA, TriviaItem, prediction
+
+    task, item = ICRQA("closed"), TriviaItem("x", "Who?", ("Paris",), ("paris",), "")
+    [strict] = task.requests([item], [], Settings(protocol="strict"))
+    [kick] = task.requests([item], [], Settings(protocol="kick"))
+    assert strict.first_line and not kick.first_line  # kick decodes as the repo did: all 32 tokens
+    from pytest_kick.engines.tokens import cut_output
+
+    for output in ["Paris\nQ: next?", "\n Paris \nA: b", "  ", "Paris", "London\nParis"]:  # same score
+        cut = cut_output(output, (), strict.first_line)
+        assert prediction(cut).strip() == prediction(output).strip()
+        assert task.score(item, strict, cut, Settings()) == task.score(item, strict, output, Settings())
+
+
+def test_rows_that_stop_early_leave_their_batch_without_changing_the_others(engines):
+    _, sixteen = engines
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, [1, 9, 3, 12, 0, 5, 2, 7])]
+    together = sixteen.generate_ids(requests)
+    assert [len(t) for t in together] == [1, 9, 3, 12, 0, 5, 2, 7]
+    assert together == [sixteen.generate_ids([r])[0] for r in requests]
+
+
 def test_progress_reports_every_batch(tiny):
     model, tokenizer = tiny
     engine = Engine(model, tokenizer, "cpu", batch_size=8)
@@ -176,6 +228,38 @@ def test_prefix_reuse_on_and_off_agree_on_random_shared_prefixes(tiny, prefixes,
     b = Engine(model, tokenizer, "cpu", batch_size, reuse_prefix=False).loglikelihood(requests)
     assert max(abs(x - y) for (x, _), (y, _) in zip(a, b)) < PREFIX_TOLERANCE
     assert [g for _, g in a] == [g for _, g in b]
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_packed_passes_equal_right_padded_batches(tiny, monkeypatch, reuse):
+    """Requests packed back to back in one row (the default) score as they do right-padded, one per row (the
+    path of models with sliding-window attention)."""
+    import pytest_kick.engines.passes as passes
+
+    model, tokenizer = tiny
+    requests = mmlu_shaped() + [LoglikelihoodRequest(p, " next") for p in PROMPTS]
+    engine = Engine(model, tokenizer, "cpu", 4, reuse_prefix=reuse)
+    packed = engine.loglikelihood(requests)
+    plan = engine.last_plan
+    assert plan["forward_passes"] < plan["passes"] / 2  # several requests a pass
+    monkeypatch.setattr(passes, "packable", lambda model: False)
+    padded = engine.loglikelihood(requests)
+    assert engine.last_plan["tokens_computed"] > plan["tokens_computed"]  # the padding packing saves
+    assert [g for _, g in packed] == [g for _, g in padded]
+    assert max(abs(x - y) for (x, _), (y, _) in zip(packed, padded)) < PREFIX_TOLERANCE
+
+
+def test_sliding_window_models_are_not_packed(tiny):
+    from types import SimpleNamespace
+
+    from pytest_kick.engines.passes import packable
+
+    model, _ = tiny
+    assert packable(model)
+    for config in [SimpleNamespace(layer_types=["full_attention", "sliding_attention"]),
+                   SimpleNamespace(sliding_window=4096), SimpleNamespace(text_config=SimpleNamespace(sliding_window=512))]:
+        assert not packable(SimpleNamespace(config=config))
+    assert packable(SimpleNamespace(config=SimpleNamespace(layer_types=["full_attention"] * 2, sliding_window=512)))
 
 
 def test_head_only_path_matches_the_full_logits(tiny):

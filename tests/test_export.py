@@ -72,6 +72,13 @@ def test_an_exported_variant_reloads_bit_identical(model, tmp_path, compressor, 
             assert weights["strategy"] == "channel"
         assert "model.layers.0.mlp.down_proj" in scheme["targets"] and "lm_head" in quant["ignore"]
         assert loaded.bits == 4 and loaded.stats["format"] == "compressed-tensors"
+        # transformers reads it decompressed (its compressed modules expect zero points unpacked; the file
+        # has them packed along the output rows, as vLLM reads them)
+        from transformers import CompressedTensorsConfig
+
+        served = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=torch.float32, quantization_config=CompressedTensorsConfig(run_compressed=False))
+        assert _same(served, model.model)
 
 
 def test_a_tokenizer_roundtrips_with_the_export(model, tmp_path):

@@ -74,3 +74,17 @@ def test_unrelated_sequences_run_in_full():
     [only] = group(leaves)
     assert only.shared == 0 and len(only.leaves) == 3
     assert common_prefix((1, 2, 3), (1, 2, 4)) == 2 and common_prefix((), (1,)) == 0
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(1, 40), max_size=30), st.integers(1, 64))
+def test_pack_keeps_order_and_fills_rows_up_to_the_budget(lengths, budget):
+    from pytest_kick.engines.plan import pack
+
+    rows = pack(lengths, budget)
+    assert [i for row in rows for i in row] == list(range(len(lengths)))  # every sequence once, in order
+    for row, after in zip(rows, rows[1:] + [None]):
+        size = sum(lengths[i] for i in row)
+        assert size <= budget or len(row) == 1  # only a sequence longer than the budget overfills, alone
+        if after is not None:
+            assert size + lengths[after[0]] > budget  # a row closes only when the next one does not fit

@@ -7,8 +7,9 @@
   (``reuse_prefix``), and the vocabulary head runs only at the scored positions (engines/passes.py).
 - Generation is greedy, longest prompts first, left-padded with explicit positions, so a prompt gets the
   same tokens whatever else shares its batch (tested: batch 1 and 16 give identical outputs); it stops at
-  EOS, at a stop string or at the token budget (``max_new_tokens``, ``length_factor`` x prompt tokens).
-  The head runs at the last position only.
+  EOS, at a stop string, at the end of the first line of text (``first_line``) or at the token budget
+  (``max_new_tokens``, ``length_factor`` x prompt tokens). The head runs at the last position only, and
+  rows that have stopped leave the batch (their cache rows dropped), so a batch costs what its rows still need.
 - Requests longer than the model's context (``max_position_embeddings``) keep their last tokens, and a BOS
   the tokenizer put first; a continuation that alone does not fit is an error.
 """
@@ -19,7 +20,7 @@ from typing import Sequence
 
 from pytest_kick.engines.base import Progress
 from pytest_kick.engines.plan import Group, Job, Leaf, group
-from pytest_kick.engines.tokens import PromptTokens, cut_at_stop, rolling_windows
+from pytest_kick.engines.tokens import PromptTokens, cut_output, line_end, rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -117,7 +118,7 @@ class LocalEngine(PromptTokens):
     def generate(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[str]:
         """Greedy continuations (new text only, special tokens dropped), cut at each request's stop strings."""
         tokens = self.generate_ids(requests, progress)
-        return [cut_at_stop(self._decode(t), r.stop) for t, r in zip(tokens, requests)]
+        return [cut_output(self._decode(t), r.stop, r.first_line) for t, r in zip(tokens, requests)]
 
     def generate_ids(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[list[int]]:
         """The new token ids of each request (EOS excluded), in the caller's order.
@@ -168,6 +169,7 @@ class LocalEngine(PromptTokens):
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         new_tokens: list[list[int]] = [[] for _ in prompts]
         finished = [b <= 0 for b in budgets]
+        live = list(range(len(prompts)))  # the rows still decoding, in batch order
         step_ids, step_pos = ids, positions
         with torch.inference_mode():
             if prefix is not None:
@@ -176,30 +178,37 @@ class LocalEngine(PromptTokens):
             else:
                 cache = DynamicCache(config=self.model.config)
             for _ in range(max(budgets)):
-                if all(finished):
+                keep = [k for k, row in enumerate(live) if not finished[row]]
+                if not keep:
                     break
+                if len(keep) < len(live):  # drop the rows that stopped from the batch and its cache
+                    index = torch.tensor(keep, dtype=torch.long, device=mask.device)
+                    if cache.get_seq_length() > 0:
+                        cache.batch_select_indices(index)
+                    step_ids, step_pos, mask = step_ids[index], step_pos[index], mask[index]
+                    live = [live[k] for k in keep]
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
                                  cache=cache, use_cache=True, logits_to_keep=1)
-                next_ids = out.logits[:, -1, :].argmax(dim=-1)  # [B]
-                for row, token in enumerate(next_ids.tolist()):
-                    if finished[row]:
-                        continue
+                next_ids = out.logits[:, -1, :].argmax(dim=-1)  # [live rows]
+                for row, token in zip(live, next_ids.tolist()):
                     if token in self.eos_ids:
                         finished[row] = True
                         continue
                     new_tokens[row].append(token)
-                    if len(new_tokens[row]) >= budgets[row] or self._hit_stop(new_tokens[row], requests[row].stop):
+                    if len(new_tokens[row]) >= budgets[row] or self._hit_stop(new_tokens[row], requests[row]):
                         finished[row] = True
                 step_ids = next_ids[:, None]
                 step_pos = step_pos[:, -1:] + 1
-                mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
+                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
         return new_tokens
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def _hit_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
-        if not stop:
+    def _hit_stop(self, tokens: list[int], request: GenerationRequest) -> bool:
+        if request.first_line and line_end(self._decode(tokens)) is not None:
+            return True
+        if not request.stop:
             return False
         text = self._decode(tokens[-16:])  # a stop string completes within the last few tokens
-        return any(s in text for s in stop)
+        return any(s in text for s in request.stop)

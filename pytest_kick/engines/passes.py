@@ -4,7 +4,13 @@ The base model gives hidden states; the vocabulary head (``model.get_output_embe
 config's final logit soft-capping where it has one: Gemma 2/3) runs on the gathered positions that are
 scored, a bounded number of rows at a time: never a ``[batch, length, vocab]`` tensor. Prefix sharing is
 planned in :mod:`pytest_kick.engines.plan`; here a group's prefix runs once into a ``DynamicCache`` that
-each batch of its members extends (members right-padded, positions continuing after the prefix).
+each pass of its members extends, positions continuing after the prefix.
+
+A pass packs members back to back in one row (``plan.pack``: up to ``PACK_TOKENS`` tokens), each attending
+to the prefix and to its own earlier tokens only (a 4-D mask; its positions restart after the prefix), so
+no compute goes to padding and the prefix's cache is read by every member without being copied per row.
+Models with sliding-window layers (Gemma 2/3, Mistral) get their masks from transformers instead: their
+members run right-padded, a batch of rows at a time, on a copy of the prefix's cache per row.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Callable, Sequence
 
-from pytest_kick.engines.plan import Group, Job, Leaf, fold, group
+from pytest_kick.engines.plan import PACK_TOKENS, Group, Job, Leaf, fold, group, pack
 
 HEAD_ELEMENTS = 1 << 24  # logits computed at once: rows x vocabulary (64 MB in float32)
 
@@ -69,6 +75,16 @@ def prefix_cache(model, tokens: Sequence[int], device: str):
     return cache
 
 
+def packable(model) -> bool:
+    """Whether every attention layer is plain causal attention, so a packed pass's own 4-D mask is all it needs."""
+    config = model.config
+    config = getattr(config, "text_config", None) or config
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return getattr(config, "sliding_window", None) is None
+
+
 def hidden_states(model, rows: list[Sequence[int]], pad_id: int, device: str, cache=None, offset: int = 0):
     """Final hidden states [B, W, H] of right-padded ``rows``, continuing ``cache`` (one row of ``offset``
     tokens, copied to every row) when given."""
@@ -91,6 +107,34 @@ def hidden_states(model, rows: list[Sequence[int]], pad_id: int, device: str, ca
     return out.last_hidden_state
 
 
+def packed_states(model, segments: list[Sequence[int]], device: str, cache=None, offset: int = 0):
+    """Final hidden states [1, N, H] of ``segments`` run back to back in one row, each seeing the ``offset``
+    tokens of ``cache`` (left unchanged) and its own earlier tokens, at positions ``offset``, ``offset + 1`` ..."""
+    import torch
+
+    lengths = [len(s) for s in segments]
+    ids = torch.tensor([[t for s in segments for t in s]], dtype=torch.long, device=device)
+    owner = torch.repeat_interleave(torch.arange(len(segments), device=device), torch.tensor(lengths, device=device))
+    starts = torch.tensor([0] + lengths[:-1], device=device).cumsum(0)
+    local = torch.arange(ids.shape[1], device=device) - starts[owner]  # position inside its segment
+    if len(segments) == 1:  # plain causal attention: transformers' own mask (or none: a fused causal kernel)
+        mask = torch.ones((1, offset + ids.shape[1]), dtype=torch.long, device=device)
+    else:
+        allowed = (owner[:, None] == owner[None, :]) & (local[None, :] <= local[:, None])  # [N, N]
+        allowed = torch.cat([allowed.new_ones((ids.shape[1], offset)), allowed], dim=1)  # the prefix: seen by all
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        mask = mask[None, None]
+    saved = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else []
+    try:
+        out = decoder(model)(input_ids=ids, attention_mask=mask, position_ids=(offset + local)[None],
+                             cache=cache, use_cache=cache is not None)
+    finally:
+        for layer, (keys, values) in zip(cache.layers if cache is not None else [], saved):
+            layer.keys, layer.values = keys, values  # the update concatenated new tensors; the prefix's are intact
+    return out.last_hidden_state
+
+
 def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id: int, reuse_prefix: bool = True,
                progress: Callable[[int], None] | None = None,
                stats: dict | None = None) -> list[list[tuple[float, bool]]]:
@@ -98,11 +142,13 @@ def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id:
 
     ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
     how the jobs ran: jobs, passes (sequences run), groups (shared prefixes), tokens_fed, tokens_alone
-    (what running every job on its own would feed)."""
+    (what running every job on its own would feed), forward_passes, tokens_computed (fed tokens plus padding,
+    prefixes excluded)."""
     import torch
 
     leaves = fold(jobs)
     groups = group(leaves) if reuse_prefix else [Group(0, tuple(range(len(leaves))))]
+    packed = packable(model)
     if stats is not None:
         stats.update(jobs=len(jobs), passes=len(leaves), groups=sum(1 for g in groups if g.shared),
                      tokens_alone=sum(len(j.tokens) for j in jobs),
@@ -113,27 +159,43 @@ def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id:
         for g in groups:
             cache = prefix_cache(model, leaves[g.leaves[0]].tokens[:g.shared], device) if g.shared else None
             members = sorted(g.leaves, key=lambda i: (-len(leaves[i].tokens), i))
-            for start in range(0, len(members), batch_size):
-                batch = [leaves[i] for i in members[start:start + batch_size]]
-                states = hidden_states(model, [leaf.tokens[g.shared:] for leaf in batch], pad_id, device,
-                                       cache, g.shared)
-                _read(model, states, batch, jobs, g.shared, answers, device)
+            if packed:
+                batches = [[members[k] for k in row]
+                           for row in pack([len(leaves[i].tokens) - g.shared for i in members], PACK_TOKENS)]
+            else:
+                batches = [members[start:start + batch_size] for start in range(0, len(members), batch_size)]
+            for chosen in batches:
+                batch = [leaves[i] for i in chosen]
+                segments = [leaf.tokens[g.shared:] for leaf in batch]
+                if packed:
+                    states = packed_states(model, segments, device, cache, g.shared)
+                    places = [(0, sum(len(s) for s in segments[:k])) for k in range(len(batch))]
+                else:
+                    states = hidden_states(model, segments, pad_id, device, cache, g.shared)
+                    places = [(k, 0) for k in range(len(batch))]
+                _read(model, states, batch, places, jobs, g.shared, answers)
+                if stats is not None:
+                    stats["forward_passes"] = stats.get("forward_passes", 0) + 1
+                    stats["tokens_computed"] = stats.get("tokens_computed", 0) + states.shape[0] * states.shape[1]
                 if progress:
                     progress(sum(len(leaf.jobs) for leaf in batch))
     return answers
 
 
-def _read(model, states, batch: list[Leaf], jobs: Sequence[Job], offset: int, answers, device: str) -> None:
-    """Gather the scored positions of the batch's jobs (each position once) and read their targets."""
+def _read(model, states, batch: list[Leaf], places: list[tuple[int, int]], jobs: Sequence[Job], offset: int,
+          answers) -> None:
+    """Gather the scored positions of the batch's jobs (each position once) and read their targets; leaf k's
+    token at position p (p >= offset) has its state at ``states[row, column + p - offset]``, (row, column) =
+    ``places[k]``."""
     import torch
 
     slot: dict[tuple[int, int], int] = {}
     rows, cols, reads = [], [], []  # reads: (job, slot, target)
-    for row, leaf in enumerate(batch):
+    for leaf, (row, column) in zip(batch, places):
         for j in leaf.jobs:
             job = jobs[j]
             for k, target in enumerate(job.targets):
-                where = (row, job.first + k - offset)
+                where = (row, column + job.first + k - offset)
                 if where not in slot:
                     slot[where] = len(rows)
                     rows.append(where[0])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 GROUP_OVERHEAD = 32  # tokens' worth of cost for one more group (a prefix pass, a cache copy per batch)
+PACK_TOKENS = 256  # tokens packed into one pass (attention over a packed row grows with its square)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,20 @@ def group(leaves: Sequence[Leaf], overhead: int = GROUP_OVERHEAD) -> list[Group]
     if singles:
         groups.append(Group(0, tuple(sorted(singles))))
     return groups
+
+
+def pack(lengths: Sequence[int], budget: int = PACK_TOKENS) -> list[list[int]]:
+    """Rows of indices into ``lengths``, in order, each row's lengths summing to at most ``budget`` (a longer
+    one alone in its row): sequences run back to back in one pass instead of padded to the longest."""
+    rows: list[list[int]] = []
+    used = budget
+    for i, n in enumerate(lengths):
+        if used + n > budget:
+            rows.append([])
+            used = 0
+        rows[-1].append(i)
+        used += n
+    return rows
 
 
 def _deep(best, n: int):

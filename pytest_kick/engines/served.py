@@ -5,7 +5,10 @@ Request and reply shapes follow vLLM's server (``vllm/entrypoints/openai/complet
 
 - generate: ``POST /v1/completions`` with ``max_tokens``, ``stop`` and ``temperature: 0`` (greedy); the
   reply's ``choices[0].text`` is the continuation (vLLM drops the stop string from it; it is cut here
-  again, which changes nothing when the server already did).
+  again, which changes nothing when the server already did). A request's ``first_line`` rule has no
+  equivalent in the API (a ``"\n"`` stop would also end on a leading newline): the reply is cut at the end
+  of its first line of text here, so results equal the local engine's, but the server decodes up to
+  ``max_tokens``.
 - loglikelihood and loglikelihood_rolling: ``echo: true`` + ``logprobs: 1`` + ``max_tokens: 1`` (the
   one generated token is ignored: some servers refuse 0). vLLM then also returns ``prompt_logprobs``
   (one ``{token id: {"logprob", "rank", ...}}`` per prompt token, the first null), which is read when
@@ -28,7 +31,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 
 from pytest_kick.engines.http import Client
-from pytest_kick.engines.tokens import PromptTokens, cut_at_stop, rolling_windows
+from pytest_kick.engines.tokens import PromptTokens, cut_output, rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -105,7 +108,7 @@ class ServedEngine(PromptTokens):
             text = self._choice(self._complete(body), "text")
             if not isinstance(text, str):
                 raise KickError(f"POST {self.client.url('completions')}: choices[0].text is not a string")
-            return cut_at_stop(text, request.stop)
+            return cut_output(text, request.stop, request.first_line)
 
         return self._map(one, requests, progress)
 

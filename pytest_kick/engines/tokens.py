@@ -84,3 +84,18 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
         if found != -1:
             cut = min(cut, found)
     return text[:cut]
+
+
+def line_end(text: str) -> int | None:
+    """Where the first line of ``text`` that holds non-space text ends (the index of its newline), or None."""
+    start = len(text) - len(text.lstrip())
+    found = text.find("\n", start)
+    return None if found == -1 or start == len(text) else found
+
+
+def cut_output(text: str, stop: tuple[str, ...], first_line: bool = False) -> str:
+    """A continuation as a request asks for it: cut at the first stop string and, with ``first_line``, at the
+    end of its first line that holds text."""
+    text = cut_at_stop(text, stop)
+    end = line_end(text) if first_line else None
+    return text if end is None else text[:end]

@@ -213,7 +213,9 @@ class ICRQA(OneRequestPerItem):
         return PASSAGE.format(context=item.context[:CONTEXT_CHARS], end=end).strip()
 
     def requests(self, items, shots, settings: Settings) -> list[GenerationRequest]:
-        return [GenerationRequest(self.prompt(i, shots), MAX_NEW_TOKENS) for i in items]
+        # strict scores the first line only: decoding stops where that line ends (the prediction is unchanged)
+        first_line = settings.protocol != "kick"
+        return [GenerationRequest(self.prompt(i, shots), MAX_NEW_TOKENS, first_line=first_line) for i in items]
 
     def score(self, item: TriviaItem, request: GenerationRequest, output: str, settings: Settings) -> float:
         answer = prediction(output)
