@@ -14,6 +14,9 @@ that message). Steps:
 - ``echo``     HTTP 400 whose message repeats the request's Authorization header (a careless server);
 - ``slow``     a valid verdict after 2 s (longer than the tests' client timeout);
 - ``drop``     the connection closed without an answer.
+
+A prompt without a plan follows ``Server(default=...)`` ("valid" unless told). Run as a script, it serves
+until stopped: ``python tests/judge_server.py [default plan] [port]``.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def verdict(system: str, user: str, biased: bool) -> str:
 
 
 class Server:
-    def __init__(self, slow_seconds: float = 2.0):
+    def __init__(self, slow_seconds: float = 2.0, default: str = "valid", port: int = 0):
         self.slow_seconds = slow_seconds
+        self.default = default  # the plan of a prompt without <<plan:...>> (e.g. a real model's answer)
         self.requests = 0
         self.authorizations: set[str] = set()
         self.inflight = 0
@@ -51,7 +55,7 @@ class Server:
         self.steps: list[str] = []
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -66,7 +70,7 @@ class Server:
 
     def step(self, user: str) -> str:
         found = PLAN.search(user)
-        plan = found.group(1).split(",") if found else ["valid"]
+        plan = (found.group(1) if found else self.default).split(",")
         with self._lock:
             n = self._seen.get(user, 0)
             self._seen[user] = n + 1
@@ -135,3 +139,17 @@ class Server:
                     pass  # the client gave up (timeout)
 
         return Handler
+
+
+if __name__ == "__main__":  # python tests/judge_server.py [default plan] [port]: serve until stopped
+    import sys
+
+    served = Server(default=sys.argv[1] if len(sys.argv) > 1 else "valid",
+                    port=int(sys.argv[2]) if len(sys.argv) > 2 else 0).start()
+    print(served.url, flush=True)
+    try:
+        while True:
+            time.sleep(60)
+            print(f"requests {served.requests}", flush=True)
+    except KeyboardInterrupt:
+        served.stop()
