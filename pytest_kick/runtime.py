@@ -354,7 +354,21 @@ class Runtime:
         else:
             self._dense[memo] = self.baselines.get_or_compute(case.model_name, case.task, key,
                                                               lambda: self.evaluate(dense_case))
+        result, status, path = self._dense[memo]
+        if status not in ("computed", "written", "regenerated") and any(x != x for x in result.scores):
+            self._dense[memo] = (self._rejudge(case.task, result), status, path)
         return self._dense[memo]
+
+    def _rejudge(self, task_name: str, result: TaskResult) -> TaskResult:
+        """A stored dense result with judge errors (NaN): its stored outputs judged again (replies the judge
+        gave are cached, so only what failed is asked again; the model is not run)."""
+        task = self.task(task_name)
+        by_id = {i.id: i for i in self.data(task_name)[2]}
+        if not hasattr(task, "score_outputs") or not all(i in by_id for i in result.item_ids):
+            return result
+        scores = task.score_outputs([by_id[i] for i in result.item_ids], result.outputs)
+        return TaskResult(result.task, result.metric, list(result.item_ids), [float(x) for x in scores],
+                          list(result.outputs))
 
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path | str:
         """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""

@@ -9,6 +9,7 @@ that message). Steps:
 - ``valid``    a fair verdict: the reference (the text ``REFERENCE``) 9, the judged answer 6, in the format
                the prompt asks for (two scores, four lines, a tuple, or ``[[rating]]``);
 - ``biased``   a position-biased verdict: Assistant 1 gets 9, Assistant 2 gets 6, whoever they are;
+- ``hash``     each answer a score from 1 to 10 fixed by its text (a judge that tells answers apart);
 - ``garbage``  a reply without scores;
 - ``500``      HTTP 500;  ``429``  HTTP 429 with ``Retry-After: 7``;  ``401``  HTTP 401;
 - ``echo``     HTTP 400 whose message repeats the request's Authorization header (a careless server);
@@ -21,6 +22,7 @@ until stopped: ``python tests/judge_server.py [default plan] [port]``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -31,12 +33,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PLAN = re.compile(r"<<plan:([\w,]+)>>")
 
 
-def verdict(system: str, user: str, biased: bool) -> str:
+ANSWER = re.compile(r"\[The Start of Assistant(?: \d)?'s Answer\]\n(.*?)\n*\[The End of Assistant", re.DOTALL)
+
+
+def hashed(answer: str) -> int:
+    """A score from 1 to 10 that depends on the answer's text only (step ``hash``)."""
+    return 1 + int(hashlib.sha256(answer.encode()).hexdigest(), 16) % 10
+
+
+def verdict(system: str, user: str, biased: bool, by_hash: bool = False) -> str:
     text = system + "\n" + user
     model_first = user.find("<<plan") < user.find("REFERENCE") if "REFERENCE" in user else True
     first, second = (9, 6) if biased or not model_first else (6, 9)
+    answers = ANSWER.findall(user)
+    if by_hash and answers:
+        first = hashed(answers[0])
+        second = hashed(answers[1]) if len(answers) > 1 else first
     if "[[rating]]" in text:
-        return "The answer is partly right.\nRating: [[6]]"
+        return f"The answer is partly right.\nRating: [[{first if by_hash else 6}]]"
     if "four lines" in text:
         return "\n".join([f"{first} {second}"] * 4) + "\nBoth summaries are fine."
     if "Python tuple" in text:
@@ -128,7 +142,7 @@ class Server:
                     return self._send(status, {"error": {"message": message, "type": "test", "code": None}}, headers)
                 if step == "slow":
                     time.sleep(server.slow_seconds)
-                content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased")
+                content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased", step == "hash")
                 try:
                     self._send(200, {
                         "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],

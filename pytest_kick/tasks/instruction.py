@@ -175,6 +175,12 @@ class Instruction:
     def score(self, item: Conversation, request, output: str, settings: Settings) -> float:
         return self.scorer.score(item, parse(output, len(item.turns)))
 
+    def score_outputs(self, items, outputs) -> list[float]:
+        """Scores of stored outputs (a baseline's), judged as one batch."""
+        replies = [parse(o, len(i.turns)) for i, o in zip(items, outputs)]
+        prepare_judgments(self.scorer, items, replies)
+        return [self.scorer.score(i, r) for i, r in zip(items, replies)]
+
     def explain(self, item: Conversation, output: str) -> str | None:
         """The judge's explanation of its score for ``output`` (None under ROUGE): the flip report shows it."""
         explanation = getattr(self.scorer, "explanation", None)

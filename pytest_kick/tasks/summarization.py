@@ -133,6 +133,12 @@ class Summarization(OneRequestPerItem):
     def score(self, item: Story, request: GenerationRequest, output: str, settings: Settings) -> float:
         return self.scorer.score(item, (output.strip(),))
 
+    def score_outputs(self, items, outputs) -> list[float]:
+        """Scores of stored outputs (a baseline's), judged as one batch."""
+        replies = [(o.strip(),) for o in outputs]
+        prepare_judgments(self.scorer, items, replies)
+        return [self.scorer.score(i, r) for i, r in zip(items, replies)]
+
     def explain(self, item: Story, output: str) -> str | None:
         """The judge's explanation of its score for ``output`` (None under ROUGE): the flip report shows it."""
         explanation = getattr(self.scorer, "explanation", None)
