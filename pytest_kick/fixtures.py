@@ -107,7 +107,20 @@ def _judge_usage(runtime: Runtime, node) -> None:
     node.user_properties.append(("kick_judge", usage))
 
 
-def _judge_screen(runtime: Runtime, case: KickCase, node, dense, compressed=None):
+def _counting_judge_usage(func, runtime: Runtime, node):
+    """``func``, recording what the judge spent during it (details and flip reports ask it too) however it ends."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _judge_usage(runtime, node)
+
+    return wrapper
+
+
+def _judge_screen(runtime: Runtime, case: KickCase, node, dense, compressed=None, warn: bool = True):
     """Leave the items the judge failed on out of the pairing (counted, recorded); too many: no verdict."""
     dense, compressed, screen = runtime.judged(case, dense, compressed)
     if screen is not None:
@@ -115,7 +128,7 @@ def _judge_screen(runtime: Runtime, case: KickCase, node, dense, compressed=None
         if screen.exceeded:
             _record(node, verdict="judge-error")
             screen.check(f"{case.task} {case.model_name} {case.label}", runtime.judge_reason())
-        elif screen.left_out:
+        elif screen.left_out and warn:
             warnings.warn(KickWarning(f"{case.task} {case.model_name} {case.label}: {screen.note()}"), stacklevel=4)
     return dense, compressed, screen
 
@@ -151,7 +164,7 @@ def kick_evaluate(kick_runtime, request):
         if case.is_dense:
             return dense
         task = kick_runtime.task(case.task)
-        dense = _judge_screen(kick_runtime, case, request.node, dense)[0]
+        dense = _judge_screen(kick_runtime, case, request.node, dense, warn=False)[0]  # the gate warns
         floor = _chance(kick_runtime, case, task, dense)
         if not _informative(task, dense, floor, kick_runtime.config.seed):
             _record(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
@@ -198,7 +211,6 @@ def kick_gate(kick_runtime, request):
     def check(case: KickCase, dense, compressed) -> gate.Verdict | None:
         task = kick_runtime.task(case.task)
         node = request.node
-        _judge_usage(kick_runtime, node)
         dense, compressed, screen = _judge_screen(kick_runtime, case, node, dense,
                                                   None if case.is_dense else compressed)
         compressed = dense if case.is_dense else compressed
@@ -237,7 +249,7 @@ def kick_gate(kick_runtime, request):
             pytest.skip(verdict.message.splitlines()[0])
         return verdict
 
-    return check
+    return _counting_judge_usage(check, kick_runtime, request.node)
 
 
 def _details(task, case: KickCase, runtime, result) -> dict | None:
