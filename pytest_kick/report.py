@@ -16,8 +16,8 @@ from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING
 
 STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red",
          "judge-error": "bold magenta"}
-JUDGE_COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "reasks", "unreadable", "failed_asks",
-                "items", "item_errors", "order_pairs", "order_disagreements")
+JUDGE_COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
+                "unreadable", "failed_asks", "items", "item_errors", "order_pairs", "order_disagreements")
 
 
 def record_from(user_properties) -> dict | None:
@@ -139,6 +139,7 @@ def judge_summary(records: list[dict]) -> dict | None:
         return None
     found: dict = {k: sum(int(s.get(k, 0)) for s in spent) for k in JUDGE_COUNTS}
     found["judge"] = spent[0].get("judge")
+    found["read_first_time"] = 1 - found["unreadable_first"] / found["asks"] if found["asks"] else None
     found["order_disagreement_rate"] = (found["order_disagreements"] / found["order_pairs"]
                                         if found["order_pairs"] else None)
     found["errors"] = list(dict.fromkeys(e for s in spent for e in s.get("errors") or []))[:3]
@@ -156,6 +157,8 @@ def judge_lines(records: list[dict]) -> list[str]:
     line = (f"judge {found['judge']}: {found['requests']} requests ({found['retries']} retries), "
             f"{found['cache_hits']} cache hits, tokens in/out {found['tokens_in']}/{found['tokens_out']}, "
             f"{found['item_errors']} judge errors in {found['items']} judged items ({found['reasks']} re-asks)"
+            + ("" if found["read_first_time"] is None else
+               f", {found['read_first_time']:.0%} of {found['asks']} judgments read at the first ask")
             + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items"))
     lines = [line]
     for r in records:

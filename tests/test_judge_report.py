@@ -48,7 +48,8 @@ def usage(**counts):
 def test_the_summary_adds_up_what_every_item_spent():
     records = [
         {"task": "instruction:vicuna", "model": "m", "compressor": "dense", "ratio": None,
-         "judge": usage(requests=8, retries=2, tokens_in=800, tokens_out=80, items=4, order_pairs=4,
+         "judge": usage(requests=8, retries=2, tokens_in=800, tokens_out=80, items=4, order_pairs=4, asks=16,
+                        unreadable_first=4,
                         order_disagreements=1),
          "judge_errors": {"items": 4, "dense": 0, "compressed": 0, "left_out": 0, "exceeded": False}},
         {"task": "instruction:vicuna", "model": "m", "compressor": "magnitude", "ratio": "0.5",
@@ -63,7 +64,8 @@ def test_the_summary_adds_up_what_every_item_spent():
     assert found["order_disagreement_rate"] == 1 / 8 and found["cases_without_verdict"] == 1
     lines = report.judge_lines(records)
     assert lines[0] == ("judge openai:gpt-4: 17 requests (2 retries), 3 cache hits, tokens in/out 800/80, 1 judge "
-                        "errors in 8 judged items (0 re-asks), orders disagree on 12% of 8 pairwise items")
+                        "errors in 8 judged items (0 re-asks), 75% of 16 judgments read at the first ask, orders "
+                        "disagree on 12% of 8 pairwise items")
     assert lines[1] == ("judge errors: instruction:vicuna m magnitude@0.5: 1 of 4 items no verdict (case error) "
                         "(dense 0, compressed 1)")
     assert lines[2] == "judge error e.g.: HTTP 500 (5 attempts)"

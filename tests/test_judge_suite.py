@@ -62,6 +62,7 @@ def test_both_orders_averaged_cached_and_the_key_in_no_file(pytester, serve):
     assert f"{asked} requests" in line and "orders disagree on 100% of 4 pairwise items" in line
     judge = report(pytester)["meta"]["judge"]
     assert judge["requests"] == asked and judge["order_disagreement_rate"] == 1.0 and judge["item_errors"] == 0
+    assert judge["read_first_time"] == 1.0
     assert judge["tokens_in"] == 100 * asked and judge["tokens_out"] == 10 * asked  # the server's usage
 
     again = pytester.runpytest(*judged(server))  # same answers: every judgment from the cache

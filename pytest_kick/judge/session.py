@@ -23,8 +23,9 @@ from pytest_kick.judge.client import CallableBackend, Traffic
 from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
 
 JUDGED = ("summarization", "instruction")
-COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "reasks", "unreadable", "failed_asks",
-          "items", "item_errors", "order_pairs", "order_disagreements")
+JUDGE_STATS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
+               "unreadable", "failed_asks")
+COUNTS = JUDGE_STATS + ("items", "item_errors", "order_pairs", "order_disagreements")
 
 
 class LocalJudgeBackend:
@@ -115,7 +116,7 @@ class JudgeSession:
 
     def totals(self) -> dict:
         stats = self.judge.stats
-        found = {name: getattr(stats, name) for name in COUNTS[:8]}
+        found = {name: getattr(stats, name) for name in JUDGE_STATS}
         scorers = [t.scorer for t in self._tasks.values()]
         found["items"] = sum(s.items_judged for s in scorers)
         found["item_errors"] = sum(s.item_errors for s in scorers)
