@@ -129,7 +129,9 @@ def test_judge_options_are_checked_before_anything_runs(pytester, monkeypatch):
 def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
     """Mechanics of local:<model>: its own engine, real prompts; a random judge's replies hold no scores, so
     every item is a judge error (case error), and a rerun generates nothing."""
-    monkeypatch.setattr("pytest_kick.judge.local.DEFAULT_MAX_NEW_TOKENS", 16)  # random text: keep it short
+    from pytest_kick.judge import local
+
+    monkeypatch.setattr(local, "DEFAULT_MAX_NEW_TOKENS", 16)  # random text: keep it short
     args = ["--kick-model", "tiny-random-llama", "--kick-tasks", "instruction:vicuna", "--kick-limit", "2",
             "--kick-ratio", "0.5", "--kick-judge", "local:tiny-random-llama", "--kick-cache-dir", "cache",
             "--kick-report", "report.json", "-p", "no:cacheprovider"]
