@@ -62,8 +62,8 @@ def judge_settings(values: dict, text: dict, flag, families: list[str]) -> dict:
             raise KickError(f"{flag('judge-key-env')} {key_env}: the variable is not set (it should hold the API key)")
         found["judge_key_env"] = key_env
     elif "api.openai.com" in found["judge_url"] and not os.environ.get("OPENAI_API_KEY"):
-        raise KickError(f"{flag('judge')} {text['judge']} at {found['judge_url']} needs an API key: set OPENAI_API_KEY, "
-                        f"or name another variable with --kick-judge-key-env")
+        raise KickError(f"{flag('judge')} {text['judge']} at {found['judge_url']} needs an API key: set "
+                        f"OPENAI_API_KEY, or name another variable with --kick-judge-key-env")
     return found
 
 

@@ -390,8 +390,8 @@ class Runtime:
                 "question": item and item.question, "answers": item and list(item.answers),
                 "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
                 "dense_score": d, "compressed_score": c,
-                **({} if explain is None or item is None else {
-                    "dense_judge": explain(item, dense.outputs[k]), "compressed_judge": explain(item, compressed.outputs[k])}),
+                **({} if explain is None or item is None else {"dense_judge": explain(item, dense.outputs[k]),
+                                                               "compressed_judge": explain(item, compressed.outputs[k])}),
             }, ensure_ascii=False) + "\n")
         try:
             atomic_write(path, "".join(lines))

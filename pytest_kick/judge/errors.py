@@ -73,7 +73,8 @@ class Screen:
         if not self.left_out:
             return ""
         return (f"judge errors: {self.left_out} of {self.items} items left out of the pairing "
-                f"(dense {self.dense_errors}, compressed {self.compressed_errors}; at most {self.max_share:.0%} allowed)")
+                f"(dense {self.dense_errors}, compressed {self.compressed_errors}; "
+                f"at most {self.max_share:.0%} allowed)")
 
     def check(self, case: str, reason: str = "") -> None:
         check_share(case, self.left_out, self.items, self.max_share, (reason,) if reason else ())

@@ -50,8 +50,8 @@ class LocalJudgeBackend:
             from pytest_kick.models.devices import pick_device, pick_dtype
             from pytest_kick.models.loading import load
 
-            device = pick_device(self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
-                                 lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available())
+            mps = lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()  # noqa: E731
+            device = pick_device(self.config.device, self.worker_id, os.environ, torch.cuda.device_count, mps)
             source = registry.resolve(self.model_spec)
             self.ui.message(f"loading the judge {source.name}")
             loaded = load(source, self.config.cache_dir, device, pick_dtype(self.config.dtype, device),
