@@ -139,7 +139,7 @@ def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
     result.assert_outcomes(errors=2)
     judge = report(pytester)["meta"]["judge"]
     assert judge["requests"] == 6 and judge["item_errors"] == 2  # strict: 1 ask per item, asked 3 times
-    assert judge["tokens_in"] > 0 and 0 < judge["tokens_out"] <= 6 * 16
+    assert judge["tokens_in"] > 0 and judge["tokens_out"] > 0  # re-tokenized text: approximate counts
     again = pytester.runpytest(*args)
     again.assert_outcomes(errors=2)
     assert report(pytester)["meta"]["judge"]["requests"] == 0
