@@ -17,6 +17,7 @@ from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
+from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_served import served_settings
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
@@ -70,6 +71,10 @@ class KickConfig:
     compressed_url: str | None = None  # openai-completions: the compressed model's server (variant "served")
     timeout: float = 600.0  # openai-completions: seconds per reply
     export: Path | None = None  # --kick-export DIR
+    judge: str = "rouge"  # rouge | openai:<model> | local:<model> (config_judge.py)
+    judge_url: str | None = None  # openai: judge: the API root
+    judge_key_env: str | None = None  # openai: judge: the variable holding the key (None: OPENAI_API_KEY)
+    judge_concurrency: int = 8
 
 
 def _split(flag: str, value: str) -> list[str]:
@@ -318,11 +323,13 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         if text[switch] is not None and _bool(flag(switch), text[switch]) and text["baseline-dir"] is None:
             raise KickError(f"{flag(switch)} applies to baseline files: give --kick-baseline-dir DIR too")
 
+    chosen_tasks = parse_tasks(flag("tasks"), text["tasks"])
+    judge = judge_settings(values, text, flag, [tasks.get(t).family for t in chosen_tasks])
     return KickConfig(
         models=tuple(dict.fromkeys(models)),
         compressors=compressors,
         ratios=tuple(dict.fromkeys(r for _, r in variants)),
-        tasks=parse_tasks(flag("tasks"), text["tasks"]),
+        tasks=chosen_tasks,
         limit=limit,
         tolerance=parse_tolerance(flag("tolerance"), text["tolerance"], task_names),
         protocol=_choice(flag("protocol"), text["protocol"], PROTOCOLS),
@@ -347,5 +354,6 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         engine=text["engine"],
         **(served or {}),
         export=path("export"),
+        **judge,
     )
 

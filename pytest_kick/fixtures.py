@@ -94,6 +94,45 @@ def _record(node, **values) -> None:
         node.user_properties.append((f"kick_{key}", value))
 
 
+def _judge_usage(runtime: Runtime, node) -> None:
+    """Add what the judge spent during this item to its ``kick_judge`` property (summed in the summary)."""
+    usage = runtime.judge_usage()
+    if usage is None:
+        return
+    for k, (key, value) in enumerate(node.user_properties):
+        if key == "kick_judge":
+            node.user_properties[k] = (key, {n: v + usage[n] if isinstance(v, int) else usage[n] or v
+                                             for n, v in value.items()})
+            return
+    node.user_properties.append(("kick_judge", usage))
+
+
+def _counting_judge_usage(func, runtime: Runtime, node):
+    """``func``, recording what the judge spent during it (details and flip reports ask it too) however it ends."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _judge_usage(runtime, node)
+
+    return wrapper
+
+
+def _judge_screen(runtime: Runtime, case: KickCase, node, dense, compressed=None, warn: bool = True):
+    """Leave the items the judge failed on out of the pairing (counted, recorded); too many: no verdict."""
+    dense, compressed, screen = runtime.judged(case, dense, compressed)
+    if screen is not None:
+        _record(node, judge_errors=screen.record())
+        if screen.exceeded:
+            _record(node, verdict="judge-error")
+            screen.check(f"{case.task} {case.model_name} {case.label}", runtime.judge_reason())
+        elif screen.left_out and warn:
+            warnings.warn(KickWarning(f"{case.task} {case.model_name} {case.label}: {screen.note()}"), stacklevel=4)
+    return dense, compressed, screen
+
+
 @pytest.fixture
 def kick_baseline(kick_runtime, request):
     """``kick_baseline(case)`` -> the dense per-item results for the case's (model, task), from the
@@ -104,6 +143,7 @@ def kick_baseline(kick_runtime, request):
         _model(kick_runtime, case)
         result, status, path = kick_runtime.dense(case)
         _record(request.node, baseline=status, baseline_path=str(path))
+        _judge_usage(kick_runtime, request.node)
         return result
 
     return get
@@ -123,13 +163,17 @@ def kick_evaluate(kick_runtime, request):
         dense = kick_runtime.dense(case)[0]
         if case.is_dense:
             return dense
-        task = tasks.get(case.task)
+        task = kick_runtime.task(case.task)
+        dense = _judge_screen(kick_runtime, case, request.node, dense, warn=False)[0]  # the gate warns
         floor = _chance(kick_runtime, case, task, dense)
         if not _informative(task, dense, floor, kick_runtime.config.seed):
             _record(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
                     higher_is_better=task.higher_is_better, verdict=gate.INCONCLUSIVE, saved=True)
             pytest.skip(f"{_inconclusive(case, task, dense, floor)}; {case.label} was neither compressed nor evaluated")
-        return kick_runtime.evaluate(case)
+        try:
+            return kick_runtime.evaluate(case)
+        finally:
+            _judge_usage(kick_runtime, request.node)
 
     return evaluate
 
@@ -165,8 +209,11 @@ def kick_gate(kick_runtime, request):
 
     @user_errors(request)
     def check(case: KickCase, dense, compressed) -> gate.Verdict | None:
-        task = tasks.get(case.task)
+        task = kick_runtime.task(case.task)
         node = request.node
+        dense, compressed, screen = _judge_screen(kick_runtime, case, node, dense,
+                                                  None if case.is_dense else compressed)
+        compressed = dense if case.is_dense else compressed
         data_source = kick_runtime.data(case.task)[0].source
         # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
         _record(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
@@ -197,12 +244,13 @@ def kick_gate(kick_runtime, request):
             warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == gate.NOT_MATCHING:
-            pytest.fail(f"{verdict.message} ({'see ' if isinstance(flips, Path) else ''}{flips})", pytrace=False)
+            note = f"\n  {screen.note()}" if screen is not None and screen.left_out else ""
+            pytest.fail(f"{verdict.message}{note} ({'see ' if isinstance(flips, Path) else ''}{flips})", pytrace=False)
         if verdict.status == gate.INCONCLUSIVE:
             pytest.skip(verdict.message.splitlines()[0])
         return verdict
 
-    return check
+    return _counting_judge_usage(check, kick_runtime, request.node)
 
 
 def _details(task, case: KickCase, runtime, result) -> dict | None:
@@ -210,8 +258,10 @@ def _details(task, case: KickCase, runtime, result) -> dict | None:
     details = getattr(task, "details", None)
     if details is None:
         return None
-    _, _, items = runtime.data(case.task)
-    return details(items, result.scores, result.outputs)
+    by_id = {item.id: item for item in runtime.data(case.task)[2]}
+    if not all(i in by_id for i in result.item_ids):
+        return None
+    return details([by_id[i] for i in result.item_ids], result.scores, result.outputs)
 
 
 def _chance(runtime, case: KickCase, task, dense):

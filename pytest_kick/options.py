@@ -77,6 +77,13 @@ OPTIONS = [
     Option("compressed-url", None, "openai-completions: the server of the compressed model, gated as the variant "
            "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)"),
     Option("timeout", "600", "openai-completions: seconds to wait for one reply before retrying"),
+    Option("judge", "rouge", "how summarization and instruction replies are scored: rouge (offline proxy), "
+           "openai:<model> (an OpenAI-compatible chat endpoint, see --kick-judge-url; pip install "
+           "'pytest-kick[judge]') or local:<model> (a --kick-model name run in this process as the judge)"),
+    Option("judge-url", None, "openai: judge: the chat-completions base URL (default: $OPENAI_BASE_URL)"),
+    Option("judge-key-env", None, "openai: judge: the environment variable holding the API key "
+           "(default: OPENAI_API_KEY)"),
+    Option("judge-concurrency", "8", "openai: judge: requests in flight at once"),
     Option("export", None, "write each compressed variant as a checkpoint a serving engine loads "
            "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>"),
 ]

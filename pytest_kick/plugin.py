@@ -220,6 +220,14 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def pytest_report_teststatus(report, config):
+    """A case with too many judge errors has no verdict: it is reported as an error, not as a failure."""
+    if report.when == "call" and report.failed and any(
+            tuple(p) == ("kick_verdict", "judge-error") for p in report.user_properties):
+        return "error", "E", "ERROR"
+    return None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """A skip raised inside the plugin (an inconclusive case) is reported at the user's test, at the line that
@@ -280,6 +288,8 @@ class SessionReport:
                 tr.write_line(kick_report.compression_line(r["model"], compression))
         for line in kick_report.details_lines(self.records):
             tr.write_line(line)
+        for line in kick_report.judge_lines(self.records):
+            tr.write_line(line)
         sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
         if sources:
             tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
@@ -302,6 +312,10 @@ class SessionReport:
             except KickError as err:
                 tr.write_line(f"pytest-kick: {err}", red=True)
 
+    def task(self, name: str):
+        runtime = self.config.stash.get(fixtures.RUNTIME_KEY, None)
+        return runtime.task(name) if runtime is not None else tasks.get(name)
+
     def meta(self) -> dict:
         """What the JSON/Markdown reports say about the run: settings, tasks, environment."""
         import dataclasses
@@ -312,7 +326,8 @@ class SessionReport:
         return {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.kick).items()},
             "tasks": {name: {"version": t.version, "metric": t.metric, "higher_is_better": t.higher_is_better,
-                             "floor": t.floor} for name, t in ((n, tasks.get(n)) for n in self.kick.tasks)},
+                             "floor": t.floor} for name, t in ((n, self.task(n)) for n in self.kick.tasks)},
+            "judge": kick_report.judge_summary(self.records),
             "environment": {"python": platform.python_version(), "platform": platform.platform(),
                             **package_versions()},
             "protocol": self.kick.protocol,

@@ -14,7 +14,10 @@ from pathlib import Path
 from pytest_kick.files import atomic_write
 from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING
 
-STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red"}
+STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red",
+         "judge-error": "bold magenta"}
+JUDGE_COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
+                "unreadable", "failed_asks", "items", "item_errors", "order_pairs", "order_disagreements")
 
 
 def record_from(user_properties) -> dict | None:
@@ -129,6 +132,47 @@ def details_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def judge_summary(records: list[dict]) -> dict | None:
+    """What the judge cost and how it went, over every case (each item records what it spent), or None."""
+    spent = [r["judge"] for r in records if isinstance(r.get("judge"), dict)]
+    if not spent:
+        return None
+    found: dict = {k: sum(int(s.get(k, 0)) for s in spent) for k in JUDGE_COUNTS}
+    found["judge"] = spent[0].get("judge")
+    found["read_first_time"] = 1 - found["unreadable_first"] / found["asks"] if found["asks"] else None
+    found["order_disagreement_rate"] = (found["order_disagreements"] / found["order_pairs"]
+                                        if found["order_pairs"] else None)
+    found["errors"] = list(dict.fromkeys(e for s in spent for e in s.get("errors") or []))[:3]
+    found["cases_with_judge_errors"] = sum(1 for r in records if (r.get("judge_errors") or {}).get("left_out"))
+    found["cases_without_verdict"] = sum(1 for r in records if (r.get("judge_errors") or {}).get("exceeded"))
+    return found
+
+
+def judge_lines(records: list[dict]) -> list[str]:
+    """The judge's one-line account, then one line per case that lost items to judge errors."""
+    found = judge_summary(records)
+    if found is None:
+        return []
+    rate = found["order_disagreement_rate"]
+    line = (f"judge {found['judge']}: {found['requests']} requests ({found['retries']} retries), "
+            f"{found['cache_hits']} cache hits, tokens in/out {found['tokens_in']}/{found['tokens_out']}, "
+            f"{found['item_errors']} judge errors in {found['items']} judged items ({found['reasks']} re-asks)"
+            + ("" if found["read_first_time"] is None else
+               f", {found['read_first_time']:.0%} of {found['asks']} judgments read at the first ask")
+            + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items"))
+    lines = [line]
+    for r in records:
+        errors = r.get("judge_errors") or {}
+        if errors.get("left_out"):
+            label = "dense" if r.get("compressor") == "dense" else f"{r['compressor']}@{r['ratio']}"
+            fate = "no verdict (case error)" if errors.get("exceeded") else "left out of the pairing"
+            lines.append(f"judge errors: {r['task']} {r['model']} {label}: {errors['left_out']} of {errors['items']} "
+                         f"items {fate} (dense {errors['dense']}, compressed {errors['compressed']})")
+    if found["errors"]:
+        lines.append("judge error e.g.: " + "; ".join(found["errors"]))
+    return lines
+
+
 def table(records: list[dict]):
     """rich Table: rows task x compressor, a dense column, one column per ratio."""
     from rich.table import Table
@@ -187,7 +231,7 @@ def write_json(records: list[dict], path: Path, meta: dict) -> None:
 def markdown(records: list[dict], meta: dict) -> str:
     """A Markdown summary for a CI job page: one table row per case, then the failures' evidence."""
     icon = {MATCHING: "✅ matching", NOT_MATCHING: "❌ not matching", INCONCLUSIVE: "⚠️ inconclusive",
-            "sane": "✅ sane", "broken": "❌ broken"}
+            "sane": "✅ sane", "broken": "❌ broken", "judge-error": "⛔ judge errors, no verdict"}
     lines = [f"## pytest-kick: {meta.get('title', 'compressed vs dense')}", ""]
     lines += ["| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -210,4 +254,5 @@ def markdown(records: list[dict], meta: dict) -> str:
     for key in ("protocol", "stat", "data"):
         if meta.get(key):
             lines.append(f"\n{key}: {meta[key]}")
+    lines += [f"\n{line}" for line in judge_lines(records)]
     return "\n".join(lines) + "\n"

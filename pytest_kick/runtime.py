@@ -129,6 +129,7 @@ class Runtime:
         self._uses_shots: dict = {}  # task -> whether --kick-shots changes it
         self._engines: dict = {}  # model -> engine
         self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
+        self.judges = None  # --kick-judge other than rouge: judge/session.py, built on first use
 
     # --- models and variants ------------------------------------------------------------------
 
@@ -227,12 +228,52 @@ class Runtime:
             return pipeline.compress(loaded.model, compressor, parsed, self._backups[model],
                                      calibration, progress=advance)
 
+    # --- tasks and their judge ----------------------------------------------------------------
+
+    def task(self, name: str):
+        """The session's task: the registry's, or its judged version under --kick-judge (judge/session.py)."""
+        task = tasks.get(name)
+        if self.config.judge == "rouge" or getattr(task, "family", None) not in ("summarization", "instruction"):
+            return task
+        if self.judges is None:
+            from pytest_kick.judge.session import JudgeSession
+
+            self.judges = JudgeSession(self.config, self.ui, self.worker_id)
+        return self.judges.task(name, task)
+
+    def judge_usage(self) -> dict | None:
+        """What the judge spent since the last call (None without a judge)."""
+        return None if self.judges is None else self.judges.take()
+
+    def judged(self, case: KickCase, dense: TaskResult, compressed: TaskResult | None = None):
+        """(dense, compressed, screen): the items the judge failed on (NaN scores) left out of both results.
+
+        ``screen`` (judge/errors.py) counts them; None when the task has no judge or the results are not
+        of the same items (the gate says so). Raising for too many is the caller's (it records first)."""
+        scorer = getattr(self.task(case.task), "scorer", None)
+        if not hasattr(scorer, "judge") or (compressed is not None and dense.item_ids != compressed.item_ids):
+            return dense, compressed, None
+        from pytest_kick.judge.errors import kept_items
+
+        screen = kept_items(dense.scores, None if compressed is None else compressed.scores)
+
+        def keep(result):
+            if result is None or len(screen.kept) == len(result.scores):
+                return result
+            return TaskResult(result.task, result.metric, [result.item_ids[k] for k in screen.kept],
+                              [result.scores[k] for k in screen.kept], [result.outputs[k] for k in screen.kept])
+
+        return keep(dense), keep(compressed), screen
+
+    def judge_reason(self) -> str:
+        return "" if self.judges is None else self.judges.first_error()
+
     # --- data ---------------------------------------------------------------------------------
 
     def data(self, task_name: str):
         """(dataset, shots, evaluated items) of a task, loaded once."""
         if task_name not in self._data:
-            task = tasks.get(task_name)
+            task = self.task(task_name)
             dataset = task.load(self.settings)
             if self.settings.data_dir is not None and dataset.source.startswith("bundled:"):
                 layout = getattr(importlib.import_module(type(task).__module__), "LOCAL_LAYOUT", "its files")
@@ -277,7 +318,7 @@ class Runtime:
 
         if self.config.engine == "local":  # a served variant is whatever its server serves
             self.use_variant(case.model, case.compressor, case.ratio)
-        task = tasks.get(case.task)
+        task = self.task(case.task)
         _, shots, items = self.data(case.task)
         with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
             scores, outputs = task.evaluate(items, shots, self.settings,
@@ -287,7 +328,7 @@ class Runtime:
         return TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))
 
     def baseline_key(self, case: KickCase) -> dict:
-        task = tasks.get(case.task)
+        task = self.task(case.task)
         dataset, shots, items = self.data(case.task)
         loaded = self.model(case.model)
         return {
@@ -328,12 +369,28 @@ class Runtime:
         else:
             self._dense[memo] = self.baselines.get_or_compute(case.model_name, case.task, key,
                                                               lambda: self.evaluate(dense_case))
+        result, status, path = self._dense[memo]
+        if status not in ("computed", "written", "regenerated") and any(x != x for x in result.scores):
+            self._dense[memo] = (self._rejudge(case.task, result), status, path)
         return self._dense[memo]
+
+    def _rejudge(self, task_name: str, result: TaskResult) -> TaskResult:
+        """A stored dense result with judge errors (NaN): its stored outputs judged again (replies the judge
+        gave are cached, so only what failed is asked again; the model is not run)."""
+        task = self.task(task_name)
+        by_id = {i.id: i for i in self.data(task_name)[2]}
+        if not hasattr(task, "score_outputs") or not all(i in by_id for i in result.item_ids):
+            return result
+        scores = task.score_outputs([by_id[i] for i in result.item_ids], result.outputs)
+        return TaskResult(result.task, result.metric, list(result.item_ids), [float(x) for x in scores],
+                          list(result.outputs))
 
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path | str:
         """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
         _, _, items = self.data(case.task)
-        higher_is_better = tasks.get(case.task).higher_is_better
+        task = self.task(case.task)
+        higher_is_better = task.higher_is_better
+        explain = getattr(task, "explain", None)  # a judged task: the judge's reasons beside each answer
         by_id = {i.id: i for i in items}
         path = self.config.cache_dir / "reports" / case.model_name / f"{case.task.replace(':', '-')}-{case.compressor}-{case.ratio.replace(':', 'of')}.jsonl"
         lines = []
@@ -348,6 +405,8 @@ class Runtime:
                 **flips.item_fields(item),  # multiple choice: the choices and the correct one, apart
                 "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
                 "dense_score": d, "compressed_score": c,
+                **({} if explain is None or item is None else {"dense_judge": explain(item, dense.outputs[k]),
+                                                               "compressed_judge": explain(item, compressed.outputs[k])}),
             }, ensure_ascii=False) + "\n")
         try:
             atomic_write(path, "".join(lines))

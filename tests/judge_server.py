@@ -9,15 +9,20 @@ that message). Steps:
 - ``valid``    a fair verdict: the reference (the text ``REFERENCE``) 9, the judged answer 6, in the format
                the prompt asks for (two scores, four lines, a tuple, or ``[[rating]]``);
 - ``biased``   a position-biased verdict: Assistant 1 gets 9, Assistant 2 gets 6, whoever they are;
+- ``hash``     each answer a score from 1 to 10 fixed by its text (a judge that tells answers apart);
 - ``garbage``  a reply without scores;
 - ``500``      HTTP 500;  ``429``  HTTP 429 with ``Retry-After: 7``;  ``401``  HTTP 401;
 - ``echo``     HTTP 400 whose message repeats the request's Authorization header (a careless server);
 - ``slow``     a valid verdict after 2 s (longer than the tests' client timeout);
 - ``drop``     the connection closed without an answer.
+
+A prompt without a plan follows ``Server(default=...)`` ("valid" unless told). Run as a script, it serves
+until stopped: ``python tests/judge_server.py [default plan] [port]``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -28,12 +33,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PLAN = re.compile(r"<<plan:([\w,]+)>>")
 
 
-def verdict(system: str, user: str, biased: bool) -> str:
+ANSWER = re.compile(r"\[The Start of Assistant(?: \d)?'s Answer\]\n(.*?)\n*\[The End of Assistant", re.DOTALL)
+
+
+def hashed(answer: str) -> int:
+    """A score from 1 to 10 that depends on the answer's text only (step ``hash``)."""
+    return 1 + int(hashlib.sha256(answer.encode()).hexdigest(), 16) % 10
+
+
+def verdict(system: str, user: str, biased: bool, by_hash: bool = False) -> str:
     text = system + "\n" + user
     model_first = user.find("<<plan") < user.find("REFERENCE") if "REFERENCE" in user else True
     first, second = (9, 6) if biased or not model_first else (6, 9)
+    answers = ANSWER.findall(user)
+    if by_hash and answers:
+        first = hashed(answers[0])
+        second = hashed(answers[1]) if len(answers) > 1 else first
     if "[[rating]]" in text:
-        return "The answer is partly right.\nRating: [[6]]"
+        return f"The answer is partly right.\nRating: [[{first if by_hash else 6}]]"
     if "four lines" in text:
         return "\n".join([f"{first} {second}"] * 4) + "\nBoth summaries are fine."
     if "Python tuple" in text:
@@ -42,8 +59,9 @@ def verdict(system: str, user: str, biased: bool) -> str:
 
 
 class Server:
-    def __init__(self, slow_seconds: float = 2.0):
+    def __init__(self, slow_seconds: float = 2.0, default: str = "valid", port: int = 0):
         self.slow_seconds = slow_seconds
+        self.default = default  # the plan of a prompt without <<plan:...>> (e.g. a real model's answer)
         self.requests = 0
         self.authorizations: set[str] = set()
         self.inflight = 0
@@ -51,7 +69,7 @@ class Server:
         self.steps: list[str] = []
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -66,7 +84,7 @@ class Server:
 
     def step(self, user: str) -> str:
         found = PLAN.search(user)
-        plan = found.group(1).split(",") if found else ["valid"]
+        plan = (found.group(1) if found else self.default).split(",")
         with self._lock:
             n = self._seen.get(user, 0)
             self._seen[user] = n + 1
@@ -124,7 +142,7 @@ class Server:
                     return self._send(status, {"error": {"message": message, "type": "test", "code": None}}, headers)
                 if step == "slow":
                     time.sleep(server.slow_seconds)
-                content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased")
+                content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased", step == "hash")
                 try:
                     self._send(200, {
                         "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -135,3 +153,17 @@ class Server:
                     pass  # the client gave up (timeout)
 
         return Handler
+
+
+if __name__ == "__main__":  # python tests/judge_server.py [default plan] [port]: serve until stopped
+    import sys
+
+    served = Server(default=sys.argv[1] if len(sys.argv) > 1 else "valid",
+                    port=int(sys.argv[2]) if len(sys.argv) > 2 else 0).start()
+    print(served.url, flush=True)
+    try:
+        while True:
+            time.sleep(60)
+            print(f"requests {served.requests}", flush=True)
+    except KeyboardInterrupt:
+        served.stop()

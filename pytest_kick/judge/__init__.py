@@ -6,7 +6,8 @@
     cache.py      replies on disk, keyed by endpoint, model, messages, decoding
     runner.py     cache, then backend; re-asks; counts
     scorer.py     the task's Scorer: one rating per item, errors as NaN, explanations
-    errors.py     when judge errors turn a case into an error
+    errors.py     when judge errors turn a case into an error; which items a case pairs
+    session.py    the session's judge (--kick-judge): its backend, the judged tasks, what it spent
 
 ``parse_spec`` reads a ``--kick-judge`` value; ``build_scorer`` makes the scorer for one task.
 """

@@ -43,3 +43,38 @@ def check_share(case: str, errors: int, items: int, max_share: float = MAX_ERROR
         why = f"; e.g. {reasons[0]}" if reasons else ""
         raise JudgeErrorsExceeded(f"{case}: the judge failed on {errors} of {items} items "
                                   f"({errors / items:.0%}, more than {max_share:.0%}): no verdict{why}")
+
+
+def kept_items(dense: Sequence[float], compressed: Sequence[float] | None) -> "Screen":
+    """Which items a case pairs (judged in dense and, for a compressed case, in compressed too)."""
+    other = compressed if compressed is not None else dense
+    kept, lost = paired(dense, other)
+    return Screen(len(dense), count(dense), count(compressed) if compressed is not None else 0, lost, tuple(kept))
+
+
+class Screen:
+    """The judge errors of one case: counted per run, the items left out of the pairing, the verdict's fate."""
+
+    def __init__(self, items: int, dense_errors: int, compressed_errors: int, left_out: int, kept: tuple = (),
+                 max_share: float = MAX_ERROR_SHARE):
+        self.items, self.dense_errors, self.compressed_errors = items, dense_errors, compressed_errors
+        self.left_out, self.kept, self.max_share = left_out, kept, max_share
+
+    @property
+    def exceeded(self) -> bool:
+        return bool(self.items) and self.left_out / self.items > self.max_share
+
+    def record(self) -> dict:
+        return {"items": self.items, "dense": self.dense_errors, "compressed": self.compressed_errors,
+                "left_out": self.left_out, "max_share": self.max_share, "exceeded": self.exceeded}
+
+    def note(self) -> str:
+        """One line for a case message ('' when every item was judged)."""
+        if not self.left_out:
+            return ""
+        return (f"judge errors: {self.left_out} of {self.items} items left out of the pairing "
+                f"(dense {self.dense_errors}, compressed {self.compressed_errors}; "
+                f"at most {self.max_share:.0%} allowed)")
+
+    def check(self, case: str, reason: str = "") -> None:
+        check_share(case, self.left_out, self.items, self.max_share, (reason,) if reason else ())

@@ -18,7 +18,8 @@ gets FastChat's Vicuna v1.1 conversation prompt, as LLM-KICK built it with ``get
 (``"{system} USER: {q} ASSISTANT:"``, earlier replies closed by ``</s>``). Decoding is greedy, at most
 MAX_NEW_TOKENS = 256 new tokens per turn (LLM-KICK and FastChat: 1024, sampled at temperature 0.7;
 capped for CPU runs, the cap is part of the baseline key). Zero-shot; the protocol (strict/kick) does
-not change these tasks. An LLM judge replaces the ROUGE scorer through tasks/scorers.py.
+not change these tasks. An LLM judge (``--kick-judge``) replaces the ROUGE scorer through
+tasks/scorers.py: its rating is the item score, 1 (the floor) to 10; an item it failed on scores NaN.
 
 Outputs: a single-turn reply as is; a conversation as ``"[turn 1]\\n{reply}\\n\\n[turn 2]\\n{reply}"`` (any
 ``[turn N]`` inside a reply is written ``[turn-N]``, so the text splits back into replies exactly).
@@ -35,7 +36,7 @@ from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import GenerationRequest
 from pytest_kick.tasks.base import Dataset, Settings
 from pytest_kick.tasks.data import bundled_dir, read_jsonl, subset
-from pytest_kick.tasks.scorers import RougeScorer, Scorer, mean_figures
+from pytest_kick.tasks.scorers import RougeScorer, Scorer, mean_figures, prepare_judgments
 
 # FastChat's vicuna_v1.1 conversation template (lm-sys/FastChat, fastchat/conversation.py), the one
 # LLM-KICK's get_conversation_template("lmsys/vicuna-7b-v1.3") returned: sep " ", sep2 "</s>".
@@ -168,15 +169,29 @@ class Instruction:
             for k, output in zip(active, run([self.request(items[k], replies[k]) for k in active])):
                 replies[k].append(output.strip())
         outputs = [render(r) for r in replies]
+        prepare_judgments(self.scorer, items, replies)
         return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
 
     def score(self, item: Conversation, request, output: str, settings: Settings) -> float:
         return self.scorer.score(item, parse(output, len(item.turns)))
 
+    def score_outputs(self, items, outputs) -> list[float]:
+        """Scores of stored outputs (a baseline's), judged as one batch."""
+        replies = [parse(o, len(i.turns)) for i, o in zip(items, outputs)]
+        prepare_judgments(self.scorer, items, replies)
+        return [self.scorer.score(i, r) for i, r in zip(items, replies)]
+
+    def explain(self, item: Conversation, output: str) -> str | None:
+        """The judge's explanation of its score for ``output`` (None under ROUGE): the flip report shows it."""
+        explanation = getattr(self.scorer, "explanation", None)
+        return None if explanation is None else explanation(item, parse(output, len(item.turns)))
+
     def details(self, items, scores, outputs) -> dict[str, float]:
         if getattr(self.scorer, "figures", None) is None:
             return {}
-        return mean_figures(self.scorer, items, [parse(o, len(i.turns)) for i, o in zip(items, outputs)])
+        replies = [parse(o, len(i.turns)) for i, o in zip(items, outputs)]
+        prepare_judgments(self.scorer, items, replies)
+        return mean_figures(self.scorer, items, replies)
 
     def template_hash(self, settings: Settings) -> str:
         return text_hash(self.variant, "chat-template|vicuna_v1.1", VICUNA_SYSTEM, "history:own-replies",

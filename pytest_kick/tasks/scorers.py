@@ -1,4 +1,4 @@
-"""Scoring free-form answers (summaries, chat replies): ROUGE against reference texts now, a judge later.
+"""Scoring free-form answers (summaries, chat replies): ROUGE against reference texts, or an LLM judge.
 
 LLM-KICK scores its summarization and instruction-following tasks with a GPT-4 judge. Offline, without a
 judge, pytest-kick compares a model's replies with reference texts by ROUGE (Google's ``rouge-score``,
@@ -17,11 +17,13 @@ wants a reference) and returns its rating; set ``needs_reference = False`` when 
 without references (MT-Bench then keeps all 80 questions), ``floor`` to its lowest rating, and give it a
 ``name`` (it becomes the task's metric and enters the template hash, so judge and ROUGE baselines never
 mix). Then build the task with it: ``Summarization("small", scorer=judge)``, ``Instruction("mtbench",
-scorer=judge)``.
+scorer=judge)``. ``--kick-judge`` does exactly that with ``judge.scorer.JudgeScorer`` (see
+judge/session.py); a scorer with ``prepare(items, replies)`` is handed each batch first.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, Sequence
 
 from pytest_kick.errors import KickError
@@ -113,10 +115,22 @@ class RougeScorer:
         return f"rouge-score:{version}:stemmer:{self.kind}:f-measure"
 
 
+def prepare_judgments(scorer: Scorer, items: Sequence, replies: Sequence[Sequence[str]]) -> None:
+    """Let a scorer that can (a judge: ``prepare``) score a whole batch at once, before it is asked item by item."""
+    prepare = getattr(scorer, "prepare", None)
+    if prepare is not None and items:
+        prepare(list(items), [list(r) for r in replies])
+
+
 def mean_figures(scorer: Scorer, items: Sequence, replies: Sequence[Sequence[str]]) -> dict[str, float]:
-    """The mean of each of the scorer's per-item figures (keys present for every item)."""
+    """The mean of each of the scorer's per-item figures (keys present for every item), over the items where
+    the figure is a number (a judge gives NaN for an item it failed on; ``judge_error`` counts those)."""
     per_item = [scorer.figures(item, r) for item, r in zip(items, replies)]
     if not per_item:
         return {}
     keys = [k for k in per_item[0] if all(k in f for f in per_item)]
-    return {k: sum(f[k] for f in per_item) / len(per_item) for k in keys}
+    found = {}
+    for k in keys:
+        values = [f[k] for f in per_item if not math.isnan(f[k])]
+        found[k] = sum(values) / len(values) if values else math.nan
+    return found

@@ -23,7 +23,8 @@ Scoring: without a judge, the reply (stripped) is compared with the highlights (
 ROUGE F-measure (``rouge-score``, stemmer on). The item score is ROUGE-L: of the ROUGE variants it is
 the one closest to what LLM-KICK's judge rated (coherence and fluency reward the order of content, which
 ROUGE-L's longest common subsequence sees and ROUGE-1 does not); the report details give mean ROUGE-1,
-ROUGE-2 and ROUGE-L. An empty reply scores 0. A judge replaces the scorer (see tasks/scorers.py).
+ROUGE-2 and ROUGE-L. An empty reply scores 0. A judge (``--kick-judge``) replaces the scorer (see
+tasks/scorers.py): its rating is the item score, 1 (the floor) to 10; an item it failed on scores NaN.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pytest_kick.requests import GenerationRequest
 from pytest_kick.tasks.base import Dataset, OneRequestPerItem, Settings
 from pytest_kick.tasks.data import bundled_dir, read_jsonl, subset
 from pytest_kick.tasks.instruction import VICUNA_SYSTEM, vicuna_prompt
-from pytest_kick.tasks.scorers import RougeScorer, Scorer, mean_figures
+from pytest_kick.tasks.scorers import RougeScorer, Scorer, mean_figures, prepare_judgments
 
 BUNDLED = "cnn_dailymail/llmkick_summarization_prompts.jsonl"
 HIGHLIGHT = "@highlight"
@@ -122,14 +123,34 @@ class Summarization(OneRequestPerItem):
             requests.append(GenerationRequest(vicuna_prompt(turn), self.max_new_tokens, messages=turn))
         return requests
 
+    def evaluate(self, items, shots, settings: Settings, run) -> tuple[list[float], list[str]]:
+        """Generate every summary, then score them; a judge scorer judges the whole batch at once (concurrently)."""
+        requests = self.requests(items, shots, settings)
+        answers = run(requests)
+        prepare_judgments(self.scorer, items, [(a.strip(),) for a in answers])
+        return [self.score(i, r, a, settings) for i, r, a in zip(items, requests, answers)], list(answers)
+
     def score(self, item: Story, request: GenerationRequest, output: str, settings: Settings) -> float:
         return self.scorer.score(item, (output.strip(),))
+
+    def score_outputs(self, items, outputs) -> list[float]:
+        """Scores of stored outputs (a baseline's), judged as one batch."""
+        replies = [(o.strip(),) for o in outputs]
+        prepare_judgments(self.scorer, items, replies)
+        return [self.scorer.score(i, r) for i, r in zip(items, replies)]
+
+    def explain(self, item: Story, output: str) -> str | None:
+        """The judge's explanation of its score for ``output`` (None under ROUGE): the flip report shows it."""
+        explanation = getattr(self.scorer, "explanation", None)
+        return None if explanation is None else explanation(item, (output.strip(),))
 
     def details(self, items, scores, outputs) -> dict[str, float]:
         figures = getattr(self.scorer, "figures", None)
         if figures is None:
             return {}
-        return mean_figures(self.scorer, items, [(o.strip(),) for o in outputs])
+        replies = [(o.strip(),) for o in outputs]
+        prepare_judgments(self.scorer, items, replies)
+        return mean_figures(self.scorer, items, replies)
 
     def template_hash(self, settings: Settings) -> str:
         prompt = "kick:verbatim" if settings.protocol == "kick" else f"strict:cut-at:{HIGHLIGHT}"

@@ -1,0 +1,137 @@
+"""The judge of one kick session (``--kick-judge openai:<model>`` or ``local:<model>``), for the runtime.
+
+``JudgeSession.task(name, task)`` gives the session's version of a bundled summarization or instruction
+task: the same task built with a ``JudgeScorer`` (one per task variant, all sharing one ``Judge``, so
+one reply cache and one set of counts). Any other task is returned as it is.
+
+- ``openai:<model>``: ``client.OpenAIBackend`` at ``--kick-judge-url``, key from the named variable.
+- ``local:<model>``: the model loaded on its own (never the gated model's instance, which is compressed
+  in place), with its own ``LocalEngine``; loaded when the judge is first needed, offline like any
+  ``--kick-model``. Its identity (weights hash) keys the reply cache.
+
+``take()`` returns what judging cost since the last ``take()``: the fixtures record it on the item that
+spent it, so the session summary adds it up across xdist workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pytest_kick.judge import build_scorer, openai_backend, parse_spec
+from pytest_kick.judge.cache import ReplyCache
+from pytest_kick.judge.client import CallableBackend, Traffic
+from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
+
+JUDGED = ("summarization", "instruction")
+JUDGE_STATS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
+               "unreadable", "failed_asks")
+COUNTS = JUDGE_STATS + ("items", "item_errors", "order_pairs", "order_disagreements")
+
+
+class LocalJudgeBackend:
+    """A ``local:<model>`` judge: loads the model (its own copy) and its engine on first use."""
+
+    def __init__(self, model: str, config, ui, worker_id: str | None):
+        from pytest_kick.judge.local import DEFAULT_MAX_NEW_TOKENS
+
+        self.model_spec, self.config, self.ui, self.worker_id = model, config, ui, worker_id
+        self.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+        self._backend: CallableBackend | None = None
+        self._engine = None
+        self.traffic = Traffic()
+
+    def _load(self) -> CallableBackend:
+        if self._backend is None:
+            import torch
+
+            from pytest_kick.engines.local import LocalEngine
+            from pytest_kick.hashing import json_hash
+            from pytest_kick.models import registry
+            from pytest_kick.models.devices import pick_device, pick_dtype
+            from pytest_kick.models.loading import load
+
+            mps = lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()  # noqa: E731
+            device = pick_device(self.config.device, self.worker_id, os.environ, torch.cuda.device_count, mps)
+            source = registry.resolve(self.model_spec)
+            self.ui.message(f"loading the judge {source.name}")
+            loaded = load(source, self.config.cache_dir, device, pick_dtype(self.config.dtype, device),
+                          notify=self.ui.message)
+            self._engine = LocalEngine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size,
+                                       loaded.dtype)
+            identity = f"{source.name}:{json_hash(loaded.identity)[:16]}"
+            self._backend = CallableBackend(self._chat, source.name,
+                                            endpoint=f"local:{identity}:greedy:{self.max_new_tokens}")
+            self._backend.traffic = self.traffic
+        return self._backend
+
+    def _chat(self, conversations) -> list[str]:
+        from pytest_kick.judge.local import engine_chat
+
+        with self.ui.progress(f"judge {self._backend.model}: {len(conversations)} asks") as advance:
+            replies = engine_chat(self._engine, self.max_new_tokens, advance)(conversations)
+        counts = getattr(self._engine, "token_counts", None)
+        if counts is not None:
+            from pytest_kick.judge.local import plain_prompt
+
+            self.traffic.tokens_in += sum(counts([plain_prompt(c) for c in conversations]))
+            self.traffic.tokens_out += sum(counts(replies))
+        return replies
+
+    @property
+    def endpoint(self) -> str:
+        return self._load().endpoint
+
+    @property
+    def model(self) -> str:
+        from pytest_kick.models import registry
+
+        return registry.resolve(self.model_spec).name  # known without loading (names the task's metric)
+
+    def complete(self, conversations, temperature: float, max_tokens: int):
+        return self._load().complete(conversations, temperature, max_tokens)
+
+
+class JudgeSession:
+    def __init__(self, config, ui, worker_id: str | None = None):
+        self.config = config
+        self.spec = parse_spec(config.judge)
+        if self.spec.kind == "openai":
+            backend = openai_backend(self.spec.model, url=config.judge_url, key_env=config.judge_key_env,
+                                     concurrency=config.judge_concurrency)
+        else:
+            backend = LocalJudgeBackend(self.spec.model, config, ui, worker_id)
+        self.judge = Judge(backend, ReplyCache(config.cache_dir), DEFAULT_REASKS)
+        self._tasks: dict = {}
+        self._taken = dict.fromkeys(COUNTS, 0)
+
+    def task(self, name: str, task):
+        """``task`` scored by this judge (a new instance; the registry's stays as it is), or ``task`` itself
+        when the judge does not score its family."""
+        if getattr(task, "family", None) not in JUDGED or not hasattr(task, "variant"):
+            return task
+        if name not in self._tasks:
+            scorer = build_scorer(task.family, task.variant, self.config.protocol, None, None, judge=self.judge)
+            self._tasks[name] = type(task)(task.variant, scorer=scorer, max_new_tokens=task.max_new_tokens)
+        return self._tasks[name]
+
+    def totals(self) -> dict:
+        stats = self.judge.stats
+        found = {name: getattr(stats, name) for name in JUDGE_STATS}
+        scorers = [t.scorer for t in self._tasks.values()]
+        found["items"] = sum(s.items_judged for s in scorers)
+        found["item_errors"] = sum(s.item_errors for s in scorers)
+        found["order_pairs"] = sum(s.order_pairs for s in scorers)
+        found["order_disagreements"] = sum(s.order_disagreements for s in scorers)
+        return found
+
+    def take(self) -> dict:
+        """The counts since the last ``take`` (plus the judge's name and the first error texts)."""
+        now = self.totals()
+        delta = {k: now[k] - self._taken[k] for k in COUNTS}
+        self._taken = now
+        delta["judge"] = self.config.judge
+        delta["errors"] = list(self.judge.stats.errors[:3]) if delta["failed_asks"] else []
+        return delta
+
+    def first_error(self) -> str:
+        return self.judge.stats.errors[0] if self.judge.stats.errors else ""
