@@ -17,6 +17,7 @@ from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
+from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_served import served_settings
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
@@ -70,6 +71,12 @@ class KickConfig:
     compressed_url: str | None = None  # openai-completions: the compressed model's server (variant "served")
     timeout: float = 600.0  # openai-completions: seconds per reply
     export: Path | None = None  # --kick-export DIR
+    recover: tuple[str, ...] = ()  # recovery methods run on each compressed variant (none: empty)
+    recover_data: Path | None = None  # --kick-recover-data DIR (None: calibration's C4 documents)
+    recover_steps: int = 100
+    recover_lr: float | None = None  # None: each method's default
+    recover_sizes: dict = field(default_factory=dict)  # {method: {setting: value}}
+    recover_seqlen: int = 256
 
 
 def _split(flag: str, value: str) -> list[str]:
@@ -347,5 +354,6 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         engine=text["engine"],
         **(served or {}),
         export=path("export"),
+        **recover_settings(values, text, flag, from_ini, path, text["engine"]),
     )
 
