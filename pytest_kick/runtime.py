@@ -133,7 +133,7 @@ class Runtime:
         self._data: dict = {}
         self._engines: dict = {}  # model -> engine
         self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
-        self._compressed: dict = {}  # (model, compressor, ratio, task) -> (TaskResult, seconds per item)
+        self._compressed: dict = {}  # (model, compressor, ratio, task, recovery) -> (TaskResult, seconds per item)
         self._recoveries = None  # recover.session.Recoveries, with --kick-recover
 
     # --- models and variants ------------------------------------------------------------------
