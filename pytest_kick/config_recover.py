@@ -24,6 +24,10 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str
         if given:
             raise KickError(f"{flag(given[0])} sets up recovery: add {flag('recover')} prompt, idp or lora")
         return {}
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        raise KickError(f"{flag('recover')} needs peft: pip install 'pytest-kick[recover]'")
     if engine != "local":
         raise KickError(f"{flag('recover')} trains parameters on the model in this process; it needs "
                         f"--kick-engine local")

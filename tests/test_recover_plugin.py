@@ -56,6 +56,16 @@ def test_bad_recovery_options_are_usage_errors(pytester, args, message):
     assert "Traceback" not in result.stderr.str()
 
 
+def test_without_peft_recovery_is_a_usage_error(pytester, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else find_spec(name, *a))
+    result = pytester.runpytest(*TINY, "--kick-recover", "lora")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--kick-recover needs peft: pip install 'pytest-kick[recover]'" in result.stderr.str()
+
+
 def test_recovered_cases_report_their_figures_and_a_rerun_does_not_retrain(pytester):
     args = [*TINY, *FAST, "--kick-recover", "prompt,idp,lora", "--kick-report", "report.json",
             "--kick-markdown", "summary.md"]
