@@ -9,6 +9,7 @@ it chooses depends on the whole input, not on a prefix shared with other inputs.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 
 from pytest_kick.recover.spec import RecoverySpec
@@ -51,7 +52,7 @@ class Recoveries:
             with self.ui.progress(f"recover {case.model_name} {case.label} ({spec.steps} steps)") as advance:
                 self._trained[memo] = recover(loaded.model, loaded.tokenizer, spec, self.corpus(),
                                               cache_dir=self.config.cache_dir, key=self.variant_key(case, loaded),
-                                              progress=advance, notify=self.ui.message)
+                                              progress=self._steps(spec, advance), notify=self.ui.message)
             rec = self._trained[memo]
             if rec.cached:
                 self.ui.message(f"recovery {spec.describe()}: loaded from the cache (trained in "
@@ -60,6 +61,18 @@ class Recoveries:
                 self.ui.message(f"recovery {spec.describe()}: trained in {rec.training_seconds:.0f} s, "
                                 f"loss {rec.losses[0]:.3f} -> {rec.losses[-1]:.3f}")
         return self._trained[memo]
+
+    def _steps(self, spec, advance):
+        """The progress bar, and a line every tenth of the steps: training can take long, and a log has no bar."""
+        started = time.perf_counter()
+        every = max(1, spec.steps // 10)
+
+        def step(done: int, total: int) -> None:
+            advance(done, total)
+            if done % every == 0 and done < total:
+                self.ui.message(f"recovery {spec.method}: step {done}/{total}, {time.perf_counter() - started:.0f} s")
+
+        return step
 
     @contextmanager
     def applied(self, case, loaded, engine):
