@@ -18,6 +18,7 @@ from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
 from pytest_kick.config_judge import judge_settings
+from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_served import served_settings
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
@@ -75,6 +76,12 @@ class KickConfig:
     judge_url: str | None = None  # openai: judge: the API root
     judge_key_env: str | None = None  # openai: judge: the variable holding the key (None: OPENAI_API_KEY)
     judge_concurrency: int = 8
+    recover: tuple[str, ...] = ()  # recovery methods run on each compressed variant (none: empty)
+    recover_data: Path | None = None  # --kick-recover-data DIR (None: calibration's C4 documents)
+    recover_steps: int = 100
+    recover_lr: float | None = None  # None: each method's default
+    recover_sizes: dict = field(default_factory=dict)  # {method: {setting: value}}
+    recover_seqlen: int = 256
 
 
 def _split(flag: str, value: str) -> list[str]:
@@ -355,5 +362,6 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         **(served or {}),
         export=path("export"),
         **judge,
+        **recover_settings(values, text, flag, from_ini, path, text["engine"]),
     )
 

@@ -240,6 +240,8 @@ def kick_gate(kick_runtime, request):
                 details=_details(task, case, kick_runtime, compressed),
                 sparsity=None if report is None else report.achieved,
                 compression=None if report is None else report.as_record())
+        if case.recovery:  # what recovery regained, at what size and cost (recover/outcome.py)
+            _record(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
         if verdict.warning and verdict.status != gate.INCONCLUSIVE:
             warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
         flips = kick_runtime.write_flips(case, dense, compressed)

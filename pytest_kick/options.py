@@ -86,6 +86,17 @@ OPTIONS = [
     Option("judge-concurrency", "8", "openai: judge: requests in flight at once"),
     Option("export", None, "write each compressed variant as a checkpoint a serving engine loads "
            "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>"),
+    # recovery (pytest_kick/recover): each compressed variant also evaluated after each method
+    Option("recover", "none", "comma list of recovery methods (none, prompt, idp, lora): each compressed variant is "
+           "also gated after training each method's added parameters on the frozen compressed model "
+           "(test id ...-magnitude-0.3+lora); needs peft"),
+    Option("recover-data", None, "directory of *.jsonl files with a \"text\" field to train recovery on "
+           "(default: the C4 documents calibration uses)"),
+    Option("recover-steps", "100", "recovery training steps (4 windows each)"),
+    Option("recover-lr", None, "recovery learning rate (default: 3e-2 for prompt and idp, 1e-3 for lora)"),
+    Option("recover-size", None, "method sizes, e.g. prompt.tokens=20,idp.prompts=4,idp.tokens=5,lora.rank=8,"
+           "lora.alpha=16,lora.targets=q_proj+v_proj (these are the defaults)"),
+    Option("recover-seqlen", "256", "tokens per recovery training window"),
 ]
 
 

@@ -26,7 +26,8 @@ def plot(records: list[dict], out_dir: Path) -> list[Path]:
     for r in records:
         groups.setdefault((r["model"], r["task"]), []).append(r)
     for (model, task), rows in sorted(groups.items()):
-        compressed = [r for r in rows if r.get("compressor") != "dense" and r.get("compressed") is not None]
+        compressed = [r for r in rows if r.get("compressor") != "dense" and r.get("compressed") is not None
+                      and not r.get("recover")]  # recovered cases are not a compression level
         dense = next((r["dense"] for r in rows if r.get("dense") is not None), None)
         if dense is None or not compressed:
             continue

@@ -21,7 +21,8 @@ from pytest_kick import fixtures, hookspecs, registration, tasks
 from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
-from pytest_kick.runtime import KickCase, Runtime, cases_for
+from pytest_kick.cases import KickCase, cases_for
+from pytest_kick.runtime import Runtime
 from pytest_kick.terminal import TerminalUI
 
 CONFIG_KEY = pytest.StashKey["kick_config.KickConfig | None"]()
@@ -206,7 +207,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if case is None:
             return (0, (), index)
         variant = (kick.models.index(case.model), case.compressor is not None,
-                   kick.variants.index((case.compressor, case.ratio)) if case.compressor else -1)
+                   kick.variants.index((case.compressor, case.ratio)) if case.compressor else -1,
+                   kick.recover.index(case.recovery) + 1 if case.recovery else 0)  # recovered after compressed
         return (1, variant, index)
 
     items[:] = [item for _, item in sorted(enumerate(keep), key=order)]
@@ -215,6 +217,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if case is not None:
             item.user_properties.extend([("kick_task", case.task), ("kick_model", case.model_name),
                                          ("kick_compressor", case.compressor or "dense"), ("kick_ratio", case.ratio)])
+            if case.recovery:
+                item.user_properties.append(("kick_recover", case.recovery))
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -289,6 +293,8 @@ class SessionReport:
         for line in kick_report.details_lines(self.records):
             tr.write_line(line)
         for line in kick_report.judge_lines(self.records):
+            tr.write_line(line)
+        for line in kick_report.recovery_lines(self.records):
             tr.write_line(line)
         sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
         if sources:

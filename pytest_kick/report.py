@@ -120,13 +120,37 @@ def _figure(key: str, value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def row_name(record: dict) -> str:
+    """``magnitude``, or ``magnitude+lora`` for a recovered case: one table row per recovery method."""
+    return record["compressor"] + (f"+{record['recover']}" if record.get("recover") else "")
+
+
+def recovery_lines(records: list[dict]) -> list[str]:
+    """Per recovered case: what it regained, at what size and cost, and which way the items lean."""
+    lines = []
+    for r in records:
+        rec = r.get("recovery")
+        if not rec:
+            continue
+        gap = "no gap to close" if rec.get("gap_closed") is None else f"gap closed {rec['gap_closed']:+.0%}"
+        ratio = "" if rec.get("ratio_to_lora") is None else f" ({rec['ratio_to_lora']:.2f}x LoRA's)"
+        latency = ("" if rec.get("latency_overhead") is None
+                   else f", latency {rec['latency_overhead']:+.0%} s/item vs {r['compressor']}@{r['ratio']}")
+        trained = "cached, trained" if rec.get("cached") else "trained"
+        lines.append(f"recovery {r['task']} {r['model']} {r['compressor']}@{r['ratio']}+{r['recover']}: "
+                     f"{rec['compressed']:.3f} -> {rec['recovered']:.3f} (dense {r.get('dense', float('nan')):.3f}), "
+                     f"{gap}; {rec['reading']}; {rec['extra_parameters']:,} extra parameters{ratio}{latency}; "
+                     f"{trained} in {rec['training_seconds']:.0f} s")
+    return lines
+
+
 def details_lines(records: list[dict]) -> list[str]:
     """The tasks' extra figures (per-category accuracy, F1, ROUGE) per case, one line each."""
     lines = []
     for r in records:
         details = r.get("details") if r.get("compressor") != "dense" else r.get("details_dense")
         if details:
-            label = "dense" if r.get("compressor") == "dense" else f"{r['compressor']}@{r['ratio']}"
+            label = "dense" if r.get("compressor") == "dense" else f"{row_name(r)}@{r['ratio']}"
             figures = ", ".join(f"{k} {_figure(k, v)}" for k, v in details.items())
             lines.append(f"{r['task']} {r['model']} {label}: {figures}")
     return lines
@@ -187,7 +211,7 @@ def table(records: list[dict]):
     rows: dict = {}
     for r in records:
         if r.get("compressor") != "dense":
-            rows.setdefault((r["task"], r["model"], r["compressor"]), {})[r["ratio"]] = r
+            rows.setdefault((r["task"], r["model"], row_name(r)), {})[r["ratio"]] = r
     keys = sorted(rows) or sorted((t, m, "-") for t, m in dense_by)
     for task, model, compressor in keys:
         d = dense_by.get((task, model))
@@ -240,19 +264,46 @@ def markdown(records: list[dict], meta: dict) -> str:
         return "" if value is None else format(value, fmt)
 
     for r in sorted(records, key=lambda r: (r["task"], r["model"], r.get("compressor") != "dense",
-                                            r.get("compressor") or "", ratio_key(r.get("ratio") or ""))):
+                                            r.get("compressor") or "", ratio_key(r.get("ratio") or ""),
+                                            r.get("recover") or "")):
         interval = ""
         if r.get("drop_low") is not None:
             interval = f"[{r['drop_low'] * 100:.1f}%, {r['drop_high'] * 100:.1f}%]"
         flips = "" if r.get("lost") is None else f"{r['lost']} / {r['kept']} / {r['gained']}"
         lines.append(
-            f"| {r['task']} | {r['model']} | {r.get('compressor')} | {r.get('ratio') or ''} | "
+            f"| {r['task']} | {r['model']} | {row_name(r) if r.get('compressor') else None} | {r.get('ratio') or ''} | "
             f"{num(r.get('dense'), '.3f')} (n={r.get('n')}) | {num(r.get('compressed'), '.3f')} | "
             f"{'' if r.get('drop') is None else format(r['drop'] * 100, '.1f') + '%'} | {interval} | {flips} | "
             f"{icon.get(r.get('verdict'), r.get('verdict') or r.get('outcome'))} |"
         )
+    lines += markdown_recovery(records)
     for key in ("protocol", "stat", "data"):
         if meta.get(key):
             lines.append(f"\n{key}: {meta[key]}")
     lines += [f"\n{line}" for line in judge_lines(records)]
     return "\n".join(lines) + "\n"
+
+
+def markdown_recovery(records: list[dict]) -> list[str]:
+    """The recovered cases' figures as a Markdown table (none without --kick-recover)."""
+    recovered = [r for r in records if r.get("recovery")]
+    if not recovered:
+        return []
+    lines = ["", "### Recovery", "",
+             "| task | model | variant | method | compressed | recovered | gap closed | regained / lost (95% CI) | "
+             "newly lost | extra params (x LoRA) | latency overhead | training s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in recovered:
+        rec = r["recovery"]
+        interval = rec.get("regained_interval")
+        regained = f"{rec['regained']} / {rec['lost']}" + (
+            f" ({interval[0]:.0%}-{interval[1]:.0%})" if interval else "")
+        gap = "" if rec.get("gap_closed") is None else format(rec["gap_closed"], "+.0%")
+        ratio = "" if rec.get("ratio_to_lora") is None else f" ({rec['ratio_to_lora']:.2f})"
+        latency = "" if rec.get("latency_overhead") is None else format(rec["latency_overhead"], "+.0%")
+        lines.append(
+            f"| {r['task']} | {r['model']} | {r['compressor']}@{r['ratio']} | {r['recover']} | {rec['compressed']:.3f} | "
+            f"{rec['recovered']:.3f} | {gap} | {regained} | {rec['newly_lost']} | {rec['extra_parameters']:,}{ratio} | "
+            f"{latency} | {rec['training_seconds']:.0f} |")
+    return lines
+

@@ -12,14 +12,15 @@ import importlib
 import importlib.metadata
 import json
 import os
+import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_kick import __version__, tasks
-from pytest_kick.compress import spec as ratio_spec
 from pytest_kick.baseline import BaselineStore, TaskResult
+from pytest_kick.compress import spec as ratio_spec
+from pytest_kick.cases import KickCase
 from pytest_kick.baseline_files import BaselineFiles
 from pytest_kick.config import KickConfig
 from pytest_kick.errors import KickError, KickWarning
@@ -29,57 +30,6 @@ from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
 from pytest_kick.tasks import flips
 from pytest_kick.tasks.base import Settings
-
-
-@dataclass(frozen=True)
-class KickCase:
-    """One collected item: a task on one model, dense or one (compressor, ratio)."""
-
-    task: str
-    model: str  # as the user typed it (alias, hub id or directory)
-    compressor: str | None = None
-    ratio: str | None = None  # canonical spec: "0.5", "2:4", "w4g128", "w8a8", "as-given"
-
-    @property
-    def is_dense(self) -> bool:
-        return self.compressor is None
-
-    @property
-    def model_name(self) -> str:
-        return registry.resolve(self.model).name
-
-    @property
-    def label(self) -> str:
-        if self.is_dense:
-            return "dense"
-        return self.compressor if self.ratio == ratio_spec.CHECKPOINT else f"{self.compressor}@{self.ratio}"
-
-    @property
-    def id(self) -> str:
-        """Test id: ``[variant-]model-dense`` or ``[variant-]model-compressor-ratio``."""
-        variant = self.task.split(":", 1)[1] + "-" if ":" in self.task else ""
-        if self.is_dense:
-            return f"{variant}{self.model_name}-dense"
-        if self.ratio == ratio_spec.CHECKPOINT:
-            return f"{variant}{self.model_name}-{self.compressor}"
-        return f"{variant}{self.model_name}-{self.compressor}-{self.ratio}"
-
-    @property
-    def variant(self) -> tuple:
-        return (self.model, self.compressor, self.ratio)
-
-    @property
-    def group(self) -> str:
-        """xdist group: every item of one (model, compressor, ratio) runs on one worker, whatever the task."""
-        return KickCase("", self.model, self.compressor, self.ratio).id
-
-
-def cases_for(task: str, config: KickConfig) -> list[KickCase]:
-    found = []
-    for model in config.models:
-        found.append(KickCase(task, model))
-        found.extend(KickCase(task, model, c, r) for c, r in config.variants)
-    return found
 
 
 class SilentUI:
@@ -130,6 +80,8 @@ class Runtime:
         self._engines: dict = {}  # model -> engine
         self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
         self.judges = None  # --kick-judge other than rouge: judge/session.py, built on first use
+        self._compressed: dict = {}  # (model, compressor, ratio, task, recovery) -> (TaskResult, seconds per item)
+        self._recoveries = None  # recover.session.Recoveries, with --kick-recover
 
     # --- models and variants ------------------------------------------------------------------
 
@@ -313,19 +265,53 @@ class Runtime:
         return self._engines[spec]
 
     def evaluate(self, case: KickCase) -> TaskResult:
-        """Per-item results of the case's model variant on its task: the task's requests, answered by the engine."""
+        """Per-item results of the case's model variant on its task: the task's requests, answered by the engine
+        (with the case's recovery applied around them, if any)."""
         from pytest_kick.engines.base import Runner
 
+        loaded = None
         if self.config.engine == "local":  # a served variant is whatever its server serves
-            self.use_variant(case.model, case.compressor, case.ratio)
+            loaded = self.use_variant(case.model, case.compressor, case.ratio)
         task = self.task(case.task)
         _, shots, items = self.data(case.task)
-        with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
-            scores, outputs = task.evaluate(items, shots, self.settings,
-                                            Runner(self.engine(case.model, not case.is_dense), advance))
+        engine = self.engine(case.model, not case.is_dense)
+        if case.recovery:
+            self.compressed_result(case)  # first: the reference the recovered case is measured against
+        with self.recoveries().applied(case, loaded, engine) if case.recovery else nullcontext(engine) as engine:
+            started = time.perf_counter()
+            with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
+                scores, outputs = task.evaluate(items, shots, self.settings, Runner(engine, advance))
+            seconds = (time.perf_counter() - started) / max(1, len(items))
         if len(scores) != len(items) or len(outputs) != len(items):
             raise KickError(f"{case.task}: {len(scores)} scores and {len(outputs)} outputs for {len(items)} items")
-        return TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))
+        result = TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))
+        if not case.is_dense:
+            self._compressed.setdefault((*case.variant, case.task, case.recovery), (result, seconds))
+        return result
+
+    # --- recovery (--kick-recover) --------------------------------------------------------------
+
+    def recoveries(self):
+        if self._recoveries is None:
+            from pytest_kick.recover.session import Recoveries
+
+            self._recoveries = Recoveries(self.config, self.ui)
+        return self._recoveries
+
+    def compressed_result(self, case: KickCase) -> tuple[TaskResult, float]:
+        """(result, seconds per item) of the case's compressed variant without recovery, evaluated once."""
+        memo = (*case.variant, case.task, None)
+        if memo not in self._compressed:
+            self.evaluate(KickCase(case.task, case.model, case.compressor, case.ratio))
+        return self._compressed[memo]
+
+    def recovery_record(self, case: KickCase, dense: TaskResult, recovered: TaskResult) -> dict:
+        """What a recovered case reports beside its verdict: gap closed, items regained, size, cost."""
+        compressed, base_seconds = self.compressed_result(case)
+        own = self._compressed.get((*case.variant, case.task, case.recovery))
+        seconds = (base_seconds, own[1]) if own else None
+        return self.recoveries().record(case, self.model(case.model), self.task(case.task), dense, compressed,
+                                        recovered, seconds)
 
     def baseline_key(self, case: KickCase) -> dict:
         task = self.task(case.task)
@@ -392,7 +378,7 @@ class Runtime:
         higher_is_better = task.higher_is_better
         explain = getattr(task, "explain", None)  # a judged task: the judge's reasons beside each answer
         by_id = {i.id: i for i in items}
-        path = self.config.cache_dir / "reports" / case.model_name / f"{case.task.replace(':', '-')}-{case.compressor}-{case.ratio.replace(':', 'of')}.jsonl"
+        path = self.config.cache_dir / "reports" / case.model_name / f"{case.task.replace(':', '-')}-{case.compressor}-{case.ratio.replace(':', 'of')}{'+' + case.recovery if case.recovery else ''}.jsonl"
         lines = []
         for k, item_id in enumerate(dense.item_ids):
             d, c = dense.scores[k], compressed.scores[k]
