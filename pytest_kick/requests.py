@@ -47,8 +47,11 @@ class RollingRequest:
     starts a token. Answered as a tuple of floats, one per token of ``text``: every token is scored, a
     text longer than a window in several windows (the first window scores as many tokens as fit after the
     context; each later one the next ``window // 2`` tokens, in a window of ``window`` tokens ending with them).
-    With an empty ``context`` the text's first token has nothing to condition on and is not scored."""
+    With an empty ``context`` the text's first token has nothing to condition on and is not scored.
+    ``ids``, when given, are the text's token ids, used as they are (``text`` is then not tokenized): for a
+    task that cut a corpus tokenized once into windows (LLM-KICK's ``eval_ppl``)."""
 
     text: str
     context: str = ""
     window: int = 1024
+    ids: tuple[int, ...] = ()

@@ -48,7 +48,7 @@ class Runner:
 
     ``token_counts(texts)`` (prompt tokens, special tokens included, or None when the engine cannot count)
     and ``max_length`` (the model's context in tokens, or None) let a task fit a prompt to the model, as
-    MMLU drops shots that do not fit.
+    MMLU drops shots that do not fit; ``tokenize(text)`` gives token ids (or None).
     """
 
     def __init__(self, engine: Engine, progress: Progress | None = None):
@@ -63,6 +63,12 @@ class Runner:
     def token_counts(self, texts: Sequence[str]) -> list[int] | None:
         count = getattr(self.engine, "token_counts", None)
         return None if count is None else list(count(texts))
+
+    def tokenize(self, text: str) -> list[int] | None:
+        """Token ids of ``text`` as a prompt (special tokens included), or None when the engine cannot tokenize:
+        for a task that tokenizes a corpus once and cuts it into windows (kick perplexity)."""
+        encode = getattr(self.engine, "tokenize", None)
+        return None if encode is None else encode(text)
 
     def __call__(self, requests: Sequence[Request]) -> list:
         answers: list = [None] * len(requests)

@@ -86,7 +86,7 @@ class LocalEngine(PromptTokens):
         jobs, owners = [], []
         for n, r in enumerate(requests):
             context = self._encode(r.context, special=False) if r.context else []
-            text = self._encode(r.text, special=False)
+            text = list(r.ids) if r.ids else self._encode(r.text, special=False)
             for prompt, scored in rolling_windows(context, text, min(r.window, self.max_length or r.window)):
                 jobs.append(Job(tuple(prompt[:-1]), len(prompt) - scored - 1, tuple(prompt[-scored:])))
                 owners.append(n)

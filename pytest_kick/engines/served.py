@@ -140,7 +140,7 @@ class ServedEngine(PromptTokens):
 
         def one(request: RollingRequest) -> tuple[float, ...]:
             context = self._encode(request.context, special=False) if request.context else []
-            text = self._encode(request.text, special=False)
+            text = list(request.ids) if request.ids else self._encode(request.text, special=False)
             found: list[float] = []
             window = min(request.window, self.max_length or request.window)
             for ids, scored in rolling_windows(context, text, window):

@@ -17,6 +17,10 @@ class PromptTokens:
     def _encode(self, text: str, special: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
+    def tokenize(self, text: str) -> list[int] | None:
+        """Token ids of ``text`` (special tokens included, as a prompt), or None without a tokenizer."""
+        return None if getattr(self, "tokenizer", None) is None else self._encode(text)
+
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text becomes as a prompt (special tokens included): for tasks that fit a context."""
         return [len(self._encode(t) or self._start()) for t in texts]

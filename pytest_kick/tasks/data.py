@@ -52,9 +52,11 @@ def subset(items: Sequence[T], limit: int | None, seed: int, salt: str) -> list[
     return [items[i] for i in chosen]
 
 
-def split_shots(examples: Sequence[T], settings, salt: str, what: str = "the data") -> tuple[list[T], list[T]]:
+def split_shots(examples: Sequence[T], settings, salt: str, what: str = "the data",
+                first: bool = False) -> tuple[list[T], list[T]]:
     """(shots, evaluated items): ``settings.shots`` seeded in-context examples, and the deterministic
-    ``settings.limit`` subset of the rest. ``salt`` (a task or family name) makes the draw task-specific."""
+    ``settings.limit`` subset of the rest (with ``first``: the first ``limit`` of the rest, in order, as
+    LLM-KICK takes items). ``salt`` (a task or family name) makes the draw task-specific."""
     examples = list(examples)
     if settings.shots >= len(examples):
         raise KickError(f"--kick-shots {settings.shots}: {what} has only {len(examples)} questions")
@@ -62,6 +64,8 @@ def split_shots(examples: Sequence[T], settings, salt: str, what: str = "the dat
     chosen = set(rng.sample(range(len(examples)), settings.shots))
     shots = [examples[i] for i in sorted(chosen)]
     pool = [e for i, e in enumerate(examples) if i not in chosen]
+    if first:
+        return shots, pool if settings.limit is None else pool[:settings.limit]
     return shots, subset(pool, settings.limit, settings.seed, salt)
 
 

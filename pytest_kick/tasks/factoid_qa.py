@@ -11,6 +11,12 @@ Protocol ``strict`` (default) scores only the first line of the generated contin
 chat model through its chat template (the question as the user turn, in-context examples as earlier
 turns answered "The answer is {a}."), and a model without one with the LLM-KICK prompt minus its
 trailing space (a prompt ending in a bare space splits the answer's first token unnaturally).
+
+Protocol ``kick`` is the repo's run (docs/fidelity.md): no cap on the 2 x prompt-tokens budget; with the
+official files, ``FreebaseQA-train.json`` and the first answer of the first parse only; the first
+``--kick-limit`` questions in file order (no seeded draw). The repo's ``--num_examples N`` evaluates N + 1
+questions and divides the hits by N; here n questions are evaluated and the figure is hits / n: a paired
+gate's relative drop is the same either way, and ``--kick-limit N+1`` times (N+1)/N gives the repo's figure.
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ USER_TURN = "Please give answer to this question: {question}"
 ASSISTANT_TURN = "The answer is {answer}."
 BUNDLED = "freebaseqa/freebaseqa_eval_prerelease_sample.jsonl"
 OFFICIAL_FILES = ("FreebaseQA-eval.json", "FreebaseQA-train.json", "FreebaseQA-dev.json")
+KICK_FILES = ("FreebaseQA-train.json", "FreebaseQA-eval.json", "FreebaseQA-dev.json")  # the repo reads train
 LOCAL_LAYOUT = ("FreebaseQA-eval.json (from github.com/kelvin-jiang/FreebaseQA) or freebaseqa/*.jsonl records "
                 "with id, question, answers")
 STRICT_MAX_NEW_TOKENS = 24
-# LLM-KICK generates up to max_length = 3 x prompt tokens, i.e. 2 x prompt tokens of continuation;
-# capped here so few-shot prompts stay affordable on a CPU (the cap is part of the baseline key).
+# LLM-KICK generates up to max_length = 3 x prompt tokens (its BOS counted), i.e. 2 x prompt tokens of
+# continuation, with no other cap: the request's own cap is set out of reach.
 KICK_LENGTH_FACTOR = 2
-KICK_MAX_NEW_TOKENS = 96
+KICK_MAX_NEW_TOKENS = 2**31 - 1
 
 
 def _answers(value, where: str) -> tuple[str, ...]:
@@ -56,18 +63,22 @@ def _examples_from_jsonl(path: Path) -> list[Example]:
     return [Example(r["id"], r["question"], _answers(r["answers"], f"{path} record {r['id']!r}")) for r in records]
 
 
-def _examples_from_official(path: Path) -> list[Example]:
-    """The released FreebaseQA JSON: {"Questions": [{"Question-ID", "RawQuestion", "Parses": [...]}]}."""
+def _examples_from_official(path: Path, first_only: bool = False) -> list[Example]:
+    """The released FreebaseQA JSON: {"Questions": [{"Question-ID", "RawQuestion", "Parses": [...]}]}.
+
+    Answers: the names of every answer of every parse, or with ``first_only`` those of the first answer of
+    the first parse (LLM-KICK's freebase_qa.py: ``Parses[0]["Answers"][0]["AnswersName"]``)."""
     try:
         questions = json.loads(path.read_text(encoding="utf-8"))["Questions"]
         examples = []
         for q in questions:
             names = []
-            for parse in q["Parses"]:
-                for answer in parse["Answers"]:
+            parses = q["Parses"][:1] if first_only else q["Parses"]
+            for parse in parses:
+                for answer in parse["Answers"][:1] if first_only else parse["Answers"]:
                     names.extend(n for n in answer["AnswersName"] if n not in names)
             names = [n for n in names if isinstance(n, str) and n.strip()]
-            if names:  # a question whose parses name no answer cannot be scored
+            if names:  # a question whose parses name no answer cannot be scored (the repo stops on it)
                 examples.append(Example(q["Question-ID"], q["RawQuestion"], tuple(names)))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise KickError(f"{path}: not a FreebaseQA JSON file ({type(err).__name__}: {err})") from None
@@ -84,19 +95,21 @@ class FactoidQA(OneRequestPerItem):
 
     def load(self, settings: Settings) -> Dataset:
         if settings.data_dir is not None:
-            local = self._load_local(Path(settings.data_dir))
+            local = self._load_local(Path(settings.data_dir), settings.protocol == "kick")
             if local is not None:
                 return local
         path = bundled_dir() / BUNDLED
         return Dataset(tuple(_examples_from_jsonl(path)), f"bundled:{BUNDLED}", file_hash(path))
 
-    def _load_local(self, root: Path) -> Dataset | None:
-        """FreebaseQA from --kick-data-dir, or None when it holds none (the bundled sample is used then)."""
+    def _load_local(self, root: Path, kick: bool = False) -> Dataset | None:
+        """FreebaseQA from --kick-data-dir, or None when it holds none (the bundled sample is used then).
+        ``kick``: the repo's file (train) and answer set (first answer of the first parse)."""
         for folder in (root, root / "freebaseqa"):
-            for name in OFFICIAL_FILES:
+            for name in KICK_FILES if kick else OFFICIAL_FILES:
                 if (folder / name).is_file():
                     path = folder / name
-                    return Dataset(tuple(_examples_from_official(path)), f"local:{path}", file_hash(path))
+                    source = f"local:{path}" + (" (first answer of first parse)" if kick else "")
+                    return Dataset(tuple(_examples_from_official(path, kick)), source, file_hash(path))
         jsonl = sorted((root / "freebaseqa").glob("*.jsonl"))
         if not jsonl:
             return None
@@ -105,7 +118,8 @@ class FactoidQA(OneRequestPerItem):
         return Dataset(tuple(examples), "local:" + ",".join(str(p) for p in jsonl), digest)
 
     def split(self, dataset: Dataset, settings: Settings) -> tuple[list[Example], list[Example]]:
-        return split_shots(dataset.examples, settings, self.name)
+        """kick: the first ``--kick-limit`` questions in file order (after any seeded shots); strict: a seeded subset."""
+        return split_shots(dataset.examples, settings, self.name, first=settings.protocol == "kick")
 
     def prompt(self, item: Example, shots: Sequence[Example], protocol: str = "kick") -> str:
         prompt, shot = (PROMPT, SHOT) if protocol == "kick" else (STRICT_PROMPT, STRICT_SHOT)
@@ -138,7 +152,7 @@ class FactoidQA(OneRequestPerItem):
 
     def template_hash(self, settings: Settings) -> str:
         decoding = (
-            f"kick:{KICK_LENGTH_FACTOR}:{KICK_MAX_NEW_TOKENS}" if settings.protocol == "kick"
+            f"kick:{KICK_LENGTH_FACTOR}:uncapped" if settings.protocol == "kick"
             else f"strict:{STRICT_MAX_NEW_TOKENS}:\\n"
         )
         return text_hash(PROMPT, SHOT, STRICT_PROMPT, STRICT_SHOT, USER_TURN, ASSISTANT_TURN, "display:title", decoding)

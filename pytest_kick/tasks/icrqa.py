@@ -9,7 +9,9 @@ Two variants of one family, evaluated on the same questions:
   prompt is the question template alone).
 
 Both are prompted as plain text, as LLM-KICK prompted Vicuna (no chat template), decoded greedily for at
-most 32 new tokens; the prediction is the first line of the stripped continuation. Answers are compared
+most 32 new tokens; the prediction is the first line of the stripped continuation (``kick``: as the repo
+extracts it, ``(prompt + continuation).split(prompt_end)[1].strip().split("\n")[0]``: the continuation
+is first cut where it repeats the question block, so one that repeats it at once predicts ""). Answers are compared
 after the official TriviaQA normalisation (mandarjoshi90/triviaqa, evaluation/triviaqa_evaluation.py:
 underscores to spaces, lower-case, punctuation to spaces, articles a/an/the removed, whitespace squeezed)
 against the question's normalised aliases:
@@ -94,6 +96,14 @@ def f1(prediction: str, truths: Sequence[str]) -> float:
 def prediction(output: str) -> str:
     """The answer in a continuation: its first line once stripped (LLM-KICK: ``.strip().split("\\n")[0]``)."""
     return output.strip().split("\n")[0]
+
+
+def kick_prediction(prompt: str, prompt_end: str, output: str) -> str:
+    """LLM-KICK's extraction (incontext_qa/main_icrqa.py): the decoded prompt + continuation split on the
+    question block ``prompt_end``, the part after its first occurrence, stripped, its first line. As the
+    prompt ends with ``prompt_end``, that is the continuation up to where it repeats the block."""
+    parts = (prompt + output).split(prompt_end)
+    return parts[1].strip().split("\n")[0] if len(parts) > 1 else prediction(output)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -201,8 +211,10 @@ class ICRQA(OneRequestPerItem):
         return load_items(settings)
 
     def split(self, dataset: Dataset, settings: Settings) -> tuple[list[TriviaItem], list[TriviaItem]]:
-        """Shots and the evaluated subset are drawn with the family's name, so both variants get the same ids."""
-        return split_shots(dataset.examples, settings, self.family, "the TriviaQA data")
+        """Shots and the evaluated subset are drawn with the family's name, so both variants get the same ids;
+        kick: the first ``--kick-limit`` rows in order (LLM-KICK: ``range(0, num_examples)``)."""
+        return split_shots(dataset.examples, settings, self.family, "the TriviaQA data",
+                           first=settings.protocol == "kick")
 
     def prompt(self, item: TriviaItem, shots: Sequence[TriviaItem] = ()) -> str:
         header = OPEN_HEADER if self.variant == "open" else CLOSED_HEADER
@@ -217,11 +229,16 @@ class ICRQA(OneRequestPerItem):
         first_line = settings.protocol != "kick"
         return [GenerationRequest(self.prompt(i, shots), MAX_NEW_TOKENS, first_line=first_line) for i in items]
 
+    def prompt_end(self, prompt: str) -> str:
+        """The question block a prompt ends with: from the (last) instruction header on (the repo's ``prompt_end``)."""
+        header = OPEN_HEADER if self.variant == "open" else CLOSED_HEADER
+        return prompt[prompt.rfind(header):]
+
     def score(self, item: TriviaItem, request: GenerationRequest, output: str, settings: Settings) -> float:
-        answer = prediction(output)
         if settings.protocol == "kick":
+            answer = kick_prediction(request.prompt, self.prompt_end(request.prompt), output)
             return float(containment(answer, item.truths))
-        return float(exact_match(answer, item.truths))
+        return float(exact_match(prediction(output), item.truths))
 
     def details(self, items, scores, outputs) -> dict[str, float]:
         if not items:
@@ -235,6 +252,7 @@ class ICRQA(OneRequestPerItem):
         }
 
     def template_hash(self, settings: Settings) -> str:
-        scoring = "kick:containment" if settings.protocol == "kick" else "strict:exact_match"
+        scoring = ("kick:split-on-prompt-end:first-line:containment" if settings.protocol == "kick"
+                   else "strict:first-line:exact_match")
         return text_hash(self.variant, CLOSED_HEADER, OPEN_HEADER, QUESTION, SHOT, PASSAGE, str(CONTEXT_CHARS),
-                         f"greedy:{MAX_NEW_TOKENS}:first-line", "normalize:triviaqa-official", scoring)
+                         f"greedy:{MAX_NEW_TOKENS}", "normalize:triviaqa-official", scoring)

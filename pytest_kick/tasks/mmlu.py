@@ -18,7 +18,12 @@ Protocols:
 - ``strict`` (default): four log-likelihood requests per question, context = prompt, continuation = " A" ..
   " D"; the answer is the letter with the highest log-likelihood (Hendrycks' scoring; the first on ties).
 - ``kick``: LLM-KICK's way: one generation request for one greedy token after "Answer:", correct when the
-  last character of the decoded text equals the gold letter (their ``output[-1:] == label``).
+  last character of the decoded text equals the gold letter (their ``output[-1:] == label``). Its shot
+  budget is theirs: the prompt at most 2048 tokens whatever the model (``while input_ids.shape[-1] > 2048``),
+  or the model's context less the answer token if that is smaller; ``--kick-limit N`` takes the first N
+  questions in sorted-subject, file order; a field pandas reads as missing prints as ``nan`` (theirs is
+  ``pd.read_csv``: 10 test options "None"). A question too long without shots (the repo would loop
+  forever) is sent with zero shots and counted, as in strict.
 
 Speed is the engine's business: the local engine answers the four requests of a question with one pass
 (their tokens differ only in the last one), runs each subject's header and shots once and reuses their
@@ -58,6 +63,10 @@ HEADER = "The following are multiple choice questions (with answers) about {subj
 QUESTION = "{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
 SHOT = QUESTION + " {answer}\n\n"
 DEFAULT_SHOTS = 5  # the paper's (and LLM-KICK's --ntrain default) setting
+KICK_PROMPT_TOKENS = 2048  # LLM-KICK main_mmlu.py: shots dropped while the prompt exceeds 2048 tokens
+# pandas.read_csv's default missing-value strings: a field equal to one of them is NaN, printed "nan"
+PANDAS_NA = frozenset(("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
 HUB_PATH, HUB_CONFIG = "cais/mmlu", "all"
 BUNDLED_TEST, BUNDLED_DEV = "mmlu/mmlu_test.jsonl", "mmlu/mmlu_dev.jsonl"
 
@@ -93,15 +102,22 @@ def display_subject(subject: str) -> str:
     return " " + subject.replace("_", " ")
 
 
-def format_question(item: MMLUItem, with_answer: bool = False) -> str:
+def as_pandas(text: str) -> str:
+    """A CSV field as LLM-KICK prints it after ``pd.read_csv``: a missing-value string becomes "nan"."""
+    return "nan" if text in PANDAS_NA else text
+
+
+def format_question(item: MMLUItem, with_answer: bool = False, pandas: bool = False) -> str:
     template = SHOT if with_answer else QUESTION
-    a, b, c, d = item.choices
-    return template.format(question=item.question, a=a, b=b, c=c, d=d, answer=item.answers[0])
+    question, (a, b, c, d) = item.question, item.choices
+    if pandas:
+        question, a, b, c, d = map(as_pandas, (question, a, b, c, d))
+    return template.format(question=question, a=a, b=b, c=c, d=d, answer=item.answers[0])
 
 
-def format_prefix(subject: str, shots: Sequence[MMLUItem]) -> str:
+def format_prefix(subject: str, shots: Sequence[MMLUItem], pandas: bool = False) -> str:
     """The part shared by every question of a subject: header and shots."""
-    return HEADER.format(subject=display_subject(subject)) + "".join(format_question(s, True) for s in shots)
+    return HEADER.format(subject=display_subject(subject)) + "".join(format_question(s, True, pandas) for s in shots)
 
 
 LOCAL_LAYOUT = (f"test/*_test.csv and dev/*_dev.csv (Hendrycks' {HENDRYCKS_TAR}, extracted) in it, in data/ or "
@@ -180,6 +196,9 @@ class MMLU:
         self._dev = self._group_dev(getattr(dataset, "dev", ()))
         items = list(dataset.examples)
         self._check_shots(items, self._dev, self.shots_for(settings))
+        if settings.protocol == "kick":  # the repo: every question, subjects sorted, each in file order
+            items = sorted(items, key=lambda i: i.subject)  # stable: file order within a subject
+            return [], items if settings.limit is None else items[:settings.limit]
         return [], stratified_subset(items, settings.limit, settings.seed, self.name)
 
     @staticmethod
@@ -202,8 +221,9 @@ class MMLU:
 
     # --- prompts -------------------------------------------------------------------------------
 
-    def prompt(self, item: MMLUItem, shots: Sequence[MMLUItem]) -> str:
-        return format_prefix(item.subject, shots) + format_question(item)
+    def prompt(self, item: MMLUItem, shots: Sequence[MMLUItem], protocol: str = "strict") -> str:
+        pandas = protocol == "kick"
+        return format_prefix(item.subject, shots, pandas) + format_question(item, pandas=pandas)
 
     @staticmethod
     def item_requests(prompt: str, protocol: str) -> list[LoglikelihoodRequest] | list[GenerationRequest]:
@@ -216,8 +236,8 @@ class MMLU:
         """The requests of every item with all shots, in item order (``evaluate`` fits them to the model)."""
         dev = self._group_dev(shots) if shots else self._dev
         k = self.shots_for(settings)
-        return [r for i in items for r in self.item_requests(self.prompt(i, dev.get(i.subject, ())[:k]),
-                                                              settings.protocol)]
+        return [r for i in items for r in self.item_requests(
+            self.prompt(i, dev.get(i.subject, ())[:k], settings.protocol), settings.protocol)]
 
     def score(self, item: MMLUItem, request, output: str, settings: Settings) -> float:
         """strict: ``output`` is the predicted letter; kick: the decoded greedy token, scored on its last character."""
@@ -232,8 +252,10 @@ class MMLU:
     def template_hash(self, settings: Settings) -> str:
         readout = ("kick:greedy-1-token:last-char" if settings.protocol == "kick"
                    else "strict:next-token-logits:' A'..' D'")
+        fit = (f"fit:drop-last-shots,prompt<={KICK_PROMPT_TOKENS},left-truncate,pandas-nan"
+               if settings.protocol == "kick" else "fit:drop-last-shots,context-1,left-truncate")
         return text_hash(HEADER, QUESTION, SHOT, "subject:leading-space", f"shots:{self.shots_for(settings)}",
-                         "fit:drop-last-shots,context-1,left-truncate", readout)
+                         fit, readout)
 
     # --- evaluation ----------------------------------------------------------------------------
 
@@ -259,15 +281,19 @@ class MMLU:
         """Each item's prompt with the most shots (at most ``k_max``) that fit the model's context together with
         the answer's tokens, shots dropped from the last (Hendrycks, LLM-KICK); all ``k_max`` shots when the
         engine cannot count tokens. A question too long even without shots keeps zero shots (the engine then
-        keeps its last tokens)."""
+        keeps its last tokens). kick: the repo's budget, a prompt of at most 2048 tokens (the answer's token
+        not counted), or the model's context less that token when smaller."""
         limit = run.max_length
+        if protocol == "kick":
+            limit, answer = (KICK_PROMPT_TOKENS if not limit else min(KICK_PROMPT_TOKENS, limit - 1)), 0
         probe = run.token_counts(["?\nAnswer:", "?\nAnswer: A"]) if limit else None
-        answer = 1 if probe is None or protocol == "kick" else probe[1] - probe[0]
+        if protocol != "kick":
+            answer = 1 if probe is None else probe[1] - probe[0]
         prompts: list[str | None] = [None] * len(items)
         used = [k_max] * len(items)
         pending = list(range(len(items)))
         for k in range(k_max, -1, -1):
-            texts = [self.prompt(items[i], dev[items[i].subject][:k]) for i in pending]
+            texts = [self.prompt(items[i], dev[items[i].subject][:k], protocol) for i in pending]
             counts = run.token_counts(texts) if probe is not None else [0] * len(texts)
             left = []
             for i, text, count in zip(pending, texts, counts):

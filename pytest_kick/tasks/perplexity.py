@@ -2,13 +2,22 @@
 knowledge-intensive tasks fail).
 
 The corpus is the WikiText-2 raw test split joined with ``"\\n\\n"`` as in the SparseGPT / Wanda / GPTQ
-evaluations, cut into items of about CHUNK_CHARS characters at row boundaries. Each item is one rolling
-log-likelihood request (the engine's ``loglikelihood_rolling``): its own text, conditioned on the corpus
-text before it (the last CONTEXT_CHARS characters), the model seeing at most WINDOW tokens at a time (or
-its context, if shorter); every token of the item is scored, an item longer than a window in several
-windows. The item's score is the mean negative log-likelihood (nats per token) of its own tokens; the
-task's figure is exp(mean item score): perplexity, lower is better. The engine tokenizes an item's text
-on its own, so item boundaries are token boundaries for every tokenizer.
+evaluations. Two protocols, both exp(total negative log-likelihood / total scored tokens):
+
+- ``strict`` (default): the corpus cut into items of about CHUNK_CHARS characters at row boundaries. Each
+  item is one rolling log-likelihood request (the engine's ``loglikelihood_rolling``): its own text,
+  conditioned on the corpus text before it (the last CONTEXT_CHARS characters), the model seeing at most
+  WINDOW tokens at a time (or its context, if shorter); every token of the item is scored. The figure is
+  token-weighted: an item's score is its summed NLL times n / (tokens of all n items), so the mean of the
+  scores is the NLL per token and the figure exp(mean score) (an item's own perplexity is in its output).
+- ``kick``: the Wanda / LLM-KICK ``eval_ppl`` (VITA-Group/llm-kick, ``lib/eval.py``; imported by every
+  LLM-KICK script, never called): the joined text tokenized once (a BOS first where the tokenizer puts
+  one), cut into non-overlapping windows of KICK_WINDOW tokens (or the model's context, if shorter), the
+  tail dropped, each window scored from scratch (its first token is never a target): exp(mean window loss).
+  The gate's items are slots, fixed before any tokenizer is seen: with ``--kick-limit N``, window k is
+  slot k for the first N windows; without, the windows are dealt over KICK_SLOTS slots (window j to slot
+  j mod KICK_SLOTS), a slot scoring its windows' summed loss times slots / windows, so the mean of the
+  slot scores is the mean window loss, and the figure is eval_ppl's.
 
 Data order: the hub's ``wikitext`` / ``wikitext-2-raw-v1`` test split (empty rows included, as the
 papers join them), a local ``DIR/wikitext2/*.jsonl`` with ``--kick-data-dir``, or the bundled rows. The
@@ -33,6 +42,8 @@ HUB = ("wikitext", "wikitext-2-raw-v1", "test")
 CHUNK_CHARS = 2000  # about 450 SmolLM2 tokens per item
 WINDOW = 1024  # tokens the model sees at a time: the item plus the text before it
 CONTEXT_CHARS = 8 * WINDOW  # text before an item sent as context: more than a window of tokens in practice
+KICK_WINDOW = 2048  # eval_ppl's model.seqlen, set by hand in LLM-KICK's get_llm
+KICK_SLOTS = 64  # gate items of a kick run without --kick-limit
 
 
 @dataclass(frozen=True)
@@ -48,8 +59,9 @@ class Chunk:
     answers: tuple[str, ...] = ()
 
 
-def chunks(text: str, size: int = CHUNK_CHARS) -> list[Chunk]:
-    """The corpus cut after the first row end ("\\n") at or beyond every ``size`` characters."""
+def chunks(text: str, size: int | None = None) -> list[Chunk]:
+    """The corpus cut after the first row end ("\\n") at or beyond every ``size`` (CHUNK_CHARS) characters."""
+    size = size or CHUNK_CHARS
     found, start = [], 0
     while start < len(text):
         end = text.find("\n", min(start + size, len(text)) - 1)
@@ -59,13 +71,31 @@ def chunks(text: str, size: int = CHUNK_CHARS) -> list[Chunk]:
     return found
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A kick item: the windows j of the tokenized corpus with j mod slots == index (see the module doc)."""
+
+    id: str
+    index: int
+    slots: int
+    limited: bool  # --kick-limit: one window per slot, the first ``slots`` windows only
+    corpus: str  # the dataset's content hash: whose text is tokenized
+
+    @property
+    def question(self) -> str:  # what a flip report shows
+        return (f"window {self.index}" if self.limited
+                else f"windows {self.index}, {self.index + self.slots}, ... (every {self.slots}th)")
+
+    answers: tuple[str, ...] = ()
+
+
 LOCAL_LAYOUT = f"wikitext2/*.jsonl records with a 'text' field per WikiText-2 test row (as the bundled {BUNDLED})"
 
 
 class Perplexity:
     name = "perplexity"
     family = "perplexity"
-    version = "2"  # 2: every token of an item scored (1 dropped tokens past one window), context as text
+    version = "3"  # 3: strict token-weighted, kick = eval_ppl; 2: every token of an item scored
     metric = "perplexity"
     higher_is_better = False
     floor = None  # no chance level: dense is always informative
@@ -95,11 +125,19 @@ class Perplexity:
         return Dataset(found, source, digest)
 
     def split(self, dataset: Dataset, settings: Settings):
+        if settings.protocol == "kick":
+            slots, limited = (settings.limit, True) if settings.limit is not None else (KICK_SLOTS, False)
+            name = "window" if limited else "slot"
+            return [], [Slot(f"wikitext2/eval_ppl/{name}/{k}", k, slots, limited, dataset.content_hash)
+                        for k in range(slots)]
         return [], subset(list(dataset.examples), settings.limit, settings.seed, self.name)
 
     def template_hash(self, settings: Settings) -> str:
+        if settings.protocol == "kick":
+            return text_hash("wikitext2", "join:\\n\\n", "eval_ppl", f"window:{KICK_WINDOW}",
+                             "one-tokenization,disjoint,tail-dropped", f"slots:{KICK_SLOTS}")
         return text_hash("wikitext2", "join:\\n\\n", f"chunk:{CHUNK_CHARS}", f"window:{WINDOW}",
-                         f"context-chars:{CONTEXT_CHARS}", "rolling:all-tokens,stride-half-window")
+                         f"context-chars:{CONTEXT_CHARS}", "rolling:all-tokens,stride-half-window", "token-weighted")
 
     def figure(self, mean: float) -> float:
         return math.exp(mean)
@@ -110,9 +148,44 @@ class Perplexity:
         joined = "".join(c.text for c in corpus)
         return [RollingRequest(i.text, joined[max(0, i.start - CONTEXT_CHARS):i.start], WINDOW) for i in items]
 
-    def evaluate(self, items: Sequence[Chunk], shots, settings: Settings, run):
-        """(mean NLL per item, its perplexity as text) for every item."""
-        return nll_scores(self.name, items, run(self.requests(items)))
+    def evaluate(self, items, shots, settings: Settings, run):
+        """(score, output text) per item; the mean of the scores is the NLL per scored token (module doc)."""
+        if settings.protocol == "kick":
+            return self._evaluate_windows(items, run)
+        answers = run(self.requests(items))
+        _, outputs = nll_scores(self.name, items, answers)  # checks every item scored a token
+        tokens = sum(len(a) for a in answers)
+        return [-sum(a) * len(items) / tokens for a in answers], outputs
+
+    def _evaluate_windows(self, slots: Sequence[Slot], run):
+        """eval_ppl over the windows behind ``slots`` (the module doc says how windows map to slots)."""
+        if not slots:
+            return [], []
+        first = slots[0]
+        corpus = self._corpus.get(first.corpus)
+        if corpus is None:
+            raise KickError("perplexity: items were not produced by this task's load(); load the data first")
+        ids = run.tokenize("".join(c.text for c in corpus))
+        if ids is None:
+            raise KickError("perplexity under --kick-protocol kick tokenizes the corpus itself and needs the "
+                            "model's tokenizer; this engine has none")
+        window = KICK_WINDOW if not run.max_length else min(KICK_WINDOW, run.max_length)
+        total = len(ids) // window  # eval_ppl's nsamples: the tail is dropped
+        if total < first.slots:
+            what = "--kick-limit" if first.limited else f"its {KICK_SLOTS} items (pass --kick-limit {total} or less)"
+            raise KickError(f"perplexity (kick): the corpus is {len(ids)} tokens, {total} windows of {window}: "
+                            f"too few for {what}")
+        used = first.slots if first.limited else total
+        requests = [RollingRequest("", window=window, ids=tuple(ids[j * window:(j + 1) * window])) for j in range(used)]
+        losses = []
+        for logprobs in run(requests):
+            losses.append(-sum(logprobs) / len(logprobs))  # the window's mean loss over its window - 1 targets
+        scores, outputs = [], []
+        for slot in slots:
+            mine = losses[slot.index::slot.slots]
+            scores.append(sum(mine) * slot.slots / used)
+            outputs.append(f"ppl {math.exp(sum(mine) / len(mine)):.3f} over {len(mine)} window(s) of {window} tokens")
+        return scores, outputs
 
     def _corpus_for(self, items) -> tuple[Chunk, ...]:
         for corpus in self._corpus.values():
