@@ -17,6 +17,7 @@ from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
+from pytest_kick.config_search import search_settings
 from pytest_kick.config_served import served_settings
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
@@ -70,6 +71,9 @@ class KickConfig:
     compressed_url: str | None = None  # openai-completions: the compressed model's server (variant "served")
     timeout: float = 600.0  # openai-completions: seconds per reply
     export: Path | None = None  # --kick-export DIR
+    search: bool = False  # --kick-search: the largest matching level per (task, model, compressor)
+    search_resolution: float = 0.05
+    searched: tuple[str, ...] = ()  # the compressors --kick-search covers
 
 
 def _split(flag: str, value: str) -> list[str]:
@@ -298,6 +302,8 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
     served = served_settings(values, text, flag, from_ini)
     compressors = () if served else _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
     variants = served.pop("variants") if served else pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
+    found = search_settings(text, flag, _bool, ratios is not None, compressors, variants, bool(served))
+    variants = found.pop("variants")
     compressed = path("compressed")
     if compressed is not None:
         if not compressed.is_dir():
@@ -347,5 +353,6 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         engine=text["engine"],
         **(served or {}),
         export=path("export"),
+        **found,
     )
 
