@@ -167,7 +167,7 @@ def table(records: list[dict]):
 
 def _search_skip(record: dict) -> bool:
     """A search item that stopped before its search (dense inconclusive, an error): it carries no ratio."""
-    return record.get("compressor") not in (None, "dense") and "ratio" not in record
+    return record.get("compressor") not in (None, "dense") and "ratio" not in record and "search" not in record
 
 
 def search_cells(record: dict | None) -> list[str]:

@@ -176,8 +176,7 @@ def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_
                     f"chance level ({gate.chance_text(floor)}); no level can show a loss, nothing was searched")
     result = run_search(runtime, case, dense, tolerance, floor)
     record = result_record(case, result)
-    status = gate.MATCHING if record["largest_safe"]["level"] or record["largest_matching"]["level"] \
-        else gate.NOT_MATCHING
+    status = gate.NOT_MATCHING if record["largest_matching"]["level"] is None else gate.MATCHING
     node.user_properties.extend((f"kick_{k}", v) for k, v in {**props, "search": record, "verdict": status}.items())
     text = summary(case, record)
     runtime.ui.message(text)

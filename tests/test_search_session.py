@@ -110,6 +110,16 @@ def test_search_fails_when_no_level_matches(pytester):
     assert search["largest_matching"]["level"] is None and search["largest_safe"]["next_failing"] == "0.1"
 
 
+def test_a_quantizer_is_searched_over_its_bit_widths(pytester):
+    planted(pytester, set())  # rtn leaves no zeros: every bit width keeps the planted score
+    result = pytester.runpytest(*ARGS, "--kick-compressor", "rtn", "--kick-report", "r.json")
+    result.assert_outcomes(passed=2)
+    search = next(c for c in report(pytester)["cases"] if c.get("search"))["search"]
+    assert search["axis"] == "bits" and [p["ratio"] for p in search["points"]] == ["w8", "w4g128", "w3g128", "w2g128"]
+    assert search["largest_matching"]["level"] == search["largest_safe"]["level"] == "w2g128"
+    assert search["largest_safe"]["resolved"] and search["complete"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--kick-compressor", "int8"], "--kick-search: none of int8 has a level to search"),
     (["--kick-search-resolution", "0"], "--kick-search-resolution: 0 is outside (0, 0.2]"),
