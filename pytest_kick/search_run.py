@@ -2,7 +2,7 @@
 
 The search itself is pure (search.py); this module runs it through the Runtime. Each level it asks about is
 one compressed variant, built, evaluated on the task and gated against the dense baseline exactly as a grid
-case would be (same tolerance, statistics and chance check); a level is evaluated at most once per process.
+case would be (same tolerance, statistics and chance check); a search evaluates each level at most once.
 
 Axes: a pruner searches sparsity from 0 towards ``SPARSITY_LIMIT`` at ``--kick-search-resolution``, coarse
 levels every 0.2; a weight-only quantizer searches the bit widths it accepts, fewest last
@@ -87,41 +87,37 @@ def _info(ratio: str, verdict: gate.Verdict, achieved: float | None) -> dict:
 
 
 def confidence(info: dict | None) -> str:
-    """The gate's confidence at a level, in a few characters: ``drop +3.0% CI -4..+10%, p=0.5``."""
+    """The gate's confidence at a level, in a few characters: ``drop +3.0% CI -4.2..+10.1%, p=0.5``."""
     if not info:
         return ""
     text = f"drop {info['drop'] * 100:+.1f}%"
     if info.get("drop_low") is not None:
-        text += f" CI {info['drop_low'] * 100:+.0f}..{info['drop_high'] * 100:+.0f}%"
+        text += f" CI {info['drop_low'] * 100:+.1f}..{info['drop_high'] * 100:+.1f}%"
     if info.get("p_value") is not None:
         text += f", p={info['p_value']:.2g}"
     return text
 
 
 def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolerance, floor) -> SearchResult:
-    """The search for one case; each level evaluated once per process (``runtime`` keeps the verdicts)."""
+    """The search for one case: each level it asks about is evaluated once (search.py never asks twice) and gated
+    exactly as a grid case, with a progress line per level."""
     task = tasks.get(case.task)
-    memo = runtime.__dict__.setdefault("_search_levels", {})  # (task, model, compressor, ratio) -> (ok, info)
-    axis = axis_of(case, runtime.config.search_resolution)
 
     def verdict(level: float):
         ratio = ratio_of(case, level)
-        key = (case.task, case.model, case.compressor, ratio)
-        if key not in memo:
-            variant = KickCase(case.task, case.model, case.compressor, ratio)
-            compressed = runtime.evaluate(variant)
-            v = gate.judge(task=case.task, label=variant.label, dense=dense.scores, compressed=compressed.scores,
-                           tolerance=tolerance, higher_is_better=task.higher_is_better, floor=floor,
-                           metric=task.metric, stat=runtime.config.stat, seed=runtime.config.seed,
-                           figure=getattr(task, "figure", None))
-            report = runtime.compression.get(variant.variant)
-            memo[key] = (v.status == gate.MATCHING, _info(ratio, v, None if report is None else report.achieved))
-            ok, info = memo[key]
-            runtime.ui.message(f"search {case.task} {case.model_name} {case.compressor}: {ratio} -> "
-                               f"{info['compressed']:.3f} ({confidence(info)}) {info['verdict']}")
-        return memo[key]
+        variant = KickCase(case.task, case.model, case.compressor, ratio)
+        compressed = runtime.evaluate(variant)
+        v = gate.judge(task=case.task, label=variant.label, dense=dense.scores, compressed=compressed.scores,
+                       tolerance=tolerance, higher_is_better=task.higher_is_better, floor=floor,
+                       metric=task.metric, stat=runtime.config.stat, seed=runtime.config.seed,
+                       figure=getattr(task, "figure", None))
+        report = runtime.compression.get(variant.variant)
+        info = _info(ratio, v, None if report is None else report.achieved)
+        runtime.ui.message(f"search {case.task} {case.model_name} {case.compressor}: {ratio} -> "
+                           f"{info['compressed']:.3f} ({confidence(info)}) {info['verdict']}")
+        return v.status == gate.MATCHING, info
 
-    return search(verdict, axis)
+    return search(verdict, axis_of(case, runtime.config.search_resolution))
 
 
 def result_record(case: SearchCase, result: SearchResult) -> dict:
@@ -142,10 +138,12 @@ def result_record(case: SearchCase, result: SearchResult) -> dict:
 
 
 def reading_text(reading: dict) -> str:
-    """One reading for a person: ``0.35 (0.4 fails; drop +2.0% CI -3..+7%, p=0.6)`` or ``none``."""
+    """One reading for a person: ``0.35 (0.4 fails; drop +2.0% CI -3.1..+7.0%, p=0.6)`` or ``none``."""
     if reading["level"] is None:
         return "none" + (f" ({reading['next_failing']} fails)" if reading.get("next_failing") else "")
     notes = [f"{reading['next_failing']} fails"] if reading.get("next_failing") else []
+    if reading.get("resolved") and not reading.get("next_failing"):
+        notes.append("the search's limit")
     if not reading.get("resolved"):
         notes.append("unresolved")
     if reading.get("evidence"):

@@ -30,14 +30,14 @@ def test_table_shows_both_readings_with_their_confidence_next_to_the_grid():
     assert "largest matching" in text and "largest safe" in text
     row = next(line for line in text.splitlines() if "magnitude" in line)
     assert "0.250" in row  # the grid case keeps its column
-    assert row.count("0.3 (0.35 fails; drop +2.5% CI -8..+12%, p=0.5)") == 2
+    assert row.count("0.3 (0.35 fails; drop +2.5% CI -7.5..+12.5%, p=0.5)") == 2
     assert report.search_lines(RECORDS) == ["search mmlu m wanda: inconclusive"]
 
 
 def test_markdown_has_a_search_section_and_no_search_row_in_the_case_table():
     md = report.markdown(RECORDS, {})
     assert "### Largest matching level (--kick-search)" in md
-    assert "| mmlu | m | magnitude | 0.400 (n=100) | 0.3 (0.35 fails; drop +2.5% CI -8..+12%, p=0.5) |" in md
+    assert "| mmlu | m | magnitude | 0.400 (n=100) | 0.3 (0.35 fails; drop +2.5% CI -7.5..+12.5%, p=0.5) |" in md
     assert md.count("| mmlu | m | magnitude |") == 2  # the 0.5 grid case and the search
 
 

@@ -118,6 +118,8 @@ def test_a_quantizer_is_searched_over_its_bit_widths(pytester):
     assert search["axis"] == "bits" and [p["ratio"] for p in search["points"]] == ["w8", "w4g128", "w3g128", "w2g128"]
     assert search["largest_matching"]["level"] == search["largest_safe"]["level"] == "w2g128"
     assert search["largest_safe"]["resolved"] and search["complete"]
+    row = next(line for line in result.stdout.lines if "planted" in line and "rtn" in line)
+    assert row.count("w2g128 (the search's limit; drop +0.0%") == 2
 
 
 @pytest.mark.parametrize("args, message", [
