@@ -55,3 +55,12 @@ def test_plot_draws_the_searched_levels_and_marks_the_readings(tmp_path, monkeyp
     [path] = plot(RECORDS, tmp_path)
     assert path.stat().st_size > 0
     assert "magnitude largest matching 0.3" in drawn and "magnitude largest safe 0.3" in drawn
+
+
+def test_a_reading_at_the_limit_of_the_search_says_so():
+    from pytest_kick.search_run import reading_text
+
+    at_limit = {"level": "0.8", "resolved": True, "next_failing": None, "evidence": POINTS[0]}
+    assert reading_text(at_limit).startswith("0.8 (the search's limit; drop +0.0%")
+    assert reading_text({"level": None, "resolved": True, "next_failing": "0.05", "evidence": None}) == \
+        "none (0.05 fails)"
