@@ -296,7 +296,8 @@ def section(args) -> str:
                           " (separated)" if closed.get("drop_high", 1) < opened.get("drop_low", 0) else
                           ", intervals overlap"))
         dense_text = " / ".join(f"dense {c['dense']:.3f}" for c in (closed, opened) if c)
-        lines.append(f"| {ratio} | {fmt_case(closed)} | {fmt_case(opened)} | {result} ({dense_text}) |")
+        lines.append(f"| {ratio} | {fmt_case(closed)} | {fmt_case(opened)} | {result}"
+                     + (f" ({dense_text})" if dense_text else "") + " |")
         OUTCOMES.append((f"icrqa open ≥ closed book at magnitude@{ratio}", result))
     # knowledge vs perplexity
     ratios = ("0.1", "0.3", "0.5")
