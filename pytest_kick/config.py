@@ -19,6 +19,7 @@ from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
 from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_recover import recover_settings
+from pytest_kick.config_search import search_settings
 from pytest_kick.config_served import served_settings
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
@@ -82,6 +83,9 @@ class KickConfig:
     recover_lr: float | None = None  # None: each method's default
     recover_sizes: dict = field(default_factory=dict)  # {method: {setting: value}}
     recover_seqlen: int = 256
+    search: bool = False  # --kick-search: the largest matching level per (task, model, compressor)
+    search_resolution: float = 0.05
+    searched: tuple[str, ...] = ()  # the compressors --kick-search covers
 
 
 def _split(flag: str, value: str) -> list[str]:
@@ -310,6 +314,8 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
     served = served_settings(values, text, flag, from_ini)
     compressors = () if served else _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
     variants = served.pop("variants") if served else pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
+    found = search_settings(text, flag, _bool, ratios is not None, compressors, variants, bool(served))
+    variants = found.pop("variants")
     compressed = path("compressed")
     if compressed is not None:
         if not compressed.is_dir():
@@ -363,5 +369,6 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         export=path("export"),
         **judge,
         **recover_settings(values, text, flag, from_ini, path, text["engine"]),
+        **found,
     )
 

@@ -71,6 +71,10 @@ OPTIONS = [
     Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
     Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
            "directory (needs matplotlib)"),
+    Option("search", None, "per (task, compressor), search for the largest sparsity (fewest bits for gptq, rtn, awq) "
+           "that still matches dense: a coarse grid, then bisection; one test per (task, model, compressor). "
+           "Replaces the default --kick-ratio grid of the compressors it searches", flag=True),
+    Option("search-resolution", "0.05", "--kick-search: the sparsity step the bisection resolves to"),
     Option("engine", "local", "what runs the model: local (transformers, in this process) or openai-completions "
            "(a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp; see --kick-base-url)"),
     Option("base-url", None, "openai-completions: the server of --kick-model (dense), e.g. http://localhost:8000/v1"),

@@ -26,6 +26,8 @@ def plot(records: list[dict], out_dir: Path) -> list[Path]:
     for r in records:
         groups.setdefault((r["model"], r["task"]), []).append(r)
     for (model, task), rows in sorted(groups.items()):
+        searches = [r for r in rows if r.get("search")]
+        rows = rows + searched_points(searches, rows)
         compressed = [r for r in rows if r.get("compressor") != "dense" and r.get("compressed") is not None
                       and not r.get("recover")]  # recovered cases are not a compression level
         dense = next((r["dense"] for r in rows if r.get("dense") is not None), None)
@@ -46,10 +48,13 @@ def plot(records: list[dict], out_dir: Path) -> list[Path]:
             for x, y, verdict in points:
                 if verdict == "not matching":
                     ax.plot(x, y, marker="x", color="tab:red", markersize=10, markeredgewidth=2)
+        for r in searches:  # --kick-search: both readings marked on the compressor's line
+            mark_readings(ax, r, x_of, {(p["compressor"], p["ratio"]): p["compressed"] for p in compressed})
         ax.set_xticks(range(len(ratios) + 1), ["dense"] + [str(r) for r in ratios])
         ax.set_xlabel("sparsity / N:M / quantization")
         ax.set_ylabel(compressed[0].get("metric", "score"))
-        ax.set_title(f"{task} — {model} (n={compressed[0].get('n')}, ✗ = not matching)")
+        ax.set_title(f"{task} — {model} (n={compressed[0].get('n')}, ✗ = not matching"
+                     + (", ★ largest matching, ▼ largest safe)" if searches else ")"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -58,3 +63,28 @@ def plot(records: list[dict], out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def searched_points(searches: list[dict], rows: list[dict]) -> list[dict]:
+    """The levels a search evaluated, as points of its compressor's line (where no grid case has them)."""
+    have = {(r.get("compressor"), r.get("ratio")) for r in rows}
+    points = []
+    for r in searches:
+        for p in r["search"]["points"]:
+            if (r["compressor"], p["ratio"]) not in have:
+                have.add((r["compressor"], p["ratio"]))
+                points.append({"compressor": r["compressor"], "ratio": p["ratio"], "compressed": p["compressed"],
+                               "verdict": p["verdict"], "threshold": p.get("threshold"), "n": r.get("n"),
+                               "tolerance": r.get("tolerance"), "metric": r.get("metric"), "dense": r.get("dense")})
+    return points
+
+
+def mark_readings(ax, record: dict, x_of: dict, score: dict) -> None:
+    """A star at the largest matching level, a triangle at the largest level below which every level matches."""
+    for key, marker, label in (("largest_matching", "*", "largest matching"), ("largest_safe", "v", "largest safe")):
+        level = record["search"][key]["level"]
+        if level is None or level not in x_of or (record["compressor"], level) not in score:
+            continue
+        ax.plot(x_of[level], score[(record["compressor"], level)], marker=marker, markersize=14, linestyle="none",
+                markerfacecolor="none", markeredgewidth=1.5, color="black",
+                label=f"{record['compressor']} {label} {level}")

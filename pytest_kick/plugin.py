@@ -17,7 +17,7 @@ import pytest
 
 from pytest_kick import cache_dir
 from pytest_kick import config as kick_config
-from pytest_kick import fixtures, hookspecs, registration, tasks
+from pytest_kick import fixtures, hookspecs, registration, search_run, tasks
 from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
@@ -53,6 +53,7 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "kick_task(name): the LLM-KICK task a suite test gates")
     config.addinivalue_line("markers", "kick_tolerance(spec): tolerance for this test, e.g. '10%' or '3pp'")
     config.pluginmanager.register(fixtures, "kick-fixtures")
+    config.pluginmanager.register(search_run, "kick-search-fixtures")
     if not config.pluginmanager.hasplugin("xdist"):  # kick items carry xdist_group marks either way
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist group (loadgroup scheduling)")
     values, from_ini = kick_config.raw_values(config.getoption, config.getini)
@@ -128,8 +129,10 @@ def pytest_ignore_collect(collection_path, config):
     kick = config.stash.get(CONFIG_KEY, None)
     if kick is None or collection_path.parent != suites_dir() or not collection_path.stem.startswith("test_"):
         return None
+    if collection_path.name == SEARCH_SUITE:
+        return None if kick.search else True
     if config.stash.get(APPENDED_KEY, False) and collection_path.name != REGISTERED_SUITE:
-        return True  # the suite joined the user's paths for registered tasks only
+        return True  # the suite joined the user's paths for registered tasks (and --kick-search) only
     family = collection_path.stem.removeprefix("test_")
     if family in tasks.families() and not any(tasks.get(t).family == family for t in kick.tasks):
         return True
@@ -140,6 +143,12 @@ def pytest_generate_tests(metafunc) -> None:
     """One item per (task variant, model, compressor, ratio), plus one dense item per (variant, model).
     A test of a task not asked for gets a placeholder that pytest_pycollect_makeitem removes."""
     kick = metafunc.config.stash.get(CONFIG_KEY, None)
+    if kick is not None and "kick_search_case" in metafunc.fixturenames:  # --kick-search: one per (task, compressor)
+        metafunc.parametrize("kick_search_case", [
+            pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
+            for task in kick.tasks for case in search_run.search_cases(task, kick)
+        ] or [pytest.param(None, id="not-selected")])
+        return
     if kick is None or "kick_case" not in metafunc.fixturenames:
         return
     chosen = registered_choice(metafunc, kick)
@@ -164,7 +173,8 @@ UNSELECTED_KEY = pytest.StashKey[list]()
 
 def _not_selected(item) -> bool:
     callspec = getattr(item, "callspec", None)
-    return callspec is not None and "kick_case" in callspec.params and callspec.params["kick_case"] is None
+    return callspec is not None and any(k in callspec.params and callspec.params[k] is None
+                                        for k in ("kick_case", "kick_search_case"))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -204,8 +214,9 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     def order(indexed):
         index, item = indexed
         case = _case(item)
-        if case is None:
-            return (0, (), index)
+        if case is None:  # searches last: each builds many variants
+            searching = getattr(item, "callspec", None) and "kick_search_case" in item.callspec.params
+            return (2 if searching else 0, (), index)
         variant = (kick.models.index(case.model), case.compressor is not None,
                    kick.variants.index((case.compressor, case.ratio)) if case.compressor else -1,
                    kick.recover.index(case.recovery) + 1 if case.recovery else 0)  # recovered after compressed
@@ -284,6 +295,8 @@ class SessionReport:
             tr.write_line(line)
         for line in kick_report.saved_lines(self.records):
             tr.write_line(line)
+        for line in kick_report.search_lines(self.records):
+            tr.write_line(line)
         seen = set()
         for r in self.records:
             compression = r.get("compression")
@@ -346,6 +359,7 @@ class SessionReport:
 # --- a session's own tasks (hook, entry points, task files) ----------------------------------------
 
 REGISTERED_SUITE = "test_registered.py"  # in suites/: the test of every registered task without its own
+SEARCH_SUITE = "test_search.py"  # in suites/: --kick-search's test, one item per (task, model, compressor)
 APPENDED_KEY = pytest.StashKey[bool]()  # the suite directory joined the user's paths (registered tasks only)
 CLAIMED_KEY = pytest.StashKey[set]()  # tasks a test outside the generic one gates
 COLLECTED_KEY = pytest.StashKey[set]()  # tasks with at least one collected case
@@ -360,7 +374,8 @@ def collect_registered_suite(config, kick) -> None:
     """With paths given, registered tasks still get their test: the generic suite file joins the paths
     (after them, so a user's own test of a task, collected first, replaces it). Not with node ids
     (``file::test``), which ask for exactly those tests."""
-    if any(t in tasks.registered() for t in kick.tasks) and not any("::" in a for a in config.args):
+    wanted = kick.search or any(t in tasks.registered() for t in kick.tasks)
+    if wanted and not any("::" in a for a in config.args):
         config.args.append(str(suites_dir()))  # the directory: node ids read suites/test_registered.py::...
         config.stash[APPENDED_KEY] = True
 

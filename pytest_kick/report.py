@@ -201,18 +201,23 @@ def table(records: list[dict]):
     """rich Table: rows task x compressor, a dense column, one column per ratio."""
     from rich.table import Table
 
+    searches = {(r["task"], r["model"], r["compressor"]): r for r in records if r.get("search")}
+    records = [r for r in records if "search" not in r and not _search_skip(r)]
     ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None}, key=ratio_key)
     out = Table(title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive")
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
     for ratio in ratios:
         out.add_column(str(ratio), justify="right", no_wrap=True)
+    if searches:
+        out.add_column("largest matching", no_wrap=True)
+        out.add_column("largest safe", no_wrap=True)
     dense_by = {(r["task"], r["model"]): r for r in records if r.get("compressor") == "dense"}
     rows: dict = {}
     for r in records:
         if r.get("compressor") != "dense":
             rows.setdefault((r["task"], r["model"], row_name(r)), {})[r["ratio"]] = r
-    keys = sorted(rows) or sorted((t, m, "-") for t, m in dense_by)
+    keys = sorted(set(rows) | set(searches)) or sorted((t, m, "-") for t, m in dense_by)
     for task, model, compressor in keys:
         d = dense_by.get((task, model))
         if d is None:  # the dense item was not run (e.g. -k); take the dense score from any compressed item
@@ -222,8 +227,32 @@ def table(records: list[dict]):
             dense_text = f"[{STYLE[d['verdict']]}]{dense_text}[/]"
         cells = [_cell(rows[(task, model, compressor)][ratio]) if ratio in rows.get((task, model, compressor), {})
                  else "" for ratio in ratios]
+        if searches:
+            cells += search_cells(searches.get((task, model, compressor)))
         out.add_row(task, model, compressor, dense_text, *cells)
     return out
+
+
+def _search_skip(record: dict) -> bool:
+    """A search item that stopped before its search (dense inconclusive, an error): it carries no ratio."""
+    return record.get("compressor") not in (None, "dense") and "ratio" not in record and "search" not in record
+
+
+def search_cells(record: dict | None) -> list[str]:
+    """--kick-search's two readings for the table: the level and the gate's confidence there."""
+    from pytest_kick.search_run import reading_text
+
+    if record is None:
+        return ["", ""]
+    search = record["search"]
+    style = "green" if record.get("verdict") == MATCHING else "bold red"
+    return [f"[{style}]{reading_text(search[key])}[/]" for key in ("largest_matching", "largest_safe")]
+
+
+def search_lines(records: list[dict]) -> list[str]:
+    """One line per search that could not run (dense inconclusive), so it is not silently missing."""
+    return [f"search {r['task']} {r['model']} {r['compressor']}: {r.get('verdict') or r.get('outcome')}"
+            for r in records if _search_skip(r)]
 
 
 def render(records: list[dict], width: int = 240, color: bool = False) -> str:
@@ -263,9 +292,9 @@ def markdown(records: list[dict], meta: dict) -> str:
     def num(value, fmt):
         return "" if value is None else format(value, fmt)
 
-    for r in sorted(records, key=lambda r: (r["task"], r["model"], r.get("compressor") != "dense",
-                                            r.get("compressor") or "", ratio_key(r.get("ratio") or ""),
-                                            r.get("recover") or "")):
+    for r in sorted((r for r in records if "ratio" in r),
+                    key=lambda r: (r["task"], r["model"], r.get("compressor") != "dense", r.get("compressor") or "",
+                                   ratio_key(r.get("ratio") or ""), r.get("recover") or "")):
         interval = ""
         if r.get("drop_low") is not None:
             interval = f"[{r['drop_low'] * 100:.1f}%, {r['drop_high'] * 100:.1f}%]"
@@ -277,6 +306,18 @@ def markdown(records: list[dict], meta: dict) -> str:
             f"{icon.get(r.get('verdict'), r.get('verdict') or r.get('outcome'))} |"
         )
     lines += markdown_recovery(records)
+    searches = [r for r in records if r.get("search")]
+    if searches:
+        from pytest_kick.search_run import reading_text
+
+        lines += ["", "### Largest matching level (--kick-search)", "",
+                  "| task | model | compressor | dense | largest matching | largest with every lower level matching "
+                  "| levels evaluated |", "|---|---|---|---|---|---|---|"]
+        for r in sorted(searches, key=lambda r: (r["task"], r["model"], r["compressor"])):
+            s = r["search"]
+            lines.append(f"| {r['task']} | {r['model']} | {r['compressor']} | {num(r.get('dense'), '.3f')} "
+                         f"(n={r.get('n')}) | {reading_text(s['largest_matching'])} | "
+                         f"{reading_text(s['largest_safe'])} | {s['evaluations']} |")
     for key in ("protocol", "stat", "data"):
         if meta.get(key):
             lines.append(f"\n{key}: {meta[key]}")
