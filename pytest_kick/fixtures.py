@@ -243,7 +243,7 @@ def kick_gate(kick_runtime, request):
         if case.recovery:  # what recovery regained, at what size and cost (recover/outcome.py)
             _record(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
         if verdict.warning and verdict.status != gate.INCONCLUSIVE:
-            warnings.warn(KickWarning(verdict.warning), stacklevel=3)  # at the suite test's call
+            warnings.warn(KickWarning(verdict.warning), stacklevel=4)  # at the suite test's call (check, its usage-counting wrapper, the test)
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == gate.NOT_MATCHING:
             note = f"\n  {screen.note()}" if screen is not None and screen.left_out else ""

@@ -200,7 +200,7 @@ def test_flip_report_shows_the_choices_and_the_correct_one_apart(mc_files, tmp_p
     [task] = declarative.load(mc_files / "tasks.yaml")
     _, items = task.split(task.load(Settings()), Settings())
     runtime = Runtime.__new__(Runtime)
-    runtime.config, runtime._data = SimpleNamespace(cache_dir=tmp_path / "cache"), {task.name: (None, [], items)}
+    runtime.config, runtime._data = SimpleNamespace(cache_dir=tmp_path / "cache", judge="rouge"), {task.name: (None, [], items)}
     ids = [i.id for i in items[:3]]
     dense = TaskResult(task.name, "accuracy", ids, [1.0, 1.0, 0.0], [items[0].answers[0], items[1].answers[0], "x"])
     compressed = TaskResult(task.name, "accuracy", ids, [0.0, 1.0, 0.0], ["option 0-1", items[1].answers[0], "y"])
