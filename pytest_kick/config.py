@@ -21,6 +21,7 @@ from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_search import search_settings
 from pytest_kick.config_served import served_settings
+from pytest_kick.config_values import whole_number as _int
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
 PROTOCOLS = ("strict", "kick")
@@ -176,15 +177,6 @@ def parse_tolerance(flag: str, text: str, known_tasks: list[str]) -> ToleranceSp
             default = parse_tolerance_value(flag, part)
     return ToleranceSpec(default, per_task)
 
-
-def _int(flag: str, text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise KickError(f"{flag}: {text!r} is not a whole number") from None
-    if value < minimum:
-        raise KickError(f"{flag}: must be at least {minimum} (got {value})")
-    return value
 
 
 def _choice(flag: str, text: str, choices) -> str:

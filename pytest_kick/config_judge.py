@@ -12,6 +12,7 @@ import importlib.util
 import os
 from urllib.parse import urlsplit
 
+from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
 
 JUDGED_FAMILIES = ("summarization", "instruction")
@@ -33,7 +34,7 @@ def judge_settings(values: dict, text: dict, flag, families: list[str]) -> dict:
     if spec.kind != "openai" and given:
         raise KickError(f"{flag(given[0])} applies to an openai:<model> judge, not {flag('judge')} {text['judge']}")
     found = {"judge": text["judge"].strip(), "judge_url": None, "judge_key_env": None,
-             "judge_concurrency": _concurrency(flag("judge-concurrency"), text["judge-concurrency"])}
+             "judge_concurrency": whole_number(flag("judge-concurrency"), text["judge-concurrency"], 1)}
     if spec.kind == "rouge":
         return found
     if not any(f in JUDGED_FAMILIES for f in families):
@@ -83,12 +84,3 @@ def judge_url(where: str, url: str) -> str:
     except KickError as err:
         raise KickError(f"{where}: {err}") from None
 
-
-def _concurrency(flag: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise KickError(f"{flag}: {text!r} is not a whole number") from None
-    if value < 1:
-        raise KickError(f"{flag}: must be at least 1 (got {value})")
-    return value

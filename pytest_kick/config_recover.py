@@ -7,6 +7,7 @@ default and changes nothing. Messages name what the user wrote, as every config 
 
 from __future__ import annotations
 
+from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
 from pytest_kick.recover.spec import SIZES, parse_methods, parse_sizes
 
@@ -31,8 +32,8 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str
     if engine != "local":
         raise KickError(f"{flag('recover')} trains parameters on the model in this process; it needs "
                         f"--kick-engine local")
-    steps = _positive_int(flag("recover-steps"), text["recover-steps"])
-    seqlen = _positive_int(flag("recover-seqlen"), text["recover-seqlen"])
+    steps = whole_number(flag("recover-steps"), text["recover-steps"], 1)
+    seqlen = whole_number(flag("recover-seqlen"), text["recover-seqlen"], 1)
     lr = None
     if text["recover-lr"] is not None:
         try:
@@ -60,12 +61,3 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str
     return {"recover": methods, "recover_data": data, "recover_steps": steps, "recover_lr": lr,
             "recover_sizes": {m: dict(v) for m, v in sizes.items() if m in SIZES}, "recover_seqlen": seqlen}
 
-
-def _positive_int(flag: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise KickError(f"{flag}: {text!r} is not a whole number") from None
-    if value < 1:
-        raise KickError(f"{flag}: must be at least 1 (got {value})")
-    return value
