@@ -24,7 +24,8 @@ import pytest
 from pytest_kick import gate, tasks
 from pytest_kick.config import parse_tolerance_value
 from pytest_kick.errors import KickError, KickSessionError, KickWarning
-from pytest_kick.runtime import KickCase, Runtime
+from pytest_kick.cases import KickCase
+from pytest_kick.runtime import Runtime
 from pytest_kick.tasks.base import chance_levels
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()

@@ -22,7 +22,8 @@ import pytest
 from pytest_kick import gate, tasks
 from pytest_kick.compress import info as compressor_info
 from pytest_kick.models import registry
-from pytest_kick.runtime import KickCase, Runtime
+from pytest_kick.cases import KickCase
+from pytest_kick.runtime import Runtime
 from pytest_kick.search import Axis, SearchResult, search, sparsity_axis
 
 SPARSITY_LIMIT = 0.8
