@@ -4,7 +4,11 @@ Silent in xdist workers (the controller's terminal is the only one a person sees
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager, nullcontext
+
+
+LOG_EVERY = 60.0  # seconds between progress lines when stderr is not a terminal
 
 
 class TerminalUI:
@@ -29,8 +33,11 @@ class TerminalUI:
     def progress(self, description: str):
         with self._uncaptured():  # while capturing, even fd 2 points at pytest's capture file
             interactive = sys.stderr.isatty()
-        if self.worker or not interactive:
+        if self.worker:
             yield lambda done, total: None
+            return
+        if not interactive:  # a CI log: a plain line now and then, so a long evaluation is seen to move
+            yield self._log_lines(description)
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -39,3 +46,19 @@ class TerminalUI:
                                           TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
             task = bar.add_task(description, total=None)
             yield lambda done, total: bar.update(task, completed=done, total=total)
+
+    def _log_lines(self, description: str):
+        """A progress callback for a non-interactive stderr: one ``[kick] … done/total`` line at most every
+        LOG_EVERY seconds (nothing for work that ends sooner), silent under ``-q``."""
+        start = last = time.monotonic()
+
+        def advance(done: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last < LOG_EVERY or not total or done >= total:
+                return
+            last = now
+            minutes, seconds = divmod(int(now - start), 60)
+            self.message(f"{description}: {done}/{total} ({minutes}m{seconds:02d}s)")
+
+        return advance
