@@ -140,8 +140,27 @@ def recovery_lines(records: list[dict]) -> list[str]:
         lines.append(f"recovery {r['task']} {r['model']} {r['compressor']}@{r['ratio']}+{r['recover']}: "
                      f"{rec['compressed']:.3f} -> {rec['recovered']:.3f} (dense {r.get('dense', float('nan')):.3f}), "
                      f"{gap}; {rec['reading']}; {rec['extra_parameters']:,} extra parameters{ratio}{latency}; "
-                     f"{trained} in {rec['training_seconds']:.0f} s")
+                     f"{trained} in {rec['training_seconds']:.0f} s{pool_usage(rec.get('prompt_usage'))}")
     return lines
+
+
+COLLAPSED = 0.9  # an IDP pool whose most chosen prompt takes this share of the inputs acts as one prompt
+
+
+def pool_usage(usage: dict | None) -> str:
+    """``; IDP prompt choices 61/20/12/7 (evaluation), 50/30/10/10 (training)``, and a warning when one prompt
+    took nearly every input (the pool collapsed: IDP is then prompt tuning with one short prompt)."""
+    if not usage or len(usage.get("evaluation") or usage.get("training") or []) < 2:
+        return ""
+    parts, collapsed = [], []
+    for phase in ("evaluation", "training"):
+        counts = usage.get(phase) or []
+        if sum(counts):
+            parts.append(f"{'/'.join(map(str, counts))} ({phase})")
+            if max(counts) >= COLLAPSED * sum(counts):
+                collapsed.append(f"{max(counts) / sum(counts):.0%} of {phase} inputs chose one prompt")
+    warning = f" - the pool collapsed: {'; '.join(collapsed)}" if collapsed else ""
+    return f"; IDP prompt choices {', '.join(parts)}{warning}" if parts else ""
 
 
 def details_lines(records: list[dict]) -> list[str]:

@@ -53,3 +53,13 @@ def test_wilson_interval_contains_the_share_and_narrows():
 def test_mismatched_items_are_an_error():
     with pytest.raises(KickError, match="items must be the same"):
         outcome([1, 0], [1], [1, 0], (0.5, 1.0, 0.5))
+
+
+def test_idp_pool_usage_is_shown_and_a_collapse_is_called_out():
+    from pytest_kick.report import pool_usage
+
+    assert pool_usage(None) == "" and pool_usage({"training": [8], "evaluation": [4]}) == ""  # m = 1: no choice
+    spread = pool_usage({"training": [30, 20, 10, 40], "evaluation": [5, 3, 1, 1]})
+    assert spread == "; IDP prompt choices 5/3/1/1 (evaluation), 30/20/10/40 (training)"
+    collapsed = pool_usage({"training": [100, 0, 0, 0], "evaluation": [19, 1, 0, 0]})
+    assert "the pool collapsed: 95% of evaluation inputs chose one prompt; 100% of training inputs" in collapsed

@@ -92,6 +92,8 @@ def test_recovered_cases_report_their_figures_and_a_rerun_does_not_retrain(pytes
     assert cases["prompt"]["recovery"]["extra_parameters"] == cases["idp"]["recovery"]["extra_parameters"]
     out = first.stdout.str()
     assert re.search(r"magnitude\+lora\s+│", out) and "recovery perplexity tiny-random-llama magnitude@0.5+idp" in out
+    usage = cases["idp"]["recovery"]["prompt_usage"]["evaluation"]  # one choice per model input (window), >= 1 per item
+    assert sum(usage) >= 4 and f"IDP prompt choices {'/'.join(map(str, usage))} (evaluation)" in out
     assert "### Recovery" in (pytester.path / "summary.md").read_text()
 
     again = pytester.runpytest(*args)
