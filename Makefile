@@ -4,11 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.kick-installed
 
-# The demo: MMLU 5-shot on Qwen2.5-Coder-0.5B-Instruct (dense is above the 0.25 of chance at 5 shots; at
-# 1 shot it is not), dense vs magnitude pruning at a low ratio and a high one, 100 questions.
+# The demo: MMLU 5-shot on Qwen2.5-Coder-0.5B-Instruct, on three subjects where the dense model is well above
+# the 0.25 of chance (about 100 questions; a subject's questions share their 5-shot block, so the engine runs it
+# once per subject). Dense vs 8-bit round-to-nearest and vs 50 % magnitude pruning: one should match and one
+# not, as in LLM-KICK's 8-bit >= 50 %-pruning ordering, in a few minutes on a CPU.
 # Reports land in .kick/demo/ (JSON, Markdown summary, plot, JUnit) and .kick/reports/ (flipped items).
-DEMO_ARGS ?= --kick-model qwen2.5-coder-0.5b --kick-compressor magnitude --kick-ratio 0.1,0.5 \
-             --kick-tasks mmlu --kick-limit 100 -rs \
+DEMO_SUBJECTS ?= computer_security high_school_computer_science us_foreign_policy
+DEMO_ARGS ?= --kick-model qwen2.5-coder-0.5b --kick-tasks mmlu --kick-data-dir .kick/demo/data \
+             --kick-compressor rtn,magnitude --kick-ratio w8,0.5 -rs \
              --kick-report .kick/demo/report.json --kick-markdown .kick/demo/summary.md --kick-plot .kick/demo/plots
 
 .PHONY: setup demo test clean
@@ -33,6 +36,7 @@ $(STAMP): pyproject.toml Makefile
 # exits 0 when every failure is such a verdict, and with pytest's status on any other failure or error.
 demo: setup
 	@mkdir -p .kick/demo && rm -f .kick/demo/junit.xml
+	$(BIN)/python examples/mmlu_subjects.py .kick/demo/data $(DEMO_SUBJECTS) --per-subject 34
 	HF_HUB_OFFLINE=1 $(BIN)/pytest $(DEMO_ARGS) --junitxml .kick/demo/junit.xml; \
 	  $(BIN)/python -m pytest_kick.verdicts $$? .kick/demo/junit.xml
 
