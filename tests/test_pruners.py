@@ -282,3 +282,21 @@ def test_reconstruction_error_ordering(seed):
     for pruner in ("magnitude", "wanda", "sparsegpt"):
         assert err[pruner, "4:8"] <= err[pruner, "2:4"]
     assert err["wanda", "0.5"] < 0.5 * err["magnitude", "0.5"]  # outliers: activation-aware by a wide margin
+
+
+@given(st.integers(1, 9), st.integers(1, 40), st.floats(0.0, 0.99), st.integers(0, 3), st.integers(0, 2**31 - 1))
+@settings(max_examples=60, deadline=None)
+def test_unstructured_selection_equals_the_stable_sort_it_replaces(rows, cols, sparsity, levels, seed):
+    """kthvalue + ties in index order gives the mask a stable argsort of the whole matrix gave (ties and the
+    matrix's own zeros included: few distinct values make many ties)."""
+    from pytest_kick.compress.masks import _ranked, select_lowest, select_lowest_flat
+
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(rows, cols, generator=g)
+    if levels:
+        weight = torch.round(weight * levels) / levels  # few distinct magnitudes, zeros among them
+    ranked = _ranked(weight.abs(), weight).reshape(-1)
+    count = round(sparsity * weight.numel())
+    by_sort = select_lowest(ranked.reshape(1, -1), torch.tensor([count])).reshape(-1)
+    assert torch.equal(select_lowest_flat(ranked, count), by_sort)
+    assert int(select_lowest_flat(ranked, count).sum()) == count
