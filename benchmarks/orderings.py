@@ -65,13 +65,19 @@ def shots_of(experiment, args) -> int:
     return args.shots if experiment[4] == "shots" else experiment[4]
 
 
+def n_of(task: str, args) -> int:
+    """Items per task: --n, perplexity's own --ppl-n (a perplexity item is a long text scored whole)."""
+    return args.ppl_n if task.split(":")[0] == "perplexity" and args.ppl_n else args.n
+
+
 def pytest_args(name, tasks, compressors, ratios, shots, args) -> list[str]:
     out = Path(args.out_dir)
+    data = ["--kick-data-dir", str(args.mmlu_data_dir)] if tasks == "mmlu" and args.mmlu_data_dir else []
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN", "--kick-model", args.model,
             "--kick-tasks", tasks, "--kick-compressor", compressors, "--kick-ratio", ratios,
-            "--kick-limit", str(args.n), "--kick-shots", str(shots), "--kick-cache-dir", str(args.cache_dir),
+            "--kick-limit", str(n_of(tasks, args)), "--kick-shots", str(shots), "--kick-cache-dir", str(args.cache_dir),
             "--kick-calib-samples", str(args.calib_samples), "--kick-calib-seqlen", str(args.calib_seqlen),
-            "--kick-report", str(out / f"{name}.json")]
+            "--kick-report", str(out / f"{name}.json"), *data]
 
 
 def done(experiment, args) -> bool:
@@ -79,7 +85,7 @@ def done(experiment, args) -> bool:
     if not path.exists():
         return False
     meta = json.loads(path.read_text())["meta"]["config"]
-    return meta["limit"] == args.n and meta["shots"] == shots_of(experiment, args)
+    return meta["limit"] == n_of(experiment[1], args) and meta["shots"] == shots_of(experiment, args)
 
 
 def run_all(args) -> None:
@@ -96,7 +102,7 @@ def run_all(args) -> None:
                 experiment = queue.pop(0)
             name, tasks, compressors, ratios, _ = experiment
             started = time.time()
-            print(f"[orderings] {name}: {tasks} x {compressors} @ {ratios}, n={args.n} ...", flush=True)
+            print(f"[orderings] {name}: {tasks} x {compressors} @ {ratios}, n={n_of(tasks, args)} ...", flush=True)
             with open(Path(args.out_dir) / f"{name}.log", "w") as log:
                 code = subprocess.call(pytest_args(name, tasks, compressors, ratios, shots_of(experiment, args), args),
                                        cwd=ROOT, env=env,
@@ -134,7 +140,8 @@ def dense_baseline(task: str, args):
     folder = Path(args.cache_dir) / "baselines" / args.model
     for path in sorted(folder.glob(f"{task.replace(':', '-')}-*.json"), key=lambda p: -p.stat().st_mtime):
         body = json.loads(path.read_text())
-        if body["key"]["task"] == task and body["key"]["n"] == args.n:
+        if body["key"]["task"] == task and body["key"]["n"] == n_of(task, args) and (
+                task != "mmlu" or not args.mmlu_data_dir or body["key"]["data"]["source"].startswith("local:")):
             return path, body["result"]
     return None
 
@@ -264,10 +271,14 @@ def section(args) -> str:
     dense = {t: c for (t, comp, _), c in cases.items() if comp == "dense"}
     cfg = {}
     lines = [
-        f"Measured by `benchmarks/orderings.py --n {args.n}` on **{model_name}** (protocol {meta.get('protocol')}, "
+        f"Measured by `benchmarks/orderings.py --n {args.n}"
+        + (f" --ppl-n {args.ppl_n}" if args.ppl_n else "")
+        + (f" --mmlu-data-dir {args.mmlu_data_dir}" if args.mmlu_data_dir else "") + f"` on **{model_name}** (protocol {meta.get('protocol')}, "
         f"tolerance {cfg.get('tolerance', {}).get('default', {}).get('value', 0.05) * 100:g}% relative, "
-        f"--kick-stat {meta.get('stat')}, n = {args.n} items per task, factoid QA and TriviaQA with {args.shots} "
-        f"shots, MMLU 5 shots; calibration {args.calib_samples} x {args.calib_seqlen} tokens of C4). The paper's figures are "
+        f"--kick-stat {meta.get('stat')}, n = {args.n} items per task"
+        + (f" (perplexity {args.ppl_n})" if args.ppl_n else "") + f", factoid QA and TriviaQA with {args.shots} "
+        f"shots, MMLU 5 shots" + (f" on the questions of `--mmlu-data-dir` ({mmlu_subjects(args)})"
+                                  if args.mmlu_data_dir else "") + f"; calibration {args.calib_samples} x {args.calib_seqlen} tokens of C4). The paper's figures are "
         f"Vicuna-7B's. Cells: compressed score (relative drop vs dense, its 95% bootstrap CI) ✓ matching / ✗ not. "
         f"Differences between two variants are paired over the same items (95% paired-bootstrap CI).",
         "",
@@ -312,12 +323,14 @@ def section(args) -> str:
     def level(text):
         return float(text.lstrip("> ")) + (0.01 if text.startswith(">") else 0.0)
 
-    measured = all(not v.startswith("not") for v in first.values())
-    if measured:
-        holds = all(level(first[t]) <= level(first["perplexity"]) for t in KNOWLEDGE)
-        strictly = any(level(first[t]) < level(first["perplexity"]) for t in KNOWLEDGE)
+    knowledge = [t for t in KNOWLEDGE if not first[t].startswith("not")]  # the knowledge tasks measured
+    if knowledge and not first["perplexity"].startswith("not"):
+        holds = all(level(first[t]) <= level(first["perplexity"]) for t in knowledge)
+        strictly = any(level(first[t]) < level(first["perplexity"]) for t in knowledge)
         verdict = ("holds" if holds and strictly else "holds only as a tie (same first failing sparsity)" if holds
                    else "**reversed**: perplexity flags a loss before a knowledge task does")
+        if len(knowledge) < len(KNOWLEDGE):
+            verdict += f" (measured on {', '.join(knowledge)} only)"
         lines += ["", f"Result: {verdict}."]
         OUTCOMES.append(("knowledge tasks fail before perplexity (magnitude)", verdict))
     else:
@@ -334,6 +347,18 @@ def section(args) -> str:
               + "The quantizer here is round-to-nearest (rtn), not the paper's GPTQ, to fit CPU time; the 0.5B "
                 "model's knowledge scores sit close to chance, so small n separates few cases."]
     return "\n".join(lines)
+
+
+def mmlu_subjects(args) -> str:
+    path = Path(args.mmlu_data_dir) / "mmlu" / "mmlu_test.jsonl"
+    if not path.exists():
+        return "missing"
+    subjects = {}
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line:
+            s = json.loads(line)["subject"]
+            subjects[s] = subjects.get(s, 0) + 1
+    return ", ".join(f"{s.replace('_', ' ')} {n}" for s, n in subjects.items())
 
 
 def write(args) -> None:
@@ -358,6 +383,9 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(ROOT / ".kick"))
     parser.add_argument("--out-dir", default=str(ROOT / ".kick" / "orderings"))
     parser.add_argument("--only", default=",".join(e[0] for e in EXPERIMENTS), help="experiments to run")
+    parser.add_argument("--ppl-n", type=int, default=None, help="perplexity's items (default: --n)")
+    parser.add_argument("--mmlu-data-dir", default=None,
+                        help="MMLU from this --kick-data-dir (e.g. a few subjects written by examples/mmlu_subjects.py)")
     parser.add_argument("--write", action="store_true", help="only rewrite the section from what was run")
     args = parser.parse_args()
     args.only = set(args.only.split(","))
