@@ -135,3 +135,34 @@ def test_after_a_recovered_case_the_model_is_the_compressed_model_bit_for_bit(tm
     assert again.scores == plain.scores
     runtime.use_variant("tiny-random-llama", None, None)
     assert all(torch.equal(state()[k], dense[k]) for k in dense)
+
+
+def test_soft_prompts_on_few_shot_multiple_choice_where_the_engine_packs_rows(tmp_path):
+    """MMLU questions of one subject share their 5 shots; their short suffixes are packed several to a row behind
+    a 4-D mask, which a soft prompt cannot go in front of. While a soft prompt is on, every sequence gets its own
+    row (and the engine packs again afterwards)."""
+    from pytest_kick import config
+    from pytest_kick.runtime import KickCase, Runtime
+
+    folder = tmp_path / "data" / "mmlu"
+    folder.mkdir(parents=True)
+
+    def rows(split, n, words):
+        return "".join(json.dumps({"id": f"{split}-{k}", "dataset": "mmlu", "split": split, "subject": "marketing",
+                                   "question": f"{words} {k}?", "choices": ["a", "b", "c", "d"], "answer": "A",
+                                   "answer_index": 0}) + "\n" for k in range(n))
+
+    (folder / "mmlu_dev.jsonl").write_text(rows("dev", 5, "a longer worked example of a question " * 3))
+    (folder / "mmlu_test.jsonl").write_text(rows("test", 6, "Which"))  # short: several fit in one packed row
+    values = {opt.name: None for opt in config.OPTIONS}
+    values.update({"model": "tiny-random-llama", "tasks": "mmlu", "ratio": "0.5", "data-dir": str(tmp_path / "data"),
+                   "recover": "prompt,idp,lora", "recover-steps": "1", "recover-seqlen": "32",
+                   "cache-dir": str(tmp_path / "cache")})
+    runtime = Runtime(config.build(values, tmp_path))
+    runtime.evaluate(KickCase("mmlu", "tiny-random-llama", "magnitude", "0.5"))
+    engine = runtime.engine("tiny-random-llama", True)
+    assert engine.last_plan["groups"] >= 1 and engine.last_plan["forward_passes"] < engine.last_plan["passes"]  # packed
+    for method in ("prompt", "idp", "lora"):
+        recovered = runtime.evaluate(KickCase("mmlu", "tiny-random-llama", "magnitude", "0.5", method))
+        assert len(recovered.scores) == 6
+        assert engine.pack_rows and engine.reuse_prefix  # as they were

@@ -137,7 +137,7 @@ def packed_states(model, segments: list[Sequence[int]], device: str, cache=None,
 
 def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id: int, reuse_prefix: bool = True,
                progress: Callable[[int], None] | None = None,
-               stats: dict | None = None) -> list[list[tuple[float, bool]]]:
+               stats: dict | None = None, pack_rows: bool = True) -> list[list[tuple[float, bool]]]:
     """(log-probability, is greedy) of every target of every job, in job order.
 
     ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
@@ -148,7 +148,7 @@ def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id:
 
     leaves = fold(jobs)
     groups = group(leaves) if reuse_prefix else [Group(0, tuple(range(len(leaves))))]
-    packed = packable(model)
+    packed = pack_rows and packable(model)
     if stats is not None:
         stats.update(jobs=len(jobs), passes=len(leaves), groups=sum(1 for g in groups if g.shared),
                      tokens_alone=sum(len(j.tokens) for j in jobs),

@@ -82,15 +82,19 @@ class Recoveries:
             yield engine
             return
         rec = self.get(case, loaded)
-        reuse = getattr(engine, "reuse_prefix", None)
+        reuse, pack = getattr(engine, "reuse_prefix", None), getattr(engine, "pack_rows", None)
         if rec.input_dependent and reuse:
             engine.reuse_prefix = False
+        if rec.soft_prompt and pack:
+            engine.pack_rows = False
         try:
             with rec.applied(loaded.model):
                 yield engine
         finally:
             if reuse is not None:
                 engine.reuse_prefix = reuse
+            if pack is not None:
+                engine.pack_rows = pack
 
     def record(self, case, loaded, task, dense, compressed, recovered, seconds: tuple) -> dict:
         """What a recovered case reports beside its verdict (see recover/outcome.py)."""
