@@ -4,12 +4,12 @@ what its report says.
 One ``Recoveries`` per process (held by the Runtime). A recovery is trained (or loaded from the cache) once
 per (model, compressor, ratio, method) and kept in memory, so every task of a variant shares it. While a
 recovery is applied, an input-dependent one (IDP) turns the engine's shared-prefix KV reuse off: the prompt
-it chooses depends on the whole input, not on a prefix shared with other inputs.
+it chooses depends on the whole input, not on a prefix shared with other inputs; a soft prompt (prompt, IDP)
+turns the packing of several sequences into one row off, as it goes in front of each row.
 """
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 
 from pytest_kick.recover.spec import RecoverySpec
@@ -52,7 +52,7 @@ class Recoveries:
             with self.ui.progress(f"recover {case.model_name} {case.label} ({spec.steps} steps)") as advance:
                 self._trained[memo] = recover(loaded.model, loaded.tokenizer, spec, self.corpus(),
                                               cache_dir=self.config.cache_dir, key=self.variant_key(case, loaded),
-                                              progress=self._steps(spec, advance), notify=self.ui.message)
+                                              progress=advance, notify=self.ui.message)
             rec = self._trained[memo]
             if rec.cached:
                 self.ui.message(f"recovery {spec.describe()}: loaded from the cache (trained in "
@@ -61,18 +61,6 @@ class Recoveries:
                 self.ui.message(f"recovery {spec.describe()}: trained in {rec.training_seconds:.0f} s, "
                                 f"loss {rec.losses[0]:.3f} -> {rec.losses[-1]:.3f}")
         return self._trained[memo]
-
-    def _steps(self, spec, advance):
-        """The progress bar, and a line every tenth of the steps: training can take long, and a log has no bar."""
-        started = time.perf_counter()
-        every = max(1, spec.steps // 10)
-
-        def step(done: int, total: int) -> None:
-            advance(done, total)
-            if done % every == 0 and done < total:
-                self.ui.message(f"recovery {spec.method}: step {done}/{total}, {time.perf_counter() - started:.0f} s")
-
-        return step
 
     @contextmanager
     def applied(self, case, loaded, engine):
