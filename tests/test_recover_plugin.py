@@ -137,10 +137,10 @@ def test_after_a_recovered_case_the_model_is_the_compressed_model_bit_for_bit(tm
     assert all(torch.equal(state()[k], dense[k]) for k in dense)
 
 
-def test_soft_prompts_on_few_shot_multiple_choice_where_the_engine_packs_rows(tmp_path):
+def test_soft_prompts_on_few_shot_multiple_choice_where_the_engine_packs_rows(tmp_path, monkeypatch):
     """MMLU questions of one subject share their 5 shots; their short suffixes are packed several to a row behind
     a 4-D mask, which a soft prompt cannot go in front of. While a soft prompt is on, every sequence gets its own
-    row (and the engine packs again afterwards)."""
+    row (LoRA keeps packed rows; the engine packs again afterwards)."""
     from pytest_kick import config
     from pytest_kick.runtime import KickCase, Runtime
 
@@ -158,11 +158,21 @@ def test_soft_prompts_on_few_shot_multiple_choice_where_the_engine_packs_rows(tm
     values.update({"model": "tiny-random-llama", "tasks": "mmlu", "ratio": "0.5", "data-dir": str(tmp_path / "data"),
                    "recover": "prompt,idp,lora", "recover-steps": "1", "recover-seqlen": "32",
                    "cache-dir": str(tmp_path / "cache")})
+    from pytest_kick.engines import passes
+
+    packed_rows = []  # sequences per packed row, of the evaluation under way
+    run_packed = passes.packed_states
+    monkeypatch.setattr(passes, "packed_states",
+                        lambda model, segments, *a, **k: packed_rows.append(len(segments)) or run_packed(model, segments,
+                                                                                                     *a, **k))
     runtime = Runtime(config.build(values, tmp_path))
     runtime.evaluate(KickCase("mmlu", "tiny-random-llama", "magnitude", "0.5"))
     engine = runtime.engine("tiny-random-llama", True)
-    assert engine.last_plan["groups"] >= 1 and engine.last_plan["forward_passes"] < engine.last_plan["passes"]  # packed
-    for method in ("prompt", "idp", "lora"):
+    assert engine.last_plan["groups"] >= 1 and max(packed_rows) > 1  # the shared shots, then packed suffixes
+    model = runtime.model("tiny-random-llama").model
+    for method, packs in (("prompt", False), ("idp", False), ("lora", True)):
+        packed_rows.clear()
         recovered = runtime.evaluate(KickCase("mmlu", "tiny-random-llama", "magnitude", "0.5", method))
         assert len(recovered.scores) == 6
-        assert engine.pack_rows and engine.reuse_prefix  # as they were
+        assert (max(packed_rows, default=0) > 1) == packs, (method, packed_rows)  # a soft prompt: a row each
+        assert passes.packable(model) and engine.reuse_prefix  # as they were

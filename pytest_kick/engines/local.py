@@ -34,14 +34,13 @@ class LocalEngine(PromptTokens):
     name = "local"
 
     def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 16, dtype: str | None = None,
-                 reuse_prefix: bool = True, pack_rows: bool = True):
+                 reuse_prefix: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = batch_size
         self.dtype = dtype or str(getattr(model, "dtype", "")).replace("torch.", "")
         self.reuse_prefix = reuse_prefix
-        self.pack_rows = pack_rows  # several sequences in one row (a 4-D mask); a soft prompt needs one per row
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self.eos_ids = {e for e in [*eos, tokenizer.eos_token_id] if e is not None}
@@ -112,7 +111,7 @@ class LocalEngine(PromptTokens):
 
         self.last_plan = {}
         return score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance,
-                          self.last_plan, pack_rows=self.pack_rows)
+                          self.last_plan)
 
     # --- generation ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from pytest_kick.engines.plan import PACK_TOKENS, Group, Job, Leaf, fold, group, pack
 
+ROW_INPUTS = "kick_row_inputs"  # set on a decoder whose every row gets something in front: no packed rows
 HEAD_ELEMENTS = 1 << 24  # logits computed at once: rows x vocabulary (64 MB in float32)
 
 
@@ -76,7 +77,11 @@ def prefix_cache(model, tokens: Sequence[int], device: str):
 
 
 def packable(model) -> bool:
-    """Whether every attention layer is plain causal attention, so a packed pass's own 4-D mask is all it needs."""
+    """Whether every attention layer is plain causal attention, so a packed pass's own 4-D mask is all it needs,
+    and nothing goes in front of each row (a soft prompt, recover/inject.py, needs one sequence per row)."""
+    get_decoder = getattr(model, "get_decoder", None)
+    if get_decoder is not None and getattr(get_decoder(), ROW_INPUTS, False):
+        return False
     config = model.config
     config = getattr(config, "text_config", None) or config
     types = getattr(config, "layer_types", None)
@@ -137,7 +142,7 @@ def packed_states(model, segments: list[Sequence[int]], device: str, cache=None,
 
 def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id: int, reuse_prefix: bool = True,
                progress: Callable[[int], None] | None = None,
-               stats: dict | None = None, pack_rows: bool = True) -> list[list[tuple[float, bool]]]:
+               stats: dict | None = None) -> list[list[tuple[float, bool]]]:
     """(log-probability, is greedy) of every target of every job, in job order.
 
     ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
@@ -148,7 +153,7 @@ def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id:
 
     leaves = fold(jobs)
     groups = group(leaves) if reuse_prefix else [Group(0, tuple(range(len(leaves))))]
-    packed = pack_rows and packable(model)
+    packed = packable(model)
     if stats is not None:
         stats.update(jobs=len(jobs), passes=len(leaves), groups=sum(1 for g in groups if g.shared),
                      tokens_alone=sum(len(j.tokens) for j in jobs),

@@ -2,7 +2,9 @@
 
 The engine calls the decoder (``model.get_decoder()``) directly for scoring and the whole causal LM for
 generation; both pass through the decoder module, so a pair of hooks on it covers every path, and
-removing the hooks leaves the model exactly as it was (no module is replaced, no weight touched).
+removing the hooks leaves the model exactly as it was (no module is replaced, no weight touched). While they
+are on, the decoder carries a mark (``engines.passes.ROW_INPUTS``) that tells an engine not to pack several
+sequences into one row: the prompt goes in front of each row, behind a 2-D mask.
 
 On a *first pass* (no cache, or an empty one) the pre-hook prepends P soft-prompt embeddings per row:
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from pytest_kick.engines.passes import ROW_INPUTS
 from pytest_kick.errors import KickError
 
 # prompts(embeds [B, T, H], mask [B, T] | None, positions [B, T] | None) -> soft prompts [B, P, H]
@@ -49,11 +52,14 @@ class SoftPromptHooks:
             decoder.register_forward_pre_hook(self._before, with_kwargs=True),
             decoder.register_forward_hook(self._after, with_kwargs=True, always_call=True),
         ]
+        setattr(decoder, ROW_INPUTS, True)  # an engine must not pack several sequences into one row
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        if hasattr(self.decoder, ROW_INPUTS):
+            delattr(self.decoder, ROW_INPUTS)
 
     def _before(self, module, args, kwargs):
         import torch

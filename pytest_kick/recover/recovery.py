@@ -96,12 +96,6 @@ class Recovery:
         a shared prefix's KV cache, which would fix the choice from the prefix alone."""
         return self.spec.method == "idp"
 
-    @property
-    def soft_prompt(self) -> bool:
-        """True when inputs get a soft prompt in front (prompt, IDP): every sequence of a pass must then be a
-        row of its own (a 2-D mask), not packed with others behind a 4-D one."""
-        return self.spec.method in ("prompt", "idp")
-
     @contextmanager
     def applied(self, model):
         """The model with the recovery on; exactly the model it was on exit (even on error)."""

@@ -4,8 +4,7 @@ what its report says.
 One ``Recoveries`` per process (held by the Runtime). A recovery is trained (or loaded from the cache) once
 per (model, compressor, ratio, method) and kept in memory, so every task of a variant shares it. While a
 recovery is applied, an input-dependent one (IDP) turns the engine's shared-prefix KV reuse off: the prompt
-it chooses depends on the whole input, not on a prefix shared with other inputs; a soft prompt (prompt, IDP)
-turns the packing of several sequences into one row off, as it goes in front of each row.
+it chooses depends on the whole input, not on a prefix shared with other inputs.
 """
 
 from __future__ import annotations
@@ -70,19 +69,15 @@ class Recoveries:
             yield engine
             return
         rec = self.get(case, loaded)
-        reuse, pack = getattr(engine, "reuse_prefix", None), getattr(engine, "pack_rows", None)
+        reuse = getattr(engine, "reuse_prefix", None)
         if rec.input_dependent and reuse:
             engine.reuse_prefix = False
-        if rec.soft_prompt and pack:
-            engine.pack_rows = False
         try:
             with rec.applied(loaded.model):
                 yield engine
         finally:
             if reuse is not None:
                 engine.reuse_prefix = reuse
-            if pack is not None:
-                engine.pack_rows = pack
 
     def record(self, case, loaded, task, dense, compressed, recovered, seconds: tuple) -> dict:
         """What a recovered case reports beside its verdict (see recover/outcome.py)."""
