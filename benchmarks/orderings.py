@@ -350,14 +350,15 @@ def section(args) -> str:
 
 
 def mmlu_subjects(args) -> str:
+    """``computer security 34, ...``: the questions per subject of --mmlu-data-dir."""
+    from collections import Counter
+
+    from pytest_kick.tasks.data import read_jsonl
+
     path = Path(args.mmlu_data_dir) / "mmlu" / "mmlu_test.jsonl"
     if not path.exists():
         return "missing"
-    subjects = {}
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if line:
-            s = json.loads(line)["subject"]
-            subjects[s] = subjects.get(s, 0) + 1
+    subjects = Counter(r["subject"] for r in read_jsonl(path))
     return ", ".join(f"{s.replace('_', ' ')} {n}" for s, n in subjects.items())
 
 

@@ -19,14 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_kick.tasks.data import bundled_dir
+from pytest_kick.files import atomic_write
+from pytest_kick.tasks.data import bundled_dir, read_jsonl
 
 TEST, DEV = "mmlu/mmlu_test.jsonl", "mmlu/mmlu_dev.jsonl"
-
-
-def rows(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def main(argv=None) -> int:
@@ -35,7 +31,9 @@ def main(argv=None) -> int:
     parser.add_argument("subjects", nargs="+")
     parser.add_argument("--per-subject", type=int, default=None, help="the first N test questions of each subject")
     args = parser.parse_args(argv)
-    test, dev = rows(bundled_dir() / TEST), rows(bundled_dir() / DEV)
+    if args.per_subject is not None and args.per_subject < 1:
+        parser.error(f"--per-subject must be at least 1 (got {args.per_subject})")
+    test, dev = read_jsonl(bundled_dir() / TEST), read_jsonl(bundled_dir() / DEV)
     known = sorted({r["subject"] for r in test})
     unknown = [s for s in args.subjects if s not in known]
     if unknown:
@@ -48,13 +46,9 @@ def main(argv=None) -> int:
         if s in args.subjects and (args.per_subject is None or taken.get(s, 0) < args.per_subject):
             taken[s] = taken.get(s, 0) + 1
             chosen.append(r)
-    folder = args.out / "mmlu"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, records in (("mmlu_test.jsonl", chosen), ("mmlu_dev.jsonl", [r for r in dev if r["subject"] in args.subjects])):
-        tmp = folder / f"{name}.tmp"
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(folder / name)
-    print(f"{folder}: {len(chosen)} test questions ({', '.join(f'{s} {n}' for s, n in taken.items())})")
+    for name, records in ((TEST, chosen), (DEV, [r for r in dev if r["subject"] in args.subjects])):
+        atomic_write(args.out / name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    print(f"{args.out / 'mmlu'}: {len(chosen)} test questions ({', '.join(f'{s} {n}' for s, n in taken.items())})")
     return 0
 
 

@@ -1,6 +1,5 @@
 """examples/mmlu_subjects.py: the copy of the bundled MMLU that make demo (and a user) reads with --kick-data-dir."""
 
-import json
 import runpy
 import sys
 from pathlib import Path
@@ -19,11 +18,10 @@ def run(monkeypatch, *argv) -> int:
 
 def test_writes_the_first_questions_of_each_subject_and_all_their_dev_shots(monkeypatch, tmp_path, capsys):
     assert run(monkeypatch, str(tmp_path), "marketing", "anatomy", "--per-subject", "3") == 0
-    test = [json.loads(line) for line in (tmp_path / "mmlu" / "mmlu_test.jsonl").read_text(encoding="utf-8").split("\n") if line]
-    dev = [json.loads(line) for line in (tmp_path / "mmlu" / "mmlu_dev.jsonl").read_text(encoding="utf-8").split("\n") if line]
-    from pytest_kick.tasks.data import bundled_dir
+    from pytest_kick.tasks.data import bundled_dir, read_jsonl
 
-    bundled = [json.loads(line) for line in (bundled_dir() / "mmlu" / "mmlu_test.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    test, dev = read_jsonl(tmp_path / "mmlu" / "mmlu_test.jsonl"), read_jsonl(tmp_path / "mmlu" / "mmlu_dev.jsonl")
+    bundled = read_jsonl(bundled_dir() / "mmlu" / "mmlu_test.jsonl")
     for subject in ("marketing", "anatomy"):
         assert [r for r in test if r["subject"] == subject] == [r for r in bundled if r["subject"] == subject][:3]
         assert len([r for r in dev if r["subject"] == subject]) == 5
@@ -46,4 +44,10 @@ def test_an_unknown_subject_is_refused_with_the_list(monkeypatch, tmp_path, caps
     assert run(monkeypatch, str(tmp_path), "marketing", "astrology") == 2
     err = capsys.readouterr().err
     assert "unknown MMLU subject(s) astrology" in err and "world_religions" in err
+    assert not (tmp_path / "mmlu").exists()
+
+
+def test_a_per_subject_count_below_one_is_refused(monkeypatch, tmp_path, capsys):
+    assert run(monkeypatch, str(tmp_path), "marketing", "--per-subject", "0") == 2
+    assert "--per-subject must be at least 1 (got 0)" in capsys.readouterr().err
     assert not (tmp_path / "mmlu").exists()
