@@ -178,7 +178,6 @@ def parse_tolerance(flag: str, text: str, known_tasks: list[str]) -> ToleranceSp
     return ToleranceSpec(default, per_task)
 
 
-
 def _choice(flag: str, text: str, choices) -> str:
     if text not in choices:
         raise KickError(f"{flag}: {text!r} is not one of {', '.join(choices)}")
@@ -363,4 +362,3 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         **recover_settings(values, text, flag, from_ini, path, text["engine"]),
         **found,
     )
-

@@ -83,4 +83,3 @@ def judge_url(where: str, url: str) -> str:
         return normalize_base_url(text)
     except KickError as err:
         raise KickError(f"{where}: {err}") from None
-

@@ -60,4 +60,3 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str
                         f"with a \"text\" field")
     return {"recover": methods, "recover_data": data, "recover_steps": steps, "recover_lr": lr,
             "recover_sizes": {m: dict(v) for m, v in sizes.items() if m in SIZES}, "recover_seqlen": seqlen}
-
