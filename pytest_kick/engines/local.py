@@ -8,8 +8,9 @@
 - Generation is greedy, longest prompts first, left-padded with explicit positions, so a prompt gets the
   same tokens whatever else shares its batch (tested: batch 1 and 16 give identical outputs); it stops at
   EOS, at a stop string, at the end of the first line of text (``first_line``) or at the token budget
-  (``max_new_tokens``, ``length_factor`` x prompt tokens). The head runs at the last position only, and
-  rows that have stopped leave the batch (their cache rows dropped), so a batch costs what its rows still need.
+  (``max_new_tokens``, ``length_factor`` x prompt tokens). The head runs at the last position only; rows
+  that have stopped leave the batch and waiting prompts take their places (engines/decode.py), so the batch
+  stays full and a step's cost is shared by as many rows as the batch size allows.
 - Requests longer than the model's context (``max_position_embeddings``) keep their last tokens, and a BOS
   the tokenizer put first; a continuation that alone does not fit is an error.
 """
@@ -23,11 +24,6 @@ from pytest_kick.engines.plan import Group, Job, Leaf, group
 from pytest_kick.engines.tokens import PromptTokens, cut_output, line_end, rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
-
-
-def _batches(order: list[int], size: int):
-    for start in range(0, len(order), size):
-        yield order[start:start + size]
 
 
 class LocalEngine(PromptTokens):
@@ -124,83 +120,30 @@ class LocalEngine(PromptTokens):
         """The new token ids of each request (EOS excluded), in the caller's order.
 
         Prompts that share a long token prefix (few-shot examples, a system prompt) have it run once; each
-        batch of them continues a copy of its key/value cache. The plan depends on the prompts only, not
-        on the batch size."""
-        from pytest_kick.engines.passes import prefix_cache
+        pass of their prompts continues a copy of its key/value cache. The batch refills as rows stop
+        (engines/decode.py). The plan depends on the prompts only, not on the batch size."""
+        from pytest_kick.engines.decode import Decoder
+        from pytest_kick.engines.passes import packable, prefix_cache
 
         encoded = [self.prompt_ids(r) for r in requests]
         leaves = [Leaf(tuple(p), [i], len(p) - 1) for i, p in enumerate(encoded)]
         groups = group(leaves) if self.reuse_prefix else [Group(0, tuple(range(len(leaves))))]
+        decoder = Decoder(self.model, self.pad_id, self.eos_ids, self.device, self.batch_size,
+                          refill=packable(self.model), stopped=self._hit_stop)
         outputs: list[list[int]] = [[] for _ in requests]
-        done = 0
+        done = [0]
+
+        def finished(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(done[0], len(requests))
+
         for g in groups:
             cache = prefix_cache(self.model, encoded[g.leaves[0]][:g.shared], self.device) if g.shared else None
             order = sorted(g.leaves, key=lambda i: (-len(encoded[i]), i))
-            for batch in _batches(order, self.batch_size):
-                new = self._generate_batch([encoded[i] for i in batch], [requests[i] for i in batch], cache, g.shared)
-                for i, tokens in zip(batch, new):
-                    outputs[i] = tokens
-                done += len(batch)
-                if progress:
-                    progress(done, len(requests))
+            for i, tokens in decoder.run(encoded, requests, order, cache, g.shared, finished).items():
+                outputs[i] = tokens
         return outputs
-
-    def _generate_batch(self, prompts: list[list[int]], requests: list[GenerationRequest], prefix=None,
-                        shared: int = 0) -> list[list[int]]:
-        """Greedy decoding of a batch; with ``prefix``, the cache of the ``shared`` tokens every prompt starts with."""
-        import copy
-
-        import torch
-        from transformers import DynamicCache
-
-        budgets = [
-            min(r.max_new_tokens, r.length_factor * len(p)) if r.length_factor > 0 else r.max_new_tokens
-            for r, p in zip(requests, prompts)
-        ]
-        suffixes = [p[shared:] for p in prompts]
-        width = max(len(p) for p in suffixes)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        own = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, p in enumerate(suffixes):  # left padding: the last prompt token of every row is aligned
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            own[row, width - len(p):] = 1
-        positions = shared + (own.cumsum(-1) - 1).clamp(min=0)  # [B, T] real positions (after the prefix)
-        mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
-        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        new_tokens: list[list[int]] = [[] for _ in prompts]
-        finished = [b <= 0 for b in budgets]
-        live = list(range(len(prompts)))  # the rows still decoding, in batch order
-        step_ids, step_pos = ids, positions
-        with torch.inference_mode():
-            if prefix is not None:
-                cache = copy.deepcopy(prefix)
-                cache.batch_repeat_interleave(len(prompts))
-            else:
-                cache = DynamicCache(config=self.model.config)
-            for _ in range(max(budgets)):
-                keep = [k for k, row in enumerate(live) if not finished[row]]
-                if not keep:
-                    break
-                if len(keep) < len(live):  # drop the rows that stopped from the batch and its cache
-                    index = torch.tensor(keep, dtype=torch.long, device=mask.device)
-                    if cache.get_seq_length() > 0:
-                        cache.batch_select_indices(index)
-                    step_ids, step_pos, mask = step_ids[index], step_pos[index], mask[index]
-                    live = [live[k] for k in keep]
-                out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                                 cache=cache, use_cache=True, logits_to_keep=1)
-                next_ids = out.logits[:, -1, :].argmax(dim=-1)  # [live rows]
-                for row, token in zip(live, next_ids.tolist()):
-                    if token in self.eos_ids:
-                        finished[row] = True
-                        continue
-                    new_tokens[row].append(token)
-                    if len(new_tokens[row]) >= budgets[row] or self._hit_stop(new_tokens[row], requests[row]):
-                        finished[row] = True
-                step_ids = next_ids[:, None]
-                step_pos = step_pos[:, -1:] + 1
-                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
-        return new_tokens
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)

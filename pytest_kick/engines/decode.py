@@ -1,0 +1,164 @@
+"""Greedy decoding for the local engine: a batch that refills as its rows finish.
+
+A decode step costs about the same whatever the number of rows (on a CPU it is bound by reading the weights;
+on a GPU by launching kernels), so a batch should stay full. Rows are admitted longest prompt first, up to
+``batch_size`` at a time. A row leaves the batch when it stops (EOS, a stop string, the end of its first
+line, its token budget), its cache row dropped. With ``refill``, the free places are filled from the queue
+as soon as a quarter of the batch is free: the newcomers' prompts run in one pass of their own (on a copy of
+the shared prefix's cache, when the group has one) and their key/value cache joins the running one, each side
+padded on the left to the longer length, the padding masked out. Positions are explicit (``position_ids``),
+so a row's tokens sit at the same positions whatever it is batched with, and padding never changes an answer.
+
+Refill needs every attention layer to be plain causal attention over the whole cache (``passes.packable``):
+a sliding-window layer keeps only its last tokens, so two of its caches cannot be joined by padding. Such
+models decode batch after batch, each batch running until its last row stops.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from pytest_kick.requests import GenerationRequest
+
+
+@dataclass
+class Rows:
+    """The running batch: request indices, next input token and position per row, attention mask, cache."""
+
+    live: list[int]
+    step_ids: object  # [R, 1] token ids fed at the next step
+    step_pos: object  # [R, 1] their positions
+    mask: object  # [R, cache length + 1]: 1 for a real token, 0 for padding
+    cache: object  # transformers DynamicCache, R rows
+
+    def keep(self, keep: list[int]) -> None:
+        """Only the rows at these places stay (their order kept)."""
+        import torch
+
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        if self.cache.get_seq_length() > 0:
+            self.cache.batch_select_indices(index)
+        self.step_ids, self.step_pos, self.mask = self.step_ids[index], self.step_pos[index], self.mask[index]
+        self.live = [self.live[k] for k in keep]
+
+    def join(self, other: "Rows") -> None:
+        """Append ``other``'s rows; the shorter cache (and its mask) is padded on the left."""
+        import torch
+
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        grow_self, grow_other = width - self.mask.shape[1], width - other.mask.shape[1]
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_pad_left(mine.keys, grow_self, 2), _pad_left(theirs.keys, grow_other, 2)])
+            mine.values = torch.cat([_pad_left(mine.values, grow_self, 2), _pad_left(theirs.values, grow_other, 2)])
+        self.mask = torch.cat([_pad_left(self.mask, grow_self, 1), _pad_left(other.mask, grow_other, 1)])
+        self.step_ids = torch.cat([self.step_ids, other.step_ids])
+        self.step_pos = torch.cat([self.step_pos, other.step_pos])
+        self.live = self.live + other.live
+
+
+def _pad_left(t, n: int, dim: int):
+    """``t`` with ``n`` zeros in front along ``dim``."""
+    import torch
+
+    if n <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = n
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class Decoder:
+    """Greedy decoding of one group of prompts that share their first ``shared`` tokens (0: none).
+
+    ``stopped(tokens, request)`` says whether a row's new tokens end it (a stop string, its first line);
+    ``on_done(n)`` is called with the number of rows that finished at each step that finished some."""
+
+    def __init__(self, model, pad_id: int, eos_ids: set[int], device: str, batch_size: int, refill: bool,
+                 stopped: Callable[[list[int], GenerationRequest], bool]):
+        self.model = model
+        self.pad_id = pad_id
+        self.eos_ids = eos_ids
+        self.device = device
+        self.batch_size = max(1, batch_size)
+        self.refill = refill
+        self.stopped = stopped
+
+    def run(self, prompts: Sequence[Sequence[int]], requests: Sequence[GenerationRequest], order: Sequence[int],
+            prefix=None, shared: int = 0, on_done: Callable[[int], None] | None = None) -> dict[int, list[int]]:
+        """The new tokens of each prompt in ``order`` (indices into ``prompts``), EOS excluded."""
+        import torch
+
+        budgets = {i: (min(requests[i].max_new_tokens, requests[i].length_factor * len(prompts[i]))
+                       if requests[i].length_factor > 0 else requests[i].max_new_tokens) for i in order}
+        out: dict[int, list[int]] = {i: [] for i in order}
+        queue = [i for i in order if budgets[i] > 0]
+        if on_done and len(queue) < len(order):
+            on_done(len(order) - len(queue))
+        rows: Rows | None = None
+        wait = 1 if not self.refill else max(1, self.batch_size // 4)  # free places worth a pass of newcomers
+        with torch.inference_mode():
+            while queue or rows is not None:
+                free = self.batch_size - (len(rows.live) if rows else 0)
+                if queue and (rows is None or (self.refill and free >= wait)):
+                    taken, queue = queue[:free], queue[free:]
+                    newcomers, first = self._prefill([prompts[i] for i in taken], taken, prefix, shared)
+                    self._advance(newcomers, first, out, budgets, requests, on_done)
+                    if newcomers.live:
+                        if rows is None:
+                            rows = newcomers
+                        else:
+                            rows.join(newcomers)
+                    if rows is None:
+                        continue
+                logits = self.model(input_ids=rows.step_ids, attention_mask=rows.mask, position_ids=rows.step_pos,
+                                    cache=rows.cache, use_cache=True, logits_to_keep=1).logits
+                rows.step_pos = rows.step_pos + 1
+                rows.mask = torch.cat([rows.mask, rows.mask.new_ones((len(rows.live), 1))], dim=1)
+                self._advance(rows, logits[:, -1, :].argmax(dim=-1), out, budgets, requests, on_done)
+                if not rows.live:
+                    rows = None
+        return out
+
+    def _prefill(self, prompts: list[Sequence[int]], indices: list[int], prefix, shared: int):
+        """Rows for these prompts (left-padded among themselves) after their prompt pass, and each one's first
+        new token."""
+        import torch
+        from transformers import DynamicCache
+
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        own = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, s in enumerate(suffixes):  # left padding: the last prompt token of every row is aligned
+            ids[row, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+            own[row, width - len(s):] = 1
+        positions = shared + (own.cumsum(-1) - 1).clamp(min=0)  # real positions (after the prefix)
+        mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        if prefix is not None:
+            cache = copy.deepcopy(prefix)
+            cache.batch_repeat_interleave(len(prompts))
+        else:
+            cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                            logits_to_keep=1).logits
+        mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
+        return Rows(list(indices), None, positions[:, -1:] + 1, mask, cache), logits[:, -1, :].argmax(dim=-1)
+
+    def _advance(self, rows: Rows, next_ids, out, budgets, requests, on_done) -> None:
+        """Record each row's new token; rows that stop leave the batch."""
+        keep = []
+        for k, (i, token) in enumerate(zip(rows.live, next_ids.tolist())):
+            if token in self.eos_ids:
+                continue
+            out[i].append(token)
+            if len(out[i]) < budgets[i] and not self.stopped(out[i], requests[i]):
+                keep.append(k)
+        rows.step_ids = next_ids[:, None]
+        finished = len(rows.live) - len(keep)
+        if len(keep) < len(rows.live):
+            rows.keep(keep)
+        if finished and on_done:
+            on_done(finished)

@@ -1,0 +1,99 @@
+"""Generation keeps its batch full: rows that stop leave it and waiting prompts take their places, without
+changing any answer (tiny-random-llama; engines/decode.py)."""
+
+import pytest
+
+from pytest_kick.engines import decode, passes
+from pytest_kick.engines.local import LocalEngine as Engine
+from pytest_kick.requests import GenerationRequest
+
+PROMPTS = [f"Question number {i}: what comes after {i}? " + "x " * (i % 5) for i in range(14)]
+BUDGETS = [1, 9, 3, 12, 2, 5, 2, 7, 11, 1, 4, 8, 6, 10]  # rows stop at different steps
+
+
+@pytest.fixture
+def counted(tiny, monkeypatch):
+    """(model, tokenizer, counts): how often the batch took newcomers in, and how many forward passes ran."""
+    model, tokenizer = tiny
+    counts = {"joins": 0, "forwards": 0}
+    join, forward = decode.Rows.join, model.forward
+
+    def counting_join(self, other):
+        counts["joins"] += 1
+        return join(self, other)
+
+    def counting_forward(*args, **kwargs):
+        counts["forwards"] += 1
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(decode.Rows, "join", counting_join)
+    monkeypatch.setattr(model, "forward", counting_forward)
+    return model, tokenizer, counts
+
+
+def test_a_batch_refills_as_rows_stop_and_no_answer_changes(counted, monkeypatch):
+    model, tokenizer, counts = counted
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)]
+    alone = [Engine(model, tokenizer, "cpu", 1).generate_ids([r])[0] for r in requests]
+    assert [len(a) for a in alone] == BUDGETS  # the random model emits no EOS this early
+
+    counts.update(joins=0, forwards=0)
+    refilled = Engine(model, tokenizer, "cpu", 4).generate_ids(requests)
+    assert counts["joins"] > 0
+    assert refilled == alone
+    with_refill = counts["forwards"]
+
+    monkeypatch.setattr(passes, "packable", lambda model: False)  # batch after batch, each to its last row
+    counts.update(joins=0, forwards=0)
+    assert Engine(model, tokenizer, "cpu", 4).generate_ids(requests) == alone
+    assert counts["joins"] == 0
+    assert with_refill < counts["forwards"]  # a full batch needs fewer steps for the same tokens
+
+
+def test_refill_on_a_shared_prefix_equals_generation_in_full(counted):
+    model, tokenizer, counts = counted
+    shots = "".join(f"Q: what is {k} + {k}?\nA: {2 * k}\n\n" for k in range(6))
+    requests = [GenerationRequest(shots + f"Q: what is {q}?\nA:", n)
+                for q, n in zip(["x", "yy", "a b c", "dddd", "e", "ff ff"], [2, 7, 1, 5, 6, 3])]
+    on = Engine(model, tokenizer, "cpu", 2, reuse_prefix=True).generate_ids(requests)
+    assert counts["joins"] > 0
+    off = Engine(model, tokenizer, "cpu", 1, reuse_prefix=False).generate_ids(requests)
+    assert on == off
+
+
+def test_stop_strings_end_rows_inside_a_refilling_batch(counted):
+    model, tokenizer, counts = counted
+    free = Engine(model, tokenizer, "cpu", 1).generate([GenerationRequest(p, 10) for p in PROMPTS[:6]])
+    stops = [(text[3],) if len(text) > 3 else () for text in free]
+    requests = [GenerationRequest(p, 10, stop=s) for p, s in zip(PROMPTS[:6], stops)]
+    batched = Engine(model, tokenizer, "cpu", 2).generate(requests)
+    assert batched == [Engine(model, tokenizer, "cpu", 1).generate([r])[0] for r in requests]
+    assert any(len(b) < len(f) for b, f in zip(batched, free))  # the stop strings did end rows early
+
+
+def test_progress_counts_finished_rows(tiny):
+    model, tokenizer = tiny
+    seen = []
+    Engine(model, tokenizer, "cpu", 4).generate([GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)],
+                                                progress=lambda done, total: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert seen[-1] == (len(PROMPTS), len(PROMPTS))
+    assert all(0 < b - a <= 4 for a, b in zip([0] + done, done))
+
+
+def test_tokens_equal_a_plain_greedy_loop_without_cache(tiny):
+    """Positions, masks and the cache carried across refills: every token is the argmax of a full forward pass
+    over the prompt and the tokens before it, with nothing batched or cached."""
+    import torch
+
+    model, tokenizer = tiny
+    engine = Engine(model, tokenizer, "cpu", 3)
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS[:7], [6, 2, 5, 1, 4, 3, 6])]
+    got = engine.generate_ids(requests)
+    for request, tokens in zip(requests, got):
+        ids = engine.prompt_ids(request)
+        want = []
+        with torch.no_grad():
+            for _ in range(request.max_new_tokens):
+                want.append(int(model(torch.tensor([ids + want])).logits[0, -1].argmax()))
+        assert tokens == want
