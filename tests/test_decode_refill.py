@@ -31,7 +31,7 @@ def counted(tiny, monkeypatch):
     return model, tokenizer, counts
 
 
-def test_a_batch_refills_as_rows_stop_and_no_answer_changes(counted, monkeypatch):
+def test_a_batch_refills_as_rows_stop_and_no_answer_changes(counted):
     model, tokenizer, counts = counted
     requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)]
     alone = [Engine(model, tokenizer, "cpu", 1).generate_ids([r])[0] for r in requests]
@@ -43,11 +43,21 @@ def test_a_batch_refills_as_rows_stop_and_no_answer_changes(counted, monkeypatch
     assert refilled == alone
     with_refill = counts["forwards"]
 
-    monkeypatch.setattr(passes, "packable", lambda model: False)  # batch after batch, each to its last row
-    counts.update(joins=0, forwards=0)
-    assert Engine(model, tokenizer, "cpu", 4).generate_ids(requests) == alone
+    counts.update(joins=0, forwards=0)  # batch after batch, each running until its last row stops
+    assert Engine(model, tokenizer, "cpu", 4, refill=False).generate_ids(requests) == alone
     assert counts["joins"] == 0
     assert with_refill < counts["forwards"]  # a full batch needs fewer steps for the same tokens
+
+
+def test_sliding_window_models_decode_batch_after_batch(counted, monkeypatch):
+    """A sliding layer keeps only its last tokens: two of its caches cannot be joined, so no refill."""
+    model, tokenizer, counts = counted
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)]
+    refilled = Engine(model, tokenizer, "cpu", 4).generate_ids(requests)
+    counts.update(joins=0)
+    monkeypatch.setattr(passes, "packable", lambda model: False)
+    assert Engine(model, tokenizer, "cpu", 4).generate_ids(requests) == refilled
+    assert counts["joins"] == 0
 
 
 def test_refill_on_a_shared_prefix_equals_generation_in_full(counted):

@@ -37,6 +37,9 @@ class Rows:
         """Only the rows at these places stay (their order kept)."""
         import torch
 
+        if not keep:
+            self.live = []
+            return
         index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
         if self.cache.get_seq_length() > 0:
             self.cache.batch_select_indices(index)

@@ -30,13 +30,14 @@ class LocalEngine(PromptTokens):
     name = "local"
 
     def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 16, dtype: str | None = None,
-                 reuse_prefix: bool = True):
+                 reuse_prefix: bool = True, refill: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = batch_size
         self.dtype = dtype or str(getattr(model, "dtype", "")).replace("torch.", "")
         self.reuse_prefix = reuse_prefix
+        self.refill = refill  # generation: waiting prompts take the places of stopped rows (where the model allows)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self.eos_ids = {e for e in [*eos, tokenizer.eos_token_id] if e is not None}
@@ -129,7 +130,7 @@ class LocalEngine(PromptTokens):
         leaves = [Leaf(tuple(p), [i], len(p) - 1) for i, p in enumerate(encoded)]
         groups = group(leaves) if self.reuse_prefix else [Group(0, tuple(range(len(leaves))))]
         decoder = Decoder(self.model, self.pad_id, self.eos_ids, self.device, self.batch_size,
-                          refill=packable(self.model), stopped=self._hit_stop)
+                          refill=self.refill and packable(self.model), stopped=self._hit_stop)
         outputs: list[list[int]] = [[] for _ in requests]
         done = [0]
 
