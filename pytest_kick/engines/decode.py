@@ -100,7 +100,7 @@ class Decoder:
         if on_done and len(queue) < len(order):
             on_done(len(order) - len(queue))
         rows: Rows | None = None
-        wait = 1 if not self.refill else max(1, self.batch_size // 4)  # free places worth a pass of newcomers
+        wait = max(1, self.batch_size // 4)  # free places worth a prompt pass of newcomers (with refill)
         with torch.inference_mode():
             while queue or rows is not None:
                 free = self.batch_size - (len(rows.live) if rows else 0)
