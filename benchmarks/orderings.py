@@ -138,7 +138,7 @@ def expected(args) -> list[tuple[str, str, str | None]]:
 def dense_baseline(task: str, args):
     """(path, result) of the newest cached dense baseline of ``task`` at --n items, or None."""
     folder = Path(args.cache_dir) / "baselines" / args.model
-    for path in sorted(folder.glob(f"{task.replace(':', '-')}-*.json"), key=lambda p: -p.stat().st_mtime):
+    for path in sorted(folder.glob("*.json"), key=lambda p: -p.stat().st_mtime):  # the key names the task
         body = json.loads(path.read_text())
         if body["key"]["task"] == task and body["key"]["n"] == n_of(task, args) and (
                 task != "mmlu" or not args.mmlu_data_dir or body["key"]["data"]["source"].startswith("local:")):
