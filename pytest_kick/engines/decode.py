@@ -1,7 +1,7 @@
 """Greedy decoding for the local engine: a batch that refills as its rows finish.
 
-A decode step costs about the same whatever the number of rows (on a CPU it is bound by reading the weights;
-on a GPU by launching kernels), so a batch should stay full. Rows are admitted longest prompt first, up to
+A decode step's cost grows far slower than its number of rows (reading the weights on a CPU, launching kernels
+on a GPU, is paid once per step), so a batch should stay full. Rows are admitted longest prompt first, up to
 ``batch_size`` at a time. A row leaves the batch when it stops (EOS, a stop string, the end of its first
 line, its token budget), its cache row dropped. With ``refill``, the free places are filled from the queue
 as soon as a quarter of the batch is free: the newcomers' prompts run in one pass of their own (on a copy of
@@ -9,9 +9,10 @@ the shared prefix's cache, when the group has one) and their key/value cache joi
 padded on the left to the longer length, the padding masked out. Positions are explicit (``position_ids``),
 so a row's tokens sit at the same positions whatever it is batched with, and padding never changes an answer.
 
-Refill needs every attention layer to be plain causal attention over the whole cache (``passes.packable``):
-a sliding-window layer keeps only its last tokens, so two of its caches cannot be joined by padding. Such
-models decode batch after batch, each batch running until its last row stops.
+Refill needs every attention layer to be plain causal attention over the whole cache, and nothing put in
+front of each row (``passes.packable``: a soft prompt's decoder is marked): a sliding-window layer keeps only
+its last tokens, so two of its caches cannot be joined by padding. Such models decode batch after batch,
+each batch running until its last row stops.
 """
 
 from __future__ import annotations
