@@ -42,8 +42,7 @@ class Rows:
             self.live = []
             return
         index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
-        if self.cache.get_seq_length() > 0:
-            self.cache.batch_select_indices(index)
+        self.cache.batch_select_indices(index)  # rows leave only after a forward pass has filled the cache
         self.step_ids, self.step_pos, self.mask = self.step_ids[index], self.step_pos[index], self.mask[index]
         self.live = [self.live[k] for k in keep]
 
@@ -162,7 +161,7 @@ class Decoder:
                 keep.append(k)
         rows.step_ids = next_ids[:, None]
         finished = len(rows.live) - len(keep)
-        if len(keep) < len(rows.live):
+        if finished:
             rows.keep(keep)
-        if finished and on_done:
-            on_done(finished)
+            if on_done:
+                on_done(finished)
