@@ -137,8 +137,10 @@ def expected(args) -> list[tuple[str, str, str | None]]:
 
 def dense_baseline(task: str, args):
     """(path, result) of the newest cached dense baseline of ``task`` at --n items, or None."""
-    folder = Path(args.cache_dir) / "baselines" / args.model
-    for path in sorted(folder.glob("*.json"), key=lambda p: -p.stat().st_mtime):  # the key names the task
+    from pytest_kick.baseline import safe_name
+
+    folder = Path(args.cache_dir) / "baselines" / safe_name(args.model)  # named as BaselineStore.path names them
+    for path in sorted(folder.glob(f"{safe_name(task)}-*.json"), key=lambda p: -p.stat().st_mtime):
         body = json.loads(path.read_text())
         if body["key"]["task"] == task and body["key"]["n"] == n_of(task, args) and (
                 task != "mmlu" or not args.mmlu_data_dir or body["key"]["data"]["source"].startswith("local:")):
