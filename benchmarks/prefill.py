@@ -209,8 +209,9 @@ def memory(args) -> list[dict]:
         print(f"  {r['vocab']:>8}{r['length']:>10}{r['vocab'] * r['length'] / 1e6:>11.1f}{logits:>20.0f}"
               f"{r['added_mib']:>16.0f}")
     base, wide, long = (r["added_mib"] for r in rows)
-    print(f"  4x vocabulary: {wide / base:.2f}x the memory; 4x length: {long / base:.2f}x "
-          f"(vocab-independent if the first is ~1x; logits-bound engines show ~4x for both)")
+    print(f"  4x vocabulary: {wide - base:+.0f} MiB; 4x length: {long - base:+.0f} MiB (vocab-independent if the "
+          f"first is ~0, where a logits-bound engine adds 3x the first row's logits for both; a ratio would "
+          f"divide by a base that can be 0)")
     return rows
 
 
