@@ -12,6 +12,10 @@ completions requests: ``"500"``, ``"429:<retry-after seconds>"``, ``"slow:<secon
 (close the connection without a reply), ``"not-json"``, ``"no-logprobs"``, ``"short-logprobs"``,
 ``"no-choices"``. ``replies`` queues canned ``(status, JSON)`` replies (recorded vLLM shapes) for the
 next completions requests, ``models_reply`` replaces the ``/v1/models`` reply.
+
+Run as a script, it serves a model directory (an ``--kick-export`` variant, say) until stopped, which is
+how the README's deployment loop can be walked on a machine without vLLM:
+``python tests/served_server.py DIR [port] [served name]``.
 """
 
 from __future__ import annotations
@@ -85,14 +89,14 @@ class Model:
 class Server:
     """``with Server(model) as server: server.base_url`` -> ``http://127.0.0.1:<port>/v1``."""
 
-    def __init__(self, model: Model, vllm: bool = True):
+    def __init__(self, model: Model, vllm: bool = True, port: int = 0):
         self.model, self.vllm = model, vllm
         self.faults: list[str] = []
         self.replies: list[tuple[int, dict]] = []
         self.models_reply: dict | None = None
         self.requests: list[dict] = []  # every completions body received, in order
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -279,3 +283,23 @@ def _handler(server: Server):
                 pass
 
     return Handler
+
+
+if __name__ == "__main__":  # python tests/served_server.py DIR [port] [served name]: serve until stopped
+    import sys
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = sys.argv[1]
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 8000
+    name = sys.argv[3] if len(sys.argv) > 3 else directory
+    weights = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    with Server(Model(weights, AutoTokenizer.from_pretrained(directory), name), port=port) as served:
+        print(f"serving {directory} as {name!r} at {served.base_url}", flush=True)
+        try:
+            while True:
+                time.sleep(60)
+                print(f"completions requests so far: {len(served.requests)}", flush=True)
+        except KeyboardInterrupt:
+            pass
