@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pytest_kick.files import atomic_write
 from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING
+from pytest_kick.judge.errors import runs
 
 STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red",
          "judge-error": "bold magenta"}
@@ -209,8 +210,11 @@ def judge_lines(records: list[dict]) -> list[str]:
         if errors.get("left_out"):
             label = "dense" if r.get("compressor") == "dense" else f"{r['compressor']}@{r['ratio']}"
             fate = "no verdict (case error)" if errors.get("exceeded") else "left out of the pairing"
+            judged = runs(errors["dense"], errors.get("compressed"))
+            if errors.get("compressed") is None and r.get("compressor") != "dense":
+                judged += ", compressed not evaluated"
             lines.append(f"judge errors: {r['task']} {r['model']} {label}: {errors['left_out']} of {errors['items']} "
-                         f"items {fate} (dense {errors['dense']}, compressed {errors['compressed']})")
+                         f"items {fate} ({judged})")
     if found["errors"]:
         lines.append("judge error e.g.: " + "; ".join(found["errors"]))
     return lines

@@ -113,7 +113,7 @@ def test_failures_are_retried_then_counted_never_scored_or_dropped(server, secre
     assert [rig.scorer.figures(*c)["judge_error"] for c in cases] == [0.0] * 5 + [1.0] * 4
     errors = [rig.scorer.judgment(*c).error for c in cases[5:]]
     assert errors[0] == "judge request failed: HTTP 500 (3 attempts)"
-    assert errors[1] == "judge reply could not be read (3 asks)"
+    assert errors[1] == "judge reply could not be read (3 asks): 'no scores here, sorry'"  # what it wrote instead
     assert errors[2] == "judge request failed: timed out after 0.5 s (3 attempts)"
     assert errors[3].startswith("judge request failed: connection failed") and errors[3].endswith("(3 attempts)")
 

@@ -73,6 +73,20 @@ def test_the_summary_adds_up_what_every_item_spent():
     assert "orders disagree" in report.markdown(records, {})
 
 
+def test_a_compressed_case_ended_by_its_dense_run_says_compressed_was_not_evaluated():
+    # a compressed case screens dense first; too many dense judge errors end it before the compressed run
+    screen = kept_items([NAN, NAN, 7.0], None)
+    assert screen.record()["compressed"] is None and screen.exceeded
+    assert screen.note() == "judge errors: 2 of 3 items left out of the pairing (dense 2; at most 5% allowed)"
+    records = [{"task": "summarization:small", "model": "m", "compressor": compressor, "ratio": ratio,
+                "judge": usage(items=3, item_errors=2), "judge_errors": screen.record()}
+               for compressor, ratio in (("dense", None), ("magnitude", "0.3"))]
+    assert report.judge_lines(records)[1:3] == [
+        "judge errors: summarization:small m dense: 2 of 3 items no verdict (case error) (dense 2)",
+        "judge errors: summarization:small m magnitude@0.3: 2 of 3 items no verdict (case error) "
+        "(dense 2, compressed not evaluated)"]
+
+
 def test_a_judge_error_case_reads_as_such_in_the_table():
     record = {"task": "t", "model": "m", "compressor": "magnitude", "ratio": "0.5", "verdict": "judge-error"}
     assert "judge-error" in report.render([record])

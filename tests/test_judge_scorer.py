@@ -149,7 +149,7 @@ def test_still_unreadable_is_a_judge_error_not_a_zero(vicuna, tmp_path):
     item = vicuna["generic"]
     assert math.isnan(scorer.score(item, ["answer"]))
     assert scorer.figures(item, ["answer"])["judge_error"] == 1.0
-    assert "could not be read (3 asks)" in scorer.explanation(item, ["answer"])
+    assert "could not be read (3 asks): 'no idea'" in scorer.explanation(item, ["answer"])
     assert scorer.summary()["item_errors"] == 1 and scorer.summary()["unreadable"] == 2  # both orders
 
 
@@ -222,3 +222,11 @@ def test_parse_spec(value, spec):
 def test_parse_spec_refuses_with_the_accepted_forms(value):
     with pytest.raises(KickError, match="expected rouge, openai:<model>"):
         parse_spec(value)
+
+
+def test_an_unreadable_reply_is_quoted_by_its_start_on_one_line():
+    from pytest_kick.judge.runner import glimpse
+
+    assert glimpse("4/10\n4/10") == "'4/10 4/10'"
+    long = glimpse("Assistant 1: 9\n" + "word " * 40)
+    assert long.startswith("'Assistant 1: 9 word") and long.endswith("...'") and len(long) == 60 + 5

@@ -45,17 +45,25 @@ def check_share(case: str, errors: int, items: int, max_share: float = MAX_ERROR
                                   f"({errors / items:.0%}, more than {max_share:.0%}): no verdict{why}")
 
 
+def runs(dense_errors: int, compressed_errors: int | None) -> str:
+    """'dense 1, compressed 2', or 'dense 1' when no compressed run was judged."""
+    return f"dense {dense_errors}" + ("" if compressed_errors is None else f", compressed {compressed_errors}")
+
+
 def kept_items(dense: Sequence[float], compressed: Sequence[float] | None) -> "Screen":
     """Which items a case pairs (judged in dense and, for a compressed case, in compressed too)."""
     other = compressed if compressed is not None else dense
     kept, lost = paired(dense, other)
-    return Screen(len(dense), count(dense), count(compressed) if compressed is not None else 0, lost, tuple(kept))
+    return Screen(len(dense), count(dense), count(compressed) if compressed is not None else None, lost, tuple(kept))
 
 
 class Screen:
-    """The judge errors of one case: counted per run, the items left out of the pairing, the verdict's fate."""
+    """The judge errors of one case: counted per run, the items left out of the pairing, the verdict's fate.
 
-    def __init__(self, items: int, dense_errors: int, compressed_errors: int, left_out: int, kept: tuple = (),
+    ``compressed_errors`` is None when no compressed run was judged: a dense case, or a compressed case
+    whose dense run alone already had too many (the compressed model is then not evaluated)."""
+
+    def __init__(self, items: int, dense_errors: int, compressed_errors: int | None, left_out: int, kept: tuple = (),
                  max_share: float = MAX_ERROR_SHARE):
         self.items, self.dense_errors, self.compressed_errors = items, dense_errors, compressed_errors
         self.left_out, self.kept, self.max_share = left_out, kept, max_share
@@ -73,8 +81,7 @@ class Screen:
         if not self.left_out:
             return ""
         return (f"judge errors: {self.left_out} of {self.items} items left out of the pairing "
-                f"(dense {self.dense_errors}, compressed {self.compressed_errors}; "
-                f"at most {self.max_share:.0%} allowed)")
+                f"({runs(self.dense_errors, self.compressed_errors)}; at most {self.max_share:.0%} allowed)")
 
     def check(self, case: str, reason: str = "") -> None:
         check_share(case, self.left_out, self.items, self.max_share, (reason,) if reason else ())

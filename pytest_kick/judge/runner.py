@@ -3,7 +3,7 @@
 ``Judge.run(asks)`` returns one ``Outcome`` per ask, in order. An ask's reply is read with its parser
 (parse.py); a reply that cannot be read is asked again, at most ``reasks`` times, with the unreadable
 reply and a reminder of the format added to the conversation (``Ask.again``; each re-ask is its own
-cache entry, see cache.py). What still cannot be read, and a request that failed after the backend's
+cache entry, see cache.py). What still cannot be read (its error quotes the start of the last reply), and a request that failed after the backend's
 retries, is an outcome with an ``error``: the scorer turns it into a judge error for the item, never
 into a score.
 """
@@ -149,7 +149,7 @@ class Judge:
                 replies[k].append(text)
                 readings[k] = read(asks[k], text)
                 if readings[k] is None:
-                    errors[k] = f"judge reply could not be read ({number + 1} asks)"
+                    errors[k] = f"judge reply could not be read ({number + 1} asks): {glimpse(text)}"
                     still.append(k)
                 else:
                     errors[k] = ""
@@ -165,6 +165,12 @@ class Judge:
                     self.stats.errors.append(errors[k])
             outcomes.append(Outcome(readings[k], tuple(replies[k]), errors[k]))
         return outcomes
+
+
+def glimpse(reply: str, width: int = 60) -> str:
+    """The start of an unreadable reply, on one line, quoted: enough to see what the judge wrote instead."""
+    flat = " ".join(str(reply).split())
+    return repr(flat if len(flat) <= width else flat[:width] + "...")
 
 
 def _traffic(backend) -> dict:
