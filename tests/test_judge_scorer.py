@@ -227,6 +227,6 @@ def test_parse_spec_refuses_with_the_accepted_forms(value):
 def test_an_unreadable_reply_is_quoted_by_its_start_on_one_line():
     from pytest_kick.judge.runner import glimpse
 
-    assert glimpse("4/10\n4/10") == "'4/10 4/10'"
+    assert glimpse(" 4/10\n4/10\n") == "'4/10\\n4/10'"  # one line, the line break still visible
     long = glimpse("Assistant 1: 9\n" + "word " * 40)
-    assert long.startswith("'Assistant 1: 9 word") and long.endswith("...'") and len(long) == 60 + 5
+    assert long.startswith("'Assistant 1: 9\\nword") and long.endswith("...'") and len(long) == 60 + 1 + 5

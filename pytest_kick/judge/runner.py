@@ -168,9 +168,10 @@ class Judge:
 
 
 def glimpse(reply: str, width: int = 60) -> str:
-    """The start of an unreadable reply, on one line, quoted: enough to see what the judge wrote instead."""
-    flat = " ".join(str(reply).split())
-    return repr(flat if len(flat) <= width else flat[:width] + "...")
+    """The start of an unreadable reply, quoted (line breaks shown as \\n, since the formats are about
+    lines): enough to see what the judge wrote instead of the scores."""
+    text = str(reply).strip()
+    return repr(text if len(text) <= width else text[:width] + "...")
 
 
 def _traffic(backend) -> dict:
