@@ -3,9 +3,9 @@
 ``Judge.run(asks)`` returns one ``Outcome`` per ask, in order. An ask's reply is read with its parser
 (parse.py); a reply that cannot be read is asked again, at most ``reasks`` times, with the unreadable
 reply and a reminder of the format added to the conversation (``Ask.again``; each re-ask is its own
-cache entry, see cache.py). What still cannot be read (its error quotes the start of the last reply), and a request that failed after the backend's
-retries, is an outcome with an ``error``: the scorer turns it into a judge error for the item, never
-into a score.
+cache entry, see cache.py). What still cannot be read (its error quotes the start of the last reply),
+and a request that failed after the backend's retries, is an outcome with an ``error``: the scorer turns
+it into a judge error for the item, never into a score.
 """
 
 from __future__ import annotations
