@@ -156,11 +156,11 @@ class Judge:
             if number == 0:
                 self.stats.unreadable_first += len(still)
             pending = still
+        self.stats.unreadable += len(pending)  # still unreadable after the last ask
         outcomes = []
         for k in range(len(asks)):
             if readings[k] is None:
                 self.stats.failed_asks += 1
-                self.stats.unreadable += errors[k].startswith("judge reply could not be read")
                 if errors[k] not in self.stats.errors and len(self.stats.errors) < 5:
                     self.stats.errors.append(errors[k])
             outcomes.append(Outcome(readings[k], tuple(replies[k]), errors[k]))
