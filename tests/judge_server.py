@@ -14,7 +14,9 @@ that message). Steps:
 - ``500``      HTTP 500;  ``429``  HTTP 429 with ``Retry-After: 7``;  ``401``  HTTP 401;
 - ``echo``     HTTP 400 whose message repeats the request's Authorization header (a careless server);
 - ``slow``     a valid verdict after 2 s (longer than the tests' client timeout);
-- ``drop``     the connection closed without an answer.
+- ``drop``     the connection closed without an answer;
+- ``html``     HTTP 200 with an HTML page (a proxy's login or error page), not JSON;
+- ``notchat``  HTTP 200 with JSON that is not a chat completion (no ``choices``).
 
 A prompt without a plan follows ``Server(default=...)`` ("valid" unless told). Run as a script, it serves
 until stopped: ``python tests/judge_server.py [default plan] [port]``.
@@ -31,6 +33,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PLAN = re.compile(r"<<plan:([\w,]+)>>")
+HTML = "<html><head><title>Sign in</title></head>\n<body>The proxy needs you to sign in.</body></html>"
 
 
 ANSWER = re.compile(r"\[The Start of Assistant(?: \d)?'s Answer\]\n(.*?)\n*\[The End of Assistant", re.DOTALL)
@@ -101,10 +104,11 @@ class Server:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, status: int, body: dict, headers: dict | None = None):
-                data = json.dumps(body).encode()
+            def _send(self, status: int, body: dict | str, headers: dict | None = None):
+                html = isinstance(body, str)
+                data = body.encode() if html else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html; charset=utf-8" if html else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -140,6 +144,10 @@ class Server:
                     message = f"bad request from {self.headers.get('Authorization')}" if step == "echo" else "nope"
                     headers = {"Retry-After": "7"} if step == "429" else {}
                     return self._send(status, {"error": {"message": message, "type": "test", "code": None}}, headers)
+                if step == "html":
+                    return self._send(200, HTML)
+                if step == "notchat":
+                    return self._send(200, {"status": "queued", "id": "job-1"})
                 if step == "slow":
                     time.sleep(server.slow_seconds)
                 content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased", step == "hash")

@@ -135,6 +135,25 @@ def test_failures_are_retried_then_counted_never_scored_or_dropped(server, secre
     assert again.judge.stats.cache_hits == 5 * 2 + (1 * 2) + 3 * 2  # valid replies, garbage,valid's first, garbage x3
 
 
+def test_a_200_reply_that_is_not_a_chat_completion_is_retried_then_a_judge_error(server, secret, tmp_path):
+    """A proxy's HTML page (or JSON of another API) served with HTTP 200: a retried judge error naming what
+    came back, never an exception (which would fail the case) and never a score."""
+    cases = [question(0, "html,valid"), question(1, "notchat,valid"), question(2, "html"), question(3, "notchat")]
+    rig = Rig(server, tmp_path / "cache")
+    scores = rig.run(cases)
+    assert scores[:2] == [6.0, 6.0]
+    assert all(math.isnan(s) for s in scores[2:]) and rig.scorer.item_errors == 2
+    html, notchat = (rig.scorer.judgment(*c).error for c in cases[2:])
+    assert html == ("judge request failed: reply is not a chat completion (text/html body: "
+                    "'<html><head><title>Sign in</title></head> <body>The proxy ne…') (3 attempts)")
+    assert notchat == ("judge request failed: reply is not a chat completion (no choices; application/json "
+                       "body: '{\"status\": \"queued\", \"id\": \"job-1\"}') (3 attempts)")
+    # html,valid and notchat,valid: one retry per order; html and notchat: two per order (3 attempts)
+    assert rig.judge.stats.retries == 2 * 1 * 2 + 2 * 2 * 2 and rig.judge.stats.requests == server.requests
+    assert {1.0, 2.0} <= set(rig.sleeps)  # the usual backoff
+    assert not [p for p in (tmp_path / "cache").rglob("*.json") if "html" in p.read_text()]  # failures not cached
+
+
 def test_pairwise_orders_are_swapped_and_their_disagreement_reported(server, secret, tmp_path):
     rig = Rig(server, tmp_path / "cache")
     cases = [question(n, "biased") for n in range(4)]
@@ -219,3 +238,21 @@ def test_retry_after_in_seconds_milliseconds_or_a_date():
     in_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60), usegmt=True)
     assert 30 < after(**{"retry-after": in_a_minute}) <= 60
     assert after(**{"retry-after": "soon"}) is None and after() is None
+
+
+@pytest.mark.parametrize("body, content_type, problem", [
+    ('<html>oops</html>', "application/json", "(application/json body: '<html>oops</html>')"),
+    ("[1, 2]", "application/json", "(no choices; application/json body: '[1, 2]')"),
+    ('{"choices": "x"}', "application/json", "(no choices; "),
+    ('{"choices": [{"index": 0}]}', "application/json", "(no message text in its first choice; "),
+    ('{"choices": [{"message": {"content": 5}}]}', "", "(no message text in its first choice; no content type body"),
+])
+def test_what_is_not_a_chat_completion(body, content_type, problem):
+    from pytest_kick.judge.client import NotCompletion, read_completion
+
+    with pytest.raises(NotCompletion) as caught:
+        read_completion(body, content_type)
+    assert str(caught.value).startswith("reply is not a chat completion ") and problem in str(caught.value)
+    assert read_completion('{"choices": [{"message": {"content": "7 6"}}], "usage": {"prompt_tokens": 3}}',
+                           "application/json") == ("7 6", 3, 0)
+    assert read_completion('{"choices": []}', "application/json") == (None, 0, 0)  # "reply without content"

@@ -9,8 +9,9 @@ switched off and these instead, per request: HTTP 429 waits what ``Retry-After``
 408, 409, timeouts and dropped connections back off exponentially; after ``retries`` retries the request
 is a failed ``Completion`` (a judge error for its item, never a score). 400 and 422 fail the request at
 once (the request itself is wrong, e.g. longer than the judge's context). 401, 403 and 404 stop the run
-with a ``KickError``: a wrong key, model or URL fails every request alike. Requests run concurrently, at
-most ``concurrency`` at a time.
+with a ``KickError``: a wrong key, model or URL fails every request alike. An HTTP 200 reply that is not a
+chat completion (a proxy's HTML page, another API's JSON) is retried like a 5xx, its error quoting what came
+back. Requests run concurrently, at most ``concurrency`` at a time.
 
 ``CallableBackend`` wraps ``chat(conversations) -> list[str]``: the seam a local judge (a model run by
 the project's engine, ``local:<model>``) plugs into.
@@ -19,6 +20,7 @@ the project's engine, ``local:<model>``) plugs into.
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import threading
 import time
@@ -111,6 +113,44 @@ def _retry_after(response) -> float | None:
         return None
 
 
+class NotCompletion(ValueError):
+    """An HTTP 200 reply whose body is not a chat completion."""
+
+
+GLIMPSE = 60  # characters of a reply's body quoted in an error
+
+
+def read_completion(body: str, content_type: str) -> tuple[str | None, int, int]:
+    """(content, prompt tokens, completion tokens) of a chat-completions reply body; content None when the
+    first choice has none. NotCompletion saying what came back instead when the body is not JSON or not
+    shaped as a chat completion (the openai client hands such a body back as a str, or as an unchecked
+    object, which fails later as an AttributeError)."""
+    flat = " ".join(body.split())
+    kind = content_type.split(";")[0].strip() or "no content type"
+    seen = f"{kind} body: {repr(flat[:GLIMPSE] + '…') if len(flat) > GLIMPSE else repr(flat)}"
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        raise NotCompletion(f"reply is not a chat completion ({seen})") from None
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list):
+        raise NotCompletion(f"reply is not a chat completion (no choices; {seen})")
+    if not choices:
+        return None, *_usage(reply)
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
+        raise NotCompletion(f"reply is not a chat completion (no message text in its first choice; {seen})")
+    return content, *_usage(reply)
+
+
+def _usage(reply: dict) -> tuple[int, int]:
+    usage = reply.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    counts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    return tuple(n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else 0 for n in counts)
+
+
 class OpenAIBackend:
     """An OpenAI-compatible chat-completions endpoint, through the ``openai`` client."""
 
@@ -160,17 +200,17 @@ class OpenAIBackend:
             self._count(requests=1)
             wait = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._client.chat.completions.create(
+                raw = self._client.chat.completions.with_raw_response.create(
                     model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens)
-                text = response.choices[0].message.content if response.choices else None
-                usage = getattr(response, "usage", None)
-                tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-                tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+                text, tokens_in, tokens_out = read_completion(raw.http_response.text,
+                                                              raw.headers.get("content-type", ""))
                 self._count(tokens_in=tokens_in, tokens_out=tokens_out)
                 if text is None:
                     error = "reply without content"
                     break
                 return Completion(text, "", tokens_in, tokens_out, attempt)
+            except NotCompletion as err:  # a proxy's HTML page, another API's JSON: asked again, as for a 5xx
+                error = self._clean(str(err))
             except openai.APITimeoutError:
                 error = f"timed out after {self.timeout:g} s"
             except openai.APIConnectionError as err:
