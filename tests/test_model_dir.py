@@ -1,6 +1,7 @@
 """--kick-model ./dir: a directory is checked for what a model directory holds before anything loads."""
 
 import hashlib
+import os
 
 import pytest
 
@@ -53,3 +54,50 @@ def test_session_with_a_model_directory_without_config_is_one_usage_error(pytest
     assert "Couldn't instantiate" not in err + result.stdout.str()
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()} == before
     assert not (pytester.path / ".kick").exists()  # refused before any cache was touched
+
+
+@pytest.mark.parametrize("spec", ["./does/not/exist", "does/not/exist", "/no/such/model", "~/no-such-kick-model",
+                                  "models/", "../elsewhere", ".model"])
+def test_a_path_that_does_not_exist_says_so(tmp_path, monkeypatch, spec):
+    from pytest_kick.models.registry import resolve
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    resolved = os.path.normpath((tmp_path / "home" / spec[2:]) if spec.startswith("~/") else (tmp_path / spec))
+    with pytest.raises(KickError) as raised:
+        resolve(spec)
+    assert str(raised.value).startswith(f"no such model directory {spec} (resolved to {resolved})")
+    assert "unknown model" not in str(raised.value)
+
+
+def test_a_path_to_a_file_says_it_is_not_a_directory(tmp_path, monkeypatch):
+    from pytest_kick.models.registry import resolve
+
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path / "m", *PARTS)
+    with pytest.raises(KickError, match=rf"^m/config.json is a file, not a model directory \(resolved to "
+                                        rf"{tmp_path}/m/config.json\)"):
+        resolve("m/config.json")
+    (tmp_path / "weights.bin").write_text("")
+    with pytest.raises(KickError, match=r"^\./weights.bin is a file, not a model directory"):
+        resolve("./weights.bin")
+
+
+def test_hub_ids_and_names_are_not_paths(tmp_path, monkeypatch):
+    from pytest_kick.models.registry import resolve
+
+    monkeypatch.chdir(tmp_path)
+    assert (resolve("org/name").kind, resolve("org/name").ref) == ("hub", "org/name")
+    assert resolve("qwen2.5-coder-0.5b").kind == "gguf-package"
+    with pytest.raises(KickError, match="unknown model 'no-such-model'"):
+        resolve("no-such-model")
+    make(tmp_path / "org" / "local", *PARTS)
+    assert resolve("org/local").kind == "local"  # a directory that is there is a directory
+
+
+def test_session_with_a_missing_model_path_is_one_usage_error(pytester):
+    result = pytester.runpytest_subprocess("--kick-model", "./does/not/exist", "--kick-tasks", "factoid_qa",
+                                           "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"--kick-model: no such model directory ./does/not/exist (resolved to {pytester.path}/does/not/exist)" in err

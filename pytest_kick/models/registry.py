@@ -83,6 +83,12 @@ def known_names() -> list[str]:
     return sorted(EMBEDDED) + sorted(HUB_ALIASES)
 
 
+def looks_like_path(spec: str) -> bool:
+    """Whether ``spec`` is meant as a directory rather than a name or a hub id (``org/name``)."""
+    windows = os.sep != "/" and (os.sep in spec or spec[1:2] == ":")  # a backslash, or a drive (C:model)
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith("/") or windows
+
+
 def resolve(spec: str) -> ModelSource:
     """Map what the user typed to a source: an alias, a local directory, or a hub id (``org/name``)."""
     spec = spec.strip()
@@ -90,10 +96,16 @@ def resolve(spec: str) -> ModelSource:
         return EMBEDDED[spec]
     if spec in HUB_ALIASES:
         return ModelSource(spec, "hub", HUB_ALIASES[spec], description=f"alias of {HUB_ALIASES[spec]}")
-    if os.path.isdir(spec):
-        path = os.path.abspath(spec)
+    where = os.path.expanduser(spec)
+    if os.path.isdir(where):
+        path = os.path.abspath(where)
         check_model_dir(path)
         return ModelSource(os.path.basename(path.rstrip("/")) or "model", "local", path)
+    if os.path.exists(where):
+        raise KickError(f"{spec} is a file, not a model directory (resolved to {os.path.abspath(where)}); give the "
+                        f"directory save_pretrained wrote the model and its tokenizer to")
+    if looks_like_path(spec):
+        raise KickError(f"no such model directory {spec} (resolved to {os.path.abspath(where)})")
     parts = spec.split("/")
     if len(parts) == 2 and all(parts):
         return ModelSource(parts[1], "hub", spec)
