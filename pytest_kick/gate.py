@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from pytest_kick import stats
+from pytest_kick.finite import check_scores
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
 
 MATCHING = "matching"
@@ -127,6 +128,9 @@ def judge(
     """
     if len(dense) != len(compressed):
         raise ValueError(f"paired scores differ in length: dense {len(dense)}, compressed {len(compressed)}")
+    ids = range(1, len(dense) + 1)  # a NaN compares false with everything: it would pass or fail by accident
+    check_scores(dense, [f"#{k}" for k in ids], f"{task}: dense")
+    check_scores(compressed, [f"#{k}" for k in ids], f"{task}: {label}")
     n = len(dense)
     f = figure or (lambda mean: mean)
     d, c = f(_mean(dense)), f(_mean(compressed))

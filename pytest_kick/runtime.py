@@ -9,7 +9,6 @@ plus one copy of its decoder linears; items are ordered so each variant is built
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import json
 import os
 import time
@@ -17,16 +16,16 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from pytest_kick import __version__, tasks
-from pytest_kick.baseline import BaselineStore, TaskResult
+from pytest_kick import tasks
+from pytest_kick.baseline import TaskResult
 from pytest_kick.compress import spec as ratio_spec
 from pytest_kick.cases import KickCase
-from pytest_kick.baseline_files import BaselineFiles
 from pytest_kick.config import KickConfig
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.files import atomic_write
+from pytest_kick.dense import DenseBaselines
+from pytest_kick.finite import NonFinite, check_forward, check_scores, check_weights
 from pytest_kick.gate import change
-from pytest_kick.hashing import json_hash
 from pytest_kick.models import registry
 from pytest_kick.tasks import flips
 from pytest_kick.tasks.base import Settings
@@ -42,16 +41,6 @@ class SilentUI:
         return nullcontext(lambda done, total: None)
 
 
-def package_versions() -> dict:
-    found = {"pytest-kick": __version__}
-    for package in ("torch", "transformers"):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
-
-
 def share_cpu(torch, environ) -> None:
     """Under xdist on CPU, give each worker its share of the cores: N workers with torch's default of one
     thread per core oversubscribe the machine, and spinning intra-op threads then run many times slower."""
@@ -65,9 +54,7 @@ class Runtime:
         self.config = config
         self.ui = ui or SilentUI()
         self.worker_id = worker_id
-        self.baselines = BaselineStore(config.cache_dir)
-        self.baseline_files = None if config.baseline_dir is None else BaselineFiles(
-            config.baseline_dir, run_id, regen=config.regen, strict_env=config.strict_env)
+        self.denses = DenseBaselines(self, config, run_id)
         self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
         self._models: dict = {}
         self._backups: dict = {}  # model -> DenseWeights
@@ -78,7 +65,6 @@ class Runtime:
         self._data: dict = {}
         self._uses_shots: dict = {}  # task -> whether --kick-shots changes it
         self._engines: dict = {}  # model -> engine
-        self._dense: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
         self.judges = None  # --kick-judge other than rouge: judge/session.py, built on first use
         self._compressed: dict = {}  # (model, compressor, ratio, task, recovery) -> (TaskResult, seconds per item)
         self._recoveries = None  # recover.session.Recoveries, with --kick-recover
@@ -112,6 +98,8 @@ class Runtime:
                 if device == "cpu":
                     share_cpu(torch, os.environ)
                 loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
+                check_weights(loaded.model, f"model {spec} ({loaded.identity.get('source')})")
+                check_forward(loaded.model, loaded.tokenizer, loaded.device, f"model {spec} on {device} ({dtype})")
             except KickError as err:
                 self._models[spec] = err
                 raise
@@ -140,6 +128,8 @@ class Runtime:
             self.ui.message(f"compressing {name} with {compressor} at {ratio}")
             try:
                 report = self._compress(spec, loaded, compressor, ratio, f"{compressor} {ratio} {name}")
+                check_weights(loaded.model, f"{name} after {compressor} at {ratio}")  # a solver's NaN (a singular
+                # Hessian, a checkpoint's damaged tensor) ends here, not as a verdict
             except BaseException:
                 self._restore(spec)  # a half-compressed model must never pass for dense
                 raise
@@ -197,13 +187,16 @@ class Runtime:
         """What the judge spent since the last call (None without a judge)."""
         return None if self.judges is None else self.judges.take()
 
+    def judged_task(self, name: str) -> bool:
+        """Whether the task's scores come from a judge, whose NaN marks an item it failed on."""
+        return hasattr(getattr(self.task(name), "scorer", None), "judge")
+
     def judged(self, case: KickCase, dense: TaskResult, compressed: TaskResult | None = None):
         """(dense, compressed, screen): the items the judge failed on (NaN scores) left out of both results.
 
         ``screen`` (judge/errors.py) counts them; None when the task has no judge or the results are not
         of the same items (the gate says so). Raising for too many is the caller's (it records first)."""
-        scorer = getattr(self.task(case.task), "scorer", None)
-        if not hasattr(scorer, "judge") or (compressed is not None and dense.item_ids != compressed.item_ids):
+        if not self.judged_task(case.task) or (compressed is not None and dense.item_ids != compressed.item_ids):
             return dense, compressed, None
         from pytest_kick.judge.errors import kept_items
 
@@ -280,11 +273,17 @@ class Runtime:
         with self.recoveries().applied(case, loaded, engine) if case.recovery else nullcontext(engine) as engine:
             started = time.perf_counter()
             with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
-                scores, outputs = task.evaluate(items, shots, self.settings, Runner(engine, advance))
+                try:
+                    scores, outputs = task.evaluate(items, shots, self.settings, Runner(engine, advance))
+                except NonFinite as err:
+                    raise NonFinite(f"{case.task} on {case.model_name} {case.label}{_item_of(err.request, items)}: "
+                                    f"{err}") from None
             seconds = (time.perf_counter() - started) / max(1, len(items))
         if len(scores) != len(items) or len(outputs) != len(items):
             raise KickError(f"{case.task}: {len(scores)} scores and {len(outputs)} outputs for {len(items)} items")
         result = TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))
+        check_scores(result.scores, result.item_ids, f"{case.task} on {case.model_name} {case.label}",
+                     allow_nan=self.judged_task(case.task))  # never a verdict, never a stored baseline
         if not case.is_dense:
             self._compressed.setdefault((*case.variant, case.task, case.recovery), (result, seconds))
         return result
@@ -314,62 +313,11 @@ class Runtime:
                                         recovered, seconds)
 
     def baseline_key(self, case: KickCase) -> dict:
-        task = self.task(case.task)
-        dataset, shots, items = self.data(case.task)
-        loaded = self.model(case.model)
-        return {
-            "model": loaded.identity,
-            "task": task.name,
-            "task_version": task.version,
-            "template": task.template_hash(self.settings),
-            "protocol": self.settings.protocol,
-            "shots": [s.id for s in shots],
-            "items": json_hash([i.id for i in items]),
-            "n": len(items),
-            "data": {"source": dataset.source, "sha256": dataset.content_hash},
-            "decoding": "greedy",
-            "dtype": loaded.dtype,
-            "device_type": loaded.device.split(":")[0],
-            "versions": package_versions(),
-        }
+        return self.denses.key(case)
 
     def dense(self, case: KickCase):
-        """(dense TaskResult, status, path) for the case's (model, task).
-
-        From the cache: "computed" once, by the call that ran the dense model; every later use, in this
-        process or another, says "cached". From --kick-baseline-dir files: "written", "regenerated" or
-        "file" (read; environment differences warned about, see baseline_files).
-        """
-        memo = (case.model, case.task)
-        if memo in self._dense:
-            result, _, path = self._dense[memo]
-            return result, "file" if self.baseline_files is not None else "cached", path
-        key = self.baseline_key(case)
-        dense_case = KickCase(case.task, case.model)
-        if self.baseline_files is not None:
-            loaded = self.model(case.model)
-            envelope = {**key, "batch_size": self.config.batch_size, "device": loaded.device}
-            self._dense[memo] = self.baseline_files.get_or_compute(
-                case.model_name, case.task, envelope, lambda: self.evaluate(dense_case),
-                warn=lambda message: warnings.warn(KickWarning(message), stacklevel=2))
-        else:
-            self._dense[memo] = self.baselines.get_or_compute(case.model_name, case.task, key,
-                                                              lambda: self.evaluate(dense_case))
-        result, status, path = self._dense[memo]
-        if status not in ("computed", "written", "regenerated") and any(x != x for x in result.scores):
-            self._dense[memo] = (self._rejudge(case.task, result), status, path)
-        return self._dense[memo]
-
-    def _rejudge(self, task_name: str, result: TaskResult) -> TaskResult:
-        """A stored dense result with judge errors (NaN): its stored outputs judged again (replies the judge
-        gave are cached, so only what failed is asked again; the model is not run)."""
-        task = self.task(task_name)
-        by_id = {i.id: i for i in self.data(task_name)[2]}
-        if not hasattr(task, "score_outputs") or not all(i in by_id for i in result.item_ids):
-            return result
-        scores = task.score_outputs([by_id[i] for i in result.item_ids], result.outputs)
-        return TaskResult(result.task, result.metric, list(result.item_ids), [float(x) for x in scores],
-                          list(result.outputs))
+        """(dense TaskResult, status, path) for the case's (model, task): see dense.DenseBaselines.get."""
+        return self.denses.get(case)
 
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path | str:
         """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
@@ -399,3 +347,10 @@ class Runtime:
         except OSError as err:  # a read-only cache still gates; only this report is lost
             return f"no flip report: {path.parent} is not writable ({err.strerror or err})"
         return path
+
+
+def _item_of(request, items) -> str:
+    """' (item ID)' for the first item whose question the request's text holds, else ''."""
+    text = "" if request is None else (getattr(request, "context", "") or "") + (getattr(request, "text", "") or "")
+    found = next((i.id for i in items if getattr(i, "question", None) and str(i.question) in text), None)
+    return "" if found is None else f" (item {found})"

@@ -88,7 +88,7 @@ class SessionReport:
         import dataclasses
         import platform
 
-        from pytest_kick.runtime import package_versions
+        from pytest_kick.versions import package_versions
 
         return {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.kick).items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence, Union
 
+from pytest_kick.finite import check_answers
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 Progress = Callable[[int, int], None]  # (requests done, requests total)
@@ -88,6 +89,8 @@ class Runner:
             found = getattr(self.engine, _CALLS[kind])([requests[i] for i in indices], progress=advance)
             if len(found) != len(indices):
                 raise RuntimeError(f"engine {self.engine.name!r} gave {len(found)} answers to {len(indices)} requests")
+            if kind is not GenerationRequest:  # a NaN log-likelihood must never become an arbitrary choice
+                check_answers(_CALLS[kind], found, [requests[i] for i in indices], self.engine.name)
             for i, answer in zip(indices, found):
                 answers[i] = answer
             base += len(indices)
