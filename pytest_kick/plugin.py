@@ -248,11 +248,21 @@ def pytest_runtest_makereport(item, call):
     called the fixture (``suites/test_mmlu.py:9``), not at pytest_kick/fixtures.py."""
     report = yield
     longrepr = report.longrepr
+    declared = _declared(item)
     if report.skipped and call.excinfo is not None and isinstance(longrepr, tuple) and len(longrepr) == 3 \
             and Path(longrepr[0]).resolve().is_relative_to(PACKAGE_DIR):
-        path, line = _call_site(item, call.excinfo)
+        path, line = declared or _call_site(item, call.excinfo)
         report.longrepr = (path, line, longrepr[2])
     return report
+
+
+def _declared(item) -> tuple[str, int] | None:
+    """Where a registered task gated by the generic suite test is declared (its task file and line, the class
+    or hook that registers it): that is where its user looks, not at the plugin's suite file."""
+    case = _case(item)
+    if case is None or Path(item.path) != suites_dir() / REGISTERED_SUITE:
+        return None
+    return tasks.location(case.task)
 
 
 def _call_site(item, excinfo) -> tuple[str, int]:

@@ -4,6 +4,8 @@ Each task is paired with where it came from, so a bad one is named in the error.
 
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 
 from pytest_kick import tasks
@@ -39,8 +41,22 @@ def from_hook(config) -> list[tuple[object, str]]:
             result = impl.function(**{name: config for name in impl.argnames})
         except KickError as err:
             raise KickError(f"{where}: {err}") from None
-        found.extend((task, where) for task in _as_tasks(result, where))
+        found.extend((task, where, _source(task) or _source(impl.function)) for task in _as_tasks(result, where))
     return found
+
+
+def _source(obj) -> tuple[str, int] | None:
+    """(file, 1-based line) where a task's class, or a function, is defined; None when Python cannot say (a
+    task class of the plugin itself, one built from the common shapes, is no help to the user)."""
+    target = obj if inspect.isfunction(obj) or inspect.isclass(obj) else type(obj)
+    try:
+        path = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (OSError, TypeError):
+        return None
+    if path is None or Path(path).resolve().is_relative_to(Path(__file__).resolve().parent):
+        return None
+    return path, line
 
 
 def from_entry_points() -> list[tuple[object, str]]:
@@ -55,14 +71,20 @@ def from_entry_points() -> list[tuple[object, str]]:
             value = point.load()
         except Exception as err:
             raise KickError(f"{where}: cannot be loaded: {type(err).__name__}: {err}") from None
-        found.extend((task, where) for task in _as_tasks(value, where))
+        found.extend((task, where, _source(task) or _source(value)) for task in _as_tasks(value, where))
     return found
 
 
 def from_files(paths: list[Path]) -> list[tuple[object, str]]:
     from pytest_kick.tasks import declarative
 
-    return [(task, str(path)) for path in paths for task in declarative.load(path)]
+    return [(task, str(path), _declared(task, path)) for path in paths for task in declarative.load(path)]
+
+
+def _declared(task, path: Path) -> tuple[str, int]:
+    """(task file, line of the task's entry): a file task's ``where`` is ``path:line``."""
+    line = re.search(r":(\d+)$", str(getattr(task, "where", "")))
+    return str(path), int(line.group(1)) if line else 1
 
 
 def register(config, values: dict, origins) -> None:

@@ -34,16 +34,18 @@ def _all() -> list[Task]:
 TASKS: dict[str, Task] = {task.name: task for task in _all()}
 BUNDLED: tuple[str, ...] = tuple(TASKS)
 REQUIRED = ("name", "version", "metric", "higher_is_better", "load", "split", "evaluate", "template_hash")
+LOCATIONS: dict[str, tuple[str, int]] = {}  # a registered task -> (file, 1-based line) that declares it
 
 
-def use(extra: Iterable[tuple[object, str]]) -> None:
-    """Make the registry the bundled tasks plus ``extra`` ((task, where it came from) pairs), replacing any
-    earlier session's. A task lacking part of the protocol, or whose name is taken, is a KickError naming
-    where it came from."""
+def use(extra: Iterable[tuple]) -> None:
+    """Make the registry the bundled tasks plus ``extra`` ((task, where it came from) pairs, or triples with the
+    (file, line) declaring it), replacing any earlier session's. A task lacking part of the protocol, or whose
+    name is taken, is a KickError naming where it came from."""
     for name in [n for n in TASKS if n not in BUNDLED]:
         del TASKS[name]
+    LOCATIONS.clear()
     origin: dict[str, str] = {}
-    for task, where in extra:
+    for task, where, *location in extra:
         missing = [a for a in REQUIRED if not hasattr(task, a)]
         if missing:
             raise KickError(f"{where}: {task!r} is not a task: it lacks {', '.join(missing)} "
@@ -66,6 +68,13 @@ def use(extra: Iterable[tuple[object, str]]) -> None:
                 raise KickError(f"{where}: task {name!r} has no floor attribute") from None
         TASKS[name] = task
         origin[name] = where
+        if location and location[0]:
+            LOCATIONS[name] = location[0]
+
+
+def location(name: str) -> tuple[str, int] | None:
+    """(file, 1-based line) of the task file entry, hook or entry point declaring a registered task."""
+    return LOCATIONS.get(name)
 
 
 def registered() -> list[str]:
