@@ -26,7 +26,7 @@ from pytest_kick.config import parse_tolerance_value
 from pytest_kick.errors import KickError, KickSessionError, KickWarning
 from pytest_kick.cases import KickCase
 from pytest_kick.runtime import Runtime
-from pytest_kick.tasks.base import chance_levels
+from pytest_kick.tasks.base import chance_levels, choices_summary, mean_chance
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 OFF = "pytest-kick is off: pass --kick-model (or set the kick_model ini key)"
@@ -56,7 +56,7 @@ def user_errors(request):
             except KickSessionError as err:
                 fatal, message = True, str(err)
             except KickError as err:
-                fatal, message = False, str(err)
+                fatal, message = False, str(err) + _declared(args[0] if args else None)
             if fatal:  # outside the except blocks: no chained traceback
                 end_session(request.session, message)
             pytest.fail(message, pytrace=False)
@@ -64,6 +64,12 @@ def user_errors(request):
         return wrapper
 
     return decorate
+
+
+def _declared(case) -> str:
+    """Where the user declared a registered task (task file and line, class, hook), for its error messages."""
+    where = tasks.location(case.task) if isinstance(case, KickCase) else None
+    return "" if where is None else f"\n(task {case.task}, declared at {where[0]}:{where[1]})"
 
 
 def _model(runtime: Runtime, case: KickCase):
@@ -169,7 +175,8 @@ def kick_evaluate(kick_runtime, request):
         floor = _chance(kick_runtime, case, task, dense)
         if not _informative(task, dense, floor, kick_runtime.config.seed):
             _record(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
-                    higher_is_better=task.higher_is_better, verdict=gate.INCONCLUSIVE, saved=True)
+                    higher_is_better=task.higher_is_better, verdict=gate.INCONCLUSIVE, saved=True,
+                    chance=mean_chance(floor))
             pytest.skip(f"{_inconclusive(case, task, dense, floor)}; {case.label} was neither compressed nor evaluated")
         try:
             return kick_runtime.evaluate(case)
@@ -215,12 +222,13 @@ def kick_gate(kick_runtime, request):
         dense, compressed, screen = _judge_screen(kick_runtime, case, node, dense,
                                                   None if case.is_dense else compressed)
         compressed = dense if case.is_dense else compressed
-        data_source = kick_runtime.data(case.task)[0].source
+        _, _, items = kick_runtime.data(case.task)
+        floor = _chance(kick_runtime, case, task, dense)
         # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
         _record(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
                 higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
-                protocol=kick_runtime.settings.protocol, data_source=data_source)
-        floor = _chance(kick_runtime, case, task, dense)
+                protocol=kick_runtime.settings.protocol, data_source=kick_runtime.data(case.task)[0].source,
+                chance=mean_chance(floor), choices=choices_summary(task, items))
         if case.is_dense:
             return _check_dense(case, task, dense, node, floor, kick_runtime.config.seed,
                                 lambda: kick_runtime.uses_shots(case.task))

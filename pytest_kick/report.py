@@ -245,7 +245,7 @@ def table(records: list[dict]):
         d = dense_by.get((task, model))
         if d is None:  # the dense item was not run (e.g. -k); take the dense score from any compressed item
             d = next((r for r in rows.get((task, model, compressor), {}).values()), {})
-        dense_text = "" if d.get("dense") is None else f"{d['dense']:.3f} (n={d.get('n')})"
+        dense_text = dense_cell(d)
         if d.get("verdict") in STYLE and d.get("compressor") == "dense":
             dense_text = f"[{STYLE[d['verdict']]}]{dense_text}[/]"
         cells = [_cell(rows[(task, model, compressor)][ratio]) if ratio in rows.get((task, model, compressor), {})
@@ -254,6 +254,21 @@ def table(records: list[dict]):
             cells += search_cells(searches.get((task, model, compressor)))
         out.add_row(task, model, compressor, dense_text, *cells)
     return out
+
+
+def dense_cell(record: dict) -> str:
+    """'0.480 (n=102)'; an inconclusive case shows the chance level it was not above: '0.300 (n=10, chance 0.25)'."""
+    if record.get("dense") is None:
+        return ""
+    chance = f", chance {record['chance']:.3g}" if record.get("verdict") == INCONCLUSIVE and \
+        record.get("chance") is not None else ""
+    return f"{record['dense']:.3f} (n={record.get('n')}{chance})"
+
+
+def choices_lines(records: list[dict]) -> list[str]:
+    """Once per multiple-choice task: its choices per item and chance level ('mmlu: 4 choices per item, ...')."""
+    found = {r["task"]: r["choices"] for r in records if r.get("choices")}
+    return [f"{task}: {text}" for task, text in sorted(found.items())]
 
 
 def _search_skip(record: dict) -> bool:
@@ -324,7 +339,7 @@ def markdown(records: list[dict], meta: dict) -> str:
         flips = "" if r.get("lost") is None else f"{r['lost']} / {r['kept']} / {r['gained']}"
         lines.append(
             f"| {r['task']} | {r['model']} | {row_name(r) if r.get('compressor') else None} | {r.get('ratio') or ''} | "
-            f"{num(r.get('dense'), '.3f')} (n={r.get('n')}) | {num(r.get('compressed'), '.3f')} | "
+            f"{dense_cell(r)} | {num(r.get('compressed'), '.3f')} | "
             f"{'' if r.get('drop') is None else format(r['drop'] * 100, '.1f') + '%'} | {interval} | {flips} | "
             f"{icon.get(r.get('verdict'), r.get('verdict') or r.get('outcome'))} |"
         )
@@ -344,7 +359,7 @@ def markdown(records: list[dict], meta: dict) -> str:
     for key in ("protocol", "stat", "data"):
         if meta.get(key):
             lines.append(f"\n{key}: {meta[key]}")
-    lines += [f"\n{line}" for line in judge_lines(records)]
+    lines += [f"\n{line}" for line in choices_lines(records) + judge_lines(records)]
     return "\n".join(lines) + "\n"
 
 

@@ -41,6 +41,8 @@ class SessionReport:
             tr.write_line("no kick case ran")
         for line in kick_report.baseline_lines(self.records, os.path.relpath):
             tr.write_line(line)
+        for line in kick_report.choices_lines(self.records):
+            tr.write_line(line)
         for line in kick_report.saved_lines(self.records):
             tr.write_line(line)
         for line in kick_report.search_lines(self.records):

@@ -60,3 +60,32 @@ def test_mixed_choice_items_are_judged_against_their_own_levels():
     assert not gate.informative(dense, levels)
     dense = [1.0] * 36 + [0.0] * 54  # 0.4
     assert gate.informative(dense, levels)
+
+
+def test_choices_summary_states_the_spread_and_the_chance_level():
+    from pytest_kick.tasks.base import choices_summary
+
+    items = [Question("a", ("x", "y", "z")), Question("b", ("x", "y", "z", "w", "v"))]
+    assert choices_summary(MixedChoice(), items) == "3-5 choices per item, chance 0.267"
+    assert choices_summary(MixedChoice(), items[:1]) == "3 choices per item, chance 0.333"
+    assert choices_summary(OpenQA(), items) is None  # no chance(item): not a multiple-choice task
+
+
+def test_an_inconclusive_case_shows_its_chance_level_in_the_table_and_markdown(pytester):
+    import json
+
+    rows = [{"question": f"What is {i} plus one?", "choices": [str(i + 1), str(i + 7), "none"], "label": 0}
+            for i in range(10)]
+    (pytester.path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (pytester.path / "t.yaml").write_text("name: sums\ntype: multiple_choice\ndata: qa.jsonl\nanswer: label\n"
+                                               "template: \"Q: {question}\\nA:\"\n")
+    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-task-file", "t.yaml", "--kick-tasks",
+                                "sums", "--kick-ratio", "0.5", "--kick-markdown", "s.md", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=2)
+    out = result.stdout.str()
+    import re
+
+    assert re.search(r"│ 0\.\d00 \(n=10, chance 0\.333\) │ inconclusive │", out), out
+    assert out.count("sums: 3 choices per item, chance 0.333") == 1
+    markdown = (pytester.path / "s.md").read_text()
+    assert len(re.findall(r"\| 0\.\d00 \(n=10, chance 0\.333\) \|", markdown)) == 2 and "sums: 3 choices per item" in markdown

@@ -118,3 +118,21 @@ def chance_levels(task, items: Sequence) -> list[float] | float | None:
     if task.floor is None or chance is None:
         return task.floor
     return [float(chance(item)) for item in items]
+
+
+def mean_chance(levels: Sequence[float] | float | None) -> float | None:
+    """One chance level for a report: the mean of per-item levels, the task's floor, or None."""
+    if levels is None or isinstance(levels, (int, float)):
+        return levels
+    return sum(levels) / len(levels) if levels else None
+
+
+def choices_summary(task, items: Sequence) -> str | None:
+    """'3-5 choices per item, chance 0.267' for a task whose items list their choices (multiple choice), else None:
+    what a reader needs to tell a score from guessing."""
+    counts = [len(getattr(i, "choices", ())) for i in items]
+    if not counts or not all(counts) or getattr(task, "chance", None) is None:
+        return None
+    low, high = min(counts), max(counts)
+    spread = f"{low}" if low == high else f"{low}-{high}"
+    return f"{spread} choices per item, chance {mean_chance(chance_levels(task, items)):.3g}"
