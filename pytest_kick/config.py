@@ -14,6 +14,7 @@ from typing import Callable
 
 from pytest_kick import compress, tasks
 from pytest_kick.compress import spec
+from pytest_kick.compress.checkpoint_header import check_checkpoint
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
@@ -314,6 +315,7 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         if "checkpoint" not in compressors:
             raise KickError(f"{flag('compressed')} is gated by the checkpoint compressor: add checkpoint to "
                             f"{flag('compressor')}")
+        check_checkpoint(compressed, flag("compressed"))  # its safetensors headers, before anything runs
     elif "checkpoint" in compressors:
         raise KickError(f"{flag('compressor')} checkpoint needs --kick-compressed DIR (the compressed model)")
     task_names = tasks.names()
