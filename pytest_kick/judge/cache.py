@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from pytest_kick.files import ordinary_mode
 from pytest_kick.hashing import json_hash
 
 VERSION = 1
@@ -70,6 +71,7 @@ class ReplyCache:
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(record, out)
+            ordinary_mode(tmp)  # mkstemp makes it 0600: every user of a shared cache reads it
             os.replace(tmp, path)  # atomic: parallel workers never see half a file
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

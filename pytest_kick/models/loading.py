@@ -19,6 +19,7 @@ from typing import Callable
 
 from pytest_kick.cache_dir import locked, read_only_error
 from pytest_kick.errors import KickError
+from pytest_kick.files import cannot_read, first_unreadable, ordinary_mode
 from pytest_kick.models.directory import check_model_dir
 from pytest_kick.models.registry import ModelSource
 from pytest_kick.hashing import file_hash
@@ -82,7 +83,9 @@ def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
         raise KickError(f"package {source.ref} has no {source.gguf_file}; reinstall it: {install}")
     target = cache_dir / "gguf" / source.gguf_file
     try:
-        return Path(module.assemble(target))
+        joined = Path(module.assemble(target))
+        ordinary_mode(joined)  # the package's own writer: readable by every user of a shared cache
+        return joined
     except (FileNotFoundError, ModuleNotFoundError, ValueError, FileExistsError) as err:
         raise KickError(f"cannot assemble {source.gguf_file} ({err}); reinstall: {install}") from None
     except OSError as err:
@@ -91,9 +94,13 @@ def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
 
 def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
     path = gguf_path(source, cache_dir)
-    digest = file_hash(path)
+    try:
+        digest = file_hash(path)
+    except PermissionError:
+        raise cannot_read(path, f"the GGUF of {source.name}") from None
     identity = {"name": source.name, "source": f"gguf:{source.ref}/{source.gguf_file}", "sha256": digest}
     converted = cache_dir / "models" / f"{source.name}-{digest[:16]}-{CONVERSION}"
+    readable(converted, f"the converted {source.name}")
     notes = [f"reused converted weights {converted}"]
     if not (converted / COMPLETE).is_file():  # a finished conversion is read without a lock (read-only caches)
         with locked(cache_dir, converted, f"the converted {source.name} (models/{converted.name})"):
@@ -102,9 +109,22 @@ def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
                 _convert_gguf(path, converted, identity)
                 notes = [f"converted {path.name} to {converted}"]
     model, tokenizer = _from_dir(converted, f"converted model cache {converted}",
-                                 hint="; it was left untouched: delete that directory to convert the GGUF again")
+                                 hint="; it was left untouched: delete that directory to convert the GGUF again",
+                                 unreadable=f"the converted {source.name}")
     model._kick_weights_dir = converted
     return model, tokenizer, identity, notes
+
+
+def readable(converted: Path, what: str) -> None:
+    """A KickError naming the first part of a conversion (another user's, in a shared cache) this user may
+    not read: it is intact, so the message never says to delete it, and nothing converts it again."""
+    try:
+        present = converted.exists()
+    except PermissionError:  # the models/ folder itself
+        raise cannot_read(converted.parent, what) from None
+    blocked = first_unreadable(converted) if present else None
+    if blocked is not None:
+        raise cannot_read(blocked, what)
 
 
 def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
@@ -126,6 +146,7 @@ def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
     model.generation_config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / COMPLETE).write_text(json.dumps(identity, indent=1))
+    ordinary_mode(tmp)  # save_file writes 0600: other users of a shared cache must read every file
     shutil.rmtree(target, ignore_errors=True)  # a half-written earlier attempt (no COMPLETE marker)
     os.replace(tmp, target)
 
@@ -147,13 +168,16 @@ def _untied_state(model) -> dict:
     return state
 
 
-def _from_dir(path: Path | str, what: str, hint: str = "", **kwargs):
+def _from_dir(path: Path | str, what: str, hint: str = "", unreadable: str = "", **kwargs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except Exception as err:  # transformers, safetensors and tokenizers each raise their own types
+        denied = next((e for e in (err, err.__cause__, err.__context__) if isinstance(e, PermissionError)), None)
+        if denied is not None and unreadable:  # not damaged: another user's, so never "delete it"
+            raise cannot_read(denied.filename or path, unreadable) from None
         raise KickError(f"cannot load {what}: {one_line(err)}{hint}") from None
     return model, tokenizer
 

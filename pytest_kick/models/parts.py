@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_kick.errors import KickError
+from pytest_kick.files import cannot_read, ordinary_mode
 from pytest_kick.hashing import file_hash
 
 
@@ -85,8 +86,11 @@ def assemble(split: SplitGGUF, target: Path, model: str) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if target.is_file() and target.stat().st_size == split.size and file_hash(target) == split.sha256:
-            return target
+        try:
+            if target.is_file() and target.stat().st_size == split.size and file_hash(target) == split.sha256:
+                return target
+        except PermissionError:  # another user's join, intact: never joined over or deleted
+            raise cannot_read(target, f"the joined GGUF of {model}") from None
         paths = locate(split, model)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         whole = hashlib.sha256()
@@ -110,6 +114,7 @@ def assemble(split: SplitGGUF, target: Path, model: str) -> Path:
                     f"model {model}: the joined parts are {size} bytes with sha256 {whole.hexdigest()[:16]}…, "
                     f"expected {split.size} bytes with sha256 {split.sha256[:16]}…; reinstall: "
                     f"{split.install(force=True)}")
+            ordinary_mode(tmp)  # a temporary of a killed run with this pid may have had another mode
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_kick.errors import KickError
-from pytest_kick.files import atomic_write
+from pytest_kick.files import atomic_write, cannot_read, first_unreadable, ordinary_mode
 from pytest_kick.hashing import json_hash
 
 
@@ -36,6 +36,9 @@ def load(directory: Path, key: dict) -> tuple[dict, dict] | None:
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         return None
+    for part in (meta_path, directory / "params.safetensors"):  # another user's entry, intact: never "delete it"
+        if first_unreadable(part) is not None:  # (safetensors says "No such file" of a file it may not read)
+            raise cannot_read(part, f"the recovery cache entry {directory}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -57,5 +60,6 @@ def save(directory: Path, key: dict, params: dict, meta: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"params.safetensors.tmp-{os.getpid()}"
     save_file({k: v.detach().to("cpu").contiguous() for k, v in params.items()}, str(tmp))
+    ordinary_mode(tmp)  # save_file writes 0600: every user of a shared cache reads it
     os.replace(tmp, directory / "params.safetensors")
     atomic_write(directory / "meta.json", json.dumps({**meta, "key": key}, indent=1, sort_keys=True))
