@@ -58,7 +58,7 @@ def check_answers(kind: str, answers: Sequence, requests: Sequence, engine: str)
             raise err
 
 
-def check_weights(model, what: str) -> None:
+def check_weights(model, what: str, remedy: str = "restore or rebuild the model") -> None:
     """NonFinite naming the first parameter of ``model`` (a torch module) holding NaN or infinity."""
     import torch
 
@@ -67,7 +67,7 @@ def check_weights(model, what: str) -> None:
             if param.is_floating_point() and not bool(torch.isfinite(param).all()):
                 count = int((~torch.isfinite(param)).sum())
                 raise NonFinite(f"{what}: weight {name} holds {count} NaN or infinite value(s) of {param.numel()}; "
-                                f"the weights are damaged: restore or rebuild the model")
+                                f"the weights are damaged: {remedy}")
 
 
 def check_forward(model, tokenizer, device: str, what: str) -> None:

@@ -98,7 +98,8 @@ class Runtime:
                 if device == "cpu":
                     share_cpu(torch, os.environ)
                 loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
-                check_weights(loaded.model, f"model {spec} ({loaded.identity.get('source')})")
+                check_weights(loaded.model, f"model {spec} ({loaded.weights_dir or loaded.identity.get('source')})",
+                              _rebuild_hint(loaded.weights_dir, self.config.cache_dir))
                 check_forward(loaded.model, loaded.tokenizer, loaded.device, f"model {spec} on {device} ({dtype})")
             except KickError as err:
                 self._models[spec] = err
@@ -354,3 +355,10 @@ def _item_of(request, items) -> str:
     text = "" if request is None else (getattr(request, "context", "") or "") + (getattr(request, "text", "") or "")
     found = next((i.id for i in items if getattr(i, "question", None) and str(i.question) in text), None)
     return "" if found is None else f" (item {found})"
+
+
+def _rebuild_hint(weights_dir, cache_dir) -> str:
+    """What to do about damaged weights: a converted copy in the cache can be converted again."""
+    if weights_dir is not None and Path(weights_dir).resolve().is_relative_to(Path(cache_dir).resolve() / "models"):
+        return f"delete {weights_dir} to convert the model again"
+    return "restore or rebuild the model"
