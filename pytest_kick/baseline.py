@@ -17,7 +17,7 @@ from typing import Callable
 
 from pytest_kick.cache_dir import locked
 from pytest_kick.errors import KickError
-from pytest_kick.files import atomic_write
+from pytest_kick.files import atomic_write, cannot_read
 from pytest_kick.hashing import json_hash
 
 FORMAT = 1
@@ -43,10 +43,17 @@ def read_result(path: Path, header: str, what: str, remedy: str) -> tuple[dict, 
     The file is never modified or deleted here."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:  # another user's intact file: never "delete it"
+        raise cannot_read(path, f"the {what}", "--kick-cache-dir" if "cache" in what else "--kick-baseline-dir") \
+            from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise KickError(f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: "
+                        f"inspect it, then {remedy}") from None
+    try:
         stored, result = data[header], TaskResult(**data["result"])
         if len(result.item_ids) != len(result.scores):
             raise ValueError("item ids and scores differ in length")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise KickError(f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: "
                         f"inspect it, then {remedy}") from None
     return stored, result

@@ -49,6 +49,27 @@ def test_corrupt_file_is_reported_and_left_alone(tmp_path):
     assert path.read_text() == "{ truncated"
 
 
+def test_an_unreadable_file_is_cannot_read_never_delete(tmp_path, monkeypatch):
+    """Another user's intact baseline (we run as root here, so the refusal is simulated where the file is read)."""
+    from pathlib import Path
+
+    store = BaselineStore(tmp_path)
+    _, _, path = store.get_or_compute("m", "factoid_qa", KEY, result)
+    real = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(KickError) as raised:
+        store.get_or_compute("m", "factoid_qa", KEY, result)
+    message = str(raised.value)
+    assert message.startswith(f"cannot read {path} (permission denied") and "dense-baseline cache" in message
+    assert "delete" not in message and "corrupt" not in message
+
+
 def test_no_temporary_files_are_left_behind(tmp_path):
     store = BaselineStore(tmp_path)
     _, _, path = store.get_or_compute("m", "factoid_qa", KEY, result)

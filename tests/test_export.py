@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -111,7 +112,11 @@ def test_the_option_exports_every_variant_of_a_run(pytester):
     exported = sorted(p.name for p in (pytester.path / "exported").iterdir())
     assert exported == ["tiny-random-llama-magnitude-0.5", "tiny-random-llama-magnitude-2of4"]
     for name in exported:
-        assert (pytester.path / "exported" / name / "model.safetensors").is_file()
+        weights = pytester.path / "exported" / name / "model.safetensors"
+        assert weights.is_file()
+        umask = os.umask(0)
+        os.umask(umask)
+        assert weights.stat().st_mode & 0o777 == 0o666 & ~umask  # a server run as another user can read it
 
 
 def test_weights_off_any_grid_are_written_dequantized_not_packed(model, tmp_path):

@@ -38,6 +38,7 @@ from pytest_kick import __version__
 from pytest_kick.compress.spec import CHECKPOINT
 from pytest_kick.compress.spec import parse as parse_spec
 from pytest_kick.errors import KickError, KickWarning
+from pytest_kick.files import ordinary_mode
 
 REPORT = "kick-compression.json"
 
@@ -92,6 +93,7 @@ def _write(loaded, spec, report, directory: Path) -> str:
             tensors.update(replaced)
             fmt = f"compressed-tensors pack-quantized ({spec.text})"
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    ordinary_mode(directory / "model.safetensors")  # save_file writes 0600: a server run as another user reads it
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     generation = getattr(model, "generation_config", None)
     if generation is not None:
