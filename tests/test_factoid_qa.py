@@ -65,6 +65,17 @@ def test_kick_scoring_reproduces_the_repo_quirks():
     assert TASK.score(inside, req2, "I don't know", Settings()) == 0.0
 
 
+def test_kick_scoring_with_shots_never_reads_the_shots_answers():
+    """The repository had no shots: an empty output must not score because a shot's answer matches the item's."""
+    settings = Settings(protocol="kick", shots=1)
+    shot = Example("s1", "Which country's capital is Accra?", ("ghana",))
+    [request] = TASK.requests([GHANA], [shot], settings)
+    assert "ghana" in request.prompt.lower()  # the shot is in the prompt ...
+    assert TASK.score(GHANA, request, "", settings) == 0.0  # ... and never scores for the item
+    assert TASK.score(GHANA, request, "Ghana", settings) == 1.0
+    assert TASK.template_hash(settings) != TASK.template_hash(Settings())
+
+
 def test_normalize():
     assert normalize("The  U.S.A.!") == "u s"  # punctuation to spaces, articles removed
     assert normalize("An Apple a day") == "apple day"

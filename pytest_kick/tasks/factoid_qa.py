@@ -4,7 +4,9 @@ Prompt and scoring of the LLM-KICK repo (VITA-Group/llm-kick, factoid_qa/main_fr
 prompt ``"Please give answer to this question: {q}\\nThe answer is "``, greedy decoding up to
 ``max_length = 3 x prompt length`` tokens, and an item counts as correct when any answer (lower-cased,
 spaces removed) is a substring of the decoded prompt + output. That is protocol ``kick``; its quirk is
-that the prompt itself is searched, so an answer that appears in the question scores.
+that the prompt itself is searched, so an answer that appears in the question scores. The repository never
+had in-context examples; with ``--kick-shots`` only the item's own prompt is searched, never the shots (whose
+answers would otherwise score an empty output).
 
 Protocol ``strict`` (default) scores only the first line of the generated continuation, normalised
 (case, punctuation, articles), and asks for some answer to occur in it as whole words. It prompts a
@@ -146,8 +148,9 @@ class FactoidQA(OneRequestPerItem):
         ]
 
     def score(self, item: Example, request: GenerationRequest, output: str, settings: Settings) -> float:
-        if settings.protocol == "kick":
-            return float(kick_match(item.answers, request.prompt + output))
+        if settings.protocol == "kick":  # the repository searches its prompt too; with shots, only the item's own
+            # (the shots' answers are in the whole prompt: an empty output would score when one matches)
+            return float(kick_match(item.answers, PROMPT.format(question=item.question) + output))
         return float(contains_answer(output.split("\n", 1)[0], item.answers))
 
     def template_hash(self, settings: Settings) -> str:
@@ -155,7 +158,8 @@ class FactoidQA(OneRequestPerItem):
             f"kick:{KICK_LENGTH_FACTOR}:uncapped" if settings.protocol == "kick"
             else f"strict:{STRICT_MAX_NEW_TOKENS}:\\n"
         )
-        return text_hash(PROMPT, SHOT, STRICT_PROMPT, STRICT_SHOT, USER_TURN, ASSISTANT_TURN, "display:title", decoding)
+        return text_hash(PROMPT, SHOT, STRICT_PROMPT, STRICT_SHOT, USER_TURN, ASSISTANT_TURN, "display:title", decoding,
+                         "kick-searches:own-prompt")
 
 
 def display(answer: str) -> str:
