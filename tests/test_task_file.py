@@ -3,6 +3,7 @@ perplexity; every malformed file is a one-line usage error naming the file, the 
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -173,11 +174,11 @@ def _readme_examples():
 
 
 @pytest.mark.parametrize("form", ["yaml", "python"])
-def test_readme_examples_register_the_task_in_under_20_lines(pytester, mc_files, form):
+def test_readme_examples_register_the_task_in_under_20_lines(pytester, form):
     yaml_text, python_text = _readme_examples()
     assert len((yaml_text if form == "yaml" else python_text).splitlines()) < 20
-    (pytester.path / "truthfulqa_mc1.jsonl").write_text(
-        (mc_files / "truthy.jsonl").read_text())
+    sample = Path(__file__).parent / "data" / "truthfulqa_generation_sample.jsonl"  # real TruthfulQA records
+    (pytester.path / "truthfulqa.jsonl").write_text(sample.read_text(encoding="utf-8"), encoding="utf-8")
     if form == "yaml":
         (pytester.path / "truthfulqa.yaml").write_text(yaml_text)
         args = ["--kick-task-file", "truthfulqa.yaml"]

@@ -1,21 +1,26 @@
 """Tasks from a YAML or TOML file (``--kick-task-file``): the common shapes, with no Python.
 
-A file holds one task (a mapping) or several (``tasks:``, a list of mappings)::
+A file holds one task (a mapping) or several (``tasks:``, a list of mappings). TruthfulQA MC1 from its
+records (``question``, ``best_answer``, ``incorrect_answers``: a list)::
 
     tasks:
-      - name: truthfulqa_mc
+      - name: truthfulqa_mc1
         type: multiple_choice          # or generation, perplexity
         data: truthfulqa.jsonl         # JSONL, CSV or Parquet, relative to this file
         template: "Q: {question}\\nA:"  # fields of each record in braces
-        choices: choices               # a list field, or a list of fields (CSV columns)
-        answer: label                  # the correct choice: its label, text, 0-based index or letter
+        choices: [best_answer, incorrect_answers]  # fields in order: a string is one choice, a list each element
+        answer: best_answer            # the correct choice: a choice field, or its label, text, 0-based index, letter
         shots: 0
 
-Few-shot and lettered choices (``examples/mmlu.yaml`` reproduces the bundled MMLU task this way): ``labels``
-lists the choices as ``A. text`` lines (``{choices}`` in the template) and scores the label; ``header`` opens
-every prompt; ``shots_from`` takes the shots from another file, ``shots_by`` those with the item's value of a field.
+``choices`` may also name one list field (``choices: choices``). Few-shot and lettered choices
+(``examples/mmlu.yaml`` reproduces the bundled MMLU task this way): ``labels`` lists the choices as ``A. text``
+lines (``{choices}`` in the template) and scores the label; ``shuffle: true`` reorders each item's choices
+(seeded per item), so the correct one is not always ``A``; ``header`` opens every prompt; ``shots_from`` takes
+the shots from another file, ``shots_by`` those with the item's value of a field.
 
-Every mistake is a KickError of one line naming the file, the line and the key.
+Every mistake is a KickError of one line naming the file, the line and the key; a record whose field is not
+what the task reads from it (a list where text is needed, a string where a list is) names the data file, its
+line and the field.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pytest_kick.tasks.simple import METRICS, Generation, TextPerplexity
 COMMON = {"name": str, "type": str, "data": str, "version": (str, int, float)}
 FEW_SHOT = {"template": str, "header": str, "shots": int, "shots_from": str, "shots_by": str, "id": str}
 SHAPES = {
-    "multiple_choice": (MultipleChoice, {**FEW_SHOT, "choices": (str, list), "answer": str, "labels": (str, list)}),
+    "multiple_choice": (MultipleChoice, {**FEW_SHOT, "choices": (str, list), "answer": str, "labels": (str, list),
+                                         "shuffle": bool}),
     "generation": (Generation, {**FEW_SHOT, "answer": str, "metric": str, "max_new_tokens": int,
                                 "stop": (str, list)}),
     "perplexity": (TextPerplexity, {"window": int}),
@@ -75,7 +81,7 @@ def _task(path: Path, values: dict, lines: dict, start: int):
         if key not in allowed:
             fail(key, f"unknown key for a {shape} task; known: {', '.join(allowed)}")
         kind = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             fail(key, f"{value!r} is not {_kind_name(kind)}")
     name = values["name"]
     if not re.fullmatch(r"[A-Za-z_][\w.-]*(:[\w.-]+)?", name):
@@ -126,7 +132,8 @@ def _task(path: Path, values: dict, lines: dict, start: int):
 
 def _kind_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({str: "a string", int: "a whole number", float: "a number", list: "a list"}[k] for k in kinds)
+    names = {str: "a string", int: "a whole number", float: "a number", list: "a list", bool: "true or false"}
+    return " or ".join(names[k] for k in kinds)
 
 
 def _yaml_entries(path: Path) -> list[tuple[dict, dict, int]]:

@@ -33,7 +33,12 @@ def read_records(path: Path) -> list[tuple[int, dict]]:
         return found
     with open(path, encoding="utf-8") as handle:  # lines as read_jsonl reads them (U+0085 inside a string is no newline)
         lines = [n for n, line in enumerate(handle, 1) if line.strip()]
-    return list(zip(lines, read_jsonl(path)))
+    found = list(zip(lines, read_jsonl(path)))
+    for line, record in found:
+        if not isinstance(record, dict):
+            kind = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(type(record), "a number")
+            raise KickError(f"{path}:{line}: a record is a JSON object ({{\"field\": value, ...}}), not {kind}")
+    return found
 
 
 def _parquet(path: Path) -> list[tuple[int, dict]]:

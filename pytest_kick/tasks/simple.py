@@ -44,8 +44,37 @@ class TextItem:
     fields: tuple[tuple[str, str], ...] = ()
 
 
-def _fields(record: dict) -> tuple[tuple[str, str], ...]:
-    return tuple((k, v if isinstance(v, str) else str(v)) for k, v in record.items())
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names = {str: "a string", list: "a list", tuple: "a list", dict: "a mapping"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _text(value, path: Path, line: int, key: str, use: str) -> str:
+    """A record's value where a template, an answer, a choice or an id needs text: a string, or a number written
+    out; anything else (a list, a mapping, null, true/false) is an error naming the file, the line and the key."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise KickError(f"{path}:{line}: field {key!r} is {_kind(value)}; {use}")
+
+
+def _fields(record: dict, path: Path, line: int, used: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+    """The record's fields as text for the templates: strings, and numbers written out. A field in ``used`` that
+    is not text is an error (see _text); other non-text fields are left out, never written as their repr."""
+    found = []
+    for key, value in record.items():
+        if key in used:
+            found.append((key, _text(value, path, line, key, "a template field needs text (a string or a number)")))
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            found.append((key, str(value)))
+    return tuple(found)
 
 
 class _FileTask:
@@ -80,13 +109,18 @@ class _FileTask:
             return f"{self.name}-{index}" if path == self.data else f"{self.name}-shot-{index}"
         if self.id_field not in record:
             raise KickError(f"{path}:{line}: record lacks the id field {self.id_field!r}")
-        return str(record[self.id_field])
+        return _text(record[self.id_field], path, line, self.id_field, "id: names a field of unique item ids "
+                                                                       "(strings or numbers)")
 
-    def _check_template(self, line: int, record: dict, path: Path, extra: Sequence[str] = ()) -> None:
+    def _template_fields(self, line: int, record: dict, path: Path, extra: Sequence[str] = ()):
+        """The record's text fields (_fields), once every field the templates and ``shots_by`` use, but those
+        in ``extra`` (filled in by the task), is there and is text."""
         used = fields_of(self.template) + fields_of(self.header) + ([self.shots_by] if self.shots_by else [])
-        missing = [f for f in dict.fromkeys(used) if f not in record and f not in extra]
+        used = [f for f in dict.fromkeys(used) if f not in extra]
+        missing = [f for f in used if f not in record]
         if missing:
             raise KickError(f"{path}:{line}: record lacks {', '.join(missing)} (used by the template)")
+        return _fields(record, path, line, used)
 
     def prompt(self, item) -> str:
         return render(self.template, dict(item.fields))
@@ -175,14 +209,18 @@ class Generation(_FileTask):
         self.answer, self.metric, self.max_new_tokens, self.stop = answer, metric, max_new_tokens, tuple(stop)
 
     def item(self, line: int, record: dict, index: int, path: Path) -> TextItem:
-        self._check_template(line, record, path)
+        fields = self._template_fields(line, record, path)
         if self.answer not in record:
             raise KickError(f"{path}:{line}: record lacks the answer field {self.answer!r}")
         value = record[self.answer]
-        answers = tuple(str(a) for a in (value if isinstance(value, list) else [value]))
+        value = value.tolist() if hasattr(value, "tolist") else value  # a Parquet list column read by datasets
+        use = "answer: names a field holding one answer (text) or a list of answers"
+        if isinstance(value, list):
+            answers = tuple(_text(a, path, line, f"{self.answer}[{n}]", use) for n, a in enumerate(value))
+        else:
+            answers = (_text(value, path, line, self.answer, use),)
         if not answers or not all(a.strip() for a in answers):
             raise KickError(f"{path}:{line}: the answer field {self.answer!r} is empty")
-        fields = _fields(record)
         return TextItem(self._id(line, record, index, path), render(self.template, dict(fields)), answers, fields)
 
     def evaluate(self, items, shots, settings: Settings, run):
