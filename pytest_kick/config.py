@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pytest_kick import compress, tasks
+from pytest_kick import compress, extensions, tasks
 from pytest_kick.compress import spec
-from pytest_kick.compress.checkpoint_header import check_checkpoint
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
 from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_search import search_settings
-from pytest_kick.config_served import served_settings
+from pytest_kick.config_served import engine_settings
 from pytest_kick.config_values import whole_number as _int
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
@@ -70,7 +69,7 @@ class KickConfig:
     compressed: Path | None = None
     calib_samples: int = 128
     calib_seqlen: int = 512
-    engine: str = "local"  # or "openai-completions"
+    engine: str = "local"  # an engine's name (extensions.engines): local, openai-completions, or a registered one
     base_url: str | None = None  # openai-completions: the dense model's server
     compressed_url: str | None = None  # openai-completions: the compressed model's server (variant "served")
     timeout: float = 600.0  # openai-completions: seconds per reply
@@ -217,6 +216,27 @@ def _output(flag: str, path: Path | None, directory: bool = False) -> Path | Non
     return path
 
 
+def _compressed_dir(flag, compressed: Path | None, compressors: tuple[str, ...]) -> Path | None:
+    """--kick-compressed DIR, read by the compressors that load a compressed model (scope ``load``: checkpoint),
+    checked now by their ``check`` (its safetensors headers) so a damaged one is a usage error."""
+    readers = [c for c in compressors if compress.info(c).scope == "load"]
+    if compressed is None:
+        if readers:
+            raise KickError(f"{flag('compressor')} {readers[0]} needs --kick-compressed DIR (the compressed model)")
+        return None
+    if not compressed.is_dir():
+        raise KickError(f"{flag('compressed')}: {compressed} is not a directory")
+    if not readers:
+        loaders = [c for c in compress.names() if compress.info(c).scope == "load"]
+        raise KickError(f"{flag('compressed')} is gated by the {' or '.join(loaders)} compressor: add {loaders[0]} to "
+                        f"{flag('compressor')}")
+    for name in readers:
+        check = getattr(compress.info(name), "check", None)
+        if check:
+            extensions.resolve(check, f"compressor {name}'s check")(compressed, flag("compressed"))
+    return compressed
+
+
 def raw_values(get_option: Callable[[str], str | None], get_ini: Callable[[str], str | None]) -> tuple[dict, set]:
     """Each option's text, and the names whose text came from the ini file: the command line wins over
     the ini file, which wins over the default. A TOML list (``kick_ratio = [0.3, 0.5]``) reads as a comma list."""
@@ -303,21 +323,15 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         ratios = tuple(dict.fromkeys(parse_ratio(flag("ratio"), r) for r in _split(flag("ratio"), text["ratio"])))
         if not ratios:
             raise KickError(f"{flag('ratio')}: give at least one ratio, e.g. 0.5, 2:4 or w4g128")
-    served = served_settings(values, text, flag, from_ini)
-    compressors = () if served else _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
-    variants = served.pop("variants") if served else pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
-    found = search_settings(text, flag, _bool, ratios is not None, compressors, variants, bool(served))
+    engine, served = engine_settings(values, text, flag, from_ini)
+    if engine.local_weights:
+        compressors = _names(flag("compressor"), text["compressor"], compress.names(), "compressor")
+        variants = pair_variants(compressors, ratios, flag("ratio"), flag("compressor"))
+    else:  # the server's variants: nothing is compressed here
+        compressors, variants = (), served.pop("variants")
+    found = search_settings(text, flag, _bool, ratios is not None, compressors, variants, engine)
     variants = found.pop("variants")
-    compressed = path("compressed")
-    if compressed is not None:
-        if not compressed.is_dir():
-            raise KickError(f"{flag('compressed')}: {compressed} is not a directory")
-        if "checkpoint" not in compressors:
-            raise KickError(f"{flag('compressed')} is gated by the checkpoint compressor: add checkpoint to "
-                            f"{flag('compressor')}")
-        check_checkpoint(compressed, flag("compressed"))  # its safetensors headers, before anything runs
-    elif "checkpoint" in compressors:
-        raise KickError(f"{flag('compressor')} checkpoint needs --kick-compressed DIR (the compressed model)")
+    compressed = _compressed_dir(flag, path("compressed"), compressors)
     task_names = tasks.names()
     limit = None if text["limit"] is None else _int(flag("limit"), text["limit"], 1)
 
@@ -330,7 +344,7 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
             raise KickError(f"{flag(switch)} applies to baseline files: give --kick-baseline-dir DIR too")
 
     chosen_tasks = parse_tasks(flag("tasks"), text["tasks"])
-    judge = judge_settings(values, text, flag, [tasks.get(t).family for t in chosen_tasks])
+    judge = judge_settings(values, text, flag, [tasks.get(t) for t in chosen_tasks])
     return KickConfig(
         models=tuple(dict.fromkeys(models)),
         compressors=compressors,
@@ -358,9 +372,9 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         calib_samples=_int(flag("calib-samples"), text["calib-samples"], 1),
         calib_seqlen=_int(flag("calib-seqlen"), text["calib-seqlen"], 8),
         engine=text["engine"],
-        **(served or {}),
+        **served,
         export=path("export"),
         **judge,
-        **recover_settings(values, text, flag, from_ini, path, text["engine"]),
+        **recover_settings(values, text, flag, from_ini, path, engine),
         **found,
     )

@@ -1,9 +1,10 @@
 """Validation of the judge options (--kick-judge and its --kick-judge-* companions), for config.build.
 
-Everything a judge needs is checked here, before any model loads: the spelling, the ``openai`` package
-for an ``openai:`` judge, its URL, the key's environment variable (its name only: a key is never read
-into a message), and a ``local:`` judge's model name. Messages name what the user wrote, as every
-config message does.
+Everything a judge needs is checked here, before any model loads: the spelling (a judge of the registry,
+``extensions.judges``), the options it takes, that a judged task is selected, then the judge's own
+``settings``: for ``openai:`` the ``openai`` package, its URL, the key's environment variable (its name only:
+a key is never read into a message), for ``local:`` the model's name. Messages name what the user wrote, as
+every config message does.
 """
 
 from __future__ import annotations
@@ -12,41 +13,62 @@ import importlib.util
 import os
 from urllib.parse import urlsplit
 
+from pytest_kick import extensions, tasks as registry_tasks
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
 
-JUDGED_FAMILIES = ("summarization", "instruction")
 INSTALL = "pip install 'pytest-kick[judge]'"
+OPTIONS = ("judge-url", "judge-key-env", "judge-concurrency")  # the --kick-judge-* options a judge may take
 
 
-def judge_settings(values: dict, text: dict, flag, families: list[str]) -> dict:
+def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     """The KickConfig fields of the judge: judge, judge_url, judge_key_env, judge_concurrency.
 
-    ``families`` are the task families the session gates (a judge that scores none of them is a mistake).
+    ``chosen`` are the tasks the session gates (a judge that scores none of them is a mistake). The judge's
+    own checks are its registry entry's ``settings`` (the bundled ones below).
     """
-    from pytest_kick.judge import parse_spec
+    from pytest_kick.judge import entry as judge_entry, judgeable, parse_spec
 
     try:
         spec = parse_spec(text["judge"])
     except KickError as err:
         raise KickError(f"{flag('judge')}: {str(err).split(': ', 1)[-1]}") from None
-    given = [name for name in ("judge-url", "judge-key-env", "judge-concurrency") if values.get(name) is not None]
-    if spec.kind != "openai" and given:
-        raise KickError(f"{flag(given[0])} applies to an openai:<model> judge, not {flag('judge')} {text['judge']}")
+    judge = judge_entry(spec)
+    given = [name for name in OPTIONS if values.get(name) is not None and name not in getattr(judge, "options", ())]
+    if given:
+        takers = [e.form.split(" (")[0] for e in extensions.judges.entries().values()
+                  if given[0] in getattr(e, "options", ())]
+        raise KickError(f"{flag(given[0])} applies to an {' or '.join(takers)} judge, not {flag('judge')} "
+                        f"{text['judge']}")
     found = {"judge": text["judge"].strip(), "judge_url": None, "judge_key_env": None,
              "judge_concurrency": whole_number(flag("judge-concurrency"), text["judge-concurrency"], 1)}
-    if spec.kind == "rouge":
+    if judge.backend is None:  # the tasks' own scorers
         return found
-    if not any(f in JUDGED_FAMILIES for f in families):
-        raise KickError(f"{flag('judge')} scores summarization and instruction, and {flag('tasks')} selects neither")
-    if spec.kind == "local":
-        from pytest_kick.models import registry
+    if not any(judgeable(t) for t in chosen):
+        families = list(dict.fromkeys(t.family for t in map(registry_tasks.get, registry_tasks.names())
+                                      if judgeable(t))) or ["no registered task"]
+        names = " and ".join(filter(None, [", ".join(families[:-1]), families[-1]]))
+        raise KickError(f"{flag('judge')} scores {names}, and {flag('tasks')} selects "
+                        f"{'neither' if len(families) == 2 else 'none of them'}")
+    settings = getattr(judge, "settings", None)
+    if settings:
+        found.update(extensions.resolve(settings, f"judge {judge.name}")(values, text, flag, spec.model))
+    return found
 
-        try:
-            registry.resolve(spec.model)
-        except KickError as err:
-            raise KickError(f"{flag('judge')} local:{spec.model}: {err}") from None
-        return found
+
+def local_settings(values: dict, text: dict, flag, model: str) -> dict:
+    """A ``local:<model>`` judge: the model is one --kick-model could name."""
+    from pytest_kick.models import registry
+
+    try:
+        registry.resolve(model)
+    except KickError as err:
+        raise KickError(f"{flag('judge')} local:{model}: {err}") from None
+    return {}
+
+
+def openai_settings(values: dict, text: dict, flag, model: str) -> dict:
+    """An ``openai:<model>`` judge: the openai package, the endpoint, the key's variable (its name only)."""
     if importlib.util.find_spec("openai") is None:
         raise KickError(f"{flag('judge')} {text['judge']} needs the openai package: {INSTALL}")
     url = values.get("judge-url") or os.environ.get("OPENAI_BASE_URL")
@@ -54,7 +76,7 @@ def judge_settings(values: dict, text: dict, flag, families: list[str]) -> dict:
         raise KickError(f"{flag('judge')} {text['judge']} needs the endpoint: --kick-judge-url URL or $OPENAI_BASE_URL "
                         f"(e.g. https://api.openai.com/v1, or your vLLM / llama.cpp server's http://host:8000/v1)")
     where = flag("judge-url") if values.get("judge-url") else "$OPENAI_BASE_URL"
-    found["judge_url"] = judge_url(where, url)
+    found = {"judge_url": judge_url(where, url)}
     key_env = values.get("judge-key-env")
     if key_env is not None:
         if not key_env.strip() or not key_env.replace("_", "").isalnum():

@@ -7,14 +7,16 @@ default and changes nothing. Messages name what the user wrote, as every config 
 
 from __future__ import annotations
 
+from pytest_kick import extensions
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
-from pytest_kick.recover.spec import SIZES, parse_methods, parse_sizes
+from pytest_kick.recover.spec import BUNDLED, methods as known_methods, parse_methods, parse_sizes
 
 
-def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str) -> dict:
+def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> dict:
     """The KickConfig fields of the recovery options (``values``: as given, None when not; ``text``: with
-    defaults filled in). Settings from the ini file without a method are defaults for runs that recover."""
+    defaults filled in; ``engine``: the --kick-engine entry). Settings from the ini file without a method are
+    defaults for runs that recover."""
     try:
         methods = tuple(m for m in parse_methods(text["recover"]) if m is not None)
     except KickError as err:
@@ -23,15 +25,22 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str
     if not methods:
         given = [name for name in settings if values.get(name) is not None and name not in from_ini]
         if given:
-            raise KickError(f"{flag(given[0])} sets up recovery: add {flag('recover')} prompt, idp or lora")
+            names = known_methods()
+            raise KickError(f"{flag(given[0])} sets up recovery: add {flag('recover')} {', '.join(names[:-1])} or "
+                            f"{names[-1]}")
         return {}
+    for method in methods:  # recover/recovery.py builds its methods by name (method_for), not yet by the registry
+        if method in extensions.recovery.registered():
+            raise KickError(f"{flag('recover')} {method}: registered by {extensions.recovery.where(method)}, but "
+                            f"training builds only the bundled methods ({', '.join(m.name for m in BUNDLED)}) so far")
     import importlib.util
 
     if importlib.util.find_spec("peft") is None:
         raise KickError(f"{flag('recover')} needs peft: pip install 'pytest-kick[recover]'")
-    if engine != "local":
+    if not engine.local_weights:
+        local = [e.name for e in extensions.engines.entries().values() if e.local_weights]
         raise KickError(f"{flag('recover')} trains parameters on the model in this process; it needs "
-                        f"--kick-engine local")
+                        f"--kick-engine {' or '.join(local)}")
     steps = whole_number(flag("recover-steps"), text["recover-steps"], 1)
     seqlen = whole_number(flag("recover-seqlen"), text["recover-seqlen"], 1)
     lr = None
@@ -50,13 +59,13 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine: str
             raise KickError(f"{flag('recover-size')}: {str(err).removeprefix('--kick-recover-size: ')}") from None
         for method, values in sizes.items():
             for name, value in values.items():
-                if name != "targets" and value < 1:
+                if isinstance(value, int) and value < 1:
                     raise KickError(f"{flag('recover-size')}: {method}.{name} must be at least 1 (got {value})")
-                if name == "targets" and not value:
-                    raise KickError(f"{flag('recover-size')}: lora.targets names no module")
+                if isinstance(value, str) and not value:
+                    raise KickError(f"{flag('recover-size')}: {method}.{name} names nothing")
     data = path("recover-data")
     if data is not None and not data.is_dir():
         raise KickError(f"{flag('recover-data')}: {data} is not a directory; give one holding *.jsonl files "
                         f"with a \"text\" field")
     return {"recover": methods, "recover_data": data, "recover_steps": steps, "recover_lr": lr,
-            "recover_sizes": {m: dict(v) for m, v in sizes.items() if m in SIZES}, "recover_seqlen": seqlen}
+            "recover_sizes": {m: dict(v) for m, v in sizes.items()}, "recover_seqlen": seqlen}

@@ -15,15 +15,14 @@ MAX_RESOLUTION = 0.2  # the coarse grid's spacing: a coarser step would leave no
 
 def searchable(name: str) -> bool:
     """Pruners search a sparsity, weight-only quantizers a bit width; int8 (w8a8 only) and a checkpoint have
-    one setting and nothing to search."""
-    info = compress.info(name)
-    return "sparsity" in info.kinds or ("quant" in info.kinds and info.act_bits is None)
+    one setting and nothing to search (the compressor's ``searchable``)."""
+    return compress.info(name).searchable
 
 
 def search_settings(text: dict, flag, parse_bool, explicit_ratios: bool, compressors: tuple[str, ...],
-                    variants: tuple, served: bool) -> dict:
+                    variants: tuple, engine) -> dict:
     """KickConfig fields ``search``, ``search_resolution`` and ``searched``, plus ``variants`` (the grid
-    without the default ratios of the compressors the search covers)."""
+    without the default ratios of the compressors the search covers). ``engine``: the --kick-engine entry."""
     on = parse_bool(flag("search"), text["search"])
     raw = text["search-resolution"]
     try:
@@ -36,13 +35,16 @@ def search_settings(text: dict, flag, parse_bool, explicit_ratios: bool, compres
                         f"give a sparsity step such as 0.05")
     if not on:
         return {"search": False, "search_resolution": resolution, "searched": (), "variants": variants}
-    if served:
+    if not engine.local_weights:
         raise KickError(f"{flag('search')} compresses the model in this process; it does not apply to "
-                        f"--kick-engine openai-completions")
+                        f"--kick-engine {engine.name}")
     searched = tuple(c for c in compressors if searchable(c))
     if not searched:
+        found = [compress.info(c) for c in compress.names() if searchable(c)]
+        pruners = ", ".join(c.name for c in found if not c.quantizer)
+        quantizers = ", ".join(c.name for c in found if c.quantizer)
         raise KickError(f"{flag('search')}: none of {', '.join(compressors)} has a level to search; search a "
-                        f"pruner (magnitude, wanda, sparsegpt: sparsity) or a quantizer (gptq, rtn, awq: bits)")
+                        f"pruner ({pruners}: sparsity) or a quantizer ({quantizers}: bits)")
     if not explicit_ratios:
         variants = tuple((c, r) for c, r in variants if c not in searched)
     return {"search": True, "search_resolution": resolution, "searched": searched, "variants": variants}

@@ -1,32 +1,48 @@
-"""Validation of the served-model options (--kick-engine openai-completions and its URLs), for config.build.
+"""Validation of the engine options (--kick-engine, and the served engine's URLs), for config.build.
 
-A served model is not compressed in this process: its compressed variant is whatever the server behind
---kick-compressed-url serves (test id ``...-served``). Messages name what the user wrote (the flag, or the
-ini key and its file), as every config message does.
+``engine_settings`` finds the entry --kick-engine names in the registry (extensions.engines) and runs its
+``settings``; the bundled ones are below. A served model is not compressed in this process: its compressed
+variant is whatever the server behind --kick-compressed-url serves (test id ``...-served``). Messages name
+what the user wrote (the flag, or the ini key and its file), as every config message does.
 """
 
 from __future__ import annotations
 
+from pytest_kick import extensions
 from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
 
-ENGINES = ("local", "openai-completions")
+
+def engine_settings(values: dict, text: dict, flag, from_ini) -> tuple[object, dict]:
+    """(the engine entry, the KickConfig fields its settings give; ``variants`` among them for an engine
+    without local weights, whose variants are not built here)."""
+    name = text["engine"]
+    if name not in extensions.engines:
+        raise KickError(f"{flag('engine')}: {name!r} is not one of {', '.join(extensions.engines.names())}")
+    entry = extensions.engines.get(name)
+    for option in (o for e in extensions.engines.entries().values() for o in getattr(e, "options", ())):
+        if values.get(option) is not None and option not in getattr(entry, "options", ()):
+            takers = [e.name for e in extensions.engines.entries().values() if option in getattr(e, "options", ())]
+            raise KickError(f"{flag(option)} points at a server: add --kick-engine {' or '.join(takers)}")
+    settings = getattr(entry, "settings", None)
+    found = dict(extensions.resolve(settings, f"engine {name}")(values, text, flag, from_ini) or {}) if settings else {}
+    if not entry.local_weights:
+        found.setdefault("variants", ())
+    return entry, found
 
 
-def served_settings(values: dict, text: dict, flag, from_ini) -> dict | None:
-    """None for the local engine; for a served one, its KickConfig fields plus ``variants``."""
+def local_settings(values: dict, text: dict, flag, from_ini) -> dict:
+    """The local engine takes nothing beyond the common options."""
+    return {}
+
+
+def served_settings(values: dict, text: dict, flag, from_ini) -> dict:
+    """The KickConfig fields of a served engine, plus ``variants``."""
     from pytest_kick.engines.http import normalize_base_url
 
     engine = text["engine"]
-    if engine not in ENGINES:
-        raise KickError(f"{flag('engine')}: {engine!r} is not one of {', '.join(ENGINES)}")
-    urls = [flag(name) for name in ("base-url", "compressed-url") if values.get(name) is not None]
-    if engine == "local":
-        if urls:
-            raise KickError(f"{urls[0]} points at a server: add --kick-engine openai-completions")
-        return None
     if values.get("base-url") is None and values.get("baseline-dir") is None:
-        raise KickError(f"{flag('engine')} openai-completions needs --kick-base-url URL (the server of --kick-model), "
+        raise KickError(f"{flag('engine')} {engine} needs --kick-base-url URL (the server of --kick-model), "
                         f"or dense results in --kick-baseline-dir DIR")
     for name in ("compressor", "ratio", "compressed", "export"):
         if values.get(name) is not None and name not in from_ini:

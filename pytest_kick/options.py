@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_kick import compress, tasks
+from pytest_kick import compress, extensions, tasks
 
 
 @dataclass(frozen=True)
@@ -75,15 +75,15 @@ OPTIONS = [
            "that still matches dense: a coarse grid, then bisection; one test per (task, model, compressor). "
            "Replaces the default --kick-ratio grid of the compressors it searches", flag=True),
     Option("search-resolution", "0.05", "--kick-search: the sparsity step the bisection resolves to"),
-    Option("engine", "local", "what runs the model: local (transformers, in this process) or openai-completions "
-           "(a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp; see --kick-base-url)"),
+    Option("engine", "local", "what runs the model: " + " or ".join(f"{e.name} ({e.what})" for e in
+           extensions.engines.entries().values()) + "; a server: see --kick-base-url"),
     Option("base-url", None, "openai-completions: the server of --kick-model (dense), e.g. http://localhost:8000/v1"),
     Option("compressed-url", None, "openai-completions: the server of the compressed model, gated as the variant "
            "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)"),
     Option("timeout", "600", "openai-completions: seconds to wait for one reply before retrying"),
-    Option("judge", "rouge", "how summarization and instruction replies are scored: rouge (offline proxy), "
-           "openai:<model> (an OpenAI-compatible chat endpoint, see --kick-judge-url; pip install "
-           "'pytest-kick[judge]') or local:<model> (a --kick-model name run in this process as the judge)"),
+    Option("judge", "rouge", "how summarization and instruction replies are scored: " + ", ".join(
+           f"{e.form.split(' (')[0]} ({e.what})" for e in extensions.judges.entries().values()) +
+           "; openai: see --kick-judge-url, pip install 'pytest-kick[judge]'"),
     Option("judge-url", None, "openai: judge: the chat-completions base URL (default: $OPENAI_BASE_URL)"),
     Option("judge-key-env", None, "openai: judge: the environment variable holding the API key "
            "(default: OPENAI_API_KEY)"),
@@ -91,7 +91,8 @@ OPTIONS = [
     Option("export", None, "write each compressed variant as a checkpoint a serving engine loads "
            "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>"),
     # recovery (pytest_kick/recover): each compressed variant also evaluated after each method
-    Option("recover", "none", "comma list of recovery methods (none, prompt, idp, lora): each compressed variant is "
+    Option("recover", "none", "comma list of recovery methods (none, " + ", ".join(extensions.recovery.names()) +
+           "): each compressed variant is "
            "also gated after training each method's added parameters on the frozen compressed model "
            "(test id ...-magnitude-0.3+lora); needs peft"),
     Option("recover-data", None, "directory of *.jsonl files with a \"text\" field to train recovery on "

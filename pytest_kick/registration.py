@@ -1,6 +1,7 @@
-"""Where a session's own tasks come from: the ``pytest_kick_tasks`` hook (conftest.py, plugins), the
-``pytest_kick.tasks`` entry-point group (installed task packages), and task files (``--kick-task-file``).
-Each task is paired with where it came from, so a bad one is named in the error."""
+"""Where a session's own extensions come from. Tasks: the ``pytest_kick_tasks`` hook (conftest.py, plugins), the
+``pytest_kick.tasks`` entry-point group (installed task packages), and task files (``--kick-task-file``); each
+task is paired with where it came from, so a bad one is named in the error. Compressors, engines, judges and
+recovery methods: their entry-point groups (``pytest_kick.compressors`` ..., extensions.py)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,19 @@ import inspect
 import re
 from pathlib import Path
 
-from pytest_kick import tasks
+from pytest_kick import extensions, tasks
 from pytest_kick.errors import KickError
 
-GROUP = "pytest_kick.tasks"
+GROUP = extensions.tasks.group  # pytest_kick.tasks
+
+
+def _is_task(value) -> bool:
+    return hasattr(value, "evaluate") and hasattr(value, "name")
 
 
 def _as_tasks(value, where: str) -> list:
     """A task, a list of tasks, or a callable (class, factory) giving either."""
-    if value is None:
-        return []
-    if hasattr(value, "evaluate") and hasattr(value, "name") and not isinstance(value, type):
-        return [value]
-    if callable(value):
-        try:
-            return _as_tasks(value(), where)
-        except KickError:
-            raise
-        except Exception as err:
-            raise KickError(f"{where}: building its tasks failed: {type(err).__name__}: {err}") from None
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _as_tasks(v, where)]
-    raise KickError(f"{where}: gave {value!r}, not a task or a list of tasks")
+    return extensions.as_list(value, where, _is_task, "a task")
 
 
 def from_hook(config) -> list[tuple[object, str]]:
@@ -62,15 +54,8 @@ def _source(obj) -> tuple[str, int] | None:
 def from_entry_points() -> list[tuple[object, str]]:
     """The tasks of installed packages: entry points of group ``pytest_kick.tasks`` naming a task, a list of
     tasks, or a callable returning either."""
-    from importlib.metadata import entry_points
-
     found = []
-    for point in entry_points(group=GROUP):
-        where = f"entry point {point.name} = {point.value} (group {GROUP})"
-        try:
-            value = point.load()
-        except Exception as err:
-            raise KickError(f"{where}: cannot be loaded: {type(err).__name__}: {err}") from None
+    for value, where in extensions.entry_points(GROUP):
         found.extend((task, where, _source(task) or _source(value)) for task in _as_tasks(value, where))
     return found
 
@@ -88,27 +73,33 @@ def _declared(task, path: Path) -> tuple[str, int]:
 
 
 def register(config, values: dict, origins) -> None:
-    """Join the session's own tasks to the registry: every pytest_kick_tasks hook, every installed entry point
-    of group pytest_kick.tasks, every --kick-task-file. Only when the plugin is on (or for --help's list):
-    a run without --kick-* options loads nothing. A KickError names where the bad task came from."""
+    """Join the session's own extensions to the registries: every pytest_kick_tasks hook, every installed entry
+    point of the pytest_kick.* groups (extensions.GROUPS), every --kick-task-file. Only when the plugin is on (or
+    for --help's list): a run without --kick-* options loads nothing. A KickError names where a bad one came
+    from."""
     if values.get("model") is None and not config.option.help:
         tasks.use([])
+        extensions.reset()
         return
+    extensions.load_installed()
     files = []
     if values.get("task-file"):
         files = [origins.path("task-file", f.strip()) for f in values["task-file"].split(",") if f.strip()]
     found = from_hook(config) + from_entry_points() + from_files(files)
     tasks.use(found)
     if config.option.help:
-        _list_tasks_in_help(config)
+        _list_in_help(config, "--kick-tasks", tasks.registered())
+        _list_in_help(config, "--kick-compressor", extensions.compressors.registered())
+        _list_in_help(config, "--kick-engine", extensions.engines.registered())
+        _list_in_help(config, "--kick-judge", [extensions.judges.get(n).form for n in extensions.judges.registered()])
+        _list_in_help(config, "--kick-recover", extensions.recovery.registered())
 
 
-def _list_tasks_in_help(config) -> None:
-    """``pytest --help`` lists the registered tasks in --kick-tasks' help (its text was fixed at import)."""
-    extra = tasks.registered()
+def _list_in_help(config, flag: str, extra: list[str]) -> None:
+    """``pytest --help`` lists the registered extensions in their option's help (its text was fixed at import)."""
     parser = getattr(getattr(config, "_parser", None), "optparser", None)
     if not extra or parser is None:
         return
     for action in parser._actions:
-        if "--kick-tasks" in action.option_strings:
+        if flag in action.option_strings:
             action.help = f"{action.help} Registered here: {', '.join(extra)}."

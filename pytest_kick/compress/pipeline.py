@@ -8,9 +8,11 @@ For a calibrated compressor (Wanda, SparseGPT, GPTQ, AWQ), as in the SparseGPT /
    block runs on the captured activations, then each solver changes its weights;
 3. the block runs again, compressed, and its outputs become the next block's inputs, so every block is
    calibrated on what the compressed model before it actually produces.
-Calibration-free compressors (magnitude, RTN) go through the matrices directly; int8 replaces the linear
-layers. Every parameter a compressor changes is announced to ``DenseWeights`` first, so the dense model
-comes back by copying only those.
+Calibration-free compressors (magnitude, RTN) go through the matrices directly. How a solver is called is
+its registry entry's ``scope`` (extensions.CompressorEntry): per linear layer, per block (AWQ), once on
+all the linears (int8 replaces them), or ``load`` (a checkpoint: the solver puts the weights in itself).
+Every parameter a compressor changes is announced to ``DenseWeights`` first, so the dense model comes back
+by copying only those.
 
 Seconds are kept per phase: ``forward`` (calibration passes through blocks) and ``solver`` (computing the
 new weights), so benchmarks can show which dominates.
@@ -18,23 +20,16 @@ new weights), so benchmarks can show which dominates.
 
 from __future__ import annotations
 
-import importlib
 import time
 
-from pytest_kick.compress import info
+from pytest_kick import extensions
+from pytest_kick.compress import SCOPES, info
 from pytest_kick.compress.base import (
     CompressionReport, check_bits, check_sparsity, compressible_linears, decoder_layers,
 )
 from pytest_kick.compress.spec import Spec
 from pytest_kick.errors import KickError
 
-SOLVERS = {
-    "magnitude": ("pytest_kick.compress.magnitude", "MagnitudeSolver"),
-    "wanda": ("pytest_kick.compress.wanda", "WandaSolver"),
-    "sparsegpt": ("pytest_kick.compress.sparsegpt", "SparseGPTSolver"),
-    "gptq": ("pytest_kick.compress.gptq", "GPTQSolver"),
-    "rtn": ("pytest_kick.compress.rtn", "RTNSolver"),
-}
 CALIBRATION_BATCH = 8  # sequences per block forward
 
 
@@ -105,16 +100,20 @@ def capture(model, ids, batch: int = CALIBRATION_BATCH):
     return inputs, kwargs
 
 
-def compress(model, compressor: str, spec: Spec, dense, calibration=None, progress=None) -> CompressionReport:
+def compress(model, compressor: str, spec: Spec, dense, calibration=None, progress=None,
+             source=None) -> CompressionReport:
     """Compress ``model`` in place; ``dense`` (a DenseWeights) is told of every parameter before it changes.
 
     ``calibration``: a LongTensor [samples, seqlen] for calibrated compressors. ``progress(done, total)`` is
-    called after each block.
+    called after each block. ``source``: what a ``load`` compressor reads (--kick-compressed DIR).
     """
     meta = info(compressor)
     if not meta.accepts(spec):
         raise KickError(f"{compressor} does not take {spec.text} ({meta.what}); it takes e.g. "
                         f"{', '.join(meta.defaults)}")
+    solver = _solver(meta)
+    if meta.scope == "load":  # the solver is the whole compression: it reports what it put in
+        return solver(model, source, dense)
     started = time.perf_counter()
     blocks = _linears_by_block(model)
     stats = {"forward_seconds": 0.0, "solver_seconds": 0.0, "per_layer_seconds": []}
@@ -124,25 +123,25 @@ def compress(model, compressor: str, spec: Spec, dense, calibration=None, progre
 
         expected = {q: expected_zeros(m.weight, spec) for block in blocks for q, m in block.values()}
     undo = None
-    if compressor == "int8":
-        undo = _int8(model, blocks, dense, stats)
+    if meta.scope == "linears":
+        undo = _replace(solver, model, blocks, stats)
     elif meta.calibrated:
         if calibration is None:
             raise KickError(f"{compressor} needs calibration sequences")
-        _calibrated(model, compressor, spec, blocks, calibration, dense, stats, progress)
+        _calibrated(model, meta, solver, spec, blocks, calibration, dense, stats, progress)
     else:
-        _direct(compressor, spec, blocks, dense, stats, progress)
+        _direct(solver, spec, blocks, dense, stats, progress)
     stats["seconds"] = time.perf_counter() - started
-    return _report(compressor, spec, blocks, expected, stats, undo)
+    return _report(compressor, meta.scope, spec, blocks, expected, stats, undo)
 
 
-def _solver(compressor: str):
-    module, name = SOLVERS[compressor]
-    return getattr(importlib.import_module(module), name)
+def _solver(meta):
+    if meta.scope not in SCOPES:
+        raise KickError(f"compressor {meta.name}: scope {meta.scope!r} is not one of {', '.join(SCOPES)}")
+    return extensions.resolve(meta.solver, f"compressor {meta.name}'s solver")
 
 
-def _direct(compressor, spec, blocks, dense, stats, progress):
-    Solver = _solver(compressor)
+def _direct(Solver, spec, blocks, dense, stats, progress):
     for index, block in enumerate(blocks):
         t = time.perf_counter()
         for qualified, module in block.values():
@@ -154,7 +153,7 @@ def _direct(compressor, spec, blocks, dense, stats, progress):
             progress(index + 1, len(blocks))
 
 
-def _calibrated(model, compressor, spec, blocks, calibration, dense, stats, progress):
+def _calibrated(model, meta, solver, spec, blocks, calibration, dense, stats, progress):
     import torch
 
     layers = decoder_layers(model)
@@ -169,16 +168,13 @@ def _calibrated(model, compressor, spec, blocks, calibration, dense, stats, prog
         def forward(hidden, layer=layer, kw=kw):
             return _block_output(layer(hidden, **kw))
 
-        if compressor == "awq":
-            from pytest_kick.compress.awq import awq_block
-
-            dense.remember(_awq_candidates(layer, _block_prefix(blocks[index])))
+        if meta.scope == "block":  # e.g. AWQ: scales folded into norms and earlier linears, then quantized
+            dense.remember(_block_parameters(layer, _block_prefix(blocks[index])))
             t = time.perf_counter()
-            _note(stats, awq_block(layer, inputs, forward, spec))
+            _note(stats, solver(layer, inputs, forward, spec))
             stats["solver_seconds"] += time.perf_counter() - t
         else:
-            Solver = _solver(compressor)
-            solvers = {rel: Solver(module) for rel, (_, module) in blocks[index].items()}
+            solvers = {rel: solver(module) for rel, (_, module) in blocks[index].items()}
             handles = [module.register_forward_hook(_feeder(solvers[rel]))
                        for rel, (_, module) in blocks[index].items()]
             t = time.perf_counter()
@@ -191,10 +187,10 @@ def _calibrated(model, compressor, spec, blocks, calibration, dense, stats, prog
                     h.remove()
             stats["forward_seconds"] += time.perf_counter() - t
             t = time.perf_counter()
-            for rel, solver in solvers.items():
+            for rel, one in solvers.items():
                 dense.remember([blocks[index][rel][0] + ".weight"])
-                _note(stats, solver.apply(spec))
-                getattr(solver, "free", lambda: None)()
+                _note(stats, one.apply(spec))
+                getattr(one, "free", lambda: None)()
             stats["solver_seconds"] += time.perf_counter() - t
         t = time.perf_counter()
         with torch.inference_mode():  # the compressed block's outputs feed the next block, in place:
@@ -218,17 +214,17 @@ def _block_prefix(block: dict) -> str:
     return qualified[: -len(relative) - 1]
 
 
-def _awq_candidates(layer, prefix: str) -> list[str]:
-    """Every parameter of a block: AWQ folds scales into norms and earlier linears as well as quantizing."""
+def _block_parameters(layer, prefix: str) -> list[str]:
+    """Every parameter of a block: a block solver (AWQ) folds scales into norms and earlier linears as well as
+    quantizing."""
     return [f"{prefix}.{name}" for name, _ in layer.named_parameters()]
 
 
-def _int8(model, blocks, dense, stats):
-    from pytest_kick.compress.int8 import replace_linears
-
+def _replace(solver, model, blocks, stats):
+    """A ``linears`` solver (int8) swaps every linear for its own module; it returns the undo."""
     t = time.perf_counter()
     linears = {q: m for block in blocks for q, m in block.values()}
-    undo = replace_linears(linears, model)
+    undo = solver(linears, model)
     stats["solver_seconds"] += time.perf_counter() - t
     return undo
 
@@ -245,12 +241,12 @@ def _zeros(weight) -> int:
     return int((weight == 0).sum().item())
 
 
-def _report(compressor, spec, blocks, expected_zeros, stats, undo) -> CompressionReport:
+def _report(compressor, scope, spec, blocks, expected_zeros, stats, undo) -> CompressionReport:
     per_layer, zeros, total, expected, levels = {}, 0, 0, {}, {}
     for block in blocks:
         for qualified, module in block.values():
             weight = getattr(module, "weight", None)
-            if weight is None or compressor == "int8":  # int8 leaves the dense weights in place
+            if weight is None or scope == "linears":  # replaced modules (int8): the dense weights stay in place
                 continue
             z, size = _zeros(weight), weight.numel()
             per_layer[qualified] = z / size
@@ -273,6 +269,6 @@ def _report(compressor, spec, blocks, expected_zeros, stats, undo) -> Compressio
     elif spec.kind == "quant" and levels:
         check_bits(report, levels, spec.bits)
         report.bits = max(1, max(levels.values()) - 1).bit_length()
-    elif compressor == "int8":
-        report.bits = 8
+    elif scope == "linears" and spec.kind == "quant":
+        report.bits = spec.bits
     return report

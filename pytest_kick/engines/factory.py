@@ -1,6 +1,10 @@
-"""Which engine answers a case: the local engine on the loaded model, or a server (--kick-engine
-openai-completions), the dense model at --kick-base-url and the compressed variant ``served`` at
---kick-compressed-url. A served model is never loaded here: only its tokenizer is, from --kick-model."""
+"""Which engine answers a case: the engines by name (``BUNDLED``, plus the ones installed packages register
+under the ``pytest_kick.engines`` entry-point group: ``extensions.engines``), and ``Engines``, which builds
+each model's engine once through the entry ``--kick-engine`` names.
+
+Bundled: ``local`` (the local engine on the model loaded in this process), and ``openai-completions`` (a
+server: the dense model at --kick-base-url and the compressed variant ``served`` at --kick-compressed-url).
+A served model is never loaded here: only its tokenizer is, from --kick-model."""
 
 from __future__ import annotations
 
@@ -8,8 +12,61 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_kick import extensions
 from pytest_kick.errors import KickError
 from pytest_kick.models import registry
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """An engine in the registry (extensions.EngineEntry documents each field)."""
+
+    name: str
+    what: str
+    local_weights: bool  # the model's weights are loaded into this process (compressors, recovery, search)
+    build: str  # "module:object": build(loaded, config, compressed) -> Engine
+    loader: str | None = None  # "module:object": loader(config, spec) -> loaded, without local weights
+    settings: str | None = None  # "module:object": settings(values, text, flag, from_ini) -> KickConfig fields
+    options: tuple[str, ...] = ()  # --kick-* names only this engine takes
+
+
+_HERE = "pytest_kick.engines.factory:"
+BUNDLED = (
+    EngineEntry("local", "transformers, in this process", True, _HERE + "local_engine",
+                settings="pytest_kick.config_served:local_settings"),
+    EngineEntry("openai-completions", "a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp", False,
+                _HERE + "served_engine", loader=_HERE + "served_model",
+                settings="pytest_kick.config_served:served_settings", options=("base-url", "compressed-url")),
+)
+
+
+class Engines:
+    """The engine of each model, built once by the --kick-engine entry: an engine on local weights runs
+    whichever variant the model is in (one per model); one without has one per variant (per server)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.entry = extensions.engines.get(config.engine)
+        self._built: dict = {}
+
+    def get(self, spec: str, loaded, compressed: bool = False):
+        key = spec if self.entry.local_weights else (spec, compressed)
+        if key not in self._built:
+            build = extensions.resolve(self.entry.build, f"engine {self.entry.name}")
+            self._built[key] = build(loaded, self.config, compressed)
+        return self._built[key]
+
+
+def local_engine(loaded, config, compressed: bool):
+    """The local engine on the model loaded in this process (whichever variant it is in)."""
+    from pytest_kick.engines.local import LocalEngine
+
+    return LocalEngine(loaded.model, loaded.tokenizer, loaded.device, config.batch_size, loaded.dtype)
+
+
+def served_engine(loaded, config, compressed: bool):
+    """The served engine of the dense model's server or of the compressed one's."""
+    return loaded.engine(compressed)
 
 
 @dataclass

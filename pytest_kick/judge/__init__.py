@@ -9,7 +9,10 @@
     errors.py     when judge errors turn a case into an error; which items a case pairs
     session.py    the session's judge (--kick-judge): its backend, the judged tasks, what it spent
 
-``parse_spec`` reads a ``--kick-judge`` value; ``build_scorer`` makes the scorer for one task.
+``parse_spec`` reads a ``--kick-judge`` value; ``build_scorer`` makes the scorer for one task. The judges by
+name are the registry's (``extensions.judges``): ``BUNDLED`` below, plus the ones installed packages register
+under the ``pytest_kick.judges`` entry-point group. A task is judged when it holds a ``scorer`` and a
+``variant`` (the scorer seam of tasks/scorers.py: summarization, instruction), unless it says ``judged = False``.
 """
 
 from __future__ import annotations
@@ -18,28 +21,66 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pytest_kick import extensions
 from pytest_kick.errors import KickError
 
-KINDS = ("rouge", "openai", "local")
 DEFAULT_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
+class JudgeEntry:
+    """A judge in the registry (extensions.JudgeEntry documents each field)."""
+
+    name: str
+    what: str
+    form: str  # how --help and errors spell it: "openai:<model> (e.g. openai:gpt-4)"
+    backend: str | None  # None: the task's own scorer; else "module:object", backend(model, config, ui, worker_id)
+    takes_model: bool = True
+    options: tuple[str, ...] = ()  # the --kick-judge-* options it takes
+    settings: str | None = None  # "module:object": settings(values, text, flag, model) -> KickConfig fields
+
+
+BUNDLED = (
+    JudgeEntry("rouge", "the task's ROUGE scorer, an offline proxy", "rouge", None, takes_model=False),
+    JudgeEntry("openai", "an OpenAI-compatible chat endpoint", "openai:<model> (e.g. openai:gpt-4)",
+               "pytest_kick.judge.session:openai_judge", options=("judge-url", "judge-key-env", "judge-concurrency"),
+               settings="pytest_kick.config_judge:openai_settings"),
+    JudgeEntry("local", "a --kick-model run in this process", "local:<model> (a --kick-model name)",
+               "pytest_kick.judge.session:LocalJudgeBackend", settings="pytest_kick.config_judge:local_settings"),
+)
+
+
+@dataclass(frozen=True)
 class JudgeSpec:
-    kind: str  # rouge | openai | local
+    kind: str  # a judge's name: rouge | openai | local | a registered one
     model: str = ""  # the judge model: an endpoint's model name, or a --kick-model name for local
 
 
 def parse_spec(value: str) -> JudgeSpec:
-    """``rouge``, ``openai:<model>`` or ``local:<model>``; a KickError saying what is accepted otherwise."""
+    """``rouge``, ``openai:<model>``, ``local:<model>`` (or a registered judge's form); a KickError saying what is
+    accepted otherwise."""
     text = (value or "").strip()
-    if text == "rouge":
-        return JudgeSpec("rouge")
     kind, sep, model = text.partition(":")
-    if sep and kind in ("openai", "local") and model.strip():
+    entry = extensions.judges.entries().get(kind)
+    if entry is not None and entry.takes_model == bool(sep) and (model.strip() or not entry.takes_model):
         return JudgeSpec(kind, model.strip())
-    raise KickError(f"--kick-judge {value!r}: expected rouge, openai:<model> (e.g. openai:gpt-4) "
-                    "or local:<model> (a --kick-model name)")
+    forms = [e.form for e in extensions.judges.entries().values()]
+    raise KickError(f"--kick-judge {value!r}: expected {', '.join(forms[:-1])} or {forms[-1]}")
+
+
+def entry(spec: JudgeSpec):
+    return extensions.judges.get(spec.kind)
+
+
+def judgeable(task) -> bool:
+    """Whether a judge can score ``task``: it holds a scorer to replace and a variant to rebuild it from
+    (tasks/scorers.py), and does not say ``judged = False``."""
+    return hasattr(task, "scorer") and hasattr(task, "variant") and getattr(task, "judged", True)
+
+
+def judges(value: str, task) -> bool:
+    """Whether ``--kick-judge value`` replaces ``task``'s own scorer."""
+    return entry(parse_spec(value)).backend is not None and judgeable(task)
 
 
 def openai_backend(model: str, url: str | None = None, key_env: str | None = None,

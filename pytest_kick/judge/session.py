@@ -1,8 +1,9 @@
 """The judge of one kick session (``--kick-judge openai:<model>`` or ``local:<model>``), for the runtime.
 
-``JudgeSession.task(name, task)`` gives the session's version of a bundled summarization or instruction
-task: the same task built with a ``JudgeScorer`` (one per task variant, all sharing one ``Judge``, so
-one reply cache and one set of counts). Any other task is returned as it is.
+``JudgeSession.task(name, task)`` gives the session's version of a judged task (one holding a scorer and a
+variant, ``judge.judgeable``: summarization, instruction): the same task built with a ``JudgeScorer`` (one
+per task variant, all sharing one ``Judge``, so one reply cache and one set of counts). Any other task is
+returned as it is. The backend is the one the judge's registry entry names (``judge.BUNDLED``):
 
 - ``openai:<model>``: ``client.OpenAIBackend`` at ``--kick-judge-url``, key from the named variable.
 - ``local:<model>``: the model loaded on its own (never the gated model's instance, which is compressed
@@ -17,15 +18,21 @@ from __future__ import annotations
 
 import os
 
-from pytest_kick.judge import build_scorer, openai_backend, parse_spec
+from pytest_kick import extensions
+from pytest_kick.judge import build_scorer, entry, judgeable, openai_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache
 from pytest_kick.judge.client import CallableBackend, Traffic
 from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
 
-JUDGED = ("summarization", "instruction")
 JUDGE_STATS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
                "unreadable", "failed_asks")
 COUNTS = JUDGE_STATS + ("items", "item_errors", "order_pairs", "order_disagreements")
+
+
+def openai_judge(model: str, config, ui, worker_id: str | None):
+    """An ``openai:<model>`` judge: the endpoint at --kick-judge-url, its key from the named variable."""
+    return openai_backend(model, url=config.judge_url, key_env=config.judge_key_env,
+                          concurrency=config.judge_concurrency)
 
 
 class LocalJudgeBackend:
@@ -95,19 +102,16 @@ class JudgeSession:
     def __init__(self, config, ui, worker_id: str | None = None):
         self.config = config
         self.spec = parse_spec(config.judge)
-        if self.spec.kind == "openai":
-            backend = openai_backend(self.spec.model, url=config.judge_url, key_env=config.judge_key_env,
-                                     concurrency=config.judge_concurrency)
-        else:
-            backend = LocalJudgeBackend(self.spec.model, config, ui, worker_id)
+        make = extensions.resolve(entry(self.spec).backend, f"judge {self.spec.kind}")
+        backend = make(self.spec.model, config, ui, worker_id)
         self.judge = Judge(backend, ReplyCache(config.cache_dir), DEFAULT_REASKS)
         self._tasks: dict = {}
         self._taken = dict.fromkeys(COUNTS, 0)
 
     def task(self, name: str, task):
         """``task`` scored by this judge (a new instance; the registry's stays as it is), or ``task`` itself
-        when the judge does not score its family."""
-        if getattr(task, "family", None) not in JUDGED or not hasattr(task, "variant"):
+        when it has no scorer for a judge to replace."""
+        if not judgeable(task):
             return task
         if name not in self._tasks:
             scorer = build_scorer(task.family, task.variant, self.config.protocol, None, None, judge=self.judge)

@@ -5,10 +5,11 @@ language-modelling objective: ``prompt`` (soft-prompt tuning), ``idp`` (Inferenc
 Prompting: a pool of short soft prompts, one chosen per input by attention) and ``lora`` (low-rank
 adapters on decoder-block linears, unmerged). :func:`recover` trains one (or loads it from the cache);
 ``Recovery.applied(model)`` puts it on the model around an evaluation and takes it off exactly.
-No torch is imported until a method is built.
+No torch is imported until a method is built. The methods are the registry's (``extensions.recovery``:
+``spec.BUNDLED``, plus the entry-point group ``pytest_kick.recovery``).
 """
 
 from pytest_kick.recover.recovery import Recovery, parameter_count, recover
-from pytest_kick.recover.spec import METHODS, RecoverySpec, parse_methods, parse_sizes
+from pytest_kick.recover.spec import RecoverySpec, methods, parse_methods, parse_sizes
 
-__all__ = ["METHODS", "Recovery", "RecoverySpec", "parameter_count", "parse_methods", "parse_sizes", "recover"]
+__all__ = ["Recovery", "RecoverySpec", "methods", "parameter_count", "parse_methods", "parse_sizes", "recover"]

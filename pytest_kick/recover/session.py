@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from pytest_kick.recover.spec import RecoverySpec
+from pytest_kick.recover.spec import RecoverySpec, reference
 
 
 class Recoveries:
@@ -86,7 +86,7 @@ class Recoveries:
         from pytest_kick.recover.outcome import outcome
 
         rec = self.get(case, loaded)
-        lora = parameter_count(loaded.model, self.spec("lora"))
+        lora = parameter_count(loaded.model, self.spec(reference()))  # the count the others are reported against
         figures = tuple(tasks.figure(task, r.scores) for r in (dense, compressed, recovered))
         result = outcome(dense.scores, compressed.scores, recovered.scores, figures, task.higher_is_better, seconds)
         return {**rec.record(lora), **result.as_record(), "compressed": figures[1], "recovered": figures[2],
