@@ -1,33 +1,28 @@
-"""The per-process state of a kick session: loaded models, which compressed variant each one is in,
-task data, and dense baselines. Fixtures call into one Runtime; it hands each layer what it needs.
+"""The per-process state of a kick session: it hands each layer what it needs. Fixtures call into one Runtime.
 
-A model is loaded once per process. Compressed variants are derived from it in place and undone by
-copying back the dense weights, so any number of (compressor, ratio) cases cost one model in memory
-plus one copy of its decoder linears; items are ordered so each variant is built once per process.
+Its parts, one job each: the loaded models and the variant each is in (models/pool.py), each model's engine
+(engines/factory.py, by the --kick-engine entry of the registry), the dense baselines (dense.py), the judge
+(judge/session.py), recovery (recover/session.py), flip reports (flip_report.py). The Runtime itself keeps
+the session's tasks and their data, and evaluates a case: a task's requests answered by its model's engine.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import os
 import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from pytest_kick import tasks
+from pytest_kick import flip_report, judge, tasks
 from pytest_kick.baseline import TaskResult
-from pytest_kick.compress import spec as ratio_spec
 from pytest_kick.cases import KickCase
 from pytest_kick.config import KickConfig
-from pytest_kick.errors import KickError, KickWarning
-from pytest_kick.files import atomic_write
 from pytest_kick.dense import DenseBaselines
-from pytest_kick.finite import NonFinite, check_forward, check_scores, check_weights
-from pytest_kick.gate import change
-from pytest_kick.models import registry
-from pytest_kick.tasks import flips
+from pytest_kick.engines.factory import Engines
+from pytest_kick.errors import KickError, KickWarning
+from pytest_kick.finite import NonFinite, check_scores
+from pytest_kick.models.pool import ModelPool, share_cpu  # noqa: F401  (share_cpu: imported from here by tests)
 from pytest_kick.tasks.base import Settings
 
 
@@ -41,142 +36,51 @@ class SilentUI:
         return nullcontext(lambda done, total: None)
 
 
-def share_cpu(torch, environ) -> None:
-    """Under xdist on CPU, give each worker its share of the cores: N workers with torch's default of one
-    thread per core oversubscribe the machine, and spinning intra-op threads then run many times slower."""
-    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
 class Runtime:
     def __init__(self, config: KickConfig, ui=None, worker_id: str | None = None, run_id: str = "local"):
         self.config = config
         self.ui = ui or SilentUI()
         self.worker_id = worker_id
+        self.pool = ModelPool(config, self.ui, worker_id)
+        self.engines = Engines(config)
         self.denses = DenseBaselines(self, config, run_id)
         self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
-        self._models: dict = {}
-        self._backups: dict = {}  # model -> DenseWeights
-        self._undo: dict = {}  # model -> undo of replaced modules (int8), or None
-        self._calibration: dict = {}  # model -> calibration token ids
-        self._variant: dict = {}  # model -> (compressor, ratio) currently applied, or None for dense
-        self.compression: dict = {}  # (model, compressor, ratio) -> CompressionReport
         self._data: dict = {}
         self._uses_shots: dict = {}  # task -> whether --kick-shots changes it
-        self._engines: dict = {}  # model -> engine
-        self.judges = None  # --kick-judge other than rouge: judge/session.py, built on first use
+        self.judges = None  # a judge replacing the tasks' scorers (--kick-judge): judge/session.py, on first use
         self._compressed: dict = {}  # (model, compressor, ratio, task, recovery) -> (TaskResult, seconds per item)
         self._recoveries = None  # recover.session.Recoveries, with --kick-recover
 
-    # --- models and variants ------------------------------------------------------------------
+    # --- models, variants and engines (models/pool.py, engines/factory.py) ------------------------
 
     def model(self, spec: str):
         """The loaded model; a load that failed fails every later call the same way, without retrying."""
-        if isinstance(self._models.get(spec), KickError):
-            raise self._models[spec]
-        if spec not in self._models and self.config.engine != "local":  # a server's model: its tokenizer only
-            from pytest_kick.engines.factory import served_model
-
-            try:
-                self._models[spec], self._variant[spec] = served_model(self.config, spec), None
-            except KickError as err:
-                self._models[spec] = err
-                raise
-        if spec not in self._models:
-            import torch
-
-            from pytest_kick.models.devices import pick_device, pick_dtype
-            from pytest_kick.models.loading import load
-
-            try:
-                device = pick_device(
-                    self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
-                    lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
-                )
-                dtype = pick_dtype(self.config.dtype, device)
-                if device == "cpu":
-                    share_cpu(torch, os.environ)
-                loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
-                check_weights(loaded.model, f"model {spec} ({loaded.weights_dir or loaded.identity.get('source')})",
-                              _rebuild_hint(loaded.weights_dir, self.config.cache_dir))
-                check_forward(loaded.model, loaded.tokenizer, loaded.device, f"model {spec} on {device} ({dtype})")
-            except KickError as err:
-                self._models[spec] = err
-                raise
-            except Exception as err:  # e.g. torch refusing the device or dtype: one line, and no retry per item
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                self._models[spec] = KickError(f"cannot load {spec} on --kick-device {self.config.device}: {first}")
-                raise self._models[spec] from None
-            self._models[spec] = loaded
-            self._variant[spec] = None
-        return self._models[spec]
+        return self.pool.model(spec)
 
     def use_variant(self, spec: str, compressor: str | None, ratio: str | None):
         """Put model ``spec`` into the asked state (dense, or compressed by compressor at ratio)."""
-        loaded = self.model(spec)
-        wanted = None if compressor is None else (compressor, ratio)
-        if self._variant[spec] == wanted:
-            return loaded
-        if self._variant[spec] is not None:
-            self._restore(spec)
-        if wanted is not None:
-            from pytest_kick.compress.base import DenseWeights
+        return self.pool.use_variant(spec, compressor, ratio)
 
-            if spec not in self._backups:
-                self._backups[spec] = DenseWeights(loaded.model, loaded.weights_dir)
-            name = registry.resolve(spec).name
-            self.ui.message(f"compressing {name} with {compressor} at {ratio}")
-            try:
-                report = self._compress(spec, loaded, compressor, ratio, f"{compressor} {ratio} {name}")
-                check_weights(loaded.model, f"{name} after {compressor} at {ratio}")  # a solver's NaN (a singular
-                # Hessian, a checkpoint's damaged tensor) ends here, not as a verdict
-            except BaseException:
-                self._restore(spec)  # a half-compressed model must never pass for dense
-                raise
-            self.compression[(spec, compressor, ratio)] = report
-            self._undo[spec] = report.undo
-            self._variant[spec] = wanted
-            self.ui.message(report.summary())
-            if self.config.export is not None:  # --kick-export: the variant as a checkpoint a server loads
-                from pytest_kick.compress.export import export
+    @property
+    def compression(self) -> dict:
+        """(model, compressor, ratio) -> the CompressionReport of each variant built in this process."""
+        return self.pool.compression
 
-                self.ui.message(export(loaded, registry.resolve(spec).name, report, self.config.export))
-        return loaded
+    @property
+    def _backups(self) -> dict:  # model -> DenseWeights (tests reach into it)
+        return self.pool.backups
 
-    def _restore(self, spec: str) -> None:
-        if self._undo.get(spec) is not None:
-            self._undo.pop(spec)()
-        if spec in self._backups:
-            self._backups[spec].restore()
-        self._variant[spec] = None
-
-    def _compress(self, model: str, loaded, compressor: str, ratio: str, label: str):
-        from pytest_kick.compress import info, pipeline
-        from pytest_kick.compress.calibration import calibration_ids
-
-        parsed = ratio_spec.parse(ratio)
-        if compressor == "checkpoint":
-            from pytest_kick.compress.checkpoint import load_into
-
-            return load_into(loaded.model, self.config.compressed, self._backups[model])
-        calibration = None
-        if info(compressor).calibrated:
-            if model not in self._calibration:  # drawn once per model, shared by every calibrated variant
-                self._calibration[model], _, _ = calibration_ids(
-                    loaded.tokenizer, self.config.calib_samples, self.config.calib_seqlen, self.config.seed,
-                    self.config.data_dir, self.ui.message)
-            calibration = self._calibration[model]
-        with self.ui.progress(f"compress {label}") as advance:
-            return pipeline.compress(loaded.model, compressor, parsed, self._backups[model],
-                                     calibration, progress=advance)
+    def engine(self, spec: str, compressed: bool = False):
+        """The engine of a model, built once by the --kick-engine entry: locally it runs whichever variant the
+        model is in; a served model has one per server, the dense and the compressed one."""
+        return self.engines.get(spec, self.model(spec), compressed)
 
     # --- tasks and their judge ----------------------------------------------------------------
 
     def task(self, name: str):
         """The session's task: the registry's, or its judged version under --kick-judge (judge/session.py)."""
         task = tasks.get(name)
-        if self.config.judge == "rouge" or getattr(task, "family", None) not in ("summarization", "instruction"):
+        if not judge.judges(self.config.judge, task):  # the task's own scorer
             return task
         if self.judges is None:
             from pytest_kick.judge.session import JudgeSession
@@ -245,26 +149,13 @@ class Runtime:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def engine(self, spec: str, compressed: bool = False):
-        """The engine of a model, built once: locally it runs whichever variant the model is in; a served
-        model (--kick-engine openai-completions) has one per server, the dense and the compressed one."""
-        loaded = self.model(spec)
-        if self.config.engine != "local":
-            return loaded.engine(compressed)
-        if spec not in self._engines:
-            from pytest_kick.engines.local import LocalEngine
-
-            self._engines[spec] = LocalEngine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size,
-                                              loaded.dtype)
-        return self._engines[spec]
-
     def evaluate(self, case: KickCase) -> TaskResult:
         """Per-item results of the case's model variant on its task: the task's requests, answered by the engine
         (with the case's recovery applied around them, if any)."""
         from pytest_kick.engines.base import Runner
 
         loaded = None
-        if self.config.engine == "local":  # a served variant is whatever its server serves
+        if self.engines.entry.local_weights:  # a served variant is whatever its server serves
             loaded = self.use_variant(case.model, case.compressor, case.ratio)
         task = self.task(case.task)
         _, shots, items = self.data(case.task)
@@ -321,33 +212,9 @@ class Runtime:
         return self.denses.get(case)
 
     def write_flips(self, case: KickCase, dense: TaskResult, compressed: TaskResult) -> Path | str:
-        """A JSONL of the items whose score changed, so a person can read what knowledge was lost."""
+        """A JSONL of the items whose score changed, so a person can read what knowledge was lost (flip_report.py)."""
         _, _, items = self.data(case.task)
-        task = self.task(case.task)
-        higher_is_better = task.higher_is_better
-        explain = getattr(task, "explain", None)  # a judged task: the judge's reasons beside each answer
-        by_id = {i.id: i for i in items}
-        path = self.config.cache_dir / "reports" / case.model_name / f"{case.task.replace(':', '-')}-{case.compressor}-{case.ratio.replace(':', 'of')}{'+' + case.recovery if case.recovery else ''}.jsonl"
-        lines = []
-        for k, item_id in enumerate(dense.item_ids):
-            d, c = dense.scores[k], compressed.scores[k]
-            what = change(d, c, higher_is_better)
-            if what is None:
-                continue
-            item = by_id.get(item_id)
-            lines.append(json.dumps({
-                "id": item_id, "change": what,
-                **flips.item_fields(item),  # multiple choice: the choices and the correct one, apart
-                "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
-                "dense_score": d, "compressed_score": c,
-                **({} if explain is None or item is None else {"dense_judge": explain(item, dense.outputs[k]),
-                                                               "compressed_judge": explain(item, compressed.outputs[k])}),
-            }, ensure_ascii=False) + "\n")
-        try:
-            atomic_write(path, "".join(lines))
-        except OSError as err:  # a read-only cache still gates; only this report is lost
-            return f"no flip report: {path.parent} is not writable ({err.strerror or err})"
-        return path
+        return flip_report.write(self.config.cache_dir, self.task(case.task), items, case, dense, compressed)
 
 
 def _item_of(request, items) -> str:
@@ -355,10 +222,3 @@ def _item_of(request, items) -> str:
     text = "" if request is None else (getattr(request, "context", "") or "") + (getattr(request, "text", "") or "")
     found = next((i.id for i in items if getattr(i, "question", None) and str(i.question) in text), None)
     return "" if found is None else f" (item {found})"
-
-
-def _rebuild_hint(weights_dir, cache_dir) -> str:
-    """What to do about damaged weights: a converted copy in the cache can be converted again."""
-    if weights_dir is not None and Path(weights_dir).resolve().is_relative_to(Path(cache_dir).resolve() / "models"):
-        return f"delete {weights_dir} to convert the model again"
-    return "restore or rebuild the model"
