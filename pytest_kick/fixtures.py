@@ -25,6 +25,7 @@ from pytest_kick import gate, tasks
 from pytest_kick.config import parse_tolerance_value
 from pytest_kick.errors import KickError, KickSessionError, KickWarning
 from pytest_kick.cases import KickCase
+from pytest_kick.record import PREFIX, Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.tasks.base import chance_levels, choices_summary, mean_chance
 
@@ -96,22 +97,17 @@ def kick_case(request) -> KickCase:
     pytest.skip(OFF)
 
 
-def _record(node, **values) -> None:
-    for key, value in values.items():
-        node.user_properties.append((f"kick_{key}", value))
-
-
 def _judge_usage(runtime: Runtime, node) -> None:
     """Add what the judge spent during this item to its ``kick_judge`` property (summed in the summary)."""
     usage = runtime.judge_usage()
     if usage is None:
         return
     for k, (key, value) in enumerate(node.user_properties):
-        if key == "kick_judge":
+        if key == PREFIX + "judge":
             node.user_properties[k] = (key, {n: v + usage[n] if isinstance(v, int) else usage[n] or v
                                              for n, v in value.items()})
             return
-    node.user_properties.append(("kick_judge", usage))
+    node.user_properties.append((PREFIX + "judge", usage))
 
 
 def _counting_judge_usage(func, runtime: Runtime, node):
@@ -131,9 +127,9 @@ def _judge_screen(runtime: Runtime, case: KickCase, node, dense, compressed=None
     """Leave the items the judge failed on out of the pairing (counted, recorded); too many: no verdict."""
     dense, compressed, screen = runtime.judged(case, dense, compressed)
     if screen is not None:
-        _record(node, judge_errors=screen.record())
+        put(node, judge_errors=screen.record())
         if screen.exceeded:
-            _record(node, verdict="judge-error")
+            put(node, verdict=Verdict.JUDGE_ERROR)
             screen.check(f"{case.task} {case.model_name} {case.label}", runtime.judge_reason())
         elif screen.left_out and warn:
             warnings.warn(KickWarning(f"{case.task} {case.model_name} {case.label}: {screen.note()}"), stacklevel=4)
@@ -149,7 +145,7 @@ def kick_baseline(kick_runtime, request):
     def get(case: KickCase):
         _model(kick_runtime, case)
         result, status, path = kick_runtime.dense(case)
-        _record(request.node, baseline=status, baseline_path=str(path))
+        put(request.node, baseline=status, baseline_path=str(path))
         _judge_usage(kick_runtime, request.node)
         return result
 
@@ -174,9 +170,9 @@ def kick_evaluate(kick_runtime, request):
         dense = _judge_screen(kick_runtime, case, request.node, dense, warn=False)[0]  # the gate warns
         floor = _chance(kick_runtime, case, task, dense)
         if not _informative(task, dense, floor, kick_runtime.config.seed):
-            _record(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
-                    higher_is_better=task.higher_is_better, verdict=gate.INCONCLUSIVE, saved=True,
-                    chance=mean_chance(floor))
+            put(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
+                 higher_is_better=task.higher_is_better, verdict=Verdict.INCONCLUSIVE, saved=True,
+                 chance=mean_chance(floor))
             pytest.skip(f"{_inconclusive(case, task, dense, floor)}; {case.label} was neither compressed nor evaluated")
         try:
             return kick_runtime.evaluate(case)
@@ -197,10 +193,11 @@ def _inconclusive(case: KickCase, task, dense, floor) -> str:
 
 
 def _tolerance(runtime: Runtime, node, task: str) -> gate.Tolerance:
-    """Per-task option or ini value, else a @pytest.mark.kick_tolerance("10%") marker, else the default."""
+    """Per-task (or per-family) option or ini value, else a @pytest.mark.kick_tolerance("10%") marker, else the
+    default."""
     spec = runtime.config.tolerance
-    if task in spec.per_task:
-        return spec.per_task[task]
+    if task in spec.per_task or task.split(":", 1)[0] in spec.per_task:  # icrqa=10% covers icrqa:open too
+        return spec.for_task(task)
     marker = node.get_closest_marker("kick_tolerance")
     if marker is not None:
         spec = marker.args[0] if marker.args else marker.kwargs.get("spec")
@@ -216,7 +213,7 @@ def kick_gate(kick_runtime, request):
     skip as inconclusive when dense is at the task's floor. The dense item checks the dense run is sane."""
 
     @user_errors(request)
-    def check(case: KickCase, dense, compressed) -> gate.Verdict | None:
+    def check(case: KickCase, dense, compressed) -> gate.GateResult | None:
         task = kick_runtime.task(case.task)
         node = request.node
         dense, compressed, screen = _judge_screen(kick_runtime, case, node, dense,
@@ -225,10 +222,10 @@ def kick_gate(kick_runtime, request):
         _, _, items = kick_runtime.data(case.task)
         floor = _chance(kick_runtime, case, task, dense)
         # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
-        _record(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
-                higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
-                protocol=kick_runtime.settings.protocol, data_source=kick_runtime.data(case.task)[0].source,
-                chance=mean_chance(floor), choices=choices_summary(task, items))
+        put(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
+             higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
+             protocol=kick_runtime.settings.protocol, data_source=kick_runtime.data(case.task)[0].source,
+             chance=mean_chance(floor), choices=choices_summary(task, items))
         if case.is_dense:
             return _check_dense(case, task, dense, node, floor, kick_runtime.config.seed,
                                 lambda: kick_runtime.uses_shots(case.task))
@@ -242,22 +239,22 @@ def kick_gate(kick_runtime, request):
                              metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed,
                 figure=getattr(task, "figure", None))
         report = kick_runtime.compression.get(case.variant)
-        _record(node, compressed=verdict.compressed, drop=verdict.drop, threshold=verdict.threshold,
-                drop_low=verdict.drop_low, drop_high=verdict.drop_high, drop_lower_bound=verdict.drop_lower_bound,
-                p_value=verdict.p_value, stat=verdict.stat, verdict=verdict.status, lost=verdict.lost,
-                kept=verdict.kept, gained=verdict.gained, tolerance=str(tolerance),
-                details=_details(task, case, kick_runtime, compressed),
-                sparsity=None if report is None else report.achieved,
-                compression=None if report is None else report.as_record())
+        put(node, compressed=verdict.compressed, drop=verdict.drop, threshold=verdict.threshold,
+             drop_low=verdict.drop_low, drop_high=verdict.drop_high, drop_lower_bound=verdict.drop_lower_bound,
+             p_value=verdict.p_value, stat=verdict.stat, verdict=verdict.status, lost=verdict.lost,
+             kept=verdict.kept, gained=verdict.gained, tolerance=str(tolerance),
+             details=_details(task, case, kick_runtime, compressed),
+             sparsity=None if report is None else report.achieved,
+             compression=None if report is None else report.as_record())
         if case.recovery:  # what recovery regained, at what size and cost (recover/outcome.py)
-            _record(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
-        if verdict.warning and verdict.status != gate.INCONCLUSIVE:
+            put(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
+        if verdict.warning and verdict.status != Verdict.INCONCLUSIVE:
             warnings.warn(KickWarning(verdict.warning), stacklevel=4)  # at the suite test's call (check, its usage-counting wrapper, the test)
         flips = kick_runtime.write_flips(case, dense, compressed)
-        if verdict.status == gate.NOT_MATCHING:
+        if verdict.status == Verdict.NOT_MATCHING:
             note = f"\n  {screen.note()}" if screen is not None and screen.left_out else ""
             pytest.fail(f"{verdict.message}{note} ({'see ' if isinstance(flips, Path) else ''}{flips})", pytrace=False)
-        if verdict.status == gate.INCONCLUSIVE:
+        if verdict.status == Verdict.INCONCLUSIVE:
             pytest.skip(verdict.message.splitlines()[0])
         return verdict
 
@@ -285,11 +282,11 @@ def _chance(runtime, case: KickCase, task, dense):
 
 def _check_dense(case: KickCase, task, dense, node, floor, seed: int, uses_shots=lambda: True) -> None:
     if dense.outputs and not any(o.strip() for o in dense.outputs):
-        _record(node, verdict="broken")
+        put(node, verdict=Verdict.BROKEN)
         pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
                     f"items; check the model and its tokenizer", pytrace=False)
     if not _informative(task, dense, floor, seed):
-        _record(node, verdict=gate.INCONCLUSIVE)
+        put(node, verdict=Verdict.INCONCLUSIVE)
         hint = " (for small models try --kick-shots 2)" if uses_shots() else ""  # never for a task without them
         pytest.skip(f"{_inconclusive(case, task, dense, floor)}; no compressed case can show a loss{hint}")
-    _record(node, verdict="sane")
+    put(node, verdict=Verdict.SANE)

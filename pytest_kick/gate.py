@@ -14,11 +14,9 @@ from typing import Callable, Sequence
 
 from pytest_kick import stats
 from pytest_kick.finite import check_scores
+from pytest_kick.record import Verdict
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
 
-MATCHING = "matching"
-NOT_MATCHING = "not matching"
-INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,10 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    status: str  # MATCHING, NOT_MATCHING or INCONCLUSIVE
+class GateResult:
+    """The gate's answer for one case: its status and the evidence behind it."""
+
+    status: Verdict  # Verdict.MATCHING, Verdict.NOT_MATCHING or Verdict.INCONCLUSIVE
     dense: float
     compressed: float
     threshold: float
@@ -66,7 +66,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return self.status == MATCHING
+        return self.status == Verdict.MATCHING
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -110,14 +110,14 @@ def judge(
     stat: str = "point",
     seed: int = 0,
     figure: Callable[[float], float] | None = None,
-) -> Verdict:
+) -> GateResult:
     """Compare per-item scores of dense and compressed on the same items.
 
     ``floor`` is the score a model gets without knowing anything (0 for open QA, 0.25 for 4-way
     multiple choice), one level for every item or one per item (a multiple-choice set mixing 3-, 4- and
     5-choice questions: 1/3, 1/4, 1/5); None for a metric without one (perplexity). ``figure`` turns a mean per-item score
     into the task's figure (perplexity: exp of the mean log-loss); the drop is judged on figures. A dense model not significantly above it (one-sided exact binomial test at 5 %
-    for 0/1 scores) has no knowledge to lose, so no verdict can be drawn: INCONCLUSIVE, never MATCHING.
+    for 0/1 scores) has no knowledge to lose, so no verdict can be drawn: Verdict.INCONCLUSIVE, never Verdict.MATCHING.
 
     ``stat="point"`` judges the point estimate of the drop and adds a warning when the 95 % interval
     straddles the tolerance (n too small to tell). ``stat="ci"`` fails only when the drop exceeds the
@@ -148,17 +148,17 @@ def judge(
     allowed = drop_allowed(tolerance, d)  # the tolerance as a relative drop
     point_fails = (c < threshold - 1e-12) if higher_is_better else (c > threshold + 1e-12)
     if at_floor:
-        status = INCONCLUSIVE
+        status = Verdict.INCONCLUSIVE
     elif stat == "ci":
-        status = NOT_MATCHING if lower is not None and lower > allowed + 1e-12 else MATCHING
+        status = Verdict.NOT_MATCHING if lower is not None and lower > allowed + 1e-12 else Verdict.MATCHING
     else:
-        status = NOT_MATCHING if point_fails else MATCHING
+        status = Verdict.NOT_MATCHING if point_fails else Verdict.MATCHING
     if not at_floor and low is not None and low <= allowed <= high:
         warning = (f"n={n} cannot resolve a {tolerance} drop on {task}: the 95% interval of the drop "
                    f"[{low * 100:.1f}%, {high * 100:.1f}%] straddles the tolerance")
-    verdict = Verdict(status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value,
+    verdict = GateResult(status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value,
                       warning, stat)
-    return Verdict(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
+    return GateResult(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
 
 
 def informative(dense: Sequence[float], floor: float | Sequence[float] | None, higher_is_better: bool = True,
@@ -194,15 +194,15 @@ def chance_text(floor: float | Sequence[float] | None) -> str:
     return f"{_mean(levels):.3g} (mean of per-item chance {low:.3g}-{high:.3g})"
 
 
-def describe(task: str, label: str, v: Verdict, tolerance: Tolerance, metric: str,
+def describe(task: str, label: str, v: GateResult, tolerance: Tolerance, metric: str,
              floor: float | Sequence[float] | None) -> str:
     """The message a person reads when the item fails or is inconclusive."""
-    if v.status == INCONCLUSIVE:
+    if v.status == Verdict.INCONCLUSIVE:
         head = (
             f"{task}: inconclusive for {label}: dense {metric} {v.dense:.3f} (n={v.n}) is not significantly above "
             f"the task's floor ({chance_text(floor)}); a model that knows nothing here cannot show a loss"
         )
-    elif v.status == NOT_MATCHING:
+    elif v.status == Verdict.NOT_MATCHING:
         head = f"{task}: {label} is not matching dense (tolerance {tolerance})"
     else:
         head = f"{task}: {label} is matching dense (tolerance {tolerance})"

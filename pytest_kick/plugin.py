@@ -20,6 +20,7 @@ from pytest_kick import config as kick_config
 from pytest_kick import fixtures, hookspecs, registration, search_run, tasks
 from pytest_kick.errors import KickError
 from pytest_kick.cases import KickCase, cases_for
+from pytest_kick.record import Verdict, has, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.session_report import SessionReport
 from pytest_kick.terminal import TerminalUI
@@ -225,10 +226,9 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     for item in items:  # so that a case failing before its verdict still appears in every report
         case = _case(item)
         if case is not None:
-            item.user_properties.extend([("kick_task", case.task), ("kick_model", case.model_name),
-                                         ("kick_compressor", case.compressor or "dense"), ("kick_ratio", case.ratio)])
+            put(item, task=case.task, model=case.model_name, compressor=case.compressor or "dense", ratio=case.ratio)
             if case.recovery:
-                item.user_properties.append(("kick_recover", case.recovery))
+                put(item, recover=case.recovery)
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -236,8 +236,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 def pytest_report_teststatus(report, config):
     """A case with too many judge errors has no verdict: it is reported as an error, not as a failure."""
-    if report.when == "call" and report.failed and any(
-            tuple(p) == ("kick_verdict", "judge-error") for p in report.user_properties):
+    if report.when == "call" and report.failed and has(report.user_properties, "verdict", Verdict.JUDGE_ERROR):
         return "error", "E", "ERROR"
     return None
 

@@ -12,33 +12,29 @@ import math
 from pathlib import Path
 
 from pytest_kick.files import atomic_write
-from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING
+from pytest_kick.record import CaseRecord, Verdict
 from pytest_kick.judge.errors import runs
 
-STYLE = {MATCHING: "green", NOT_MATCHING: "bold red", INCONCLUSIVE: "yellow", "sane": "green", "broken": "bold red",
-         "judge-error": "bold magenta"}
+STYLE = {Verdict.MATCHING: "green", Verdict.NOT_MATCHING: "bold red", Verdict.INCONCLUSIVE: "yellow",
+         Verdict.SANE: "green", Verdict.BROKEN: "bold red", Verdict.JUDGE_ERROR: "bold magenta"}
+FORMAT = 2  # the JSON report's layout: 2 writes every CaseRecord field of every case (null when not measured)
 JUDGE_COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
                 "unreadable", "failed_asks", "items", "item_errors", "order_pairs", "order_disagreements")
 
 
-def record_from(user_properties) -> dict | None:
-    record = {key[5:]: value for key, value in user_properties if isinstance(key, str) and key.startswith("kick_")}
-    return record if "task" in record else None
-
-
-def _cell(record: dict) -> str:
-    status = record.get("verdict")
+def _cell(record: CaseRecord) -> str:
+    status = record.verdict
     style = STYLE.get(status, "")
-    if record.get("compressed") is None:
+    if record.compressed is None:
         text = "error" if status is None else status
         return f"[{style}]{text}[/]" if style else text
-    drop = record.get("drop") or 0.0
-    mark = {MATCHING: "✓", NOT_MATCHING: "✗", INCONCLUSIVE: "?"}.get(status, "")
+    drop = record.drop or 0.0
+    mark = {Verdict.MATCHING: "✓", Verdict.NOT_MATCHING: "✗", Verdict.INCONCLUSIVE: "?"}.get(status, "")
     interval = ""
-    if record.get("drop_low") is not None:
-        interval = f" CI {-record['drop_high'] * 100 + 0.0:+.0f}..{-record['drop_low'] * 100 + 0.0:+.0f}%"
-    flips = "" if record.get("lost") is None else f" -{record['lost']}/+{record['gained']}"
-    return f"[{style}]{record['compressed']:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}[/]"
+    if record.drop_low is not None:
+        interval = f" CI {-record.drop_high * 100 + 0.0:+.0f}..{-record.drop_low * 100 + 0.0:+.0f}%"
+    flips = "" if record.lost is None else f" -{record.lost}/+{record.gained}"
+    return f"[{style}]{record.compressed:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}[/]"
 
 
 def ratio_key(text) -> tuple:
@@ -78,7 +74,7 @@ BASELINE_STATUS = {  # what the baseline store said, as the summary says it (str
 }
 
 
-def baseline_lines(records: list[dict], relpath=str) -> list[str]:
+def baseline_lines(records: list[CaseRecord], relpath=str) -> list[str]:
     """Which dense baselines this run computed and which it found already done, one line per (task, model).
 
     Every item of a (task, model) records the status its own baseline call saw; the dense item may well read a
@@ -87,28 +83,28 @@ def baseline_lines(records: list[dict], relpath=str) -> list[str]:
     """
     found: dict = {}
     for r in records:
-        if r.get("baseline") in BASELINE_STATUS:
-            found.setdefault((r["task"], r["model"]), []).append(r)
+        if r.baseline in BASELINE_STATUS:
+            found.setdefault((r.task, r.model), []).append(r)
     if not found:
         return []
     order = list(BASELINE_STATUS)
     lines, done = [], 0
     for (task, model), rs in found.items():
-        best = min(rs, key=lambda r: order.index(r["baseline"]))
-        done += best["baseline"] in ("cached", "file")
-        where = f" ({relpath(best['baseline_path'])})" if best.get("baseline_path") else ""
-        lines.append(f"dense baseline: {BASELINE_STATUS[best['baseline']]} — {task} on {model}{where}")
+        best = min(rs, key=lambda r: order.index(r.baseline))
+        done += best.baseline in ("cached", "file")
+        where = f" ({relpath(best.baseline_path)})" if best.baseline_path else ""
+        lines.append(f"dense baseline: {BASELINE_STATUS[best.baseline]} — {task} on {model}{where}")
     return [f"dense baselines: {len(found) - done} computed by this run, {done} already done", *lines]
 
 
-def saved_lines(records: list[dict]) -> list[str]:
+def saved_lines(records: list[CaseRecord]) -> list[str]:
     """What dense-first saved: compressed cases skipped because their dense baseline was inconclusive."""
-    saved = [r for r in records if r.get("saved")]
+    saved = [r for r in records if r.saved]
     if not saved:
         return []
-    compressed = {(r["model"], r["compressor"], r["ratio"]) for r in records if r.get("compression")}
-    never = {(r["model"], r["compressor"], r["ratio"]) for r in saved} - compressed
-    where = ", ".join(sorted({f"{r['task']} on {r['model']}" for r in saved}))
+    compressed = {(r.model, r.compressor, r.ratio) for r in records if r.compression}
+    never = {(r.model, r.compressor, r.ratio) for r in saved} - compressed
+    where = ", ".join(sorted({f"{r.task} on {r.model}" for r in saved}))
     cases = "case was" if len(saved) == 1 else "cases were"
     return [f"dense first: {len(saved)} compressed {cases} neither compressed nor evaluated, as dense is inconclusive "
             f"({where}); {len(never)} compressed variant{'' if len(never) == 1 else 's'} never built"]
@@ -121,25 +117,20 @@ def _figure(key: str, value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def row_name(record: dict) -> str:
-    """``magnitude``, or ``magnitude+lora`` for a recovered case: one table row per recovery method."""
-    return record["compressor"] + (f"+{record['recover']}" if record.get("recover") else "")
-
-
-def recovery_lines(records: list[dict]) -> list[str]:
+def recovery_lines(records: list[CaseRecord]) -> list[str]:
     """Per recovered case: what it regained, at what size and cost, and which way the items lean."""
     lines = []
     for r in records:
-        rec = r.get("recovery")
+        rec = r.recovery
         if not rec:
             continue
         gap = "no gap to close" if rec.get("gap_closed") is None else f"gap closed {rec['gap_closed']:+.0%}"
         ratio = "" if rec.get("ratio_to_lora") is None else f" ({rec['ratio_to_lora']:.2f}x LoRA's)"
         latency = ("" if rec.get("latency_overhead") is None
-                   else f", latency {rec['latency_overhead']:+.0%} s/item vs {r['compressor']}@{r['ratio']}")
+                   else f", latency {rec['latency_overhead']:+.0%} s/item vs {r.compressor}@{r.ratio}")
         trained = "cached, trained" if rec.get("cached") else "trained"
-        lines.append(f"recovery {r['task']} {r['model']} {r['compressor']}@{r['ratio']}+{r['recover']}: "
-                     f"{rec['compressed']:.3f} -> {rec['recovered']:.3f} (dense {r.get('dense', float('nan')):.3f}), "
+        lines.append(f"recovery {r.task} {r.model} {r.compressor}@{r.ratio}+{r.recover}: "
+                     f"{rec['compressed']:.3f} -> {rec['recovered']:.3f} (dense {float('nan') if r.dense is None else r.dense:.3f}), "
                      f"{gap}; {rec['reading']}; {rec['extra_parameters']:,} extra parameters{ratio}{latency}; "
                      f"{trained} in {rec['training_seconds']:.0f} s{pool_usage(rec.get('prompt_usage'))}")
     return lines
@@ -164,21 +155,21 @@ def pool_usage(usage: dict | None) -> str:
     return f"; IDP prompt choices {', '.join(parts)}{warning}" if parts else ""
 
 
-def details_lines(records: list[dict]) -> list[str]:
+def details_lines(records: list[CaseRecord]) -> list[str]:
     """The tasks' extra figures (per-category accuracy, F1, ROUGE) per case, one line each."""
     lines = []
     for r in records:
-        details = r.get("details") if r.get("compressor") != "dense" else r.get("details_dense")
+        details = r.details_dense if r.is_dense else r.details
         if details:
-            label = "dense" if r.get("compressor") == "dense" else f"{row_name(r)}@{r['ratio']}"
+            label = r.label
             figures = ", ".join(f"{k} {_figure(k, v)}" for k, v in details.items())
-            lines.append(f"{r['task']} {r['model']} {label}: {figures}")
+            lines.append(f"{r.task} {r.model} {label}: {figures}")
     return lines
 
 
-def judge_summary(records: list[dict]) -> dict | None:
+def judge_summary(records: list[CaseRecord]) -> dict | None:
     """What the judge cost and how it went, over every case (each item records what it spent), or None."""
-    spent = [r["judge"] for r in records if isinstance(r.get("judge"), dict)]
+    spent = [r.judge for r in records if isinstance(r.judge, dict)]
     if not spent:
         return None
     found: dict = {k: sum(int(s.get(k, 0)) for s in spent) for k in JUDGE_COUNTS}
@@ -187,12 +178,12 @@ def judge_summary(records: list[dict]) -> dict | None:
     found["order_disagreement_rate"] = (found["order_disagreements"] / found["order_pairs"]
                                         if found["order_pairs"] else None)
     found["errors"] = list(dict.fromkeys(e for s in spent for e in s.get("errors") or []))[:3]
-    found["cases_with_judge_errors"] = sum(1 for r in records if (r.get("judge_errors") or {}).get("left_out"))
-    found["cases_without_verdict"] = sum(1 for r in records if (r.get("judge_errors") or {}).get("exceeded"))
+    found["cases_with_judge_errors"] = sum(1 for r in records if (r.judge_errors or {}).get("left_out"))
+    found["cases_without_verdict"] = sum(1 for r in records if (r.judge_errors or {}).get("exceeded"))
     return found
 
 
-def judge_lines(records: list[dict]) -> list[str]:
+def judge_lines(records: list[CaseRecord]) -> list[str]:
     """The judge's one-line account, then one line per case that lost items to judge errors."""
     found = judge_summary(records)
     if found is None:
@@ -206,27 +197,27 @@ def judge_lines(records: list[dict]) -> list[str]:
             + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items"))
     lines = [line]
     for r in records:
-        errors = r.get("judge_errors") or {}
+        errors = r.judge_errors or {}
         if errors.get("left_out"):
-            label = "dense" if r.get("compressor") == "dense" else f"{r['compressor']}@{r['ratio']}"
+            label = "dense" if r.is_dense else f"{r.compressor}@{r.ratio}"
             fate = "no verdict (case error)" if errors.get("exceeded") else "left out of the pairing"
             judged = runs(errors["dense"], errors.get("compressed"))
-            if errors.get("compressed") is None and r.get("compressor") != "dense":
+            if errors.get("compressed") is None and not r.is_dense:
                 judged += ", compressed not evaluated"
-            lines.append(f"judge errors: {r['task']} {r['model']} {label}: {errors['left_out']} of {errors['items']} "
+            lines.append(f"judge errors: {r.task} {r.model} {label}: {errors['left_out']} of {errors['items']} "
                          f"items {fate} ({judged})")
     if found["errors"]:
         lines.append("judge error e.g.: " + "; ".join(found["errors"]))
     return lines
 
 
-def table(records: list[dict]):
+def table(records: list[CaseRecord]):
     """rich Table: rows task x compressor, a dense column, one column per ratio."""
     from rich.table import Table
 
-    searches = {(r["task"], r["model"], r["compressor"]): r for r in records if r.get("search")}
-    records = [r for r in records if "search" not in r and not _search_skip(r)]
-    ratios = sorted({r["ratio"] for r in records if r.get("ratio") is not None}, key=ratio_key)
+    searches = {(r.task, r.model, r.compressor): r for r in records if r.search}
+    records = [r for r in records if not r.is_search]
+    ratios = sorted({r.ratio for r in records if r.ratio is not None}, key=ratio_key)
     out = Table(title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive")
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
@@ -235,19 +226,19 @@ def table(records: list[dict]):
     if searches:
         out.add_column("largest matching", no_wrap=True)
         out.add_column("largest safe", no_wrap=True)
-    dense_by = {(r["task"], r["model"]): r for r in records if r.get("compressor") == "dense"}
+    dense_by = {(r.task, r.model): r for r in records if r.is_dense}
     rows: dict = {}
     for r in records:
-        if r.get("compressor") != "dense":
-            rows.setdefault((r["task"], r["model"], row_name(r)), {})[r["ratio"]] = r
+        if not r.is_dense:
+            rows.setdefault((r.task, r.model, r.row), {})[r.ratio] = r
     keys = sorted(set(rows) | set(searches)) or sorted((t, m, "-") for t, m in dense_by)
     for task, model, compressor in keys:
         d = dense_by.get((task, model))
         if d is None:  # the dense item was not run (e.g. -k); take the dense score from any compressed item
-            d = next((r for r in rows.get((task, model, compressor), {}).values()), {})
+            d = next((r for r in rows.get((task, model, compressor), {}).values()), None)
         dense_text = dense_cell(d)
-        if d.get("verdict") in STYLE and d.get("compressor") == "dense":
-            dense_text = f"[{STYLE[d['verdict']]}]{dense_text}[/]"
+        if d.verdict in STYLE and d.is_dense:
+            dense_text = f"[{STYLE[d.verdict]}]{dense_text}[/]"
         cells = [_cell(rows[(task, model, compressor)][ratio]) if ratio in rows.get((task, model, compressor), {})
                  else "" for ratio in ratios]
         if searches:
@@ -256,44 +247,44 @@ def table(records: list[dict]):
     return out
 
 
-def dense_cell(record: dict) -> str:
+def dense_cell(record: CaseRecord) -> str:
     """'0.480 (n=102)'; an inconclusive case shows the chance level it was not above: '0.300 (n=10, chance 0.25)'."""
-    if record.get("dense") is None:
+    if record.dense is None:
         return ""
-    chance = f", chance {record['chance']:.3g}" if record.get("verdict") == INCONCLUSIVE and \
-        record.get("chance") is not None else ""
-    return f"{record['dense']:.3f} (n={record.get('n')}{chance})"
+    chance = f", chance {record.chance:.3g}" if record.verdict == Verdict.INCONCLUSIVE and \
+        record.chance is not None else ""
+    return f"{record.dense:.3f} (n={record.n}{chance})"
 
 
-def choices_lines(records: list[dict]) -> list[str]:
+def choices_lines(records: list[CaseRecord]) -> list[str]:
     """Once per multiple-choice task: its choices per item and chance level ('mmlu: 4 choices per item, ...')."""
-    found = {r["task"]: r["choices"] for r in records if r.get("choices")}
+    found = {r.task: r.choices for r in records if r.choices}
     return [f"{task}: {text}" for task, text in sorted(found.items())]
 
 
-def _search_skip(record: dict) -> bool:
+def _search_skip(record: CaseRecord) -> bool:
     """A search item that stopped before its search (dense inconclusive, an error): it carries no ratio."""
-    return record.get("compressor") not in (None, "dense") and "ratio" not in record and "search" not in record
+    return record.is_search and record.search is None
 
 
-def search_cells(record: dict | None) -> list[str]:
+def search_cells(record: CaseRecord | None) -> list[str]:
     """--kick-search's two readings for the table: the level and the gate's confidence there."""
     from pytest_kick.search_run import reading_text
 
     if record is None:
         return ["", ""]
-    search = record["search"]
-    style = "green" if record.get("verdict") == MATCHING else "bold red"
+    search = record.search
+    style = "green" if record.verdict == Verdict.MATCHING else "bold red"
     return [f"[{style}]{reading_text(search[key])}[/]" for key in ("largest_matching", "largest_safe")]
 
 
-def search_lines(records: list[dict]) -> list[str]:
+def search_lines(records: list[CaseRecord]) -> list[str]:
     """One line per search that could not run (dense inconclusive), so it is not silently missing."""
-    return [f"search {r['task']} {r['model']} {r['compressor']}: {r.get('verdict') or r.get('outcome')}"
+    return [f"search {r.task} {r.model} {r.compressor}: {r.verdict or r.outcome}"
             for r in records if _search_skip(r)]
 
 
-def render(records: list[dict], width: int = 240, color: bool = False) -> str:
+def render(records: list[CaseRecord], width: int = 240, color: bool = False) -> str:
     """The table as text at its natural width (up to ``width``), never truncated to the terminal."""
     from rich.console import Console
 
@@ -314,15 +305,16 @@ def _finite(value):
     return value
 
 
-def write_json(records: list[dict], path: Path, meta: dict) -> None:
-    body = _finite({"meta": meta, "cases": records})
+def write_json(records: list[CaseRecord], path: Path, meta: dict) -> None:
+    body = _finite({"meta": {"format": FORMAT, **meta}, "cases": [r.as_dict() for r in records]})
     atomic_write(path, json.dumps(body, indent=1, default=str, allow_nan=False))
 
 
-def markdown(records: list[dict], meta: dict) -> str:
+def markdown(records: list[CaseRecord], meta: dict) -> str:
     """A Markdown summary for a CI job page: one table row per case, then the failures' evidence."""
-    icon = {MATCHING: "✅ matching", NOT_MATCHING: "❌ not matching", INCONCLUSIVE: "⚠️ inconclusive",
-            "sane": "✅ sane", "broken": "❌ broken", "judge-error": "⛔ judge errors, no verdict"}
+    icon = {Verdict.MATCHING: "✅ matching", Verdict.NOT_MATCHING: "❌ not matching",
+            Verdict.INCONCLUSIVE: "⚠️ inconclusive", Verdict.SANE: "✅ sane", Verdict.BROKEN: "❌ broken",
+            Verdict.JUDGE_ERROR: "⛔ judge errors, no verdict"}
     lines = [f"## pytest-kick: {meta.get('title', 'compressed vs dense')}", ""]
     lines += ["| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -330,31 +322,31 @@ def markdown(records: list[dict], meta: dict) -> str:
     def num(value, fmt):
         return "" if value is None else format(value, fmt)
 
-    for r in sorted((r for r in records if "ratio" in r),
-                    key=lambda r: (r["task"], r["model"], r.get("compressor") != "dense", r.get("compressor") or "",
-                                   ratio_key(r.get("ratio") or ""), r.get("recover") or "")):
+    for r in sorted((r for r in records if not r.is_search),
+                    key=lambda r: (r.task, r.model, not r.is_dense, r.compressor or "",
+                                   ratio_key(r.ratio or ""), r.recover or "")):
         interval = ""
-        if r.get("drop_low") is not None:
-            interval = f"[{r['drop_low'] * 100:.1f}%, {r['drop_high'] * 100:.1f}%]"
-        flips = "" if r.get("lost") is None else f"{r['lost']} / {r['kept']} / {r['gained']}"
+        if r.drop_low is not None:
+            interval = f"[{r.drop_low * 100:.1f}%, {r.drop_high * 100:.1f}%]"
+        flips = "" if r.lost is None else f"{r.lost} / {r.kept} / {r.gained}"
         lines.append(
-            f"| {r['task']} | {r['model']} | {row_name(r) if r.get('compressor') else None} | {r.get('ratio') or ''} | "
-            f"{dense_cell(r)} | {num(r.get('compressed'), '.3f')} | "
-            f"{'' if r.get('drop') is None else format(r['drop'] * 100, '.1f') + '%'} | {interval} | {flips} | "
-            f"{icon.get(r.get('verdict'), r.get('verdict') or r.get('outcome'))} |"
+            f"| {r.task} | {r.model} | {r.row} | {r.ratio or ''} | "
+            f"{dense_cell(r)} | {num(r.compressed, '.3f')} | "
+            f"{'' if r.drop is None else format(r.drop * 100, '.1f') + '%'} | {interval} | {flips} | "
+            f"{icon.get(r.verdict, r.verdict or r.outcome)} |"
         )
     lines += markdown_recovery(records)
-    searches = [r for r in records if r.get("search")]
+    searches = [r for r in records if r.search]
     if searches:
         from pytest_kick.search_run import reading_text
 
         lines += ["", "### Largest matching level (--kick-search)", "",
                   "| task | model | compressor | dense | largest matching | largest with every lower level matching "
                   "| levels evaluated |", "|---|---|---|---|---|---|---|"]
-        for r in sorted(searches, key=lambda r: (r["task"], r["model"], r["compressor"])):
-            s = r["search"]
-            lines.append(f"| {r['task']} | {r['model']} | {r['compressor']} | {num(r.get('dense'), '.3f')} "
-                         f"(n={r.get('n')}) | {reading_text(s['largest_matching'])} | "
+        for r in sorted(searches, key=lambda r: (r.task, r.model, r.compressor)):
+            s = r.search
+            lines.append(f"| {r.task} | {r.model} | {r.compressor} | {num(r.dense, '.3f')} "
+                         f"(n={r.n}) | {reading_text(s['largest_matching'])} | "
                          f"{reading_text(s['largest_safe'])} | {s['evaluations']} |")
     for key in ("protocol", "stat", "data"):
         if meta.get(key):
@@ -363,9 +355,9 @@ def markdown(records: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_recovery(records: list[dict]) -> list[str]:
+def markdown_recovery(records: list[CaseRecord]) -> list[str]:
     """The recovered cases' figures as a Markdown table (none without --kick-recover)."""
-    recovered = [r for r in records if r.get("recovery")]
+    recovered = [r for r in records if r.recovery]
     if not recovered:
         return []
     lines = ["", "### Recovery", "",
@@ -373,7 +365,7 @@ def markdown_recovery(records: list[dict]) -> list[str]:
              "newly lost | extra params (x LoRA) | latency overhead | training s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in recovered:
-        rec = r["recovery"]
+        rec = r.recovery
         interval = rec.get("regained_interval")
         regained = f"{rec['regained']} / {rec['lost']}" + (
             f" ({interval[0]:.0%}-{interval[1]:.0%})" if interval else "")
@@ -381,7 +373,7 @@ def markdown_recovery(records: list[dict]) -> list[str]:
         ratio = "" if rec.get("ratio_to_lora") is None else f" ({rec['ratio_to_lora']:.2f})"
         latency = "" if rec.get("latency_overhead") is None else format(rec["latency_overhead"], "+.0%")
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['compressor']}@{r['ratio']} | {r['recover']} | {rec['compressed']:.3f} | "
+            f"| {r.task} | {r.model} | {r.compressor}@{r.ratio} | {r.recover} | {rec['compressed']:.3f} | "
             f"{rec['recovered']:.3f} | {gap} | {regained} | {rec['newly_lost']} | {rec['extra_parameters']:,}{ratio} | "
             f"{latency} | {rec['training_seconds']:.0f} |")
     return lines

@@ -23,6 +23,7 @@ from pytest_kick import gate, tasks
 from pytest_kick.compress import info as compressor_info
 from pytest_kick.models import registry
 from pytest_kick.cases import KickCase
+from pytest_kick.record import Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.search import Axis, SearchResult, search, sparsity_axis
 
@@ -55,8 +56,7 @@ class SearchCase:
 
     @property
     def quantizer(self) -> bool:
-        """Its level is a bit width (the compressor's registry entry says so), not a sparsity."""
-        return compressor_info(self.compressor).quantizer
+        return "sparsity" not in compressor_info(self.compressor).kinds
 
 
 def search_cases(task: str, config) -> list[SearchCase]:
@@ -80,7 +80,7 @@ def level_record(case: SearchCase, level: float | None) -> str | None:
     return None if level is None else ratio_of(case, level)
 
 
-def _info(ratio: str, verdict: gate.Verdict, achieved: float | None) -> dict:
+def _info(ratio: str, verdict: gate.GateResult, achieved: float | None) -> dict:
     """The gate's evidence at one level, as plain data for the reports."""
     return {"ratio": ratio, "verdict": verdict.status, "compressed": verdict.compressed, "drop": verdict.drop,
             "drop_low": verdict.drop_low, "drop_high": verdict.drop_high,
@@ -103,7 +103,7 @@ def confidence(info: dict | None) -> str:
 def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolerance, floor) -> SearchResult:
     """The search for one case: each level it asks about is evaluated once (search.py never asks twice) and gated
     exactly as a grid case, with a progress line per level."""
-    task = tasks.get(case.task)
+    task = runtime.task(case.task)
 
     def verdict(level: float):
         ratio = ratio_of(case, level)
@@ -117,7 +117,7 @@ def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolera
         info = _info(ratio, v, None if report is None else report.achieved)
         runtime.ui.message(f"search {case.task} {case.model_name} {case.compressor}: {ratio} -> "
                            f"{info['compressed']:.3f} ({confidence(info)}) {info['verdict']}")
-        return v.status == gate.MATCHING, info
+        return v.status == Verdict.MATCHING, info
 
     return search(verdict, axis_of(case, runtime.config.search_resolution))
 
@@ -163,7 +163,7 @@ def summary(case: SearchCase, record: dict) -> str:
 
 def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_of, informative) -> dict:
     """The body of a search item: dense first, the search, the rule (see the module doc). Returns the record."""
-    task = tasks.get(case.task)
+    task = runtime.task(case.task)
     dense_case = KickCase(case.task, case.model)
     dense = dense_of(dense_case)
     floor = chance_of(dense_case, task, dense)
@@ -171,16 +171,16 @@ def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_
              "n": len(dense.scores), "dense": tasks.figure(task, dense.scores),
              "higher_is_better": task.higher_is_better, "tolerance": str(tolerance)}
     if not informative(task, dense, floor):
-        node.user_properties.extend((f"kick_{k}", v) for k, v in {**props, "verdict": gate.INCONCLUSIVE}.items())
+        put(node, **props, verdict=Verdict.INCONCLUSIVE)
         pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} is not significantly above the task's "
                     f"chance level ({gate.chance_text(floor)}); no level can show a loss, nothing was searched")
     result = run_search(runtime, case, dense, tolerance, floor)
     record = result_record(case, result)
-    status = gate.NOT_MATCHING if record["largest_matching"]["level"] is None else gate.MATCHING
-    node.user_properties.extend((f"kick_{k}", v) for k, v in {**props, "search": record, "verdict": status}.items())
+    status = Verdict.NOT_MATCHING if record["largest_matching"]["level"] is None else Verdict.MATCHING
+    put(node, **props, search=record, verdict=status)
     text = summary(case, record)
     runtime.ui.message(text)
-    if status == gate.NOT_MATCHING:
+    if status == Verdict.NOT_MATCHING:
         least = QUANT_LADDER[0] if case.quantizer else f"{result.axis.level(1):g}"
         pytest.fail(f"{text}\n  not even {case.compressor}@{least} matches dense (tolerance {tolerance})",
                     pytrace=False)
@@ -207,7 +207,7 @@ def kick_search(kick_runtime, request):
         def dense_of(dense_case):
             fixtures._model(kick_runtime, dense_case)
             result, status, path = kick_runtime.dense(dense_case)
-            request.node.user_properties.extend([("kick_baseline", status), ("kick_baseline_path", str(path))])
+            put(request.node, baseline=status, baseline_path=str(path))
             return result
 
         return check(kick_runtime, request.node, case, fixtures._tolerance(kick_runtime, request.node, case.task),

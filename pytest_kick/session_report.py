@@ -12,6 +12,7 @@ from pytest_kick import fixtures, tasks
 from pytest_kick import report as kick_report
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
+from pytest_kick.record import CaseRecord
 
 
 class SessionReport:
@@ -20,14 +21,14 @@ class SessionReport:
     def __init__(self, config, kick):
         self.config = config
         self.kick = kick
-        self.records: list[dict] = []
+        self.records: list[CaseRecord] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            record = kick_report.record_from(report.user_properties)
+            record = CaseRecord.from_properties(report.user_properties)
             if record:
-                record["outcome"] = report.outcome
-                record["nodeid"] = report.nodeid
+                record.outcome = report.outcome
+                record.nodeid = report.nodeid
                 self.records.append(record)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -49,17 +50,17 @@ class SessionReport:
             tr.write_line(line)
         seen = set()
         for r in self.records:
-            compression = r.get("compression")
-            if compression and (r["model"], r["compressor"], r["ratio"]) not in seen:  # once per variant
-                seen.add((r["model"], r["compressor"], r["ratio"]))
-                tr.write_line(kick_report.compression_line(r["model"], compression))
+            compression = r.compression
+            if compression and (r.model, r.compressor, r.ratio) not in seen:  # once per variant
+                seen.add((r.model, r.compressor, r.ratio))
+                tr.write_line(kick_report.compression_line(r.model, compression))
         for line in kick_report.details_lines(self.records):
             tr.write_line(line)
         for line in kick_report.judge_lines(self.records):
             tr.write_line(line)
         for line in kick_report.recovery_lines(self.records):
             tr.write_line(line)
-        sources = sorted({f"{r['task']}: {r['data_source']}" for r in self.records if r.get("data_source")})
+        sources = sorted({f"{r.task}: {r.data_source}" for r in self.records if r.data_source})
         if sources:
             tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
         meta = self.meta()
@@ -101,6 +102,6 @@ class SessionReport:
                             **package_versions()},
             "protocol": self.kick.protocol,
             "stat": self.kick.stat,
-            "data": "; ".join(sorted({f"{r['task']}: {r['data_source']}" for r in self.records
-                                      if r.get("data_source")})),
+            "data": "; ".join(sorted({f"{r.task}: {r.data_source}" for r in self.records
+                                      if r.data_source})),
         }

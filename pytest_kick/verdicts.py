@@ -17,7 +17,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-NOT_MATCHING = "not matching"  # gate.NOT_MATCHING (not imported: this must run without torch)
+from pytest_kick.record import PREFIX, Verdict
+
+NOT_MATCHING = Verdict.NOT_MATCHING.value
 
 
 def classify(junit: Path) -> tuple[int, list[str], list[str]]:
@@ -28,7 +30,7 @@ def classify(junit: Path) -> tuple[int, list[str], list[str]]:
         name = f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":")
         errors = case.findall("error")
         failures = case.findall("failure")
-        verdict = next((p.get("value") for p in case.iter("property") if p.get("name") == "kick_verdict"), None)
+        verdict = next((p.get("value") for p in case.iter("property") if p.get("name") == PREFIX + "verdict"), None)
         if errors:
             problems.append(f"{name}: error: {errors[0].get('message', '')}".rstrip(": "))
         elif failures and verdict == NOT_MATCHING:

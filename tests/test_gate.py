@@ -4,7 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kick.gate import INCONCLUSIVE, MATCHING, NOT_MATCHING, Tolerance, flips, judge
+from pytest_kick.gate import Tolerance, flips, judge
+from pytest_kick.record import Verdict
+
+MATCHING, NOT_MATCHING, INCONCLUSIVE = Verdict.MATCHING, Verdict.NOT_MATCHING, Verdict.INCONCLUSIVE
 
 FIVE = Tolerance(0.05, "relative")
 

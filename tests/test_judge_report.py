@@ -5,6 +5,7 @@ import pytest
 
 from pytest_kick import report
 from pytest_kick.judge.errors import JudgeErrorsExceeded, kept_items
+from pytest_kick.record import CaseRecord
 from pytest_kick.tasks.scorers import mean_figures
 
 NAN = float("nan")
@@ -58,6 +59,7 @@ def test_the_summary_adds_up_what_every_item_spent():
          "judge_errors": {"items": 4, "dense": 0, "compressed": 1, "left_out": 1, "exceeded": True}},
         {"task": "mmlu", "model": "m", "compressor": "dense", "ratio": None},
     ]
+    records = [CaseRecord(**r) for r in records]
     found = report.judge_summary(records)
     assert (found["requests"], found["retries"], found["cache_hits"], found["items"], found["item_errors"]) == \
         (17, 2, 3, 8, 1)
@@ -78,8 +80,8 @@ def test_a_compressed_case_ended_by_its_dense_run_says_compressed_was_not_evalua
     screen = kept_items([NAN, NAN, 7.0], None)
     assert screen.record()["compressed"] is None and screen.exceeded
     assert screen.note() == "judge errors: 2 of 3 items left out of the pairing (dense 2; at most 5% allowed)"
-    records = [{"task": "summarization:small", "model": "m", "compressor": compressor, "ratio": ratio,
-                "judge": usage(items=3, item_errors=2), "judge_errors": screen.record()}
+    records = [CaseRecord("summarization:small", "m", compressor, ratio, judge=usage(items=3, item_errors=2),
+                          judge_errors=screen.record())
                for compressor, ratio in (("dense", None), ("magnitude", "0.3"))]
     assert report.judge_lines(records)[1:3] == [
         "judge errors: summarization:small m dense: 2 of 3 items no verdict (case error) (dense 2)",
@@ -88,5 +90,5 @@ def test_a_compressed_case_ended_by_its_dense_run_says_compressed_was_not_evalua
 
 
 def test_a_judge_error_case_reads_as_such_in_the_table():
-    record = {"task": "t", "model": "m", "compressor": "magnitude", "ratio": "0.5", "verdict": "judge-error"}
+    record = CaseRecord("t", "m", "magnitude", "0.5", verdict="judge-error")
     assert "judge-error" in report.render([record])

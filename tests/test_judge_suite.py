@@ -148,3 +148,15 @@ def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
     again.assert_outcomes(errors=2)
     assert report(pytester)["meta"]["judge"]["requests"] == 0
     assert report(pytester)["meta"]["judge"]["cache_hits"] == 6
+
+
+def test_a_search_gates_the_judged_task_not_its_rouge_version(pytester, serve):
+    """--kick-search with a judge records the judge's metric and tests its ratings against the judge's floor."""
+    server = serve("biased")
+    args = [a for a in judged(server) if a not in ("--kick-ratio", "0.5")]
+    result = pytester.runpytest(*args, "--kick-compressor", "magnitude", "--kick-search", "--kick-search-resolution",
+                                "0.2")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    [case] = [c for c in report(pytester)["cases"] if c["search"]]
+    assert case["metric"] == "judge-judge-test_vs_gpt35" and case["dense"] == pytest.approx(7.5)

@@ -157,6 +157,28 @@ def test_tolerance_marker_and_option(pytester):
     strict.assert_outcomes(passed=1, failed=1)
 
 
+def test_a_family_tolerance_covers_its_variants(pytester):
+    """--kick-tolerance icrqa=60% applies to icrqa:open and icrqa:closed (it was accepted, then ignored)."""
+    pytester.makepyfile(
+        test_fam="""
+        import pytest
+        from pytest_kick.baseline import TaskResult
+
+        @pytest.mark.kick_task("icrqa")
+        def test_icrqa(kick_case, kick_gate):
+            ids = list("abcdefghij")
+            dense = TaskResult(kick_case.task, "accuracy", ids, [1.0] * 10, ["x"] * 10)
+            half = TaskResult(kick_case.task, "accuracy", ids, [1.0] * 5 + [0.0] * 5, ["y"] * 10)
+            kick_gate(kick_case, dense, dense if kick_case.is_dense else half)
+        """
+    )
+    args = ["--kick-model", "tiny-random-llama", "--kick-tasks", "icrqa", "--kick-ratio", "0.5", "-p",
+            "no:cacheprovider", "test_fam.py"]
+    pytester.runpytest(*args).assert_outcomes(passed=2, failed=2)
+    pytester.runpytest(*args, "--kick-tolerance", "icrqa=60%").assert_outcomes(passed=4)
+    pytester.runpytest(*args, "--kick-tolerance", "icrqa=60%,icrqa:open=5%").assert_outcomes(passed=3, failed=1)
+
+
 def test_corrupt_baseline_cache_is_a_clear_error_and_is_kept(pytester, echo_data):
     args = [*TINY, *echo_data, "--kick-ratio", "0.5"]
     pytester.runpytest(*args).assert_outcomes(passed=2)

@@ -5,7 +5,10 @@ import random
 import xml.etree.ElementTree as ET
 
 from pytest_kick.engines.local import LocalEngine as Engine
-from pytest_kick.gate import NOT_MATCHING, Tolerance, judge
+from pytest_kick.gate import Tolerance, judge
+from pytest_kick.record import Verdict
+
+NOT_MATCHING = Verdict.NOT_MATCHING
 from pytest_kick.requests import GenerationRequest
 
 TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]

@@ -2,6 +2,7 @@
 
 from pytest_kick import report
 from pytest_kick.plot import plot
+from pytest_kick.record import CaseRecord
 
 
 def evidence(ratio, verdict, compressed, drop):
@@ -15,14 +16,14 @@ POINTS = [evidence("0.2", "matching", 0.40, 0.0), evidence("0.4", "not matching"
 SEARCH = {"axis": "sparsity", "resolution": 0.05, "evaluations": 4, "complete": True, "points": POINTS,
           "largest_matching": {"level": "0.3", "resolved": True, "next_failing": "0.35", "evidence": POINTS[2]},
           "largest_safe": {"level": "0.3", "resolved": True, "next_failing": "0.35", "evidence": POINTS[2]}}
-RECORDS = [
+RECORDS = [CaseRecord(**r) for r in [
     {"task": "mmlu", "model": "m", "compressor": "dense", "ratio": None, "dense": 0.4, "n": 100, "verdict": "sane"},
     {"task": "mmlu", "model": "m", "compressor": "magnitude", "ratio": "0.5", "dense": 0.4, "n": 100,
      "compressed": 0.25, "drop": 0.375, "verdict": "not matching", "threshold": 0.38, "metric": "accuracy"},
     {"task": "mmlu", "model": "m", "compressor": "magnitude", "dense": 0.4, "n": 100, "metric": "accuracy",
      "tolerance": "5% relative", "verdict": "matching", "search": SEARCH},
     {"task": "mmlu", "model": "m", "compressor": "wanda", "dense": 0.4, "n": 100, "verdict": "inconclusive"},
-]
+]]
 
 
 def test_table_shows_both_readings_with_their_confidence_next_to_the_grid():
