@@ -56,7 +56,8 @@ class SearchCase:
 
     @property
     def quantizer(self) -> bool:
-        return "sparsity" not in compressor_info(self.compressor).kinds
+        """Its level is a bit width (the compressor's registry entry says so), not a sparsity."""
+        return compressor_info(self.compressor).quantizer
 
 
 def search_cases(task: str, config) -> list[SearchCase]:
