@@ -8,7 +8,7 @@ from pathlib import Path
 from pytest_kick.baseline import safe_name
 from pytest_kick.errors import KickError
 from pytest_kick.record import CaseRecord, Verdict
-from pytest_kick.report import ratio_key
+from pytest_kick.formats import ratio_key
 
 
 def plot(records: list[CaseRecord], out_dir: Path) -> list[Path]:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from pytest_kick.files import atomic_write
+from pytest_kick.formats import ratio_key, reading_text
 from pytest_kick.record import CaseRecord, Verdict
 from pytest_kick.judge.errors import runs
 
@@ -35,21 +36,6 @@ def _cell(record: CaseRecord) -> str:
         interval = f" CI {-record.drop_high * 100 + 0.0:+.0f}..{-record.drop_low * 100 + 0.0:+.0f}%"
     flips = "" if record.lost is None else f" -{record.lost}/+{record.gained}"
     return f"[{style}]{record.compressed:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}[/]"
-
-
-def ratio_key(text) -> tuple:
-    """Order of ratio columns: sparsities ascending, then N:M patterns, then quantization specs (more bits
-    first), then anything else; a spelling that does not parse sorts last, as text."""
-    from pytest_kick.compress import spec
-    from pytest_kick.errors import KickError
-
-    try:
-        parsed = spec.parse(str(text))
-    except KickError:
-        return (9, 0.0, str(text))
-    order = {"sparsity": 0, "nm": 1, "quant": 2, "checkpoint": 3}[parsed.kind]
-    value = parsed.sparsity if parsed.kind != "quant" else -(parsed.bits + (parsed.act_bits or 0) / 100)
-    return (order, value or 0.0, parsed.text)
 
 
 def compression_line(model: str, c: dict) -> str:
@@ -269,8 +255,6 @@ def _search_skip(record: CaseRecord) -> bool:
 
 def search_cells(record: CaseRecord | None) -> list[str]:
     """--kick-search's two readings for the table: the level and the gate's confidence there."""
-    from pytest_kick.search_run import reading_text
-
     if record is None:
         return ["", ""]
     search = record.search
@@ -338,8 +322,6 @@ def markdown(records: list[CaseRecord], meta: dict) -> str:
     lines += markdown_recovery(records)
     searches = [r for r in records if r.search]
     if searches:
-        from pytest_kick.search_run import reading_text
-
         lines += ["", "### Largest matching level (--kick-search)", "",
                   "| task | model | compressor | dense | largest matching | largest with every lower level matching "
                   "| levels evaluated |", "|---|---|---|---|---|---|---|"]

@@ -23,6 +23,7 @@ from pytest_kick import gate, tasks
 from pytest_kick.compress import info as compressor_info
 from pytest_kick.models import registry
 from pytest_kick.cases import KickCase
+from pytest_kick.formats import confidence, reading_text
 from pytest_kick.record import Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.search import Axis, SearchResult, search, sparsity_axis
@@ -89,18 +90,6 @@ def _info(ratio: str, verdict: gate.GateResult, achieved: float | None) -> dict:
             "gained": verdict.gained, "threshold": verdict.threshold, "sparsity": achieved}
 
 
-def confidence(info: dict | None) -> str:
-    """The gate's confidence at a level, in a few characters: ``drop +3.0% CI -4.2..+10.1%, p=0.5``."""
-    if not info:
-        return ""
-    text = f"drop {info['drop'] * 100:+.1f}%"
-    if info.get("drop_low") is not None:
-        text += f" CI {info['drop_low'] * 100:+.1f}..{info['drop_high'] * 100:+.1f}%"
-    if info.get("p_value") is not None:
-        text += f", p={info['p_value']:.2g}"
-    return text
-
-
 def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolerance, floor) -> SearchResult:
     """The search for one case: each level it asks about is evaluated once (search.py never asks twice) and gated
     exactly as a grid case, with a progress line per level."""
@@ -138,20 +127,6 @@ def result_record(case: SearchCase, result: SearchResult) -> dict:
         "evaluations": result.evaluations,
         "complete": result.complete,
     }
-
-
-def reading_text(reading: dict) -> str:
-    """One reading for a person: ``0.35 (0.4 fails; drop +2.0% CI -3.1..+7.0%, p=0.6)`` or ``none``."""
-    if reading["level"] is None:
-        return "none" + (f" ({reading['next_failing']} fails)" if reading.get("next_failing") else "")
-    notes = [f"{reading['next_failing']} fails"] if reading.get("next_failing") else []
-    if reading.get("resolved") and not reading.get("next_failing"):
-        notes.append("the search's limit")
-    if not reading.get("resolved"):
-        notes.append("unresolved")
-    if reading.get("evidence"):
-        notes.append(confidence(reading["evidence"]))
-    return f"{reading['level']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def summary(case: SearchCase, record: dict) -> str:

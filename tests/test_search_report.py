@@ -59,7 +59,7 @@ def test_plot_draws_the_searched_levels_and_marks_the_readings(tmp_path, monkeyp
 
 
 def test_a_reading_at_the_limit_of_the_search_says_so():
-    from pytest_kick.search_run import reading_text
+    from pytest_kick.formats import reading_text
 
     at_limit = {"level": "0.8", "resolved": True, "next_failing": None, "evidence": POINTS[0]}
     assert reading_text(at_limit).startswith("0.8 (the search's limit; drop +0.0%")
