@@ -16,6 +16,7 @@ from test_task_file import TINY, _readme_examples
 from pytest_kick.api import MultipleChoice, Settings
 from pytest_kick.errors import KickError
 from pytest_kick.tasks import declarative
+from pytest_kick.tasks.base import choices_summary
 
 SAMPLE = Path(__file__).parent / "data" / "truthfulqa_generation_sample.jsonl"
 ROWS = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
@@ -202,17 +203,17 @@ def test_shuffle_must_be_true_or_false(tmp_path):
         items_of(tmp_path, MC1 + "shuffle: yes please\n")
 
 
-def test_describe_says_choices_per_item_and_chance(tmp_path):
+def test_the_summary_says_choices_per_item_chance_and_a_fixed_letter(tmp_path):
     task, items = items_of(tmp_path, MC1)
     chance = sum(1 / (1 + len(r["incorrect_answers"])) for r in ROWS) / len(ROWS)
-    assert task.describe(items) == f"truthfulqa_mc1: 2–8 choices per item (chance {chance:.3f})"
-    assert task.describe(items[:2]) == "truthfulqa_mc1: 6–8 choices per item (chance 0.146)"
-    assert task.describe(items[2:4]) == "truthfulqa_mc1: 4 choices per item (chance 0.250)"
+    assert choices_summary(task, items) == f"2-8 choices per item, chance {chance:.3g}"
+    assert choices_summary(task, items[:2]) == "6-8 choices per item, chance 0.146"
+    assert choices_summary(task, items[2:4]) == "4 choices per item, chance 0.25"
     lettered, items = items_of(tmp_path, LETTERED, name="l.yaml")
-    assert lettered.describe(items).endswith(
-        "(chance 0.221); the correct choice is always A: position bias decides (shuffle: true)")
+    assert choices_summary(lettered, items).endswith(
+        "chance 0.221; the correct choice is always A: position bias decides (shuffle: true)")
     shuffled, items = items_of(tmp_path, LETTERED + "shuffle: true\n", name="s.yaml")
-    assert shuffled.describe(items) == "truthfulqa_mc1: 2–8 choices per item (chance 0.221)"
+    assert choices_summary(shuffled, items) == "2-8 choices per item, chance 0.221"
 
 
 def hand_converted(tmp_path):

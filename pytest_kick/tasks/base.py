@@ -129,10 +129,17 @@ def mean_chance(levels: Sequence[float] | float | None) -> float | None:
 
 def choices_summary(task, items: Sequence) -> str | None:
     """'3-5 choices per item, chance 0.267' for a task whose items list their choices (multiple choice), else None:
-    what a reader needs to tell a score from guessing."""
+    what a reader needs to tell a score from guessing. When the choices are lettered in the prompt (items with
+    ``labels``) and the correct one has the same letter in every item, it says so: the model's position bias
+    then decides the score."""
     counts = [len(getattr(i, "choices", ())) for i in items]
     if not counts or not all(counts) or getattr(task, "chance", None) is None:
         return None
     low, high = min(counts), max(counts)
     spread = f"{low}" if low == high else f"{low}-{high}"
-    return f"{spread} choices per item, chance {mean_chance(chance_levels(task, items)):.3g}"
+    line = f"{spread} choices per item, chance {mean_chance(chance_levels(task, items)):.3g}"
+    lettered = [i for i in items if getattr(i, "labels", ())]
+    if len(lettered) == len(items) > 1 and len({i.labels[i.label] for i in items}) == 1:
+        line += f"; the correct choice is always {items[0].labels[items[0].label]}: position bias decides " \
+                f"(shuffle: true)"
+    return line

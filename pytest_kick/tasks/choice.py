@@ -22,7 +22,7 @@ from typing import Sequence
 from pytest_kick.errors import KickError
 from pytest_kick.requests import LoglikelihoodRequest
 from pytest_kick.tasks.base import Dataset, Settings
-from pytest_kick.tasks.prompts import answer_tokens, fields_of, render
+from pytest_kick.tasks.prompts import answer_tokens, render
 from pytest_kick.tasks.simple import ChoiceItem, _FileTask, _kind, _text
 
 CHOICE_USE = "choices: each choice must be text (a string or a number)"
@@ -31,7 +31,7 @@ CHOICE_USE = "choices: each choice must be text (a string or a number)"
 class MultipleChoice(_FileTask):
     """Multiple choice scored by log-likelihood: the item is right when its correct choice (or its label) is the
     most likely continuation of the prompt. Any number of choices per item; chance is 1/len(choices) per item, and
-    ``floor`` their mean over the evaluated items (``describe`` says both in one line).
+    ``floor`` their mean over the evaluated items (the session summary states both, tasks.base.choices_summary).
 
     ``choices``: the field holding a list of choices (JSONL, Parquet), or a list of fields, flattened in order: a
     string field is one choice, a list field each of its elements (empty ones are left out, as empty CSV columns
@@ -146,22 +146,6 @@ class MultipleChoice(_FileTask):
         shots, items = super().split(dataset, settings)
         self.floor = sum(self.chance(i) for i in items) / len(items)
         return shots, items
-
-    def describe(self, items: Sequence[ChoiceItem]) -> str:
-        """One line on the evaluated items: the number of choices per item (min–max) and the chance level (the
-        mean of 1/len(choices)); and, when the prompt shows the choices in order and the correct one sits at the
-        same place in every item, that the model's position bias will decide the score."""
-        if not items:
-            return f"{self.name}: no items"
-        counts = [len(i.choices) for i in items]
-        low, high = min(counts), max(counts)
-        chance = sum(self.chance(i) for i in items) / len(items)
-        line = f"{self.name}: {low if low == high else f'{low}–{high}'} choices per item (chance {chance:.3f})"
-        shown = bool(self.labels) or "choices" in fields_of(self.template) + fields_of(self.header)
-        if shown and not self.shuffle and len(items) > 1 and len({i.label for i in items}) == 1:
-            where = self.labels[items[0].label] if self.labels else f"#{items[0].label + 1}"
-            line += f"; the correct choice is always {where}: position bias decides (shuffle: true)"
-        return line
 
     def evaluate(self, items: Sequence[ChoiceItem], shots, settings: Settings, run):
         """One log-likelihood request per choice, all in one batch; the item scores 1 when its correct choice
