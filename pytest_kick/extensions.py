@@ -66,7 +66,8 @@ class EngineEntry(Protocol):
     ``--kick-search`` need that); ``build = "module:object"``, ``build(loaded, config, compressed) -> Engine``,
     called once per model (per model and variant when ``local_weights`` is false: one server each).
     Optional: ``loader = "module:object"``, ``loader(config, spec) -> loaded``, for an engine without local
-    weights (the served engine loads a tokenizer); ``settings = "module:object"``,
+    weights (the served engine loads a tokenizer): an object with ``identity`` (a dict), ``device`` and
+    ``dtype`` (strings), all part of every dense baseline key; ``settings = "module:object"``,
     ``settings(values, text, flag, from_ini) -> dict`` of KickConfig fields (may hold ``variants``);
     ``options``: the ``--kick-*`` names only it takes.
     """
