@@ -190,3 +190,4 @@ def test_an_installed_in_house_pruner_gates_a_model(pytester, echo_data):
     assert verdicts == {"dense": "sane", "myprune": "matching"}
     assert "myprune" in extensions.compressors.registered()
     assert extensions.compressors.where("myprune").startswith("entry point myprune = myprune_pkg:ENTRY")
+    assert "Registered here: myprune." in " ".join(pytester.runpytest("--help").stdout.str().split())
