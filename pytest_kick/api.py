@@ -30,9 +30,10 @@ from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, Rollin
 from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Request, Settings, Task
 from pytest_kick.tasks.data import read_jsonl, split_shots, subset
 from pytest_kick.tasks.normalize import contains_answer, normalize
-from pytest_kick.tasks.records import read_records
 from pytest_kick.tasks.choice import MultipleChoice
-from pytest_kick.tasks.simple import ChoiceItem, Generation, TextItem, TextPerplexity
+from pytest_kick.tasks.file_task import ChoiceItem, TextItem
+from pytest_kick.tasks.records import read_records
+from pytest_kick.tasks.simple import Generation, TextPerplexity
 
 __all__ = [
     "Task", "OneRequestPerItem", "Example", "Dataset", "Settings",

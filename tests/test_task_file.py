@@ -58,7 +58,7 @@ def test_multiple_choice_items_keep_their_choice_count_answer_and_chance(mc_file
 
 def test_multiple_choice_scores_the_most_likely_choice(tmp_path):
     mc = MultipleChoice("m", tmp_path / "unread.jsonl", template="{question}")  # scoring only: no data read
-    from pytest_kick.tasks.simple import ChoiceItem
+    from pytest_kick.tasks.file_task import ChoiceItem
 
     items = [ChoiceItem("a", "q1", ("x",), ("x", "y", "z"), 0), ChoiceItem("b", "q2", ("w",), ("u", "v", "w", "t"), 2)]
     asked = []
@@ -219,7 +219,7 @@ def test_flip_report_shows_the_choices_and_the_correct_one_apart(mc_files, tmp_p
 def test_flip_fields_of_lettered_choices_and_of_mmlu_items():
     from pytest_kick.tasks.flips import item_fields
     from pytest_kick.tasks.mmlu_data import MMLUItem
-    from pytest_kick.tasks.simple import ChoiceItem
+    from pytest_kick.tasks.file_task import ChoiceItem
 
     lettered = ChoiceItem("a", "Q?\nA. x\nB. y\nAnswer:", ("y",), ("x", "y"), 1, (), ("A", "B"))
     assert item_fields(lettered)["choices"] == ["A. x", "B. y"] and item_fields(lettered)["correct"] == "B. y"

@@ -23,7 +23,7 @@ from pytest_kick.errors import KickError
 from pytest_kick.requests import LoglikelihoodRequest
 from pytest_kick.tasks.base import Dataset, Settings
 from pytest_kick.tasks.prompts import answer_tokens, render
-from pytest_kick.tasks.simple import ChoiceItem, _FileTask, _kind, _text
+from pytest_kick.tasks.file_task import ChoiceItem, _FileTask, _kind, _text
 
 CHOICE_USE = "choices: each choice must be text (a string or a number)"
 
