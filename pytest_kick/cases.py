@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pytest_kick.compress import spec as ratio_spec
-from pytest_kick.config import KickConfig
 from pytest_kick.models import registry
 
 
@@ -55,7 +54,7 @@ class KickCase:
         return KickCase("", self.model, self.compressor, self.ratio).id
 
 
-def cases_for(task: str, config: KickConfig) -> list[KickCase]:
+def cases_for(task: str, config) -> list[KickCase]:
     found = []
     for model in config.models:
         found.append(KickCase(task, model))

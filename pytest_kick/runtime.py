@@ -17,12 +17,11 @@ from pathlib import Path
 from pytest_kick import flip_report, judge, tasks
 from pytest_kick.baseline import TaskResult
 from pytest_kick.cases import KickCase
-from pytest_kick.config import KickConfig
 from pytest_kick.dense import DenseBaselines
 from pytest_kick.engines.factory import Engines
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.finite import NonFinite, check_scores
-from pytest_kick.models.pool import ModelPool, share_cpu  # noqa: F401  (share_cpu: imported from here by tests)
+from pytest_kick.model_pool import ModelPool, share_cpu  # noqa: F401  (share_cpu: imported from here by tests)
 from pytest_kick.tasks.base import Settings
 
 
@@ -37,7 +36,7 @@ class SilentUI:
 
 
 class Runtime:
-    def __init__(self, config: KickConfig, ui=None, worker_id: str | None = None, run_id: str = "local"):
+    def __init__(self, config, ui=None, worker_id: str | None = None, run_id: str = "local"):
         self.config = config
         self.ui = ui or SilentUI()
         self.worker_id = worker_id
