@@ -57,7 +57,8 @@ def test_multiple_choice_items_keep_their_choice_count_answer_and_chance(mc_file
 
 
 def test_multiple_choice_scores_the_most_likely_choice(tmp_path):
-    mc = MultipleChoice("m", tmp_path / "unread.jsonl", template="{question}")  # scoring only: no data read
+    (tmp_path / "one.jsonl").write_text('{"question": "q0", "choices": ["x", "y"], "answer": "x"}\n')
+    mc = MultipleChoice("m", tmp_path / "one.jsonl", template="{question}")  # scored on other items than its own
     from pytest_kick.tasks.file_task import ChoiceItem
 
     items = [ChoiceItem("a", "q1", ("x",), ("x", "y", "z"), 0), ChoiceItem("b", "q2", ("w",), ("u", "v", "w", "t"), 2)]

@@ -168,7 +168,8 @@ PINNED_ORDER = [6, 3, 2, 0, 4, 5, 1, 7]  # item 0: its label 0 goes to 3
 
 def test_shuffle_is_the_same_under_another_hash_seed(tmp_path):
     code = ("import sys; from pytest_kick.api import MultipleChoice; "
-            "print(MultipleChoice('truthfulqa_mc1', sys.argv[1], shuffle=True).order('truthfulqa_mc1-0', 8))")
+            "print(MultipleChoice('truthfulqa_mc1', sys.argv[1], choices=['best_answer', 'incorrect_answers'], "
+            "answer='best_answer', shuffle=True).order('truthfulqa_mc1-0', 8))")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code, str(SAMPLE)], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
@@ -176,18 +177,19 @@ def test_shuffle_is_the_same_under_another_hash_seed(tmp_path):
 
 
 def test_lettered_shuffled_prompts_list_the_choices_in_their_new_order(tmp_path):
-    _, items = items_of(tmp_path, LETTERED + "shuffle: true\n")
+    task, items = items_of(tmp_path, LETTERED + "shuffle: true\n")
     item = items[0]
     assert item.labels == tuple("ABCDEFGH") and item.choices[item.label] == ROWS[0]["best_answer"]
     listed = [f"{x}. {c}" for x, c in zip(item.labels, item.choices)]
     assert item.question == "Q: " + ROWS[0]["question"] + "\n" + "\n".join(listed) + "\nAnswer:"
-    task = MultipleChoice("m", tmp_path / "unread.jsonl")
     assert task._shot_answer(item) == item.labels[item.label]
 
 
 def test_shuffle_has_its_own_template_hash_and_leaves_unshuffled_hashes_alone(tmp_path):
-    (tmp_path / "truthfulqa.jsonl").write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    rows = [{"question": r["question"], "choices": [r["best_answer"], *r["incorrect_answers"]], "label": 0}
+            for r in ROWS]  # the layout the pinned hash was made for (choices: choices, answer: label)
     data = tmp_path / "truthfulqa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     plain = MultipleChoice("truthfulqa_mc1", data, template="Q: {question}\nA:", choices="choices", answer="label")
     shuffled = MultipleChoice("truthfulqa_mc1", data, template="Q: {question}\nA:", choices="choices",
                               answer="label", shuffle=True)

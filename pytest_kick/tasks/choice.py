@@ -21,17 +21,19 @@ from typing import Sequence
 
 from pytest_kick.errors import KickError
 from pytest_kick.requests import LoglikelihoodRequest
-from pytest_kick.tasks.base import Dataset, Settings
-from pytest_kick.tasks.prompts import answer_tokens, render
+from pytest_kick.tasks.base import Settings
 from pytest_kick.tasks.file_task import ChoiceItem, _FileTask, _kind, _text
+from pytest_kick.tasks.prompts import answer_tokens, render
 
 CHOICE_USE = "choices: each choice must be text (a string or a number)"
 
 
 class MultipleChoice(_FileTask):
     """Multiple choice scored by log-likelihood: the item is right when its correct choice (or its label) is the
-    most likely continuation of the prompt. Any number of choices per item; chance is 1/len(choices) per item, and
-    ``floor`` their mean over the evaluated items (the session summary states both, tasks.base.choices_summary).
+    most likely continuation of the prompt. Any number of choices per item; chance is 1/len(choices) per item (what
+    the gate tests dense against, tasks.base.chance_levels), and ``floor`` their mean over the data file's items,
+    found once when the task is built (which reads the data file then): a value of the task, never of a run (a
+    run's mean over its evaluated items is in the session summary, tasks.base.choices_summary).
 
     ``choices``: the field holding a list of choices (JSONL, Parquet), or a list of fields, flattened in order: a
     string field is one choice, a list field each of its elements (empty ones are left out, as empty CSV columns
@@ -51,7 +53,8 @@ class MultipleChoice(_FileTask):
         self.choices, self.answer, self.labels, self.shuffle = choices, answer, tuple(labels), bool(shuffle)
         if len(set(self.labels)) != len(self.labels) or not all(isinstance(x, str) and x.strip() for x in self.labels):
             raise KickError(f"{self.where}: labels must be distinct, non-empty strings (got {list(self.labels)})")
-        self.floor: float | None = None
+        items = self._items(self.data)
+        self.floor: float = sum(self.chance(i) for i in items) / len(items)
 
     def item(self, line: int, record: dict, index: int, path: Path) -> ChoiceItem:
         fields = self._template_fields(line, record, path, extra=("choices",))
@@ -141,11 +144,6 @@ class MultipleChoice(_FileTask):
     def chance(self, item: ChoiceItem) -> float:
         """The score of a guess on this item."""
         return 1 / len(item.choices)
-
-    def split(self, dataset: Dataset, settings: Settings):
-        shots, items = super().split(dataset, settings)
-        self.floor = sum(self.chance(i) for i in items) / len(items)
-        return shots, items
 
     def evaluate(self, items: Sequence[ChoiceItem], shots, settings: Settings, run):
         """One log-likelihood request per choice, all in one batch; the item scores 1 when its correct choice
