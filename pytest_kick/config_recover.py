@@ -10,7 +10,7 @@ from __future__ import annotations
 from pytest_kick import extensions
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
-from pytest_kick.recover.spec import BUNDLED, methods as known_methods, parse_methods, parse_sizes
+from pytest_kick.recover.spec import methods as known_methods, parse_methods, parse_sizes
 
 
 def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> dict:
@@ -29,10 +29,6 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> 
             raise KickError(f"{flag(given[0])} sets up recovery: add {flag('recover')} {', '.join(names[:-1])} or "
                             f"{names[-1]}")
         return {}
-    for method in methods:  # recover/recovery.py builds its methods by name (method_for), not yet by the registry
-        if method in extensions.recovery.registered():
-            raise KickError(f"{flag('recover')} {method}: registered by {extensions.recovery.where(method)}, but "
-                            f"training builds only the bundled methods ({', '.join(m.name for m in BUNDLED)}) so far")
     import importlib.util
 
     if importlib.util.find_spec("peft") is None:

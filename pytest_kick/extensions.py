@@ -102,7 +102,9 @@ class RecoveryEntry(Protocol):
     """A recovery method (``--kick-recover NAME``; bundled: ``pytest_kick.recover.spec.Method``).
 
     ``method = "module:object"``, ``object(spec)`` with ``initial(model, seed) -> dict`` of tensors to train,
-    ``attach(model, params)`` returning a handle with ``remove()``, and ``input_dependent``; ``sizes``: its
+    ``attach(model, params)`` returning a handle with ``remove()``, ``parameter_count(model) -> int`` (the
+    parameters it adds, from shapes alone) and ``input_dependent`` (a class attribute: True when what it adds
+    depends on the whole input, so no shared-prefix cache may be reused); ``sizes``: its
     size settings with defaults (``--kick-recover-size NAME.SETTING=VALUE``); ``lr``: its default learning
     rate; ``reference``: the method the others' parameter counts are reported against (LoRA).
     """

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_kick import cache_dir
 from pytest_kick import config as kick_config
-from pytest_kick import fixtures, hookspecs, registration, search_run, tasks
+from pytest_kick import extensions, fixtures, hookspecs, registration, search_run, tasks
 from pytest_kick.errors import KickError
 from pytest_kick.cases import KickCase, cases_for
 from pytest_kick.record import Verdict, has, put
@@ -284,8 +284,9 @@ COLLECTED_KEY = pytest.StashKey[set]()  # tasks with at least one collected case
 
 
 def pytest_unconfigure(config) -> None:
-    """The next session (pytester runs in one process) starts from the bundled tasks again."""
+    """The next session (pytester runs in one process) starts from the bundled tasks and entries again."""
     tasks.use([])
+    extensions.reset()
 
 
 def collect_registered_suite(config, kick) -> None:

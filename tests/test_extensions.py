@@ -160,13 +160,32 @@ def test_a_registered_judge_and_recovery_method_are_spelled_by_the_registry():
     assert parse_methods("bias,lora") == ["bias", "lora"] and RecoverySpec("bias").size == {"layers": 2}
 
 
+def test_a_registered_recovery_method_is_built_from_its_entry(tiny):
+    """Training, its size and its prefix rule come from the entry, as for the bundled methods (no name branch)."""
+    from pytest_kick.recover.lora import LoRA
+    from pytest_kick.recover.recovery import method_for, parameter_count
+    from pytest_kick.recover.spec import Method, RecoverySpec
+
+    model, _ = tiny
+    extensions.recovery.add(Method("wide", "LoRA of rank 16", "pytest_kick.recover.lora:LoRA",
+                                   {"rank": 16, "alpha": 32, "targets": "q_proj,v_proj"}, 1e-3), "test")
+    try:
+        assert isinstance(method_for(RecoverySpec("wide")), LoRA)
+        assert parameter_count(model, RecoverySpec("wide")) == 2 * parameter_count(model, RecoverySpec("lora"))
+        hidden = model.get_input_embeddings().embedding_dim
+        assert parameter_count(model, RecoverySpec("idp")) == 4 * 5 * hidden  # 4 prompts of 5 tokens
+        assert parameter_count(model, RecoverySpec("prompt")) == 20 * hidden
+    finally:
+        extensions.recovery.reset()
+
+
 def test_no_branch_on_an_extension_name_outside_its_own_module():
     """Compressor, engine, judge and recovery names and judged task families are compared only in their own
     modules (checkpoint formats, the judge's prompts per family) — the registry entry says everything else."""
-    names = "magnitude|wanda|sparsegpt|gptq|rtn|awq|int8|checkpoint|openai-completions|summarization|instruction|rouge"
+    names = ("magnitude|wanda|sparsegpt|gptq|rtn|awq|int8|checkpoint|openai-completions|summarization|instruction|"
+             "rouge|prompt|idp|lora")
     pattern = re.compile(rf'[!=]= *"({names}|local)"|in \([^)]*"({names})"|"({names})" (not )?in ')
-    own = {"compress/checkpoint.py", "compress/checkpoint_packed.py", "judge/protocols.py",
-           "recover/recovery.py"}  # recovery.py: builds its methods by name (see docs/extending.md)
+    own = {"compress/checkpoint.py", "compress/checkpoint_packed.py", "judge/protocols.py"}
     found = [f"{path.relative_to(ROOT / 'pytest_kick')}:{k}: {line.strip()}"
              for path in sorted((ROOT / "pytest_kick").rglob("*.py")) if not path.parts[-2] == "tasks"
              and str(path.relative_to(ROOT / "pytest_kick")) not in own

@@ -111,6 +111,9 @@ class DynamicPrompting:
         self.prompts = spec.size["prompts"]
         self.tokens = spec.size["tokens"]
 
+    def parameter_count(self, model) -> int:
+        return self.prompts * self.tokens * model.get_input_embeddings().embedding_dim
+
     def initial(self, model, seed: int) -> dict:
         pool = init_prompts(model, self.prompts * self.tokens, seed)
         return {"pool": pool.reshape(self.prompts, self.tokens, -1)}

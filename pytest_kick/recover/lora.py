@@ -90,6 +90,11 @@ class LoRA:
         self.alpha = spec.size["alpha"]
         self.targets = spec.size["targets"]
 
+    def parameter_count(self, model) -> int:
+        """rank x (in + out) per targeted linear: the A and B matrices."""
+        linears = [model.get_submodule(name) for name in target_names(model, self.targets)]
+        return sum(self.rank * (linear.in_features + linear.out_features) for linear in linears)
+
     def initial(self, model, seed: int) -> dict:
         """peft's initialisation (A: Kaiming-uniform from ``seed``, B: zeros), float32, detached."""
         import torch

@@ -36,6 +36,9 @@ class PromptTuning:
     def __init__(self, spec):
         self.tokens = spec.size["tokens"]
 
+    def parameter_count(self, model) -> int:
+        return self.tokens * model.get_input_embeddings().embedding_dim
+
     def initial(self, model, seed: int) -> dict:
         return {"prompt": init_prompts(model, self.tokens, seed)}
 

@@ -17,38 +17,26 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from pytest_kick import extensions
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import text_hash
 from pytest_kick.recover import cache
 from pytest_kick.recover.spec import RecoverySpec
 
 
+def method_class(name: str):
+    """The class of a recovery method, from its registry entry (``method``: "module:object")."""
+    return extensions.resolve(extensions.recovery.get(name).method, f"recovery method {name}")
+
+
 def method_for(spec: RecoverySpec):
-    if spec.method == "prompt":
-        from pytest_kick.recover.prompt import PromptTuning
-        return PromptTuning(spec)
-    if spec.method == "idp":
-        from pytest_kick.recover.idp import DynamicPrompting
-        return DynamicPrompting(spec)
-    from pytest_kick.recover.lora import LoRA
-    return LoRA(spec)
+    """The method ``spec`` names, built from its registry entry: ``initial``, ``attach``, ``parameter_count``."""
+    return method_class(spec.method)(spec)
 
 
 def parameter_count(model, spec: RecoverySpec) -> int:
     """Extra parameters ``spec`` adds to ``model``, from shapes alone (no training)."""
-    size = spec.size
-    hidden = model.get_input_embeddings().embedding_dim
-    if spec.method == "prompt":
-        return size["tokens"] * hidden
-    if spec.method == "idp":
-        return size["prompts"] * size["tokens"] * hidden
-    from pytest_kick.recover.lora import target_names
-
-    total = 0
-    for name in target_names(model, size["targets"]):
-        linear = model.get_submodule(name)
-        total += size["rank"] * (linear.in_features + linear.out_features)
-    return total
+    return method_for(spec).parameter_count(model)
 
 
 def weights_fingerprint(model, stride: int = 997) -> str:
@@ -94,7 +82,7 @@ class Recovery:
     def input_dependent(self) -> bool:
         """True when the added computation depends on the whole input (IDP): an engine must then not reuse
         a shared prefix's KV cache, which would fix the choice from the prefix alone."""
-        return self.spec.method == "idp"
+        return bool(method_class(self.spec.method).input_dependent)
 
     @contextmanager
     def applied(self, model):
