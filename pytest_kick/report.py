@@ -14,15 +14,10 @@ from pathlib import Path
 from pytest_kick.files import atomic_write
 from pytest_kick.formats import ratio_key, reading_text
 from pytest_kick.record import CaseRecord, Verdict
-from pytest_kick.judge.errors import runs
 
 STYLE = {Verdict.MATCHING: "green", Verdict.NOT_MATCHING: "bold red", Verdict.INCONCLUSIVE: "yellow",
          Verdict.SANE: "green", Verdict.BROKEN: "bold red", Verdict.JUDGE_ERROR: "bold magenta"}
 FORMAT = 2  # the JSON report's layout: 2 writes every CaseRecord field of every case (null when not measured)
-JUDGE_COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
-                "unreadable", "failed_asks", "items", "item_errors", "order_pairs", "order_disagreements")
-
-
 def _cell(record: CaseRecord) -> str:
     status = record.verdict
     style = STYLE.get(status, "")
@@ -103,44 +98,6 @@ def _figure(key: str, value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def recovery_lines(records: list[CaseRecord]) -> list[str]:
-    """Per recovered case: what it regained, at what size and cost, and which way the items lean."""
-    lines = []
-    for r in records:
-        rec = r.recovery
-        if not rec:
-            continue
-        gap = "no gap to close" if rec.get("gap_closed") is None else f"gap closed {rec['gap_closed']:+.0%}"
-        ratio = "" if rec.get("ratio_to_lora") is None else f" ({rec['ratio_to_lora']:.2f}x LoRA's)"
-        latency = ("" if rec.get("latency_overhead") is None
-                   else f", latency {rec['latency_overhead']:+.0%} s/item vs {r.compressor}@{r.ratio}")
-        trained = "cached, trained" if rec.get("cached") else "trained"
-        lines.append(f"recovery {r.task} {r.model} {r.compressor}@{r.ratio}+{r.recover}: "
-                     f"{rec['compressed']:.3f} -> {rec['recovered']:.3f} (dense {float('nan') if r.dense is None else r.dense:.3f}), "
-                     f"{gap}; {rec['reading']}; {rec['extra_parameters']:,} extra parameters{ratio}{latency}; "
-                     f"{trained} in {rec['training_seconds']:.0f} s{pool_usage(rec.get('prompt_usage'))}")
-    return lines
-
-
-COLLAPSED = 0.9  # an IDP pool whose most chosen prompt takes this share of the inputs acts as one prompt
-
-
-def pool_usage(usage: dict | None) -> str:
-    """``; IDP prompt choices 61/20/12/7 (evaluation), 50/30/10/10 (training)``, and a warning when one prompt
-    took nearly every input (the pool collapsed: IDP is then prompt tuning with one short prompt)."""
-    if not usage or len(usage.get("evaluation") or usage.get("training") or []) < 2:
-        return ""
-    parts, collapsed = [], []
-    for phase in ("evaluation", "training"):
-        counts = usage.get(phase) or []
-        if sum(counts):
-            parts.append(f"{'/'.join(map(str, counts))} ({phase})")
-            if max(counts) >= COLLAPSED * sum(counts):
-                collapsed.append(f"{max(counts) / sum(counts):.0%} of {phase} inputs chose one prompt")
-    warning = f" - the pool collapsed: {'; '.join(collapsed)}" if collapsed else ""
-    return f"; IDP prompt choices {', '.join(parts)}{warning}" if parts else ""
-
-
 def details_lines(records: list[CaseRecord]) -> list[str]:
     """The tasks' extra figures (per-category accuracy, F1, ROUGE) per case, one line each."""
     lines = []
@@ -150,50 +107,6 @@ def details_lines(records: list[CaseRecord]) -> list[str]:
             label = r.label
             figures = ", ".join(f"{k} {_figure(k, v)}" for k, v in details.items())
             lines.append(f"{r.task} {r.model} {label}: {figures}")
-    return lines
-
-
-def judge_summary(records: list[CaseRecord]) -> dict | None:
-    """What the judge cost and how it went, over every case (each item records what it spent), or None."""
-    spent = [r.judge for r in records if isinstance(r.judge, dict)]
-    if not spent:
-        return None
-    found: dict = {k: sum(int(s.get(k, 0)) for s in spent) for k in JUDGE_COUNTS}
-    found["judge"] = spent[0].get("judge")
-    found["read_first_time"] = 1 - found["unreadable_first"] / found["asks"] if found["asks"] else None
-    found["order_disagreement_rate"] = (found["order_disagreements"] / found["order_pairs"]
-                                        if found["order_pairs"] else None)
-    found["errors"] = list(dict.fromkeys(e for s in spent for e in s.get("errors") or []))[:3]
-    found["cases_with_judge_errors"] = sum(1 for r in records if (r.judge_errors or {}).get("left_out"))
-    found["cases_without_verdict"] = sum(1 for r in records if (r.judge_errors or {}).get("exceeded"))
-    return found
-
-
-def judge_lines(records: list[CaseRecord]) -> list[str]:
-    """The judge's one-line account, then one line per case that lost items to judge errors."""
-    found = judge_summary(records)
-    if found is None:
-        return []
-    rate = found["order_disagreement_rate"]
-    line = (f"judge {found['judge']}: {found['requests']} requests ({found['retries']} retries), "
-            f"{found['cache_hits']} cache hits, tokens in/out {found['tokens_in']}/{found['tokens_out']}, "
-            f"{found['item_errors']} judge errors in {found['items']} judged items ({found['reasks']} re-asks)"
-            + ("" if found["read_first_time"] is None else
-               f", {found['read_first_time']:.0%} of {found['asks']} judgments read at the first ask")
-            + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items"))
-    lines = [line]
-    for r in records:
-        errors = r.judge_errors or {}
-        if errors.get("left_out"):
-            label = "dense" if r.is_dense else f"{r.compressor}@{r.ratio}"
-            fate = "no verdict (case error)" if errors.get("exceeded") else "left out of the pairing"
-            judged = runs(errors["dense"], errors.get("compressed"))
-            if errors.get("compressed") is None and not r.is_dense:
-                judged += ", compressed not evaluated"
-            lines.append(f"judge errors: {r.task} {r.model} {label}: {errors['left_out']} of {errors['items']} "
-                         f"items {fate} ({judged})")
-    if found["errors"]:
-        lines.append("judge error e.g.: " + "; ".join(found["errors"]))
     return lines
 
 
@@ -293,70 +206,4 @@ def write_json(records: list[CaseRecord], path: Path, meta: dict) -> None:
     body = _finite({"meta": {"format": FORMAT, **meta}, "cases": [r.as_dict() for r in records]})
     atomic_write(path, json.dumps(body, indent=1, default=str, allow_nan=False))
 
-
-def markdown(records: list[CaseRecord], meta: dict) -> str:
-    """A Markdown summary for a CI job page: one table row per case, then the failures' evidence."""
-    icon = {Verdict.MATCHING: "✅ matching", Verdict.NOT_MATCHING: "❌ not matching",
-            Verdict.INCONCLUSIVE: "⚠️ inconclusive", Verdict.SANE: "✅ sane", Verdict.BROKEN: "❌ broken",
-            Verdict.JUDGE_ERROR: "⛔ judge errors, no verdict"}
-    lines = [f"## pytest-kick: {meta.get('title', 'compressed vs dense')}", ""]
-    lines += ["| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-
-    def num(value, fmt):
-        return "" if value is None else format(value, fmt)
-
-    for r in sorted((r for r in records if not r.is_search),
-                    key=lambda r: (r.task, r.model, not r.is_dense, r.compressor or "",
-                                   ratio_key(r.ratio or ""), r.recover or "")):
-        interval = ""
-        if r.drop_low is not None:
-            interval = f"[{r.drop_low * 100:.1f}%, {r.drop_high * 100:.1f}%]"
-        flips = "" if r.lost is None else f"{r.lost} / {r.kept} / {r.gained}"
-        lines.append(
-            f"| {r.task} | {r.model} | {r.row} | {r.ratio or ''} | "
-            f"{dense_cell(r)} | {num(r.compressed, '.3f')} | "
-            f"{'' if r.drop is None else format(r.drop * 100, '.1f') + '%'} | {interval} | {flips} | "
-            f"{icon.get(r.verdict, r.verdict or r.outcome)} |"
-        )
-    lines += markdown_recovery(records)
-    searches = [r for r in records if r.search]
-    if searches:
-        lines += ["", "### Largest matching level (--kick-search)", "",
-                  "| task | model | compressor | dense | largest matching | largest with every lower level matching "
-                  "| levels evaluated |", "|---|---|---|---|---|---|---|"]
-        for r in sorted(searches, key=lambda r: (r.task, r.model, r.compressor)):
-            s = r.search
-            lines.append(f"| {r.task} | {r.model} | {r.compressor} | {num(r.dense, '.3f')} "
-                         f"(n={r.n}) | {reading_text(s['largest_matching'])} | "
-                         f"{reading_text(s['largest_safe'])} | {s['evaluations']} |")
-    for key in ("protocol", "stat", "data"):
-        if meta.get(key):
-            lines.append(f"\n{key}: {meta[key]}")
-    lines += [f"\n{line}" for line in choices_lines(records) + judge_lines(records)]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_recovery(records: list[CaseRecord]) -> list[str]:
-    """The recovered cases' figures as a Markdown table (none without --kick-recover)."""
-    recovered = [r for r in records if r.recovery]
-    if not recovered:
-        return []
-    lines = ["", "### Recovery", "",
-             "| task | model | variant | method | compressed | recovered | gap closed | regained / lost (95% CI) | "
-             "newly lost | extra params (x LoRA) | latency overhead | training s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in recovered:
-        rec = r.recovery
-        interval = rec.get("regained_interval")
-        regained = f"{rec['regained']} / {rec['lost']}" + (
-            f" ({interval[0]:.0%}-{interval[1]:.0%})" if interval else "")
-        gap = "" if rec.get("gap_closed") is None else format(rec["gap_closed"], "+.0%")
-        ratio = "" if rec.get("ratio_to_lora") is None else f" ({rec['ratio_to_lora']:.2f})"
-        latency = "" if rec.get("latency_overhead") is None else format(rec["latency_overhead"], "+.0%")
-        lines.append(
-            f"| {r.task} | {r.model} | {r.compressor}@{r.ratio} | {r.recover} | {rec['compressed']:.3f} | "
-            f"{rec['recovered']:.3f} | {gap} | {regained} | {rec['newly_lost']} | {rec['extra_parameters']:,}{ratio} | "
-            f"{latency} | {rec['training_seconds']:.0f} |")
-    return lines
 

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_kick import fixtures, tasks
 from pytest_kick import report as kick_report
+from pytest_kick import report_judge, report_markdown, report_recovery
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.record import CaseRecord
@@ -56,9 +57,9 @@ class SessionReport:
                 tr.write_line(kick_report.compression_line(r.model, compression))
         for line in kick_report.details_lines(self.records):
             tr.write_line(line)
-        for line in kick_report.judge_lines(self.records):
+        for line in report_judge.judge_lines(self.records):
             tr.write_line(line)
-        for line in kick_report.recovery_lines(self.records):
+        for line in report_recovery.recovery_lines(self.records):
             tr.write_line(line)
         sources = sorted({f"{r.task}: {r.data_source}" for r in self.records if r.data_source})
         if sources:
@@ -66,7 +67,7 @@ class SessionReport:
         meta = self.meta()
         for path, what, write in ((self.kick.report, "JSON report", kick_report.write_json),
                                   (self.kick.markdown, "Markdown summary",
-                                   lambda records, p, m: atomic_write(p, kick_report.markdown(records, m)))):
+                                   lambda records, p, m: atomic_write(p, report_markdown.markdown(records, m)))):
             if path:
                 try:
                     write(self.records, path, meta)
@@ -97,7 +98,7 @@ class SessionReport:
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.kick).items()},
             "tasks": {name: {"version": t.version, "metric": t.metric, "higher_is_better": t.higher_is_better,
                              "floor": t.floor} for name, t in ((n, self.task(n)) for n in self.kick.tasks)},
-            "judge": kick_report.judge_summary(self.records),
+            "judge": report_judge.judge_summary(self.records),
             "environment": {"python": platform.python_version(), "platform": platform.platform(),
                             **package_versions()},
             "protocol": self.kick.protocol,

@@ -3,7 +3,7 @@
 
 import pytest
 
-from pytest_kick import report
+from pytest_kick import report, report_judge, report_markdown
 from pytest_kick.judge.errors import JudgeErrorsExceeded, kept_items
 from pytest_kick.record import CaseRecord
 from pytest_kick.tasks.scorers import mean_figures
@@ -40,7 +40,7 @@ def test_figure_means_skip_the_items_the_judge_failed_on():
 
 
 def usage(**counts):
-    found = dict.fromkeys(report.JUDGE_COUNTS, 0)
+    found = dict.fromkeys(report_judge.JUDGE_COUNTS, 0)
     found.update(judge="openai:gpt-4", errors=[])
     found.update(counts)
     return found
@@ -60,19 +60,19 @@ def test_the_summary_adds_up_what_every_item_spent():
         {"task": "mmlu", "model": "m", "compressor": "dense", "ratio": None},
     ]
     records = [CaseRecord(**r) for r in records]
-    found = report.judge_summary(records)
+    found = report_judge.judge_summary(records)
     assert (found["requests"], found["retries"], found["cache_hits"], found["items"], found["item_errors"]) == \
         (17, 2, 3, 8, 1)
     assert found["order_disagreement_rate"] == 1 / 8 and found["cases_without_verdict"] == 1
-    lines = report.judge_lines(records)
+    lines = report_judge.judge_lines(records)
     assert lines[0] == ("judge openai:gpt-4: 17 requests (2 retries), 3 cache hits, tokens in/out 800/80, 1 judge "
                         "errors in 8 judged items (0 re-asks), 75% of 16 judgments read at the first ask, orders "
                         "disagree on 12% of 8 pairwise items")
     assert lines[1] == ("judge errors: instruction:vicuna m magnitude@0.5: 1 of 4 items no verdict (case error) "
                         "(dense 0, compressed 1)")
     assert lines[2] == "judge error e.g.: HTTP 500 (5 attempts)"
-    assert report.judge_lines(records[2:]) == [] and report.judge_summary(records[2:]) is None
-    assert "orders disagree" in report.markdown(records, {})
+    assert report_judge.judge_lines(records[2:]) == [] and report_judge.judge_summary(records[2:]) is None
+    assert "orders disagree" in report_markdown.markdown(records, {})
 
 
 def test_a_compressed_case_ended_by_its_dense_run_says_compressed_was_not_evaluated():
@@ -83,7 +83,7 @@ def test_a_compressed_case_ended_by_its_dense_run_says_compressed_was_not_evalua
     records = [CaseRecord("summarization:small", "m", compressor, ratio, judge=usage(items=3, item_errors=2),
                           judge_errors=screen.record())
                for compressor, ratio in (("dense", None), ("magnitude", "0.3"))]
-    assert report.judge_lines(records)[1:3] == [
+    assert report_judge.judge_lines(records)[1:3] == [
         "judge errors: summarization:small m dense: 2 of 3 items no verdict (case error) (dense 2)",
         "judge errors: summarization:small m magnitude@0.3: 2 of 3 items no verdict (case error) "
         "(dense 2, compressed not evaluated)"]

@@ -56,7 +56,7 @@ def test_mismatched_items_are_an_error():
 
 
 def test_idp_pool_usage_is_shown_and_a_collapse_is_called_out():
-    from pytest_kick.report import pool_usage
+    from pytest_kick.report_recovery import pool_usage
 
     assert pool_usage(None) == "" and pool_usage({"training": [8], "evaluation": [4]}) == ""  # m = 1: no choice
     spread = pool_usage({"training": [30, 20, 10, 40], "evaluation": [5, 3, 1, 1]})

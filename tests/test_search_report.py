@@ -1,6 +1,6 @@
 """--kick-search's records in the session table, the Markdown summary and the plot (no model needed)."""
 
-from pytest_kick import report
+from pytest_kick import report, report_markdown
 from pytest_kick.plot import plot
 from pytest_kick.record import CaseRecord
 
@@ -36,7 +36,7 @@ def test_table_shows_both_readings_with_their_confidence_next_to_the_grid():
 
 
 def test_markdown_has_a_search_section_and_no_search_row_in_the_case_table():
-    md = report.markdown(RECORDS, {})
+    md = report_markdown.markdown(RECORDS, {})
     assert "### Largest matching level (--kick-search)" in md
     assert "| mmlu | m | magnitude | 0.400 (n=100) | 0.3 (0.35 fails; drop +2.5% CI -7.5..+12.5%, p=0.5) |" in md
     assert md.count("| mmlu | m | magnitude |") == 2  # the 0.5 grid case and the search
