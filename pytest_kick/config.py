@@ -6,8 +6,6 @@ accepts, never a traceback from deep inside a run. Nothing here imports torch.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,31 +13,19 @@ from typing import Callable
 from pytest_kick import compress, extensions, tasks
 from pytest_kick.compress import spec
 from pytest_kick.errors import KickError
-from pytest_kick.gate import Tolerance
 from pytest_kick.models import registry
 from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_search import search_settings
 from pytest_kick.config_served import engine_settings
-from pytest_kick.config_values import whole_number as _int
+from pytest_kick.config_tolerance import ToleranceSpec, parse_tolerance
+from pytest_kick.config_values import boolean as _bool, choice as _choice, device as _device, names as _names
+from pytest_kick.config_values import output_path as _output, split_list as _split, whole_number as _int
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
 PROTOCOLS = ("strict", "kick")
 STATS = ("point", "ci")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-@dataclass(frozen=True)
-class ToleranceSpec:
-    default: Tolerance
-    per_task: dict = field(default_factory=dict)
-
-    def for_task(self, task: str) -> Tolerance:
-        """A variant's own tolerance, else its family's (icrqa=10% covers icrqa:open), else the default."""
-        if task in self.per_task:
-            return self.per_task[task]
-        return self.per_task.get(task.split(":", 1)[0], self.default)
 
 
 @dataclass(frozen=True)
@@ -89,25 +75,6 @@ class KickConfig:
     searched: tuple[str, ...] = ()  # the compressors --kick-search covers
 
 
-def _split(flag: str, value: str) -> list[str]:
-    """The entries of a comma list. An empty entry (``0.5,,0.3``, a trailing comma) is an error: dropping it
-    would hide a typo; a value with no entry at all is left to the caller ("give at least one ...")."""
-    parts = [part.strip() for part in str(value).split(",")]
-    if any(parts) and not all(parts):
-        raise KickError(f"{flag}: {value!r} has an empty entry; separate the entries with single commas")
-    return [part for part in parts if part]
-
-
-def _names(flag: str, value: str, known: list[str], what: str) -> tuple[str, ...]:
-    chosen = _split(flag, value)
-    if not chosen:
-        raise KickError(f"{flag}: give at least one {what}; known: {', '.join(known)}")
-    for name in chosen:
-        if name not in known:
-            raise KickError(f"{flag}: unknown {what} {name!r}; known: {', '.join(known)}")
-    return tuple(dict.fromkeys(chosen))
-
-
 def parse_ratio(flag: str, text: str) -> str:
     """The canonical spelling of one --kick-ratio entry (see compress.spec)."""
     try:
@@ -152,68 +119,6 @@ def parse_tasks(flag: str, text: str) -> tuple[str, ...]:
         except KickError as err:
             raise KickError(f"{flag}: {err}") from None
     return tuple(dict.fromkeys(found))
-
-
-def parse_tolerance_value(flag: str, text: str) -> Tolerance:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%|pp)\s*", text)
-    if not match:
-        raise KickError(f"{flag}: {text!r} is not a tolerance; write 5% (relative) or 3pp (absolute)")
-    number, unit = float(match.group(1)), match.group(2)
-    if unit == "%" and not 0 <= number < 100:
-        raise KickError(f"{flag}: {text!r}: a relative tolerance must be in [0%, 100%)")
-    return Tolerance(number / 100, "relative" if unit == "%" else "absolute")
-
-
-def parse_tolerance(flag: str, text: str, known_tasks: list[str]) -> ToleranceSpec:
-    default = Tolerance(0.05, "relative")
-    per_task = {}
-    for part in _split(flag, text):
-        if "=" in part:
-            task, value = (p.strip() for p in part.split("=", 1))
-            if task not in known_tasks and task not in tasks.families():
-                raise KickError(f"{flag}: unknown task {task!r} in {part!r}; known: {', '.join(known_tasks)}")
-            per_task[task] = parse_tolerance_value(flag, value)
-        else:
-            default = parse_tolerance_value(flag, part)
-    return ToleranceSpec(default, per_task)
-
-
-def _choice(flag: str, text: str, choices) -> str:
-    if text not in choices:
-        raise KickError(f"{flag}: {text!r} is not one of {', '.join(choices)}")
-    return text
-
-
-def _bool(flag: str, text: str | None) -> bool:
-    if text is None:
-        return False
-    value = str(text).strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise KickError(f"{flag}: {text!r} is not true or false")
-    return value in ("true", "1", "yes")
-
-
-def _device(flag: str, text: str) -> str:
-    if not _DEVICE.match(text):
-        raise KickError(f"{flag}: {text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
-    return text
-
-
-def _output(flag: str, path: Path | None, directory: bool = False) -> Path | None:
-    """An output path (report, summary, plots) that cannot be written is found now, not after a long run."""
-    if path is None:
-        return None
-    if path.exists() and path.is_dir() != directory:
-        what = "a directory; give a file path" if not directory else "a file; give a directory"
-        raise KickError(f"{flag}: {path} is {what}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise KickError(f"{flag}: {parent} is a file, so {path} cannot be written")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise KickError(f"{flag}: {parent} is not writable, so {path} cannot be written")
-            break
-    return path
 
 
 def _compressed_dir(flag, compressed: Path | None, compressors: tuple[str, ...]) -> Path | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pytest_kick import gate, tasks
-from pytest_kick.config import parse_tolerance_value
+from pytest_kick.config_tolerance import parse_tolerance_value
 from pytest_kick.errors import KickError, KickSessionError, KickWarning
 from pytest_kick.cases import KickCase
 from pytest_kick.record import PREFIX, Verdict, put

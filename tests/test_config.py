@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kick.config import OPTIONS, build, parse_ratio, parse_tolerance, parse_tolerance_value, raw_values
+from pytest_kick.config import OPTIONS, build, parse_ratio, raw_values
+from pytest_kick.config_tolerance import parse_tolerance, parse_tolerance_value
 from pytest_kick.errors import KickError
 from pytest_kick.gate import Tolerance
 
