@@ -52,7 +52,7 @@ def main() -> None:
     settings = Settings(protocol=args.protocol, shots=args.shots, seed=args.seed)
     task = MMLU()
     dataset = task.load(settings)
-    task.split(dataset, settings)
+    shots = task.split(dataset, settings)[0]  # no --kick-limit here: the first k dev questions of every subject
     pool = list(dataset.examples)
     if args.subjects:
         keep = list(dict.fromkeys(i.subject for i in pool))[: args.subjects]
@@ -69,13 +69,14 @@ def main() -> None:
         engine = LocalEngine(loaded.model, loaded.tokenizer, "cpu", args.batch_size, reuse_prefix=reuse)
         run = Recording(engine)
         started = time.perf_counter()
-        scores, outputs = task.evaluate(items, [], settings, run)
+        scores, outputs = task.evaluate(items, shots, settings, run)
         runs[reuse] = (time.perf_counter() - started, scores, outputs, dict(engine.last_plan), run.answers)
+    used = task.fit(items, shots, settings, Runner(engine)).shots_used  # the shots each question kept
 
     (on_s, on_scores, on_out, on_plan, on_ans), (off_s, off_scores, off_out, off_plan, off_ans) = runs[True], runs[False]
     subjects = len({i.subject for i in items})
     print(f"model: {args.model} ({args.dtype}), {len(items)} questions in {subjects} subjects, shots "
-          f"{MMLU.shots_for(settings)} (mean used {sum(task.shots_used.values()) / len(items):.2f}), protocol "
+          f"{MMLU.shots_for(settings)} (mean used {sum(used.values()) / len(items):.2f}), protocol "
           f"{args.protocol}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, data {dataset.source}")
     print(f"{'what':<28}{'accuracy':>10}{'seconds':>10}{'s/question':>12}{'tokens fed':>12}")
     for label, seconds, scores, plan in (("with prefix reuse", on_s, on_scores, on_plan),

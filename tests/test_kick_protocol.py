@@ -13,6 +13,7 @@ from pytest_kick.engines.local import LocalEngine
 from pytest_kick.tasks import perplexity
 from pytest_kick.tasks.base import Example, Settings
 from pytest_kick.tasks.icrqa import TriviaItem
+from pytest_kick.tasks.mmlu_data import by_subject
 
 KICK, STRICT = Settings(protocol="kick"), Settings(protocol="strict")
 
@@ -90,9 +91,7 @@ class CountingRunner:
 
 def mmlu_with_data():
     task = tasks.get("mmlu")
-    dataset = task.load(KICK)
-    task.split(dataset, KICK)
-    return task, dataset
+    return task, task.load(KICK)
 
 
 def test_mmlu_kick_budget_is_a_fixed_2048_token_prompt():
@@ -100,16 +99,14 @@ def test_mmlu_kick_budget_is_a_fixed_2048_token_prompt():
     shots, one of 2049 loses the last shot, whatever the model's context (here 32768)."""
     task, dataset = mmlu_with_data()
     item = dataset.examples[0]
-    dev = task._group_dev(dataset.dev)
-    five = len(task.prompt(item, dev[item.subject][:5], "kick"))
-    four = len(task.prompt(item, dev[item.subject][:4], "kick"))
-    task.fit([item], dev, 5, "kick", CountingRunner(32768, 2048 - five))
-    assert task.shots_used[item.id] == 5
-    task.fit([item], dev, 5, "kick", CountingRunner(32768, 2049 - five))
-    assert task.shots_used[item.id] == 4 and four + 2049 - five <= 2048
+    shots = by_subject(dataset.dev)[item.subject]
+    five = len(task.prompt(item, shots[:5], "kick"))
+    four = len(task.prompt(item, shots[:4], "kick"))
+    assert task.fit([item], shots, KICK, CountingRunner(32768, 2048 - five)).shots_used[item.id] == 5
+    assert task.fit([item], shots, KICK, CountingRunner(32768, 2049 - five)).shots_used[item.id] == 4
+    assert four + 2049 - five <= 2048
     # strict fits the model's context with the answer's tokens: a 2048-token prompt loses a shot on a 2048 context
-    task.fit([item], dev, 5, "strict", CountingRunner(2048, 2048 - five))
-    assert task.shots_used[item.id] == 4
+    assert task.fit([item], shots, Settings(), CountingRunner(2048, 2048 - five)).shots_used[item.id] == 4
 
 
 def test_mmlu_kick_prints_none_as_pandas_nan_and_takes_the_first_questions_in_order():
@@ -117,7 +114,7 @@ def test_mmlu_kick_prints_none_as_pandas_nan_and_takes_the_first_questions_in_or
     [item] = [i for i in dataset.examples if i.id == "mmlu/test/college_computer_science/10"]
     assert "None" in item.choices
     kick_prompt, strict_prompt = task.prompt(item, (), "kick"), task.prompt(item, (), "strict")
-    assert kick_prompt == strict_prompt.replace(f". None\n", ". nan\n") and kick_prompt != strict_prompt
+    assert kick_prompt == strict_prompt.replace(". None\n", ". nan\n") and kick_prompt != strict_prompt
     _, items = task.split(dataset, Settings(protocol="kick", limit=3))
     assert [i.id for i in items] == [f"mmlu/test/abstract_algebra/{k}" for k in range(3)]
 

@@ -21,6 +21,7 @@ from pytest_kick.tasks.mmlu import (
     SUBJECT_CATEGORY,
     MMLUDataset,
     MMLUItem,
+    by_subject,
     format_prefix,
     format_question,
     stratified_subset,
@@ -48,8 +49,7 @@ def one_thread():
 def bundled():
     task = MMLU()
     dataset = task.load(Settings())
-    task.split(dataset, Settings())  # the task keeps the dev split for its shots
-    return task, dataset, MMLU._group_dev(dataset.dev)
+    return task, dataset, by_subject(dataset.dev)
 
 
 def item(subject="anatomy", number=0, answer=0, question="Q?", choices=("w", "x", "y", "z")) -> MMLUItem:
@@ -82,10 +82,10 @@ def test_prompt_is_the_hendrycks_format(bundled):
         "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\n"
         "A. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
     )
-    strict = task.requests([first], [], Settings())
+    strict = task.requests([first], dev["abstract_algebra"], Settings())
     assert [r.continuation for r in strict] == [" A", " B", " C", " D"]
     assert all(isinstance(r, LoglikelihoodRequest) and r.context.count("\nAnswer: ") == 5 for r in strict)
-    [kick] = task.requests([first], [], Settings(protocol="kick"))
+    [kick] = task.requests([first], dev["abstract_algebra"], Settings(protocol="kick"))
     assert isinstance(kick, GenerationRequest) and kick.prompt == strict[0].context and kick.max_new_tokens == 1
     assert format_prefix("us_foreign_policy", []) == (
         "The following are multiple choice questions (with answers) about  us foreign policy.\n\n")
@@ -99,6 +99,16 @@ def test_more_shots_than_the_dev_split_is_a_clear_error(bundled):
     task, dataset, _ = bundled
     with pytest.raises(KickError, match=r"6 shots asked but the dev split of abstract_algebra has 5"):
         MMLU().split(dataset, Settings(shots=6))
+
+
+def test_split_gives_the_first_k_dev_questions_of_each_evaluated_subject(bundled):
+    task, dataset, dev = bundled
+    for run in (Settings(shots=2, limit=10), Settings(protocol="kick", limit=3), Settings(limit=60, seed=1)):
+        shots, items = task.split(dataset, run)
+        subjects = list(dict.fromkeys(i.subject for i in items))
+        assert shots == [s for subject in subjects for s in dev[subject][:MMLU.shots_for(run)]]
+    with pytest.raises(KickError, match=r"no dev questions for abstract_algebra: pass the shots the task's split"):
+        task.requests(dataset.examples[:1], [], Settings())  # the shots travel in the arguments, never in the task
 
 
 def test_template_hash_follows_protocol_and_shots():
@@ -332,11 +342,13 @@ def test_shots_are_dropped_from_the_last_until_the_prompt_fits(tiny, bundled):
         engine.max_length = context
         run = Recording(engine)
         task.evaluate([target], shots, Settings(), run)
-        assert task.shots_used == {target.id: expected} and task.last_run["truncated"] == 0, context
-        assert run.asked[0].context == task.prompt(target, shots[:expected])
+        fitted = task.fit([target], shots, Settings(), Runner(engine))
+        assert fitted.shots_used == {target.id: expected} and fitted.truncated == 0, context
+        assert run.asked[0].context == task.prompt(target, shots[:expected]) == fitted.prompts[0]
     engine.max_length = sizes[0]  # too long even without shots: sent without shots, the engine keeps its end
     scores, _ = task.evaluate([target], shots, Settings(), Runner(engine))
-    assert task.shots_used == {target.id: 0} and task.last_run["truncated"] == 1 and len(scores) == 1
+    fitted = task.fit([target], shots, Settings(), Runner(engine))
+    assert fitted.shots_used == {target.id: 0} and fitted.truncated == 1 and len(scores) == 1
 
 
 @pytest.mark.parametrize("protocol, batch_size", [("strict", 1), ("strict", 3), ("kick", 3)])
@@ -352,11 +364,11 @@ def test_prefix_reuse_matches_full_prompts_on_tiny_llama(tiny, bundled, protocol
         engine = LocalEngine(model, tokenizer, "cpu", batch_size=batch_size, reuse_prefix=reuse)
         engine.max_length = 600
         task, run = MMLU(), Recording(engine)
-        runs[reuse] = (task.evaluate(items, shots, Settings(protocol=protocol), run), run, dict(task.last_run),
-                       dict(engine.last_plan), dict(task.shots_used))
-    (on, run_on, stats, plan, used), (off, run_off, _, plan_off, _) = runs[True], runs[False]
-    assert on == off and stats["truncated"] == 1
-    assert len({(i.subject, used[i.id]) for i in items}) > 3  # several distinct prefixes
+        runs[reuse] = (task.evaluate(items, shots, Settings(protocol=protocol), run), run,
+                       dict(engine.last_plan), task.fit(items, shots, Settings(protocol=protocol), Runner(engine)))
+    (on, run_on, plan, fitted), (off, run_off, plan_off, _) = runs[True], runs[False]
+    assert on == off and fitted.truncated == 1
+    assert len({(i.subject, fitted.shots_used[i.id]) for i in items}) > 3  # several distinct prefixes
     if protocol == "strict":
         assert plan["groups"] >= 2 and plan["tokens_fed"] < plan_off["tokens_fed"]
         gaps = [abs(a[0] - b[0]) for a, b in zip(run_on.answers, run_off.answers)]

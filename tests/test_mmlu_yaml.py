@@ -19,10 +19,9 @@ BUNDLED = Path(__file__).parents[1] / "fixtures" / "mmlu"
 
 
 def mmlu_items(limit: int):
-    """The bundled mmlu task's stratified subset (one question per subject from 57 on), and the task."""
+    """The bundled mmlu task, its shots and its stratified subset (one question per subject from 57 on)."""
     task = MMLU()
-    dataset = task.load(Settings())
-    return task, dataset, task.split(dataset, Settings(limit=limit))[1]
+    return (task, *task.split(task.load(Settings()), Settings(limit=limit)))
 
 
 def write_data(root: Path, ids: set) -> Path:
@@ -39,14 +38,15 @@ def write_data(root: Path, ids: set) -> Path:
 
 
 def both(engine, limit: int):
-    """(bundled requests, scores, outputs), (YAML requests, scores, outputs) on the same items and engine."""
-    task, dataset, items = mmlu_items(limit)
+    """(bundled requests, scores, outputs), (YAML requests, scores, outputs) on the same items and engine; and what
+    fitting the bundled task's prompts dropped."""
+    task, mmlu_shots, items = mmlu_items(limit)
     [yaml_task] = declarative.load(EXAMPLE)
     by_id = {i.id: i for i in yaml_task.load(Settings()).examples}
     same = [by_id[i.id] for i in items]
     shots, _ = yaml_task.split(MMLUDataset(tuple(same), "", ""), Settings())
     found = []
-    for t, its, sh in ((task, items, []), (yaml_task, same, shots)):
+    for t, its, sh in ((task, items, mmlu_shots), (yaml_task, same, shots)):
         asked = []
 
         class Recording(Runner):
@@ -56,7 +56,7 @@ def both(engine, limit: int):
 
         scores, outputs = t.evaluate(its, sh, Settings(), Recording(engine))
         found.append((asked, scores, outputs))
-    return task, found
+    return task.fit(items, mmlu_shots, Settings(), Runner(engine)), found
 
 
 def test_example_is_a_short_task_file():
@@ -66,11 +66,11 @@ def test_example_is_a_short_task_file():
 def test_yaml_and_bundled_mmlu_ask_the_same_requests_and_agree_item_for_item(tiny):
     model, tokenizer = tiny
     engine = LocalEngine(model, tokenizer, "cpu", batch_size=16)  # 1,024-token context: long prompts lose shots
-    task, ((asked, scores, outputs), (yaml_asked, yaml_scores, yaml_outputs)) = both(engine, 60)
+    fitted, ((asked, scores, outputs), (yaml_asked, yaml_scores, yaml_outputs)) = both(engine, 60)
     assert len(asked) == 4 * 60
     assert yaml_asked == asked  # every prompt and continuation, character for character
     assert yaml_outputs == outputs and yaml_scores == scores
-    assert task.last_run["shots_dropped"] > 0  # the fitting rule was exercised, not bypassed
+    assert fitted.shots_dropped > 0  # the fitting rule was exercised, not bypassed
 
 
 def test_yaml_and_bundled_mmlu_agree_in_a_pytest_session(pytester):

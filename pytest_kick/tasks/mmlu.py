@@ -12,7 +12,8 @@ subject, the first one included. Shots are the first ``k`` rows of the subject's
 when the prompt and its answer do not fit the model's context (the engine's ``max_length`` and
 ``token_counts``), shots are dropped from the last one until they do (as both repos do); a question too long
 even without shots is sent as is, and the engine keeps its last tokens (and a BOS the tokenizer puts first).
-The shots each question used are recorded (``shots_used``). MMLU is plain text: never the chat template.
+``MMLU.fit`` gives a run's prompts and the shots each question kept (tasks/mmlu_prompt.py ``Fitted``); the task
+keeps nothing between calls. MMLU is plain text: never the chat template.
 
 Protocols:
 - ``strict`` (default): four log-likelihood requests per question, context = prompt, continuation = " A" ..
@@ -45,81 +46,38 @@ from typing import Callable, Sequence
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest
+from pytest_kick.tasks import mmlu_prompt
 from pytest_kick.tasks.base import Dataset, Settings
 from pytest_kick.tasks.data import bundled_dir, hub_rows
-from pytest_kick.tasks.mmlu_data import (  # noqa: F401 (items and subsets: part of this API)
+from pytest_kick.tasks.mmlu_data import (  # noqa: F401 (items, subsets and categories: part of this API)
+    CATEGORIES,
     HENDRYCKS_TAR,
     LETTERS,
+    SUBJECT_CATEGORY,
     MMLUDataset,
     MMLUItem,
+    by_subject,
     items_from_csv,
     items_from_hub,
     items_from_jsonl,
     stratified_subset,
 )
+from pytest_kick.tasks.mmlu_prompt import (  # noqa: F401 (the prompt strings and helpers: part of this API)
+    HEADER,
+    KICK_PROMPT_TOKENS,
+    PANDAS_NA,
+    QUESTION,
+    SHOT,
+    Fitted,
+    as_pandas,
+    display_subject,
+    format_prefix,
+    format_question,
+)
 
-# Hendrycks / LLM-KICK prompt strings (hendrycks/test evaluate.py: gen_prompt, format_example, format_subject).
-HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
-QUESTION = "{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
-SHOT = QUESTION + " {answer}\n\n"
 DEFAULT_SHOTS = 5  # the paper's (and LLM-KICK's --ntrain default) setting
-KICK_PROMPT_TOKENS = 2048  # LLM-KICK main_mmlu.py: shots dropped while the prompt exceeds 2048 tokens
-# pandas.read_csv's default missing-value strings: a field equal to one of them is NaN, printed "nan"
-PANDAS_NA = frozenset(("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
 HUB_PATH, HUB_CONFIG = "cais/mmlu", "all"
 BUNDLED_TEST, BUNDLED_DEV = "mmlu/mmlu_test.jsonl", "mmlu/mmlu_dev.jsonl"
-
-# The standard category of each subject (hendrycks/test categories.py: subject -> subcategory -> category).
-_CATEGORY_SUBJECTS = {
-    "STEM": (
-        "abstract_algebra astronomy college_biology college_chemistry college_computer_science "
-        "college_mathematics college_physics computer_security conceptual_physics electrical_engineering "
-        "elementary_mathematics high_school_biology high_school_chemistry high_school_computer_science "
-        "high_school_mathematics high_school_physics high_school_statistics machine_learning"
-    ),
-    "humanities": (
-        "formal_logic high_school_european_history high_school_us_history high_school_world_history "
-        "international_law jurisprudence logical_fallacies moral_disputes moral_scenarios philosophy "
-        "prehistory professional_law world_religions"
-    ),
-    "social sciences": (
-        "econometrics high_school_geography high_school_government_and_politics high_school_macroeconomics "
-        "high_school_microeconomics high_school_psychology human_sexuality professional_psychology "
-        "public_relations security_studies sociology us_foreign_policy"
-    ),
-    "other": (
-        "anatomy business_ethics clinical_knowledge college_medicine global_facts human_aging management "
-        "marketing medical_genetics miscellaneous nutrition professional_accounting professional_medicine virology"
-    ),
-}
-SUBJECT_CATEGORY = {s: cat for cat, subjects in _CATEGORY_SUBJECTS.items() for s in subjects.split()}
-CATEGORIES = tuple(_CATEGORY_SUBJECTS)
-
-
-def display_subject(subject: str) -> str:
-    """Hendrycks' ``format_subject``: every word preceded by a space ("abstract_algebra" -> " abstract algebra")."""
-    return " " + subject.replace("_", " ")
-
-
-def as_pandas(text: str) -> str:
-    """A CSV field as LLM-KICK prints it after ``pd.read_csv``: a missing-value string becomes "nan"."""
-    return "nan" if text in PANDAS_NA else text
-
-
-def format_question(item: MMLUItem, with_answer: bool = False, pandas: bool = False) -> str:
-    template = SHOT if with_answer else QUESTION
-    question, (a, b, c, d) = item.question, item.choices
-    if pandas:
-        question, a, b, c, d = map(as_pandas, (question, a, b, c, d))
-    return template.format(question=question, a=a, b=b, c=c, d=d, answer=item.answers[0])
-
-
-def format_prefix(subject: str, shots: Sequence[MMLUItem], pandas: bool = False) -> str:
-    """The part shared by every question of a subject: header and shots."""
-    return HEADER.format(subject=display_subject(subject)) + "".join(format_question(s, True, pandas) for s in shots)
-
-
 LOCAL_LAYOUT = (f"test/*_test.csv and dev/*_dev.csv (Hendrycks' {HENDRYCKS_TAR}, extracted) in it, in data/ or "
                 f"in mmlu/, or mmlu/mmlu_test.jsonl + mmlu/mmlu_dev.jsonl")
 
@@ -131,11 +89,6 @@ class MMLU:
     metric = "accuracy"
     higher_is_better = True
     floor = 0.25
-
-    def __init__(self):
-        self._dev: dict[str, tuple[MMLUItem, ...]] = {}
-        self.shots_used: dict[str, int] = {}  # item id -> shots that fitted, from the last evaluate
-        self.last_run: dict[str, int] = {}  # the last evaluate: questions too long even without shots, shots dropped
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -191,39 +144,41 @@ class MMLU:
         defaults to 0, which therefore means "the task's default", not zero-shot, for MMLU)."""
         return settings.shots if settings.shots > 0 else DEFAULT_SHOTS
 
-    def split(self, dataset: Dataset, settings: Settings) -> tuple[list, list[MMLUItem]]:
-        """([], items): the shots are per subject (its dev split), kept by the task for ``evaluate``."""
-        self._dev = self._group_dev(getattr(dataset, "dev", ()))
+    def split(self, dataset: Dataset, settings: Settings) -> tuple[list[MMLUItem], list[MMLUItem]]:
+        """(shots, items): the shots are the first ``k`` dev questions of each evaluated subject, in file order,
+        subjects in the order of their first evaluated question; ``evaluate`` takes its shots from them."""
+        dev, k = by_subject(getattr(dataset, "dev", ())), self.shots_for(settings)
         items = list(dataset.examples)
-        self._check_shots(items, self._dev, self.shots_for(settings))
+        self._check_shots(items, dev, k, "the data lacks its dev split, where the shots come from")
         if settings.protocol == "kick":  # the repo: every question, subjects sorted, each in file order
             items = sorted(items, key=lambda i: i.subject)  # stable: file order within a subject
-            return [], items if settings.limit is None else items[:settings.limit]
-        return [], stratified_subset(items, settings.limit, settings.seed, self.name)
+            items = items if settings.limit is None else items[:settings.limit]
+        else:
+            items = stratified_subset(items, settings.limit, settings.seed, self.name)
+        return [s for subject in dict.fromkeys(i.subject for i in items) for s in dev[subject][:k]], items
 
     @staticmethod
-    def _group_dev(dev: Sequence[MMLUItem]) -> dict[str, tuple[MMLUItem, ...]]:
-        groups: dict[str, list[MMLUItem]] = {}
-        for item in dev:
-            groups.setdefault(item.subject, []).append(item)
-        return {s: tuple(v) for s, v in groups.items()}
-
-    @staticmethod
-    def _check_shots(items: Sequence[MMLUItem], dev: dict[str, tuple[MMLUItem, ...]], k: int) -> None:
+    def _check_shots(items: Sequence[MMLUItem], dev: dict[str, tuple[MMLUItem, ...]], k: int, lacking: str) -> None:
         for subject in dict.fromkeys(i.subject for i in items):
             have = len(dev.get(subject, ()))
             if have == 0:
-                raise KickError(f"MMLU: no dev questions for {subject}: the data lacks its dev split, where the shots "
-                                f"come from")
+                raise KickError(f"MMLU: no dev questions for {subject}: {lacking}")
             if have < k:
                 raise KickError(f"MMLU: {k} shots asked but the dev split of {subject} has {have} questions "
                                 f"(MMLU's has 5 per subject); use --kick-shots 1..{have}")
 
+    def _shots_by_subject(self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings) -> dict:
+        """The shots given, by subject, once every item's subject has ``k`` of them."""
+        dev = by_subject(shots)
+        self._check_shots(items, dev, self.shots_for(settings), "pass the shots the task's split gives (its "
+                                                                 "subject's dev questions)")
+        return dev
+
     # --- prompts -------------------------------------------------------------------------------
 
-    def prompt(self, item: MMLUItem, shots: Sequence[MMLUItem], protocol: str = "strict") -> str:
-        pandas = protocol == "kick"
-        return format_prefix(item.subject, shots, pandas) + format_question(item, pandas=pandas)
+    @staticmethod
+    def prompt(item: MMLUItem, shots: Sequence[MMLUItem], protocol: str = "strict") -> str:
+        return mmlu_prompt.prompt(item, shots, protocol)
 
     @staticmethod
     def item_requests(prompt: str, protocol: str) -> list[LoglikelihoodRequest] | list[GenerationRequest]:
@@ -233,11 +188,10 @@ class MMLU:
         return [LoglikelihoodRequest(prompt, " " + letter) for letter in LETTERS]
 
     def requests(self, items, shots, settings: Settings) -> list:
-        """The requests of every item with all shots, in item order (``evaluate`` fits them to the model)."""
-        dev = self._group_dev(shots) if shots else self._dev
-        k = self.shots_for(settings)
+        """The requests of every item with all its shots, in item order (``evaluate`` fits them to the model)."""
+        dev, k = self._shots_by_subject(items, shots, settings), self.shots_for(settings)
         return [r for i in items for r in self.item_requests(
-            self.prompt(i, dev.get(i.subject, ())[:k], settings.protocol), settings.protocol)]
+            mmlu_prompt.prompt(i, dev[i.subject][:k], settings.protocol), settings.protocol)]
 
     def score(self, item: MMLUItem, request, output: str, settings: Settings) -> float:
         """strict: ``output`` is the predicted letter; kick: the decoded greedy token, scored on its last character."""
@@ -259,14 +213,16 @@ class MMLU:
 
     # --- evaluation ----------------------------------------------------------------------------
 
+    def fit(self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings, run) -> Fitted:
+        """The prompts ``evaluate`` asks for these arguments, and the shots each question kept (mmlu_prompt.fit):
+        what a caller that wants a run's shots or truncations computes, the task keeps none of it."""
+        dev = self._shots_by_subject(items, shots, settings)
+        return mmlu_prompt.fit(items, dev, self.shots_for(settings), settings.protocol, run)
+
     def evaluate(self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings,
                  run) -> tuple[list[float], list[str]]:
         """(scores, outputs): outputs are the predicted letters (strict) or decoded greedy tokens (kick)."""
-        dev = self._group_dev(shots) if shots else self._dev
-        k_max = self.shots_for(settings)
-        self._check_shots(items, dev, k_max)
-        prompts = self.fit(items, dev, k_max, settings.protocol, run)
-        per_item = [self.item_requests(p, settings.protocol) for p in prompts]
+        per_item = [self.item_requests(p, settings.protocol) for p in self.fit(items, shots, settings, run).prompts]
         answers = run([r for requests in per_item for r in requests])
         outputs = []
         for n in range(len(items)):
@@ -277,45 +233,11 @@ class MMLU:
                 outputs.append(LETTERS[max(range(4), key=lambda c: loglikelihoods[c])])  # the first best on ties
         return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
 
-    def fit(self, items: Sequence[MMLUItem], dev: dict, k_max: int, protocol: str, run) -> list[str]:
-        """Each item's prompt with the most shots (at most ``k_max``) that fit the model's context together with
-        the answer's tokens, shots dropped from the last (Hendrycks, LLM-KICK); all ``k_max`` shots when the
-        engine cannot count tokens. A question too long even without shots keeps zero shots (the engine then
-        keeps its last tokens). kick: the repo's budget, a prompt of at most 2048 tokens (the answer's token
-        not counted), or the model's context less that token when smaller."""
-        limit = run.max_length
-        if protocol == "kick":
-            limit, answer = (KICK_PROMPT_TOKENS if not limit else min(KICK_PROMPT_TOKENS, limit - 1)), 0
-        probe = run.token_counts(["?\nAnswer:", "?\nAnswer: A"]) if limit else None
-        if protocol != "kick":
-            answer = 1 if probe is None else probe[1] - probe[0]
-        prompts: list[str | None] = [None] * len(items)
-        used = [k_max] * len(items)
-        pending = list(range(len(items)))
-        for k in range(k_max, -1, -1):
-            texts = [self.prompt(items[i], dev[items[i].subject][:k], protocol) for i in pending]
-            counts = run.token_counts(texts) if probe is not None else [0] * len(texts)
-            left = []
-            for i, text, count in zip(pending, texts, counts):
-                if probe is None or k == 0 or count + answer <= limit:
-                    prompts[i], used[i] = text, k
-                else:
-                    left.append(i)
-            pending = left
-            if not pending:
-                break
-        too_long = 0
-        if probe is not None:
-            too_long = sum(c + answer > limit for c in run.token_counts([p for p, k in zip(prompts, used) if k == 0]))
-        self.shots_used = {item.id: k for item, k in zip(items, used)}
-        self.last_run = {"truncated": too_long, "shots_dropped": sum(k_max - k for k in used)}
-        return prompts
-
     # --- report --------------------------------------------------------------------------------
 
     def details(self, items: Sequence[MMLUItem], scores: Sequence[float], outputs: Sequence[str]) -> dict[str, float]:
         """Accuracy and item count per MMLU category ("STEM", "STEM n", ...; categories without items are left
-        out). The shots that fitted are per run (``shots_used``), not part of a stored result, so not here."""
+        out). The shots that fitted are per run (``fit``), not part of a stored result, so not here."""
         figures: dict[str, float] = {}
         for category in CATEGORIES:
             picked = [s for i, s in zip(items, scores) if SUBJECT_CATEGORY.get(i.subject) == category]

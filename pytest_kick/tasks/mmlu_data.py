@@ -1,5 +1,5 @@
-"""MMLU data: the item type, and reading the hub's rows, Hendrycks' CSV files and the bundled JSON Lines;
-the stratified ``--kick-limit`` subset. No torch, no prompts (tasks/mmlu.py)."""
+"""MMLU data: the item type, the category of each subject, and reading the hub's rows, Hendrycks' CSV files and
+the bundled JSON Lines; the stratified ``--kick-limit`` subset. No torch, no prompts (tasks/mmlu_prompt.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,32 @@ from pytest_kick.tasks.data import read_jsonl
 
 LETTERS = ("A", "B", "C", "D")
 HENDRYCKS_TAR = "https://people.eecs.berkeley.edu/~hendrycks/data.tar"
+
+# The standard category of each subject (hendrycks/test categories.py: subject -> subcategory -> category).
+_CATEGORY_SUBJECTS = {
+    "STEM": (
+        "abstract_algebra astronomy college_biology college_chemistry college_computer_science "
+        "college_mathematics college_physics computer_security conceptual_physics electrical_engineering "
+        "elementary_mathematics high_school_biology high_school_chemistry high_school_computer_science "
+        "high_school_mathematics high_school_physics high_school_statistics machine_learning"
+    ),
+    "humanities": (
+        "formal_logic high_school_european_history high_school_us_history high_school_world_history "
+        "international_law jurisprudence logical_fallacies moral_disputes moral_scenarios philosophy "
+        "prehistory professional_law world_religions"
+    ),
+    "social sciences": (
+        "econometrics high_school_geography high_school_government_and_politics high_school_macroeconomics "
+        "high_school_microeconomics high_school_psychology human_sexuality professional_psychology "
+        "public_relations security_studies sociology us_foreign_policy"
+    ),
+    "other": (
+        "anatomy business_ethics clinical_knowledge college_medicine global_facts human_aging management "
+        "marketing medical_genetics miscellaneous nutrition professional_accounting professional_medicine virology"
+    ),
+}
+SUBJECT_CATEGORY = {s: cat for cat, subjects in _CATEGORY_SUBJECTS.items() for s in subjects.split()}
+CATEGORIES = tuple(_CATEGORY_SUBJECTS)
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,14 @@ class MMLUDataset(Dataset):
     """The test questions (``examples``) and the dev split the shots come from."""
 
     dev: tuple[MMLUItem, ...] = ()
+
+
+def by_subject(items: Sequence[MMLUItem]) -> dict[str, tuple[MMLUItem, ...]]:
+    """Items grouped by subject, each group in the given order (the shots of a subject: its dev questions)."""
+    groups: dict[str, list[MMLUItem]] = {}
+    for item in items:
+        groups.setdefault(item.subject, []).append(item)
+    return {s: tuple(v) for s, v in groups.items()}
 
 
 def _item(item_id: str, subject: str, question, choices, index, where: str) -> MMLUItem:
