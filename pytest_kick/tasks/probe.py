@@ -14,19 +14,14 @@ from pytest_kick.tasks.base import Dataset, Settings
 
 def uses_shots(task, dataset: Dataset, settings: Settings) -> bool:
     """Whether ``--kick-shots`` (``settings.shots``, or 2 when it is 0) changes the task's shots, items or prompt.
-    A probe that fails counts as "uses" (nothing is claimed). The task's own ``split`` with ``settings`` runs last,
-    so whatever state it keeps is the run's."""
+    A probe that fails counts as "uses" (nothing is claimed). A task keeps no per-run state (one registered instance
+    serves every run), so probing leaves it as it was."""
     other = dataclasses.replace(settings, shots=settings.shots or 2)
     none = dataclasses.replace(settings, shots=0)
     try:
         found = [(_ids(task.split(dataset, s)), task.template_hash(s)) for s in (none, other)]
     except Exception:
         return True
-    finally:
-        try:
-            task.split(dataset, settings)
-        except Exception:
-            pass  # the run's own split reports it
     return found[0] != found[1]
 
 
