@@ -8,7 +8,6 @@ no extra collection, no output.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import uuid
 from pathlib import Path
@@ -17,9 +16,9 @@ import pytest
 
 from pytest_kick import cache_dir
 from pytest_kick import config as kick_config
-from pytest_kick import extensions, fixtures, hookspecs, registration, search_run, tasks
+from pytest_kick import collection, extensions, fixtures, hookspecs, registration, search_run, tasks
 from pytest_kick.errors import KickError
-from pytest_kick.cases import KickCase, cases_for
+from pytest_kick.cases import cases_for
 from pytest_kick.record import Verdict, has, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.session_report import SessionReport
@@ -36,14 +35,6 @@ def pytest_addoption(parser) -> None:
 def pytest_addhooks(pluginmanager) -> None:
     """The hooks of pytest_kick/hookspecs.py (pytest_kick_tasks), for conftest files and plugins."""
     pluginmanager.add_hookspecs(hookspecs)
-
-
-def suites_dir() -> Path:
-    """The bundled LLM-KICK suite: ``suites/`` in a source tree, ``pytest_kick/suites`` in a wheel."""
-    spec = importlib.util.find_spec("pytest_kick.suites")
-    if spec is None or not spec.submodule_search_locations:
-        raise pytest.UsageError("pytest-kick: the bundled suite (pytest_kick.suites) is not installed")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -70,9 +61,9 @@ def pytest_configure(config) -> None:
     if kick is None:
         return
     if config.args_source != pytest.Config.ArgsSource.ARGS:
-        config.args[:] = [str(suites_dir())]
+        config.args[:] = [str(collection.suites_dir())]
     else:
-        collect_registered_suite(config, kick)
+        collection.collect_registered_suite(config, kick)
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"  # every item of one (model, compressor, ratio) on one worker
     workerinput = getattr(config, "workerinput", {})
@@ -115,23 +106,16 @@ class XdistRunId:
         node.workerinput["kick_run_id"] = self.run_id
 
 
-def _task_of(metafunc) -> str:
-    marker = metafunc.definition.get_closest_marker("kick_task")
-    name = marker.args[0] if marker and marker.args else metafunc.function.__name__.removeprefix("test_")
-    if name not in tasks.families() and name not in tasks.names():
-        raise pytest.UsageError(f"pytest-kick: {metafunc.definition.nodeid} gates unknown task {name!r}; "
-                                f"known: {', '.join(tasks.spellings())}")
-    return name
-
-
 def pytest_ignore_collect(collection_path, config):
     """Skip the bundled suite's files of tasks nobody asked for (``suites/test_<task family>.py``)."""
     kick = config.stash.get(CONFIG_KEY, None)
-    if kick is None or collection_path.parent != suites_dir() or not collection_path.stem.startswith("test_"):
+    if kick is None or collection_path.parent != collection.suites_dir():
         return None
-    if collection_path.name == SEARCH_SUITE:
+    if not collection_path.stem.startswith("test_"):
+        return None
+    if collection_path.name == collection.SEARCH_SUITE:
         return None if kick.search else True
-    if config.stash.get(APPENDED_KEY, False) and collection_path.name != REGISTERED_SUITE:
+    if config.stash.get(collection.APPENDED_KEY, False) and collection_path.name != collection.REGISTERED_SUITE:
         return True  # the suite joined the user's paths for registered tasks (and --kick-search) only
     family = collection_path.stem.removeprefix("test_")
     if family in tasks.families() and not any(tasks.get(t).family == family for t in kick.tasks):
@@ -151,9 +135,9 @@ def pytest_generate_tests(metafunc) -> None:
         return
     if kick is None or "kick_case" not in metafunc.fixturenames:
         return
-    chosen = registered_choice(metafunc, kick)
+    chosen = collection.registered_choice(metafunc, kick)
     if chosen is None:
-        chosen = [v for v in tasks.expand(_task_of(metafunc)) if v in kick.tasks]
+        chosen = [v for v in tasks.expand(collection.task_of(metafunc)) if v in kick.tasks]
     if not chosen:
         metafunc.parametrize("kick_case", [pytest.param(None, id="not-selected")])
         return
@@ -161,11 +145,6 @@ def pytest_generate_tests(metafunc) -> None:
         pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
         for task in chosen for case in cases_for(task, kick)
     ])
-
-
-def _case(item) -> KickCase | None:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get("kick_case") if callspec else None
 
 
 UNSELECTED_KEY = pytest.StashKey[list]()
@@ -186,7 +165,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
     if config.stash.get(CONFIG_KEY, None) is None or not isinstance(result, list):
         return result
     kept = [item for item in result if not _not_selected(item)]
-    if len(kept) < len(result) and collector.path.parent != suites_dir():
+    if len(kept) < len(result) and collector.path.parent != collection.suites_dir():
         marker = next(item for item in result if _not_selected(item)).get_closest_marker("kick_task")
         task = marker.args[0] if marker and marker.args else name.removeprefix("test_")
         config.stash.setdefault(UNSELECTED_KEY, []).append(f"{collector.nodeid}::{name} ({task})")
@@ -195,7 +174,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
 
 def pytest_report_collectionfinish(config, start_path, items):
     unselected = config.stash.get(UNSELECTED_KEY, [])
-    lines = config.stash.get(UNCOLLECTED_KEY, [])
+    lines = config.stash.get(collection.UNCOLLECTED_KEY, [])
     if unselected:
         lines = [f"pytest-kick: not collected, their task is not in --kick-tasks: {', '.join(unselected)}", *lines]
     return lines or None
@@ -208,12 +187,12 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     if kick is None:
         return
     if not hasattr(config, "workerinput"):
-        check_every_task_collected(config, kick, items)
+        collection.check_every_task_collected(config, kick, items)
     keep = items
 
     def order(indexed):
         index, item = indexed
-        case = _case(item)
+        case = collection.case_of(item)
         if case is None:  # searches last: each builds many variants
             searching = getattr(item, "callspec", None) and "kick_search_case" in item.callspec.params
             return (2 if searching else 0, (), index)
@@ -224,7 +203,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
     items[:] = [item for _, item in sorted(enumerate(keep), key=order)]
     for item in items:  # so that a case failing before its verdict still appears in every report
-        case = _case(item)
+        case = collection.case_of(item)
         if case is not None:
             put(item, task=case.task, model=case.model_name, compressor=case.compressor or "dense", ratio=case.ratio)
             if case.recovery:
@@ -247,40 +226,14 @@ def pytest_runtest_makereport(item, call):
     called the fixture (``suites/test_mmlu.py:9``), not at pytest_kick/fixtures.py."""
     report = yield
     longrepr = report.longrepr
-    declared = _declared(item)
+    declared = collection.declared(item)
     if report.skipped and call.excinfo is not None and isinstance(longrepr, tuple) and len(longrepr) == 3 \
             and Path(longrepr[0]).resolve().is_relative_to(PACKAGE_DIR):
-        path, line = declared or _call_site(item, call.excinfo)
+        path, line = declared or collection.call_site(item, call.excinfo)
         report.longrepr = (path, line, longrepr[2])
     return report
 
 
-def _declared(item) -> tuple[str, int] | None:
-    """Where a registered task gated by the generic suite test is declared (its task file and line, the class
-    or hook that registers it): that is where its user looks, not at the plugin's suite file."""
-    case = _case(item)
-    if case is None or Path(item.path) != suites_dir() / REGISTERED_SUITE:
-        return None
-    return tasks.location(case.task)
-
-
-def _call_site(item, excinfo) -> tuple[str, int]:
-    """(path, 1-based line) of the innermost traceback entry in the test's own file, else the test's def."""
-    own = Path(item.path).resolve()
-    for entry in reversed(excinfo.traceback):
-        if Path(str(entry.path)).resolve() == own:
-            return os.fspath(item.path), entry.lineno + 1
-    path, line = item.reportinfo()[:2]
-    return os.fspath(path), (line or 0) + 1
-
-
-# --- a session's own tasks (hook, entry points, task files) ----------------------------------------
-
-REGISTERED_SUITE = "test_registered.py"  # in suites/: the test of every registered task without its own
-SEARCH_SUITE = "test_search.py"  # in suites/: --kick-search's test, one item per (task, model, compressor)
-APPENDED_KEY = pytest.StashKey[bool]()  # the suite directory joined the user's paths (registered tasks only)
-CLAIMED_KEY = pytest.StashKey[set]()  # tasks a test outside the generic one gates
-COLLECTED_KEY = pytest.StashKey[set]()  # tasks with at least one collected case
 
 
 def pytest_unconfigure(config) -> None:
@@ -289,50 +242,11 @@ def pytest_unconfigure(config) -> None:
     extensions.reset()
 
 
-def collect_registered_suite(config, kick) -> None:
-    """With paths given, registered tasks still get their test: the generic suite file joins the paths
-    (after them, so a user's own test of a task, collected first, replaces it). Not with node ids
-    (``file::test``), which ask for exactly those tests."""
-    wanted = kick.search or any(t in tasks.registered() for t in kick.tasks)
-    if wanted and not any("::" in a for a in config.args):
-        config.args.append(str(suites_dir()))  # the directory: node ids read suites/test_registered.py::...
-        config.stash[APPENDED_KEY] = True
-
-
-def _is_generic(metafunc) -> bool:
-    return Path(metafunc.definition.path) == suites_dir() / REGISTERED_SUITE
-
-
-def registered_choice(metafunc, kick) -> list[str] | None:
-    """The variants the generic test gates (selected registered tasks no other test claimed); None for any
-    other test, whose task is then recorded as claimed."""
-    claimed = metafunc.config.stash.setdefault(CLAIMED_KEY, set())
-    if not _is_generic(metafunc):
-        claimed.update(tasks.expand(_task_of(metafunc)))
-        return None
-    return [t for t in kick.tasks if t in tasks.registered() and t not in claimed]
-
-
 def pytest_itemcollected(item) -> None:
-    case = _case(item)
+    case = collection.case_of(item)
     if case is not None:
-        item.config.stash.setdefault(COLLECTED_KEY, set()).add(case.task)
+        item.config.stash.setdefault(collection.COLLECTED_KEY, set()).add(case.task)
 
 
-UNCOLLECTED_KEY = pytest.StashKey[list]()
 
 
-def check_every_task_collected(config, kick, items) -> None:
-    """A task named in --kick-tasks without a single collected case: a usage error when nothing else was
-    collected either (not an empty run, exit 5), else a line after "collected N items"."""
-    if config.getoption("kick_tasks") is None and config.getini("kick_tasks") in (None, "", []):
-        return  # the default selection: a path given by the user narrows it on purpose
-    missing = [t for t in kick.tasks if t not in config.stash.get(COLLECTED_KEY, set())]
-    if not missing:
-        return
-    message = (f"--kick-tasks selects {', '.join(missing)} but no test of it was collected; run without a path "
-               f"(the bundled suite and registered tasks are collected then), or add a test marked "
-               f"@pytest.mark.kick_task({missing[0]!r}) using the kick_case fixture")
-    if not items:
-        raise pytest.UsageError(f"pytest-kick: {message}")
-    config.stash[UNCOLLECTED_KEY] = [f"pytest-kick: {message}"]
