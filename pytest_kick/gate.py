@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pytest_kick import stats
+from pytest_kick import chance, stats
 from pytest_kick.finite import check_scores
 from pytest_kick.record import Verdict
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
@@ -164,12 +164,12 @@ def judge(
 def informative(dense: Sequence[float], floor: float | Sequence[float] | None, higher_is_better: bool = True,
                 seed: int = 0) -> bool:
     """Whether dense has knowledge to lose: its score is significantly better than the task's floor
-    (chance level; one per item where items differ, see ``stats.binomial_above_chance``). Otherwise no
+    (chance level; one per item where items differ, see ``chance.binomial_above_chance``). Otherwise no
     compressed model can show a loss and every verdict is inconclusive. A task without a floor
     (perplexity) is always informative."""
     if floor is None:
         return bool(dense)
-    return bool(dense) and stats.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
+    return bool(dense) and chance.significantly_above_floor(dense, floor, higher_is_better, seed=seed)
 
 
 def drop_allowed(tolerance: Tolerance, dense: float) -> float:

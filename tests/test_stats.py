@@ -10,15 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_kick import gate, stats
-from pytest_kick.stats import (
-    binomial_above_chance,
-    bootstrap_drop,
-    drop_interval,
-    drop_lower_bound,
-    mcnemar_exact,
-    relative_drop,
-    significantly_above_floor,
-)
+from pytest_kick.chance import binomial_above_chance, poisson_binomial_tail, significantly_above_floor
+from pytest_kick.stats import bootstrap_drop, drop_interval, drop_lower_bound, mcnemar_exact, relative_drop
 
 
 def pairs(n_right_right, n_lost, n_gained, n_wrong_wrong):
@@ -240,7 +233,7 @@ MIXED = [Fraction(1, 3), Fraction(1, 4), Fraction(1, 5)]
 def test_poisson_binomial_tail_matches_the_exact_tail(chances, data):
     successes = data.draw(st.integers(0, len(chances)))
     exact = exact_poisson_binomial_tail(successes, chances)
-    assert stats.poisson_binomial_tail(successes, [float(c) for c in chances]) == pytest.approx(float(exact), abs=1e-12)
+    assert poisson_binomial_tail(successes, [float(c) for c in chances]) == pytest.approx(float(exact), abs=1e-12)
     assume(abs(exact - Fraction(1, 20)) > Fraction(1, 10**9))
     assert binomial_above_chance(successes, len(chances), [float(c) for c in chances]) == (exact < Fraction(1, 20))
 
@@ -264,15 +257,15 @@ def test_per_item_levels_that_are_all_equal_are_the_binomial_test():
     exact = exact_poisson_binomial_tails([Fraction(1, 4)] * 40)
     for s in range(0, 41):
         assert binomial_above_chance(s, 40, [0.25] * 40) == binomial_above_chance(s, 40, 0.25)
-        assert stats.poisson_binomial_tail(s, [0.25] * 40) == pytest.approx(float(exact[s]), abs=1e-12)
+        assert poisson_binomial_tail(s, [0.25] * 40) == pytest.approx(float(exact[s]), abs=1e-12)
 
 
 def test_poisson_binomial_tail_for_a_large_mixed_set():
     levels = [1 / 3, 1 / 4, 1 / 5] * 5000
     mean, sd = sum(levels), math.sqrt(sum(p * (1 - p) for p in levels))  # 3916.7 and 53.4 items
-    assert stats.poisson_binomial_tail(0, levels) == pytest.approx(1.0)
-    assert stats.poisson_binomial_tail(round(mean), levels) == pytest.approx(0.5, abs=0.01)
-    assert stats.poisson_binomial_tail(round(mean + 2 * sd), levels) == pytest.approx(0.023, abs=0.003)
+    assert poisson_binomial_tail(0, levels) == pytest.approx(1.0)
+    assert poisson_binomial_tail(round(mean), levels) == pytest.approx(0.5, abs=0.01)
+    assert poisson_binomial_tail(round(mean + 2 * sd), levels) == pytest.approx(0.023, abs=0.003)
     assert not binomial_above_chance(round(mean + sd), 15000, levels)  # z ~ 1: p ~ 0.16
     assert binomial_above_chance(round(mean + 2.5 * sd), 15000, levels)  # z ~ 2.5: p ~ 0.006
 
@@ -281,4 +274,4 @@ def test_chance_levels_must_fit_the_items():
     with pytest.raises(ValueError, match="3 chance levels for 4 items"):
         binomial_above_chance(1, 4, [0.25, 0.25, 0.25])
     with pytest.raises(ValueError, match="chance must be between 0 and 1"):
-        stats.poisson_binomial_tail(1, [0.25, 1.5])
+        poisson_binomial_tail(1, [0.25, 1.5])
