@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from pytest_kick.engines import passes
 from pytest_kick.engines.base import Progress
+from pytest_kick.engines.decode import Decoder
 from pytest_kick.engines.plan import Group, Job, Leaf, group
 from pytest_kick.engines.tokens import PromptTokens, cut_output, line_end, rolling_windows
 from pytest_kick.errors import KickError
@@ -96,8 +98,6 @@ class LocalEngine(PromptTokens):
     def _score(self, jobs: list[Job], progress: Progress | None, owners: list[int] | None = None,
                total: int | None = None):
         """Answer scoring jobs; progress counts requests (a rolling request may be several jobs: ``owners``)."""
-        from pytest_kick.engines.passes import score_jobs
-
         done = [0]
         total = len(jobs) if total is None else total
 
@@ -107,8 +107,8 @@ class LocalEngine(PromptTokens):
                 progress(done[0] if owners is None else min(total, done[0] * total // max(1, len(jobs))), total)
 
         self.last_plan = {}
-        return score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance,
-                          self.last_plan)
+        return passes.score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix,
+                                 advance, self.last_plan)
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -123,14 +123,11 @@ class LocalEngine(PromptTokens):
         Prompts that share a long token prefix (few-shot examples, a system prompt) have it run once; each
         pass of their prompts continues a copy of its key/value cache. The batch refills as rows stop
         (engines/decode.py). The plan depends on the prompts only, not on the batch size."""
-        from pytest_kick.engines.decode import Decoder
-        from pytest_kick.engines.passes import packable, prefix_cache
-
         encoded = [self.prompt_ids(r) for r in requests]
         leaves = [Leaf(tuple(p), [i], len(p) - 1) for i, p in enumerate(encoded)]
         groups = group(leaves) if self.reuse_prefix else [Group(0, tuple(range(len(leaves))))]
         decoder = Decoder(self.model, self.pad_id, self.eos_ids, self.device, self.batch_size,
-                          refill=self.refill and packable(self.model), stopped=self._hit_stop)
+                          refill=self.refill and passes.packable(self.model), stopped=self._hit_stop)
         outputs: list[list[int]] = [[] for _ in requests]
         done = [0]
 
@@ -140,7 +137,7 @@ class LocalEngine(PromptTokens):
                 progress(done[0], len(requests))
 
         for g in groups:
-            cache = prefix_cache(self.model, encoded[g.leaves[0]][:g.shared], self.device) if g.shared else None
+            cache = passes.prefix_cache(self.model, encoded[g.leaves[0]][:g.shared], self.device) if g.shared else None
             order = sorted(g.leaves, key=lambda i: (-len(encoded[i]), i))
             for i, tokens in decoder.run(encoded, requests, order, cache, g.shared, finished).items():
                 outputs[i] = tokens
