@@ -64,8 +64,12 @@ def check_weights(model, what: str, remedy: str = "restore or rebuild the model"
 
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
-                count = int((~torch.isfinite(param)).sum())
+            # a sum is NaN or infinite when an element is (one read, no mask the size of the weight); only then,
+            # or when finite values overflow the sum, is every element checked
+            if not param.is_floating_point() or bool(torch.isfinite(param.sum(dtype=torch.float32))):
+                continue
+            count = int((~torch.isfinite(param)).sum())
+            if count:
                 raise NonFinite(f"{what}: weight {name} holds {count} NaN or infinite value(s) of {param.numel()}; "
                                 f"the weights are damaged: {remedy}")
 
