@@ -144,3 +144,12 @@ def test_a_task_scoring_nan_fails_naming_model_task_and_item_and_stores_nothing(
     out = result.stdout.str()
     assert "nan_scores on tiny-random-llama dense: item q2 scored nan; a non-finite score is an error" in out
     assert not list((pytester.path / ".kick" / "baselines").rglob("*.json"))
+
+
+def test_finite_weights_whose_sum_overflows_are_not_refused():
+    import torch
+
+    model, _, _ = tiny_random_llama(seed=0)
+    with torch.no_grad():
+        model.lm_head.weight[0, :2] = 3e38  # finite, but their float32 sum is not
+    check_weights(model, "tiny")
