@@ -85,14 +85,14 @@ def judges(value: str, task) -> bool:
 
 def openai_backend(model: str, url: str | None = None, key_env: str | None = None,
                    concurrency: int = DEFAULT_CONCURRENCY, **options):
-    from pytest_kick.judge.client import OpenAIBackend
+    from pytest_kick.judge.client import OpenAIBackend  # lazy: ~6 ms (threads, email) on every pytest run
 
     return OpenAIBackend(model, url=url, key_env=key_env, concurrency=concurrency, **options)
 
 
 def callable_backend(chat: Callable, model: str, endpoint: str | None = None):
     """A judge reached through ``chat(conversations) -> list[str]`` (e.g. the engine running a local model)."""
-    from pytest_kick.judge.client import CallableBackend
+    from pytest_kick.judge.client import CallableBackend  # lazy: ~6 ms (threads, email) on every pytest run
 
     return CallableBackend(chat, model, endpoint)
 
@@ -103,10 +103,10 @@ def build_scorer(task_family: str, task_variant: str, protocol: str, backend, ca
 
     Share one ``Judge`` (pass ``judge``) between the tasks of a session, so its counts cover them all.
     """
-    from pytest_kick.judge.cache import ReplyCache
-    from pytest_kick.judge.protocols import family_for
-    from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
-    from pytest_kick.judge.scorer import JudgeScorer
+    from pytest_kick.judge.cache import ReplyCache  # lazy: judge modules, ~10 ms on every pytest run
+    from pytest_kick.judge.protocols import family_for  # lazy: judge modules, ~10 ms on every pytest run
+    from pytest_kick.judge.runner import DEFAULT_REASKS, Judge  # lazy: judge modules, ~10 ms on every pytest run
+    from pytest_kick.judge.scorer import JudgeScorer  # lazy: judge modules, ~10 ms on every pytest run
 
     if judge is None:
         judge = Judge(backend, ReplyCache(cache_dir), DEFAULT_REASKS if reasks is None else reasks)

@@ -19,10 +19,15 @@ from __future__ import annotations
 import os
 
 from pytest_kick import extensions
-from pytest_kick.judge import build_scorer, entry, judgeable, openai_backend, parse_spec
+from pytest_kick.engines.local import LocalEngine
+from pytest_kick.hashing import json_hash
+from pytest_kick.judge import build_scorer, entry, judgeable, local, openai_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache
 from pytest_kick.judge.client import CallableBackend, Traffic
 from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
+from pytest_kick.models import registry
+from pytest_kick.models.devices import pick_device, pick_dtype
+from pytest_kick.models.loading import load
 
 JUDGE_STATS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
                "unreadable", "failed_asks")
@@ -39,10 +44,8 @@ class LocalJudgeBackend:
     """A ``local:<model>`` judge: loads the model (its own copy) and its engine on first use."""
 
     def __init__(self, model: str, config, ui, worker_id: str | None):
-        from pytest_kick.judge.local import DEFAULT_MAX_NEW_TOKENS
-
         self.model_spec, self.config, self.ui, self.worker_id = model, config, ui, worker_id
-        self.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+        self.max_new_tokens = local.DEFAULT_MAX_NEW_TOKENS
         self._backend: CallableBackend | None = None
         self._engine = None
         self.traffic = Traffic()
@@ -50,12 +53,6 @@ class LocalJudgeBackend:
     def _load(self) -> CallableBackend:
         if self._backend is None:
             import torch
-
-            from pytest_kick.engines.local import LocalEngine
-            from pytest_kick.hashing import json_hash
-            from pytest_kick.models import registry
-            from pytest_kick.models.devices import pick_device, pick_dtype
-            from pytest_kick.models.loading import load
 
             mps = lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()  # noqa: E731
             device = pick_device(self.config.device, self.worker_id, os.environ, torch.cuda.device_count, mps)
@@ -72,15 +69,11 @@ class LocalJudgeBackend:
         return self._backend
 
     def _chat(self, conversations) -> list[str]:
-        from pytest_kick.judge.local import engine_chat
-
         with self.ui.progress(f"judge {self._backend.model}: {len(conversations)} asks") as advance:
-            replies = engine_chat(self._engine, self.max_new_tokens, advance)(conversations)
+            replies = local.engine_chat(self._engine, self.max_new_tokens, advance)(conversations)
         counts = getattr(self._engine, "token_counts", None)
         if counts is not None:
-            from pytest_kick.judge.local import plain_prompt
-
-            self.traffic.tokens_in += sum(counts([plain_prompt(c) for c in conversations]))
+            self.traffic.tokens_in += sum(counts([local.plain_prompt(c) for c in conversations]))
             self.traffic.tokens_out += sum(counts(replies))
         return replies
 
@@ -90,8 +83,6 @@ class LocalJudgeBackend:
 
     @property
     def model(self) -> str:
-        from pytest_kick.models import registry
-
         return registry.resolve(self.model_spec).name  # known without loading (names the task's metric)
 
     def complete(self, conversations, temperature: float, max_tokens: int):
