@@ -120,7 +120,8 @@ def mmlu_ours(task, settings, engine, items) -> list[str]:
     if "run" in inspect.signature(task.evaluate).parameters:  # the engine seam: tasks get a Runner
         from pytest_kick.engines.base import Runner
 
-        return task.evaluate(items, [], settings, Runner(engine))[1]
+        shots, _ = task.split(task.load(settings), settings)  # the dev shots of the evaluated subjects
+        return task.evaluate(items, shots, settings, Runner(engine))[1]
     return task.evaluate(engine, items, [], settings)[1]
 
 

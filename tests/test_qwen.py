@@ -164,11 +164,11 @@ def test_dense_mmlu_gives_the_pinned_answers(qwen, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the bundled data, never the hub
     task = MMLU()
     dataset = task.load(Settings())
-    task.split(dataset, Settings())
+    shots, _ = task.split(dataset, Settings())  # the dev questions of every subject
     items = [i for i in dataset.examples if i.id in MMLU_PINNED]
     engine = LocalEngine(qwen.model, qwen.tokenizer, "cpu", batch_size=4)
     with torch.inference_mode():
-        scores, outputs = task.evaluate(items, [], Settings(), Runner(engine))
+        scores, outputs = task.evaluate(items, shots, Settings(), Runner(engine))
     assert len(items) == len(MMLU_PINNED)
     assert dict(zip((i.id for i in items), outputs)) == MMLU_PINNED
     assert scores == [float(o == i.answers[0]) for i, o in zip(items, outputs)]
