@@ -14,8 +14,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_kick.compress.calibration import c4_documents
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
+from pytest_kick.tasks.data import read_jsonl
 
 HELD_OUT_EVERY = 10  # one document in ten is held out
 
@@ -37,8 +39,6 @@ def load_corpus(data_dir: Path | None = None, calibration_dir: Path | None = Non
     if data_dir is not None:
         texts, source, digest = _user_texts(Path(data_dir))
     else:
-        from pytest_kick.compress.calibration import c4_documents
-
         texts, source, digest = c4_documents(calibration_dir, notify)
     texts = [t for t in texts if t.strip()]
     train = tuple(t for t in texts if not _held_out(t))
@@ -50,8 +50,6 @@ def load_corpus(data_dir: Path | None = None, calibration_dir: Path | None = Non
 
 
 def _user_texts(directory: Path) -> tuple[list[str], str, str]:
-    from pytest_kick.tasks.data import read_jsonl
-
     if not directory.is_dir():
         raise KickError(f"--kick-recover-data {directory} is not a directory; give one holding *.jsonl files "
                         "with a \"text\" field")

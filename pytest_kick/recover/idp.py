@@ -29,14 +29,13 @@ The choice depends on the whole input, so an engine must not build a shared pref
 
 from __future__ import annotations
 
+from pytest_kick.compress.base import decoder_layers
 from pytest_kick.errors import KickError
 from pytest_kick.recover.inject import SoftPromptHooks
 from pytest_kick.recover.prompt import init_prompts
 
 
 def attention_modules(model) -> list:
-    from pytest_kick.compress.base import decoder_layers
-
     modules = [getattr(layer, "self_attn", None) for layer in decoder_layers(model)]
     if any(m is None for m in modules):
         raise KickError(f"IDP needs the attention module (self_attn) of every decoder block; "

@@ -12,6 +12,7 @@ Targets are named by their last component (``q_proj,v_proj``, peft's default for
 
 from __future__ import annotations
 
+from pytest_kick.compress.base import compressible_linears
 from pytest_kick.errors import KickError
 
 ADAPTER = "kick"
@@ -19,8 +20,6 @@ ADAPTER = "kick"
 
 def target_names(model, targets: str) -> list[str]:
     """Qualified names of the decoder-block linears ``targets`` selects."""
-    from pytest_kick.compress.base import compressible_linears
-
     linears = list(compressible_linears(model))
     wanted = {t.strip() for t in targets.split(",") if t.strip()}
     if "all" in wanted:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pytest_kick import extensions
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import text_hash
-from pytest_kick.recover import cache
+from pytest_kick.recover import cache, data, train
 from pytest_kick.recover.spec import RecoverySpec
 
 
@@ -113,8 +113,6 @@ def recover(model, tokenizer, spec: RecoverySpec, corpus=None, cache_dir=None, k
     same key. ``corpus``: :class:`pytest_kick.recover.data.Corpus` (default: the bundled C4 sample).
     ``progress(step, steps)`` while training; ``notify(text)`` for one-line messages."""
     import torch
-
-    from pytest_kick.recover import data, train
 
     if corpus is None:
         corpus = data.load_corpus(notify=notify)

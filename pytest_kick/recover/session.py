@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from pytest_kick import tasks
+from pytest_kick.recover.data import load_corpus
+from pytest_kick.recover.outcome import outcome
+from pytest_kick.recover.recovery import parameter_count, recover
 from pytest_kick.recover.spec import RecoverySpec, reference
 
 
@@ -28,8 +32,6 @@ class Recoveries:
 
     def corpus(self):
         if self._corpus is None:
-            from pytest_kick.recover.data import load_corpus
-
             self._corpus = load_corpus(self.config.recover_data, self.config.data_dir, self.ui.message)
         return self._corpus
 
@@ -45,8 +47,6 @@ class Recoveries:
         """The case's recovery, for the compressed model ``loaded`` is in now: trained once per variant."""
         memo = (case.model, case.compressor, case.ratio, case.recovery)
         if memo not in self._trained:
-            from pytest_kick.recover import recover
-
             spec = self.spec(case.recovery)
             with self.ui.progress(f"recover {case.model_name} {case.label} ({spec.steps} steps)") as advance:
                 self._trained[memo] = recover(loaded.model, loaded.tokenizer, spec, self.corpus(),
@@ -81,10 +81,6 @@ class Recoveries:
 
     def record(self, case, loaded, task, dense, compressed, recovered, seconds: tuple) -> dict:
         """What a recovered case reports beside its verdict (see recover/outcome.py)."""
-        from pytest_kick import tasks
-        from pytest_kick.recover import parameter_count
-        from pytest_kick.recover.outcome import outcome
-
         rec = self.get(case, loaded)
         lora = parameter_count(loaded.model, self.spec(reference()))  # the count the others are reported against
         figures = tuple(tasks.figure(task, r.scores) for r in (dense, compressed, recovered))
