@@ -209,7 +209,7 @@ def _count(items, word: str) -> str:
 
 def _levels(param, group: int, perm) -> int:
     """Most distinct values in a (row, group of ``group`` inputs) of ``param``, columns in ``perm`` order."""
-    from pytest_kick.compress.grid import levels_per_group
+    from pytest_kick.compress.grid import levels_per_group  # lazy: imports torch
 
     weight = param.detach()
     if perm is not None:

@@ -35,6 +35,8 @@ import warnings
 from pathlib import Path
 
 from pytest_kick import __version__
+from pytest_kick.compress.base import compressible_linears
+from pytest_kick.compress.pack import pack_layer, quantization_config
 from pytest_kick.compress.spec import CHECKPOINT
 from pytest_kick.compress.spec import parse as parse_spec
 from pytest_kick.errors import KickError, KickWarning
@@ -125,8 +127,6 @@ def _packed(model, spec):
         import compressed_tensors  # noqa: F401
     except ImportError:
         return None
-    from pytest_kick.compress.base import compressible_linears
-    from pytest_kick.compress.pack import pack_layer, quantization_config
 
     tensors, schemes = {}, {}
     for name, linear in compressible_linears(model).items():

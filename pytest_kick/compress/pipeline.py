@@ -119,7 +119,7 @@ def compress(model, compressor: str, spec: Spec, dense, calibration=None, progre
     stats = {"forward_seconds": 0.0, "solver_seconds": 0.0, "per_layer_seconds": []}
     expected = {}
     if spec.is_pruning:  # the zero count each matrix must end with, from its dense values (masks.py)
-        from pytest_kick.compress.masks import expected_zeros
+        from pytest_kick.compress.masks import expected_zeros  # lazy: imports torch
 
         expected = {q: expected_zeros(m.weight, spec) for block in blocks for q, m in block.values()}
     undo = None
@@ -254,7 +254,7 @@ def _report(compressor, scope, spec, blocks, expected_zeros, stats, undo) -> Com
             if spec.is_pruning:
                 expected[qualified] = (z, expected_zeros[qualified], size)
             elif spec.kind == "quant":
-                from pytest_kick.compress.grid import levels_per_group
+                from pytest_kick.compress.grid import levels_per_group  # lazy: imports torch
 
                 levels[qualified] = int(levels_per_group(weight, spec).max().item())
     if "ragged_last_group" in stats:
