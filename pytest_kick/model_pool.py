@@ -14,10 +14,15 @@ import os
 from pathlib import Path
 
 from pytest_kick import extensions
-from pytest_kick.compress import info, spec as ratio_spec
+from pytest_kick.compress import info, pipeline, spec as ratio_spec
+from pytest_kick.compress.base import DenseWeights
+from pytest_kick.compress.calibration import calibration_ids
+from pytest_kick.compress.export import export
 from pytest_kick.errors import KickError
 from pytest_kick.finite import check_forward, check_weights
 from pytest_kick.models import registry
+from pytest_kick.models.devices import pick_device, pick_dtype
+from pytest_kick.models.loading import load
 
 
 def share_cpu(torch, environ) -> None:
@@ -68,9 +73,6 @@ class ModelPool:
     def _load(self, spec: str):
         import torch
 
-        from pytest_kick.models.devices import pick_device, pick_dtype
-        from pytest_kick.models.loading import load
-
         device = pick_device(
             self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
             lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
@@ -93,8 +95,6 @@ class ModelPool:
         if self._variant[spec] is not None:
             self.restore(spec)
         if wanted is not None:
-            from pytest_kick.compress.base import DenseWeights
-
             if spec not in self.backups:
                 self.backups[spec] = DenseWeights(loaded.model, loaded.weights_dir)
             name = registry.resolve(spec).name
@@ -111,8 +111,6 @@ class ModelPool:
             self._variant[spec] = wanted
             self.ui.message(report.summary())
             if self.config.export is not None:  # --kick-export: the variant as a checkpoint a server loads
-                from pytest_kick.compress.export import export
-
                 self.ui.message(export(loaded, name, report, self.config.export))
         return loaded
 
@@ -125,8 +123,6 @@ class ModelPool:
         self._variant[spec] = None
 
     def _compress(self, model: str, loaded, compressor: str, ratio: str, label: str):
-        from pytest_kick.compress import pipeline
-
         calibration = None
         if info(compressor).calibrated:
             calibration = self.calibration(model, loaded)
@@ -137,8 +133,6 @@ class ModelPool:
     def calibration(self, model: str, loaded):
         """The calibration token ids of a model: drawn once, shared by every calibrated variant."""
         if model not in self._calibration:
-            from pytest_kick.compress.calibration import calibration_ids
-
             c = self.config
             self._calibration[model], _, _ = calibration_ids(loaded.tokenizer, c.calib_samples, c.calib_seqlen,
                                                              c.seed, c.data_dir, self.ui.message)

@@ -18,10 +18,14 @@ from pytest_kick import flip_report, judge, tasks
 from pytest_kick.baseline import TaskResult
 from pytest_kick.cases import KickCase
 from pytest_kick.dense import DenseBaselines
+from pytest_kick.engines.base import Runner
 from pytest_kick.engines.factory import Engines
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.finite import NonFinite, check_scores
+from pytest_kick.judge.errors import kept_items
 from pytest_kick.model_pool import ModelPool, share_cpu  # noqa: F401  (share_cpu: imported from here by tests)
+from pytest_kick.recover.session import Recoveries
+from pytest_kick.tasks import probe
 from pytest_kick.tasks.base import Settings
 
 
@@ -82,7 +86,7 @@ class Runtime:
         if not judge.judges(self.config.judge, task):  # the task's own scorer
             return task
         if self.judges is None:
-            from pytest_kick.judge.session import JudgeSession
+            from pytest_kick.judge.session import JudgeSession  # lazy: ~26 ms (judge, local engine) on every pytest run
 
             self.judges = JudgeSession(self.config, self.ui, self.worker_id)
         return self.judges.task(name, task)
@@ -102,8 +106,6 @@ class Runtime:
         of the same items (the gate says so). Raising for too many is the caller's (it records first)."""
         if not self.judged_task(case.task) or (compressed is not None and dense.item_ids != compressed.item_ids):
             return dense, compressed, None
-        from pytest_kick.judge.errors import kept_items
-
         screen = kept_items(dense.scores, None if compressed is None else compressed.scores)
 
         def keep(result):
@@ -140,10 +142,8 @@ class Runtime:
     def uses_shots(self, task_name: str, dataset=None) -> bool:
         """Whether --kick-shots changes the task's shots, items or prompt (tasks/probe.py), found once."""
         if task_name not in self._uses_shots:
-            from pytest_kick.tasks.probe import uses_shots
-
             dataset = dataset if dataset is not None else self.data(task_name)[0]
-            self._uses_shots[task_name] = uses_shots(tasks.get(task_name), dataset, self.settings)
+            self._uses_shots[task_name] = probe.uses_shots(tasks.get(task_name), dataset, self.settings)
         return self._uses_shots[task_name]
 
     # --- evaluation ---------------------------------------------------------------------------
@@ -151,8 +151,6 @@ class Runtime:
     def evaluate(self, case: KickCase) -> TaskResult:
         """Per-item results of the case's model variant on its task: the task's requests, answered by the engine
         (with the case's recovery applied around them, if any)."""
-        from pytest_kick.engines.base import Runner
-
         loaded = None
         if self.engines.entry.local_weights:  # a served variant is whatever its server serves
             loaded = self.use_variant(case.model, case.compressor, case.ratio)
@@ -183,8 +181,6 @@ class Runtime:
 
     def recoveries(self):
         if self._recoveries is None:
-            from pytest_kick.recover.session import Recoveries
-
             self._recoveries = Recoveries(self.config, self.ui)
         return self._recoveries
 
