@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pytest_kick import extensions, tasks as registry_tasks
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
+from pytest_kick.judge import entry as judge_entry, judgeable, parse_spec
+from pytest_kick.models import registry
 
 INSTALL = "pip install 'pytest-kick[judge]'"
 OPTIONS = ("judge-url", "judge-key-env", "judge-concurrency")  # the --kick-judge-* options a judge may take
@@ -27,8 +29,6 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     ``chosen`` are the tasks the session gates (a judge that scores none of them is a mistake). The judge's
     own checks are its registry entry's ``settings`` (the bundled ones below).
     """
-    from pytest_kick.judge import entry as judge_entry, judgeable, parse_spec
-
     try:
         spec = parse_spec(text["judge"])
     except KickError as err:
@@ -58,8 +58,6 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
 
 def local_settings(values: dict, text: dict, flag, model: str) -> dict:
     """A ``local:<model>`` judge: the model is one --kick-model could name."""
-    from pytest_kick.models import registry
-
     try:
         registry.resolve(model)
     except KickError as err:
@@ -92,7 +90,7 @@ def openai_settings(values: dict, text: dict, flag, model: str) -> dict:
 
 def judge_url(where: str, url: str) -> str:
     """The API root of a chat-completions URL; credentials in it are refused (reports print the URL)."""
-    from pytest_kick.engines.http import normalize_base_url
+    from pytest_kick.engines.http import normalize_base_url  # lazy: urllib.request + ssl, ~10 ms on every pytest run
 
     text = url.strip().rstrip("/")
     if text.endswith("/chat/completions"):

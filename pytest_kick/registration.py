@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pytest_kick import extensions, tasks
 from pytest_kick.errors import KickError
+from pytest_kick.tasks import declarative
 
 GROUP = extensions.tasks.group  # pytest_kick.tasks
 
@@ -61,8 +62,6 @@ def from_entry_points() -> list[tuple[object, str]]:
 
 
 def from_files(paths: list[Path]) -> list[tuple[object, str]]:
-    from pytest_kick.tasks import declarative
-
     return [(task, str(path), _declared(task, path)) for path in paths for task in declarative.load(path)]
 
 
