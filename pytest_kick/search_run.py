@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_kick import gate, tasks
+from pytest_kick import fixtures, gate, tasks
 from pytest_kick.compress import info as compressor_info
 from pytest_kick.models import registry
 from pytest_kick.cases import KickCase
@@ -168,16 +168,12 @@ def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_
 @pytest.fixture
 def kick_search_case(request) -> SearchCase:
     """The (task, model, compressor) this search item covers; the plugin parametrizes it."""
-    from pytest_kick.fixtures import OFF
-
-    pytest.skip(OFF)
+    pytest.skip(fixtures.OFF)
 
 
 @pytest.fixture
 def kick_search(kick_runtime, request):
     """``kick_search(case)``: the search, gated as the module doc says; returns the record the reports show."""
-    from pytest_kick import fixtures
-
     @fixtures.user_errors(request)
     def run(case: SearchCase) -> dict:
         def dense_of(dense_case):

@@ -13,7 +13,9 @@ from pytest_kick import report as kick_report
 from pytest_kick import report_judge, report_markdown, report_recovery
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
+from pytest_kick.plot import plot
 from pytest_kick.record import CaseRecord
+from pytest_kick.versions import package_versions
 
 
 class SessionReport:
@@ -75,8 +77,6 @@ class SessionReport:
                 except OSError as err:  # checked at start; a disk that filled up since loses the file, not the run
                     tr.write_line(f"pytest-kick: cannot write the {what} {path}: {err}", red=True)
         if self.kick.plot:
-            from pytest_kick.plot import plot
-
             try:
                 for path in plot(self.records, self.kick.plot):
                     tr.write_line(f"plot: {path}")
@@ -91,8 +91,6 @@ class SessionReport:
         """What the JSON/Markdown reports say about the run: settings, tasks, environment."""
         import dataclasses
         import platform
-
-        from pytest_kick.versions import package_versions
 
         return {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.kick).items()},

@@ -21,7 +21,9 @@ from pytest_kick.cache_dir import locked, read_only_error
 from pytest_kick.errors import KickError
 from pytest_kick.files import cannot_read, first_unreadable, ordinary_mode
 from pytest_kick.models.directory import check_model_dir
+from pytest_kick.models.parts import assemble
 from pytest_kick.models.registry import ModelSource
+from pytest_kick.models.tiny import tiny_random_llama
 from pytest_kick.hashing import file_hash
 
 COMPLETE = "kick-complete.json"
@@ -63,8 +65,6 @@ def load(source: ModelSource, cache_dir: Path, device: str, dtype: str,
 def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
     """Where the GGUF file of an embedded model is, without importing the package where avoidable."""
     if source.parts is not None:  # split over several packages: joined once into the cache (models/parts.py)
-        from pytest_kick.models.parts import assemble
-
         return assemble(source.parts, cache_dir / "gguf" / source.gguf_file, source.name)
     spec = importlib.util.find_spec(source.ref)
     install = {
@@ -262,8 +262,6 @@ def _load_local(source: ModelSource, cache_dir: Path, notify):
 # --- the tiny random model for plugin tests --------------------------------------------------------
 
 def _load_random(source: ModelSource, cache_dir: Path, notify):
-    from pytest_kick.models.tiny import tiny_random_llama
-
     model, tokenizer, recipe = tiny_random_llama(seed=0)
     identity = {"name": source.name, "source": "random:llama", "recipe": recipe}
     return model, tokenizer, identity, ["built a seeded random LLaMA"]
