@@ -103,10 +103,10 @@ def build_scorer(task_family: str, task_variant: str, protocol: str, backend, ca
 
     Share one ``Judge`` (pass ``judge``) between the tasks of a session, so its counts cover them all.
     """
-    from pytest_kick.judge.cache import ReplyCache  # lazy: judge modules, ~10 ms on every pytest run
-    from pytest_kick.judge.protocols import family_for  # lazy: judge modules, ~10 ms on every pytest run
-    from pytest_kick.judge.runner import DEFAULT_REASKS, Judge  # lazy: judge modules, ~10 ms on every pytest run
-    from pytest_kick.judge.scorer import JudgeScorer  # lazy: judge modules, ~10 ms on every pytest run
+    from pytest_kick.judge.cache import ReplyCache  # lazy: judge modules, ~12 ms on every pytest run
+    from pytest_kick.judge.protocols import family_for  # lazy: judge modules, ~12 ms on every pytest run
+    from pytest_kick.judge.runner import DEFAULT_REASKS, Judge  # lazy: judge modules, ~12 ms on every pytest run
+    from pytest_kick.judge.scorer import JudgeScorer  # lazy: judge modules, ~12 ms on every pytest run
 
     if judge is None:
         judge = Judge(backend, ReplyCache(cache_dir), DEFAULT_REASKS if reasks is None else reasks)
