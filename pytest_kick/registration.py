@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pytest_kick import extensions, tasks
 from pytest_kick.errors import KickError
-from pytest_kick.tasks import declarative
 
 GROUP = extensions.tasks.group  # pytest_kick.tasks
 
@@ -62,6 +61,8 @@ def from_entry_points() -> list[tuple[object, str]]:
 
 
 def from_files(paths: list[Path]) -> list[tuple[object, str]]:
+    from pytest_kick.tasks import declarative  # lazy: the file-task modules, ~10 ms on every pytest run
+
     return [(task, str(path), _declared(task, path)) for path in paths for task in declarative.load(path)]
 
 
