@@ -207,6 +207,5 @@ def test_an_installed_in_house_pruner_gates_a_model(pytester, echo_data):
                      result.stderr.str())  # the line when it was built
     verdicts = {c["compressor"]: c["verdict"] for c in json.loads((pytester.path / "r.json").read_text())["cases"]}
     assert verdicts == {"dense": "sane", "myprune": "matching"}
-    assert "myprune" in extensions.compressors.registered()
-    assert extensions.compressors.where("myprune").startswith("entry point myprune = myprune_pkg:ENTRY")
+    assert "myprune" not in extensions.compressors.registered()  # a session's entries end with it
     assert "Registered here: myprune." in " ".join(pytester.runpytest("--help").stdout.str().split())
