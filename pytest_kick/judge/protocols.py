@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from pytest_kick import tasks
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 
@@ -234,14 +235,19 @@ def _first(replies: Sequence[str]) -> str:
     return replies[0] if replies else ""
 
 
+FORMS = {"kick-summary": KickSummary, "kick-instruction": KickInstruction, "mtbench-single": MTBenchSingle}
+
+
 def family_for(task_family: str, task_variant: str, protocol: str):
-    """The judge protocol for a task: (summarization | instruction) x (kick | strict)."""
+    """The judge protocol for a task under ``protocol`` (kick | strict): the form the registered task names in its
+    ``judge_forms`` (tasks/summarization.py, tasks/instruction.py), one of FORMS."""
     if protocol not in ("kick", "strict"):
         raise KickError(f"unknown protocol {protocol!r}; the judge knows kick and strict")
-    if task_family == "summarization":
-        return KickSummary() if protocol == "kick" else MTBenchSingle()
-    if task_family == "instruction":
-        if protocol == "kick" and task_variant == "vicuna":
-            return KickInstruction()
-        return MTBenchSingle()
-    raise KickError(f"task {task_family!r} is not scored by a judge; judges score summarization and instruction")
+    name = task_family if task_variant in (None, "", task_family) else f"{task_family}:{task_variant}"
+    forms = getattr(tasks.TASKS.get(name), "judge_forms", None)
+    if not forms:
+        judged = sorted({t.family for t in tasks.TASKS.values() if getattr(t, "judge_forms", None)})
+        raise KickError(f"task {task_family!r} is not scored by a judge; judges score {' and '.join(judged)}")
+    if forms.get(protocol) not in FORMS:
+        raise KickError(f"task {name}: judge form {forms.get(protocol)!r} is not one of {', '.join(FORMS)}")
+    return FORMS[forms[protocol]]()

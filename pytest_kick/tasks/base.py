@@ -53,11 +53,18 @@ class Task(Protocol):
     reply to turn 1). A task with one generation request per item inherits :class:`OneRequestPerItem` and
     writes ``requests`` and ``score`` only.
 
+    A task keeps no per-run state: one instance serves every run of a process (pytester sessions, xdist
+    workers, a search's levels), so what a run needs travels in what ``split`` returns and ``evaluate`` is
+    given, never on ``self``.
+
     Optional methods:
     - ``figure(mean) -> float``: the task's figure from the mean per-item score (default: the mean itself;
       perplexity: exp of the mean per-item negative log-likelihood). The gate judges figures;
     - ``details(items, scores, outputs) -> dict[str, float]``: extra figures for the report (per-category
       accuracy, F1, ROUGE-2, ...), never gated.
+    - ``judge_forms``: a dict ``{protocol: form}`` naming the judge prompt (``judge/protocols.py`` FORMS:
+      ``kick-summary``, ``kick-instruction``, ``mtbench-single``) that grades the task's outputs under
+      ``--kick-judge``, per ``--kick-protocol``; a task without it is never judged.
     - ``chance(item) -> float``: the score of a model that knows nothing on that one item (multiple
       choice: 1 / the item's number of choices). Default: the task's ``floor`` for every item. The gate
       tests dense against these per-item levels (a Poisson-binomial test where they differ).

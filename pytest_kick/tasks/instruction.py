@@ -129,6 +129,10 @@ class Instruction:
             raise ValueError(f"instruction variant must be one of {tuple(VARIANTS)}, got {variant!r}")
         self.variant = variant
         self.name = f"instruction:{variant}"
+        # the judge's prompt per --kick-protocol (judge/protocols.py FORMS): LLM-KICK judged the Vicuna questions
+        # pairwise; MT-Bench has no LLM-KICK counterpart and is graded single-answer under both protocols
+        self.judge_forms = {"kick": "kick-instruction" if variant == "vicuna" else "mtbench-single",
+                            "strict": "mtbench-single"}
         self.scorer: Scorer = scorer or RougeScorer("rougeL")
         reference = f"_vs_{VARIANTS[variant]}" if self.scorer.needs_reference else ""
         self.metric = self.scorer.name + reference

@@ -90,6 +90,9 @@ class Summarization(OneRequestPerItem):
     family = "summarization"
     version = "1"
     higher_is_better = True
+    # the judge's prompt per --kick-protocol (judge/protocols.py FORMS): LLM-KICK's pairwise summary prompt, or
+    # MT-Bench's single-answer grading
+    judge_forms = {"kick": "kick-summary", "strict": "mtbench-single"}
 
     def __init__(self, variant: str, scorer: Scorer | None = None, max_new_tokens: int = MAX_NEW_TOKENS):
         if variant not in BUCKETS:
