@@ -40,7 +40,10 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest $(DEMO_ARGS) --junitxml .kick/demo/junit.xml; \
 	  $(BIN)/python -m pytest_kick.verdicts $$? .kick/demo/junit.xml
 
+# Lint and format first (ruff, configured in pyproject.toml): a tree that is not clean fails before any test runs.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests -n 2
 
 clean:
