@@ -22,8 +22,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-RATIO = {"magnitude": "0.5", "wanda": "0.5", "sparsegpt": "0.5", "gptq": "w4g128", "rtn": "w4g128",
-         "awq": "w4g128", "int8": "w8a8"}
+RATIO = {
+    "magnitude": "0.5",
+    "wanda": "0.5",
+    "sparsegpt": "0.5",
+    "gptq": "w4g128",
+    "rtn": "w4g128",
+    "awq": "w4g128",
+    "int8": "w8a8",
+}
 
 
 def _status(key: str) -> int:
@@ -38,6 +45,7 @@ def child(model_name: str, compressor: str, samples: int, seqlen: int, blocks: i
     import time
 
     import torch
+    import transformers.models.llama.modeling_llama  # noqa: F401  (library code is not the model's memory)
 
     from pytest_kick.compress import info, pipeline
     from pytest_kick.compress.base import DenseWeights
@@ -45,8 +53,6 @@ def child(model_name: str, compressor: str, samples: int, seqlen: int, blocks: i
     from pytest_kick.compress.spec import parse
     from pytest_kick.models import registry
     from pytest_kick.models.loading import load
-
-    import transformers.models.llama.modeling_llama  # noqa: F401  (library code is not the model's memory)
 
     before_load = _status("VmRSS")
     loaded = load(registry.resolve(model_name), Path(".kick"), "cpu", "float32")
@@ -61,17 +67,24 @@ def child(model_name: str, compressor: str, samples: int, seqlen: int, blocks: i
         calibration, _, _ = calibration_ids(loaded.tokenizer, samples, seqlen, 0)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the load's own peak is not compression's
     started = time.perf_counter()
-    report = pipeline.compress(model, compressor, parse(RATIO[compressor]),
-                               DenseWeights(model, loaded.weights_dir), calibration)
+    report = pipeline.compress(
+        model, compressor, parse(RATIO[compressor]), DenseWeights(model, loaded.weights_dir), calibration
+    )
     seconds = time.perf_counter() - started
     peak = _status("VmHWM")
     stats = report.stats
     return {
-        "compressor": compressor, "ratio": RATIO[compressor], "calibration": f"{samples}x{seqlen}" if calibration
-        is not None else "-", "blocks": len(model.model.layers), "of_blocks": total_blocks, "seconds": seconds,
-        "per_block": seconds / len(model.model.layers), "solver": stats.get("solver_seconds", 0.0),
+        "compressor": compressor,
+        "ratio": RATIO[compressor],
+        "calibration": f"{samples}x{seqlen}" if calibration is not None else "-",
+        "blocks": len(model.model.layers),
+        "of_blocks": total_blocks,
+        "seconds": seconds,
+        "per_block": seconds / len(model.model.layers),
+        "solver": stats.get("solver_seconds", 0.0),
         "forward": stats.get("forward_seconds", 0.0) + stats.get("capture_seconds", 0.0),
-        "model_mib": model_bytes / 2**20, "peak_over_model": (peak - before_load) / model_bytes,
+        "model_mib": model_bytes / 2**20,
+        "peak_over_model": (peak - before_load) / model_bytes,
         "threads": torch.get_num_threads(),
     }
 
@@ -106,15 +119,19 @@ def main() -> None:
 
 
 def _header() -> str:
-    return (f"{'compressor':<10}{'ratio':>8}{'calib':>9}{'blocks':>8}{'s/block':>9}{'total s':>9}"
-            f"{'solver %':>10}{'forward %':>11}{'peak/model':>12}")
+    return (
+        f"{'compressor':<10}{'ratio':>8}{'calib':>9}{'blocks':>8}{'s/block':>9}{'total s':>9}"
+        f"{'solver %':>10}{'forward %':>11}{'peak/model':>12}"
+    )
 
 
 def _line(r: dict) -> str:
     share = (lambda x: f"{100 * x / r['seconds']:.0f}%") if r["seconds"] else (lambda x: "-")
     blocks = f"{r['blocks']}/{r['of_blocks']}"
-    return (f"{r['compressor']:<10}{r['ratio']:>8}{r['calibration']:>9}{blocks:>8}{r['per_block']:>9.2f}"
-            f"{r['seconds']:>9.1f}{share(r['solver']):>10}{share(r['forward']):>11}{r['peak_over_model']:>12.2f}")
+    return (
+        f"{r['compressor']:<10}{r['ratio']:>8}{r['calibration']:>9}{blocks:>8}{r['per_block']:>9.2f}"
+        f"{r['seconds']:>9.1f}{share(r['solver']):>10}{share(r['forward']):>11}{r['peak_over_model']:>12.2f}"
+    )
 
 
 if __name__ == "__main__":

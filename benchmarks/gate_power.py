@@ -72,8 +72,7 @@ def verdict(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dense-acc", type=float, default=0.4, help="dense accuracy (default 0.4)")
-    parser.add_argument("--gain", type=float, default=0.02,
-                        help="P(compressed right | dense wrong) (default 0.02)")
+    parser.add_argument("--gain", type=float, default=0.02, help="P(compressed right | dense wrong) (default 0.02)")
     parser.add_argument("--trials", type=int, default=200, help="simulated trials per cell (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     args = parser.parse_args(argv)
@@ -82,9 +81,11 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    print(f"gate power: dense acc {args.dense_acc:g}, gain {args.gain:g}, tolerance {TOLERANCE:g} relative, "
-          f"{args.trials} trials per row, seed {args.seed}, ci = one-sided 95 % bootstrap lower bound "
-          f"(n_boot={N_BOOT})")
+    print(
+        f"gate power: dense acc {args.dense_acc:g}, gain {args.gain:g}, tolerance {TOLERANCE:g} relative, "
+        f"{args.trials} trials per row, seed {args.seed}, ci = one-sided 95 % bootstrap lower bound "
+        f"(n_boot={N_BOOT})"
+    )
     print("fail rate = fraction of trials the rule fails (wanted: low at drop 0, high at drop 2 x tol)")
     print()
     header = f"{'n':>6}  {'true drop':>9}  {'keep':>6}  {'point fail rate':>15}  {'ci fail rate':>12}"
@@ -98,19 +99,25 @@ def main(argv: list[str] | None = None) -> None:
             point, ci = rates[n, drop]
             print(f"{n:>6}  {drop:>9.2f}  {keep:>6.3f}  {point:>15.3f}  {ci:>12.3f}")
     print()
-    print(f"({time.perf_counter() - started:.1f} s; with {args.trials} trials a rate near 0.9 is uncertain "
-          f"by about +-{1.96 * (0.09 / args.trials) ** 0.5:.2f})")
+    print(
+        f"({time.perf_counter() - started:.1f} s; with {args.trials} trials a rate near 0.9 is uncertain "
+        f"by about +-{1.96 * (0.09 / args.trials) ** 0.5:.2f})"
+    )
     print()
     for rule, index in (("point", 0), ("ci", 1)):
         power = rates[POWER_N, 2 * TOLERANCE][index]
         passes = {n: 1 - rates[n, 0.0][index] for n in SIZES}
-        print(f"{rule:>5}: target 'true drop 2 x tol caught with power >= {POWER_TARGET:g} at n={POWER_N}': "
-              f"power {power:.3f}, {verdict(power >= POWER_TARGET)}")
+        print(
+            f"{rule:>5}: target 'true drop 2 x tol caught with power >= {POWER_TARGET:g} at n={POWER_N}': "
+            f"power {power:.3f}, {verdict(power >= POWER_TARGET)}"
+        )
         pass_text = ", ".join(f"n={n} {p:.3f}" for n, p in passes.items())
         failing = [str(n) for n, p in passes.items() if p < PASS_TARGET]
         misses = f" (misses at n={', '.join(failing)})" if failing else ""
-        print(f"{'':>5}  target 'true drop 0 passes >= {PASS_TARGET * 100:g} % of the time': "
-              f"pass rate {pass_text}, {verdict(not failing)}{misses}")
+        print(
+            f"{'':>5}  target 'true drop 0 passes >= {PASS_TARGET * 100:g} % of the time': "
+            f"pass rate {pass_text}, {verdict(not failing)}{misses}"
+        )
 
 
 if __name__ == "__main__":

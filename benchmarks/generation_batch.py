@@ -54,12 +54,16 @@ def main() -> None:
     shots, items = task.split(task.load(settings), settings)
     requests = task.requests(items, shots, settings)
     if not args.task_stops:
-        requests = [dataclasses.replace(r, stop=(), first_line=False, max_new_tokens=args.new_tokens, length_factor=0)
-                    for r in requests]
+        requests = [
+            dataclasses.replace(r, stop=(), first_line=False, max_new_tokens=args.new_tokens, length_factor=0)
+            for r in requests
+        ]
 
     budget = "the task's own budgets and stops" if args.task_stops else f"up to {args.new_tokens} new tokens each"
-    print(f"model {args.model} ({args.dtype}), {len(requests)} {args.task} prompts, {budget}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model} ({args.dtype}), {len(requests)} {args.task} prompts, {budget}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'batch':>10}{'new tokens':>12}{'wall s':>9}{'tok/s wall':>12}{'cpu s':>9}{'tok/s cpu':>11}")
     outputs = {}
     runs = [(int(b), True) for b in args.batch_sizes.split(",")]

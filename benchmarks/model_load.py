@@ -39,7 +39,10 @@ def main(name: str = "smollm2-135m") -> None:
         first_s, _ = timed(lambda: load(source, cache, "cpu", "float32"))
         warm = [timed(lambda: load(source, cache, "cpu", "float32"))[0] for _ in range(3)]
 
-    print(f"model: {name} ({path.name}, {path.stat().st_size / 2**20:.0f} MiB GGUF), torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {name} ({path.name}, {path.stat().st_size / 2**20:.0f} MiB GGUF), "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'what':<52}{'seconds':>10}")
     print(f"{'reference: transformers from_pretrained(gguf_file=...)':<52}{ref_s:>10.2f}")
     print(f"{'pytest-kick first load (convert + write cache + load)':<52}{first_s:>10.2f}")

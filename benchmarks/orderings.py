@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from pytest_kick import compress  # noqa: E402  (no torch: names, ratio kinds and the gate only)
 from pytest_kick.compress import spec  # noqa: E402
+
 START, END = "<!-- orderings:start -->", "<!-- orderings:end -->"
 MODEL = "qwen2.5-coder-0.5b"
 KNOWLEDGE = ("factoid_qa", "mmlu")
@@ -73,11 +74,36 @@ def n_of(task: str, args) -> int:
 def pytest_args(name, tasks, compressors, ratios, shots, args) -> list[str]:
     out = Path(args.out_dir)
     data = ["--kick-data-dir", str(args.mmlu_data_dir)] if tasks == "mmlu" and args.mmlu_data_dir else []
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN", "--kick-model", args.model,
-            "--kick-tasks", tasks, "--kick-compressor", compressors, "--kick-ratio", ratios,
-            "--kick-limit", str(n_of(tasks, args)), "--kick-shots", str(shots), "--kick-cache-dir", str(args.cache_dir),
-            "--kick-calib-samples", str(args.calib_samples), "--kick-calib-seqlen", str(args.calib_seqlen),
-            "--kick-report", str(out / f"{name}.json"), *data]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rN",
+        "--kick-model",
+        args.model,
+        "--kick-tasks",
+        tasks,
+        "--kick-compressor",
+        compressors,
+        "--kick-ratio",
+        ratios,
+        "--kick-limit",
+        str(n_of(tasks, args)),
+        "--kick-shots",
+        str(shots),
+        "--kick-cache-dir",
+        str(args.cache_dir),
+        "--kick-calib-samples",
+        str(args.calib_samples),
+        "--kick-calib-seqlen",
+        str(args.calib_seqlen),
+        "--kick-report",
+        str(out / f"{name}.json"),
+        *data,
+    ]
 
 
 def done(experiment, args) -> bool:
@@ -104,11 +130,18 @@ def run_all(args) -> None:
             started = time.time()
             print(f"[orderings] {name}: {tasks} x {compressors} @ {ratios}, n={n_of(tasks, args)} ...", flush=True)
             with open(Path(args.out_dir) / f"{name}.log", "w") as log:
-                code = subprocess.call(pytest_args(name, tasks, compressors, ratios, shots_of(experiment, args), args),
-                                       cwd=ROOT, env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
-            print(f"[orderings] {name}: pytest exit {code} after {time.time() - started:.0f} s "
-                  f"(log {args.out_dir}/{name}.log)", flush=True)
+                code = subprocess.call(
+                    pytest_args(name, tasks, compressors, ratios, shots_of(experiment, args), args),
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            print(
+                f"[orderings] {name}: pytest exit {code} after {time.time() - started:.0f} s "
+                f"(log {args.out_dir}/{name}.log)",
+                flush=True,
+            )
             with lock:
                 write(args)
 
@@ -121,6 +154,7 @@ def run_all(args) -> None:
 
 # --- reading the results ---------------------------------------------------------------------------------
 
+
 def expected(args) -> list[tuple[str, str, str | None]]:
     """Every (task variant, compressor, ratio) the experiments ask for, dense included (compressor "dense")."""
     from pytest_kick import tasks
@@ -130,8 +164,12 @@ def expected(args) -> list[tuple[str, str, str | None]]:
         for family in task_list.split(","):
             for task in tasks.expand(family):
                 wanted.append((task, "dense", None))
-                wanted += [(task, c, r) for c in compressors.split(",") for r in ratios.split(",")
-                           if compress.info(c).accepts(spec.parse(r))]
+                wanted += [
+                    (task, c, r)
+                    for c in compressors.split(",")
+                    for r in ratios.split(",")
+                    if compress.info(c).accepts(spec.parse(r))
+                ]
     return list(dict.fromkeys(wanted))
 
 
@@ -142,8 +180,11 @@ def dense_baseline(task: str, args):
     folder = Path(args.cache_dir) / "baselines" / safe_name(args.model)  # named as BaselineStore.path names them
     for path in sorted(folder.glob(f"{safe_name(task)}-*.json"), key=lambda p: -p.stat().st_mtime):
         body = json.loads(path.read_text())
-        if body["key"]["task"] == task and body["key"]["n"] == n_of(task, args) and (
-                task != "mmlu" or not args.mmlu_data_dir or body["key"]["data"]["source"].startswith("local:")):
+        if (
+            body["key"]["task"] == task
+            and body["key"]["n"] == n_of(task, args)
+            and (task != "mmlu" or not args.mmlu_data_dir or body["key"]["data"]["source"].startswith("local:"))
+        ):
             return path, body["result"]
     return None
 
@@ -161,20 +202,43 @@ def load_cases(args) -> tuple[dict, dict]:
         if found is None:
             continue
         path, dense = found
-        base = {"task": task, "compressor": compressor, "ratio": ratio, "n": len(dense["scores"]),
-                "dense": tasks.figure(t, dense["scores"]), "baseline_path": str(path), "metric": t.metric}
+        base = {
+            "task": task,
+            "compressor": compressor,
+            "ratio": ratio,
+            "n": len(dense["scores"]),
+            "dense": tasks.figure(t, dense["scores"]),
+            "baseline_path": str(path),
+            "metric": t.metric,
+        }
         if compressor == "dense":
             cases[(task, compressor, ratio)] = base
             continue
         scores = per_item(base, Path(args.cache_dir), args.model, dense)
         if scores is None:
             continue
-        v = gate.judge(task=task, label=f"{compressor}@{ratio}", dense=dense["scores"], compressed=scores,
-                       tolerance=gate.Tolerance(0.05), higher_is_better=t.higher_is_better, floor=t.floor,
-                       metric=t.metric, figure=getattr(t, "figure", None))
-        cases[(task, compressor, ratio)] = {**base, "compressed": v.compressed, "drop": v.drop,
-                                            "drop_low": v.drop_low, "drop_high": v.drop_high, "verdict": v.status,
-                                            "p_value": v.p_value, "lost": v.lost, "gained": v.gained}
+        v = gate.judge(
+            task=task,
+            label=f"{compressor}@{ratio}",
+            dense=dense["scores"],
+            compressed=scores,
+            tolerance=gate.Tolerance(0.05),
+            higher_is_better=t.higher_is_better,
+            floor=t.floor,
+            metric=t.metric,
+            figure=getattr(t, "figure", None),
+        )
+        cases[(task, compressor, ratio)] = {
+            **base,
+            "compressed": v.compressed,
+            "drop": v.drop,
+            "drop_low": v.drop_low,
+            "drop_high": v.drop_high,
+            "verdict": v.status,
+            "p_value": v.p_value,
+            "lost": v.lost,
+            "gained": v.gained,
+        }
     return cases, {"protocol": "strict", "stat": "point"}
 
 
@@ -185,13 +249,18 @@ def per_item(case: dict, cache_dir: Path, model_name: str, dense: dict | None = 
         dense = json.loads(Path(case["baseline_path"]).read_text())["result"]
     scores = dict(zip(dense["item_ids"], dense["scores"]))
     if case["compressor"] != "dense":
-        flips = (cache_dir / "reports" / model_name /
-                 f"{case['task'].replace(':', '-')}-{case['compressor']}-{case['ratio'].replace(':', 'of')}.jsonl")
+        flips = (
+            cache_dir
+            / "reports"
+            / model_name
+            / f"{case['task'].replace(':', '-')}-{case['compressor']}-{case['ratio'].replace(':', 'of')}.jsonl"
+        )
         if not flips.exists() or flips.stat().st_mtime < Path(case["baseline_path"]).stat().st_mtime:
             return None
         rows = [json.loads(line) for line in flips.read_text().splitlines()]
         if any(row["id"] not in scores for row in rows) or (
-                case["metric"] == "perplexity" and len(rows) != len(scores)):  # from another item set
+            case["metric"] == "perplexity" and len(rows) != len(scores)
+        ):  # from another item set
             return None
         for row in rows:
             scores[row["id"]] = row["compressed_score"]
@@ -247,11 +316,15 @@ def _compare(cases, task, a, b, args, model_name) -> str:
     sa, sb = per_item(ca, Path(args.cache_dir), model_name), per_item(cb, Path(args.cache_dir), model_name)
     if sa is None or sb is None:
         diff = ca["compressed"] - cb["compressed"]
-        return (f"| {task} | {a[0]}@{a[1]} ≥ {b[0]}@{b[1]} | {fmt_case(ca)} | {fmt_case(cb)} | {diff:+.3f} | "
-                f"{'holds' if diff >= 0 else 'reversed'} (point estimate; per-item scores unavailable) |")
+        return (
+            f"| {task} | {a[0]}@{a[1]} ≥ {b[0]}@{b[1]} | {fmt_case(ca)} | {fmt_case(cb)} | {diff:+.3f} | "
+            f"{'holds' if diff >= 0 else 'reversed'} (point estimate; per-item scores unavailable) |"
+        )
     point, low, high = paired_difference(sa, sb)
-    return (f"| {task} | {a[0]}@{a[1]} ≥ {b[0]}@{b[1]} | {fmt_case(ca)} | {fmt_case(cb)} | "
-            f"{point:+.3f} [{low:+.3f}, {high:+.3f}] | {judged(point, low, high)} |")
+    return (
+        f"| {task} | {a[0]}@{a[1]} ≥ {b[0]}@{b[1]} | {fmt_case(ca)} | {fmt_case(cb)} | "
+        f"{point:+.3f} [{low:+.3f}, {high:+.3f}] | {judged(point, low, high)} |"
+    )
 
 
 def first_failure(cases, task, compressor, ratios) -> str:
@@ -275,12 +348,15 @@ def section(args) -> str:
     lines = [
         f"Measured by `benchmarks/orderings.py --n {args.n}"
         + (f" --ppl-n {args.ppl_n}" if args.ppl_n else "")
-        + (f" --mmlu-data-dir {args.mmlu_data_dir}" if args.mmlu_data_dir else "") + f"` on **{model_name}** (protocol {meta.get('protocol')}, "
+        + (f" --mmlu-data-dir {args.mmlu_data_dir}" if args.mmlu_data_dir else "")
+        + f"` on **{model_name}** (protocol {meta.get('protocol')}, "
         f"tolerance {cfg.get('tolerance', {}).get('default', {}).get('value', 0.05) * 100:g}% relative, "
         f"--kick-stat {meta.get('stat')}, n = {args.n} items per task"
-        + (f" (perplexity {args.ppl_n})" if args.ppl_n else "") + f", factoid QA and TriviaQA with {args.shots} "
-        f"shots, MMLU 5 shots" + (f" on the questions of `--mmlu-data-dir` ({mmlu_subjects(args)})"
-                                  if args.mmlu_data_dir else "") + f"; calibration {args.calib_samples} x {args.calib_seqlen} tokens of C4). The paper's figures are "
+        + (f" (perplexity {args.ppl_n})" if args.ppl_n else "")
+        + f", factoid QA and TriviaQA with {args.shots} "
+        f"shots, MMLU 5 shots"
+        + (f" on the questions of `--mmlu-data-dir` ({mmlu_subjects(args)})" if args.mmlu_data_dir else "")
+        + f"; calibration {args.calib_samples} x {args.calib_seqlen} tokens of C4). The paper's figures are "
         f"Vicuna-7B's. Cells: compressed score (relative drop vs dense, its 95% bootstrap CI) ✓ matching / ✗ not. "
         f"Differences between two variants are paired over the same items (95% paired-bootstrap CI).",
         "",
@@ -295,32 +371,54 @@ def section(args) -> str:
         for pruner in ("wanda", "sparsegpt"):
             lines.append(compare(cases, task, (pruner, "0.5"), ("magnitude", "0.5"), args, model_name))
     # open vs closed book: different items, so compare the relative drops and their intervals
-    lines += ["", "**Open book ≥ closed book** (magnitude, same sparsity; different items, so the relative drops "
-              "are compared):", "", "| sparsity | closed book | open book | result |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "**Open book ≥ closed book** (magnitude, same sparsity; different items, so the relative drops are compared):",
+        "",
+        "| sparsity | closed book | open book | result |",
+        "|---|---|---|---|",
+    ]
     for ratio in ("0.3",):
         closed, opened = cases.get(("icrqa:closed", "magnitude", ratio)), cases.get(("icrqa:open", "magnitude", ratio))
         result = "not measured"
         if closed and opened and closed.get("drop") is not None and opened.get("drop") is not None:
-            separated = (opened.get("drop_high") is not None and closed.get("drop_low") is not None
-                         and opened["drop_high"] < closed["drop_low"])
-            result = ("holds (separated: the intervals do not overlap)" if separated else
-                      "holds in the point estimate, intervals overlap" if opened["drop"] <= closed["drop"] else
-                      "**reversed in the point estimate**" + (
-                          " (separated)" if closed.get("drop_high", 1) < opened.get("drop_low", 0) else
-                          ", intervals overlap"))
+            separated = (
+                opened.get("drop_high") is not None
+                and closed.get("drop_low") is not None
+                and opened["drop_high"] < closed["drop_low"]
+            )
+            result = (
+                "holds (separated: the intervals do not overlap)"
+                if separated
+                else "holds in the point estimate, intervals overlap"
+                if opened["drop"] <= closed["drop"]
+                else "**reversed in the point estimate**"
+                + (" (separated)" if closed.get("drop_high", 1) < opened.get("drop_low", 0) else ", intervals overlap")
+            )
         dense_text = " / ".join(f"dense {c['dense']:.3f}" for c in (closed, opened) if c)
-        lines.append(f"| {ratio} | {fmt_case(closed)} | {fmt_case(opened)} | {result}"
-                     + (f" ({dense_text})" if dense_text else "") + " |")
+        lines.append(
+            f"| {ratio} | {fmt_case(closed)} | {fmt_case(opened)} | {result}"
+            + (f" ({dense_text})" if dense_text else "")
+            + " |"
+        )
         OUTCOMES.append((f"icrqa open ≥ closed book at magnitude@{ratio}", result))
     # knowledge vs perplexity
     ratios = ("0.1", "0.3", "0.5")
-    lines += ["", "**Knowledge tasks fail at lower sparsity than perplexity suggests** (magnitude):", "",
-              "| task | " + " | ".join(ratios) + " | first not matching |", "|---|" + "---|" * (len(ratios) + 1)]
+    lines += [
+        "",
+        "**Knowledge tasks fail at lower sparsity than perplexity suggests** (magnitude):",
+        "",
+        "| task | " + " | ".join(ratios) + " | first not matching |",
+        "|---|" + "---|" * (len(ratios) + 1),
+    ]
     first = {}
     for task in ("perplexity", *KNOWLEDGE):
         first[task] = first_failure(cases, task, "magnitude", ratios)
-        lines.append(f"| {task} | " + " | ".join(fmt_case(cases.get((task, "magnitude", r))) for r in ratios)
-                     + f" | {first[task]} |")
+        lines.append(
+            f"| {task} | "
+            + " | ".join(fmt_case(cases.get((task, "magnitude", r))) for r in ratios)
+            + f" | {first[task]} |"
+        )
 
     def level(text):
         return float(text.lstrip("> ")) + (0.01 if text.startswith(">") else 0.0)
@@ -329,8 +427,13 @@ def section(args) -> str:
     if knowledge and not first["perplexity"].startswith("not"):
         holds = all(level(first[t]) <= level(first["perplexity"]) for t in knowledge)
         strictly = any(level(first[t]) < level(first["perplexity"]) for t in knowledge)
-        verdict = ("holds" if holds and strictly else "holds only as a tie (same first failing sparsity)" if holds
-                   else "**reversed**: perplexity flags a loss before a knowledge task does")
+        verdict = (
+            "holds"
+            if holds and strictly
+            else "holds only as a tie (same first failing sparsity)"
+            if holds
+            else "**reversed**: perplexity flags a loss before a knowledge task does"
+        )
         if len(knowledge) < len(KNOWLEDGE):
             verdict += f" (measured on {', '.join(knowledge)} only)"
         lines += ["", f"Result: {verdict}."]
@@ -340,14 +443,23 @@ def section(args) -> str:
     reversed_ = [o for o, r in OUTCOMES if "reversed" in r]
     unresolved = [o for o, r in OUTCOMES if "not separated" in r or "overlap" in r or "tie" in r]
     missing = [o for o, r in OUTCOMES if r.startswith("not measured")]
-    lines += ["", "**Against the paper (Vicuna-7B).** "
-              + (f"This 0.5B model disagrees with the paper on: {'; '.join(reversed_)}. " if reversed_ else
-                 "No measured ordering is reversed. ")
-              + (f"Not resolved at n = {args.n} (the interval of the difference includes 0): "
-                 f"{'; '.join(unresolved)}. " if unresolved else "")
-              + (f"Not measured in this run (time): {'; '.join(missing)}. " if missing else "")
-              + "The quantizer here is round-to-nearest (rtn), not the paper's GPTQ, to fit CPU time; the 0.5B "
-                "model's knowledge scores sit close to chance, so small n separates few cases."]
+    lines += [
+        "",
+        "**Against the paper (Vicuna-7B).** "
+        + (
+            f"This 0.5B model disagrees with the paper on: {'; '.join(reversed_)}. "
+            if reversed_
+            else "No measured ordering is reversed. "
+        )
+        + (
+            f"Not resolved at n = {args.n} (the interval of the difference includes 0): {'; '.join(unresolved)}. "
+            if unresolved
+            else ""
+        )
+        + (f"Not measured in this run (time): {'; '.join(missing)}. " if missing else "")
+        + "The quantizer here is round-to-nearest (rtn), not the paper's GPTQ, to fit CPU time; the 0.5B "
+        "model's knowledge scores sit close to chance, so small n separates few cases.",
+    ]
     return "\n".join(lines)
 
 
@@ -387,8 +499,11 @@ def main() -> None:
     parser.add_argument("--out-dir", default=str(ROOT / ".kick" / "orderings"))
     parser.add_argument("--only", default=",".join(e[0] for e in EXPERIMENTS), help="experiments to run")
     parser.add_argument("--ppl-n", type=int, default=None, help="perplexity's items (default: --n)")
-    parser.add_argument("--mmlu-data-dir", default=None,
-                        help="MMLU from this --kick-data-dir (e.g. a few subjects written by examples/mmlu_subjects.py)")
+    parser.add_argument(
+        "--mmlu-data-dir",
+        default=None,
+        help="MMLU from this --kick-data-dir (e.g. a few subjects written by examples/mmlu_subjects.py)",
+    )
     parser.add_argument("--write", action="store_true", help="only rewrite the section from what was run")
     args = parser.parse_args()
     args.only = set(args.only.split(","))

@@ -70,7 +70,7 @@ def c4_requests(tokenizer, batch: int, length: int):
             break
     requests = []
     for b in range(batch):
-        window = ids[b * (length + 1):(b + 1) * (length + 1)]
+        window = ids[b * (length + 1) : (b + 1) * (length + 1)]
         requests.append(LoglikelihoodRequest(tokenizer.decode(window[:-1]), tokenizer.decode(window[-1:])))
     return requests
 
@@ -83,13 +83,14 @@ def prefill(args) -> dict:
     shapes = linear_shapes(loaded.model)
     params = sum(i * o for i, o in shapes)
     requests = c4_requests(loaded.tokenizer, args.batch, args.length)
-    lengths = [len(loaded.tokenizer(r.context + r.continuation, add_special_tokens=False)["input_ids"])
-               for r in requests]
+    lengths = [
+        len(loaded.tokenizer(r.context + r.continuation, add_special_tokens=False)["input_ids"]) for r in requests
+    ]
     tokens = sum(lengths)
     flops = 2 * params * tokens
     attention = attention_flops(loaded.model.config, lengths)
     inputs = {i: torch.randn(tokens, i) for i, _ in shapes}  # [tokens, hidden] and [tokens, intermediate]
-    weights = [torch.randn(i, o) / i ** 0.5 for i, o in shapes]
+    weights = [torch.randn(i, o) / i**0.5 for i, o in shapes]
 
     def chain():
         with torch.inference_mode():
@@ -106,22 +107,35 @@ def prefill(args) -> dict:
             times[side].append(time.perf_counter() - started)
             print(f"  [prefill {repeat + 1}/{args.repeats}] {side}: {times[side][-1]:.2f} s", flush=True)
     median = {side: statistics.median(t) for side, t in times.items()}
-    rate = {"engine (linear)": flops / median["engine"] / 1e9,
-            "engine (model)": (flops + attention) / median["engine"] / 1e9,
-            "matmul": flops / median["matmul"] / 1e9}
-    print(f"\nprefill: {args.batch} x {args.length} tokens ({tokens} in all), {params / 1e6:.1f} M linear parameters "
-          f"in {len(shapes)} matrices: {flops / 1e9:.1f} GFLOP linear + {attention / 1e9:.1f} GFLOP causal attention "
-          f"per pass")
+    rate = {
+        "engine (linear)": flops / median["engine"] / 1e9,
+        "engine (model)": (flops + attention) / median["engine"] / 1e9,
+        "matmul": flops / median["matmul"] / 1e9,
+    }
+    print(
+        f"\nprefill: {args.batch} x {args.length} tokens ({tokens} in all), {params / 1e6:.1f} M linear parameters "
+        f"in {len(shapes)} matrices: {flops / 1e9:.1f} GFLOP linear + {attention / 1e9:.1f} GFLOP causal attention "
+        f"per pass"
+    )
     print(f"  {'side':<44}{'GFLOP/s':>9}{'median s':>10}")
     print(f"  {'engine.loglikelihood, linear FLOPs':<44}{rate['engine (linear)']:>9.1f}{median['engine']:>10.2f}")
     print(f"  {'engine.loglikelihood, model FLOPs':<44}{rate['engine (model)']:>9.1f}{median['engine']:>10.2f}")
     print(f"  {'torch.matmul chain (linear FLOPs)':<44}{rate['matmul']:>9.1f}{median['matmul']:>10.2f}")
     linear, model = (rate[k] / rate["matmul"] for k in ("engine (linear)", "engine (model)"))
     verdict = "met" if model >= 0.8 else "MISSED"
-    print(f"  engine / matmul: {100 * model:.0f}% on model FLOPs (target >= 80%: {verdict}); "
-          f"{100 * linear:.0f}% on linear FLOPs alone")
-    return {"tokens": tokens, "params": params, "attention_flops": attention, "gflop_s": rate, "seconds": times,
-            "share": model, "share_linear": linear}
+    print(
+        f"  engine / matmul: {100 * model:.0f}% on model FLOPs (target >= 80%: {verdict}); "
+        f"{100 * linear:.0f}% on linear FLOPs alone"
+    )
+    return {
+        "tokens": tokens,
+        "params": params,
+        "attention_flops": attention,
+        "gflop_s": rate,
+        "seconds": times,
+        "share": model,
+        "share_linear": linear,
+    }
 
 
 def attention_flops(config, lengths: list[int]) -> int:
@@ -133,6 +147,7 @@ def attention_flops(config, lengths: list[int]) -> int:
 
 
 # --- memory, one setting per fresh subprocess ----------------------------------------------------
+
 
 def _rss_kib(field: str) -> int | None:
     try:
@@ -177,12 +192,20 @@ def memory_child(args) -> None:
         added = peak - before_rss
     else:
         added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_max
-    print(json.dumps({"vocab": args.vocab, "length": args.mem_length, "batch": args.mem_batch,
-                      "added_mib": added / 1024, "method": method}))
+    print(
+        json.dumps(
+            {
+                "vocab": args.vocab,
+                "length": args.mem_length,
+                "batch": args.mem_batch,
+                "added_mib": added / 1024,
+                "method": method,
+            }
+        )
+    )
 
 
 def memory(args) -> list[dict]:
-    import torch
 
     from transformers import AutoConfig
 
@@ -191,8 +214,21 @@ def memory(args) -> list[dict]:
     settings = [(vocab, args.mem_length), (4 * vocab, args.mem_length), (vocab, 4 * args.mem_length)]
     rows = []
     for v, t in settings:
-        cmd = [sys.executable, __file__, "--memory-child", "--vocab", str(v), "--mem-length", str(t),
-               "--mem-batch", str(args.mem_batch), "--threads", str(args.threads), "--model", args.model]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            "--vocab",
+            str(v),
+            "--mem-length",
+            str(t),
+            "--mem-batch",
+            str(args.mem_batch),
+            "--threads",
+            str(args.threads),
+            "--model",
+            args.model,
+        ]
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
         out = subprocess.run(cmd, capture_output=True, text=True)
@@ -201,17 +237,22 @@ def memory(args) -> list[dict]:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"  [memory] V {v} T {t}: +{rows[-1]['added_mib']:.0f} MiB", flush=True)
     b = args.mem_batch
-    print(f"\nlog-likelihood batch peak memory ({b} requests; {rows[0]['method']}; float32; "
-          f"torch threads {args.threads})")
+    print(
+        f"\nlog-likelihood batch peak memory ({b} requests; {rows[0]['method']}; float32; torch threads {args.threads})"
+    )
     print(f"  {'vocab V':>8}{'length T':>10}{'V x T (M)':>11}{'[B,T,V] logits MiB':>20}{'peak added MiB':>16}")
     for r in rows:
-        logits = b * r["length"] * r["vocab"] * 4 / 2 ** 20
-        print(f"  {r['vocab']:>8}{r['length']:>10}{r['vocab'] * r['length'] / 1e6:>11.1f}{logits:>20.0f}"
-              f"{r['added_mib']:>16.0f}")
+        logits = b * r["length"] * r["vocab"] * 4 / 2**20
+        print(
+            f"  {r['vocab']:>8}{r['length']:>10}{r['vocab'] * r['length'] / 1e6:>11.1f}{logits:>20.0f}"
+            f"{r['added_mib']:>16.0f}"
+        )
     base, wide, long = (r["added_mib"] for r in rows)
-    print(f"  4x vocabulary: {wide - base:+.0f} MiB; 4x length: {long - base:+.0f} MiB (vocab-independent if the "
-          f"first is ~0, where a logits-bound engine adds 3x the first row's logits for both; a ratio would "
-          f"divide by a base that can be 0)")
+    print(
+        f"  4x vocabulary: {wide - base:+.0f} MiB; 4x length: {long - base:+.0f} MiB (vocab-independent if the "
+        f"first is ~0, where a logits-bound engine adds 3x the first row's logits for both; a ratio would "
+        f"divide by a base that can be 0)"
+    )
     return rows
 
 
@@ -244,8 +285,9 @@ def main() -> None:
     if "memory" in args.sections:
         results["memory"] = memory(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_line(args.threads), "args": vars(args),
-                                               "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine_line(args.threads), "args": vars(args), "results": results}, indent=1)
+        )
 
 
 if __name__ == "__main__":

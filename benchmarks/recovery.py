@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     model, tokenizer = loaded.model.eval(), loaded.tokenizer
     corpus = load_corpus()
     held = windows(tokenizer, corpus.held_out, args.held_out, args.seqlen, 0, "held-out")
-    texts = [t[:300] for t in corpus.held_out[:args.prompts]]
+    texts = [t[:300] for t in corpus.held_out[: args.prompts]]
     requests = [GenerationRequest(prompt=t, max_new_tokens=args.new_tokens) for t in texts]
     engine = Engine(model, tokenizer, "cpu", batch_size=args.prompts)
 
@@ -79,15 +79,18 @@ def main(argv=None) -> int:
     calibration = None
     if info(args.compressor).calibrated:
         calibration, _, _ = calibration_ids(tokenizer, 128, 512, 0)
-    report = pipeline.compress(model, args.compressor, parse(args.ratio), DenseWeights(model, loaded.weights_dir),
-                               calibration)
+    report = pipeline.compress(
+        model, args.compressor, parse(args.ratio), DenseWeights(model, loaded.weights_dir), calibration
+    )
     print(report.summary(), file=sys.stderr)
     base_loss, base_score, base_gen = measure()
     key = {"model": loaded.identity, "compressor": args.compressor, "ratio": args.ratio, "calibration": "128x512/0"}
     lora_count = parameter_count(model, RecoverySpec("lora"))
 
-    rows = [("dense", dense_loss, None, None, None, None, None, None),
-            (f"{args.compressor}@{args.ratio}", base_loss, 0.0, 0, None, None, 0.0, 0.0)]
+    rows = [
+        ("dense", dense_loss, None, None, None, None, None, None),
+        (f"{args.compressor}@{args.ratio}", base_loss, 0.0, 0, None, None, 0.0, 0.0),
+    ]
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         spec = RecoverySpec(method, steps=args.steps, lr=args.lr, seqlen=args.seqlen)
         last = [time.perf_counter()]
@@ -98,34 +101,64 @@ def main(argv=None) -> int:
                 print(f"  {method} step {step}/{steps} ({now - last[0]:.1f} s)", file=sys.stderr, flush=True)
                 last[0] = now
 
-        recovery = recover(model, tokenizer, spec, corpus, cache_dir=args.cache, key=key, progress=progress,
-                           notify=lambda text: print(text, file=sys.stderr))
+        recovery = recover(
+            model,
+            tokenizer,
+            spec,
+            corpus,
+            cache_dir=args.cache,
+            key=key,
+            progress=progress,
+            notify=lambda text: print(text, file=sys.stderr),
+        )
         with recovery.applied(model):
             loss, score_s, gen_s = measure()
         gap = (base_loss - loss) / (base_loss - dense_loss) if base_loss != dense_loss else float("nan")
         extra = f" (prompt usage {recovery.usage})" if recovery.usage else ""
-        print(f"{spec.describe()}: loss {recovery.losses[0]:.3f} -> {recovery.losses[-1]:.3f}{extra}",
-              file=sys.stderr)
-        rows.append((method, loss, gap, recovery.extra_parameters, recovery.extra_parameters / lora_count,
-                     recovery.training_seconds, score_s / base_score - 1, gen_s / base_gen - 1))
-        print(f"{method}: held-out loss {base_loss:.4f} compressed -> {loss:.4f} recovered (dense {dense_loss:.4f}),"
-              f" gap closed {gap:.1%}", file=sys.stderr, flush=True)
+        print(f"{spec.describe()}: loss {recovery.losses[0]:.3f} -> {recovery.losses[-1]:.3f}{extra}", file=sys.stderr)
+        rows.append(
+            (
+                method,
+                loss,
+                gap,
+                recovery.extra_parameters,
+                recovery.extra_parameters / lora_count,
+                recovery.training_seconds,
+                score_s / base_score - 1,
+                gen_s / base_gen - 1,
+            )
+        )
+        print(
+            f"{method}: held-out loss {base_loss:.4f} compressed -> {loss:.4f} recovered (dense {dense_loss:.4f}),"
+            f" gap closed {gap:.1%}",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    print(f"\n{args.model} {args.compressor}@{args.ratio}: held-out C4 ({len(held)} windows x {args.seqlen} tokens), "
-          f"{args.steps} training steps x 4 windows, torch threads {torch.get_num_threads()}")
-    print(f"{'':<16}{'loss':>8}{'ppl':>9}{'gap closed':>12}{'extra params':>14}{'/ LoRA':>8}{'train s':>9}"
-          f"{'score +%':>10}{'generate +%':>13}")
+    print(
+        f"\n{args.model} {args.compressor}@{args.ratio}: held-out C4 ({len(held)} windows x {args.seqlen} tokens), "
+        f"{args.steps} training steps x 4 windows, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'':<16}{'loss':>8}{'ppl':>9}{'gap closed':>12}{'extra params':>14}{'/ LoRA':>8}{'train s':>9}"
+        f"{'score +%':>10}{'generate +%':>13}"
+    )
     for name, loss, gap, extra, ratio, train_s, score, gen in rows:
-        cells = [f"{loss:8.4f}", f"{math.exp(loss):9.2f}",
-                 f"{'':>12}" if gap is None else f"{gap:12.1%}",
-                 f"{'':>14}" if extra is None else f"{extra:14,d}",
-                 f"{'':>8}" if ratio is None else f"{ratio:8.3f}",
-                 f"{'':>9}" if train_s is None else f"{train_s:9.0f}",
-                 f"{'':>10}" if score is None else f"{score:+10.1%}",
-                 f"{'':>13}" if gen is None else f"{gen:+13.1%}"]
+        cells = [
+            f"{loss:8.4f}",
+            f"{math.exp(loss):9.2f}",
+            f"{'':>12}" if gap is None else f"{gap:12.1%}",
+            f"{'':>14}" if extra is None else f"{extra:14,d}",
+            f"{'':>8}" if ratio is None else f"{ratio:8.3f}",
+            f"{'':>9}" if train_s is None else f"{train_s:9.0f}",
+            f"{'':>10}" if score is None else f"{score:+10.1%}",
+            f"{'':>13}" if gen is None else f"{gen:+13.1%}",
+        ]
         print(f"{name:<16}" + "".join(cells))
-    print(f"compressed without recovery: {base_score * 1000:.1f} ms per window scored, "
-          f"{base_gen * 1000:.1f} ms per prompt generated ({args.new_tokens} new tokens)")
+    print(
+        f"compressed without recovery: {base_score * 1000:.1f} ms per window scored, "
+        f"{base_gen * 1000:.1f} ms per prompt generated ({args.new_tokens} new tokens)"
+    )
     return 0
 
 

@@ -58,6 +58,7 @@ def machine_line(threads: int) -> str:
 
     try:
         from importlib.metadata import version
+
         lmeval = version("lm-eval")
     except Exception:
         lmeval = "not installed"
@@ -70,8 +71,10 @@ def machine_line(threads: int) -> str:
     except OSError:
         pass
     load = " load avg %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    return (f"machine: {cpu}, {os.cpu_count()} CPUs,{load}; torch threads {threads}; torch {torch.__version__}, "
-            f"transformers {transformers.__version__}, lm-eval {lmeval}; python {platform.python_version()}")
+    return (
+        f"machine: {cpu}, {os.cpu_count()} CPUs,{load}; torch threads {threads}; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, lm-eval {lmeval}; python {platform.python_version()}"
+    )
 
 
 def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None):
@@ -94,6 +97,7 @@ def make_engine(loaded, batch_size: int):
 
 # --- items, built by our task code ---------------------------------------------------------------
 
+
 def mmlu_items(subjects_n: int = SUBJECTS, per_subject: int = PER_SUBJECT):
     from pytest_kick.tasks.base import Settings
     from pytest_kick.tasks.mmlu import MMLU
@@ -104,7 +108,7 @@ def mmlu_items(subjects_n: int = SUBJECTS, per_subject: int = PER_SUBJECT):
     task.split(dataset, settings)
     subjects = sorted({i.subject for i in dataset.examples})[:subjects_n]
     items = [i for s in subjects for i in [x for x in dataset.examples if x.subject == s][:per_subject]]
-    shots = {s: [d for d in dataset.dev if d.subject == s][:task.shots_for(settings)] for s in subjects}
+    shots = {s: [d for d in dataset.dev if d.subject == s][: task.shots_for(settings)] for s in subjects}
     prompts = [task.prompt(i, shots[i.subject]) for i in items]
     if hasattr(task, "item_requests"):  # the task's own log-likelihood requests
         pairs = [[(r.context, r.continuation) for r in task.item_requests(p, "strict")] for p in prompts]
@@ -136,6 +140,7 @@ def trivia_requests(limit: int):
 
 
 # --- lm-eval's side ------------------------------------------------------------------------------
+
 
 def lmeval_model(weights_dir: Path):
     from lm_eval.models.huggingface import HFLM
@@ -174,9 +179,15 @@ def lmeval_generate(lm, batch_size: int, requests) -> list[str]:
     from lm_eval.api.instance import Instance
 
     lm.batch_size_per_gpu = batch_size
-    instances = [Instance("generate_until", {}, (r.prompt, {"until": list(r.stop), "max_gen_toks": r.max_new_tokens,
-                                                            "do_sample": False}), n)
-                 for n, r in enumerate(requests)]
+    instances = [
+        Instance(
+            "generate_until",
+            {},
+            (r.prompt, {"until": list(r.stop), "max_gen_toks": r.max_new_tokens, "do_sample": False}),
+            n,
+        )
+        for n, r in enumerate(requests)
+    ]
     if not any(r.first_line for r in requests):
         return lm.generate_until(instances, disable_tqdm=True)
     if not all(r.first_line for r in requests):
@@ -196,6 +207,7 @@ def lmeval_generate(lm, batch_size: int, requests) -> list[str]:
 
 
 # --- measuring -----------------------------------------------------------------------------------
+
 
 def timed(fn):
     started = time.perf_counter()
@@ -225,10 +237,17 @@ def table(title: str, n: int, seconds: dict, outputs: dict, reference: str, same
     print(f"  {'run':<24}{'items/s':>9}{'median s':>10}{'runs':>6}{'agree':>12}")
     for label, times in seconds.items():
         agree = sum(same(a, b) for a, b in zip(outputs[label], outputs[reference]))
-        rows[label] = {"items_per_s": n / statistics.median(times), "seconds": times, "agree": agree, "n": n,
-                       "outputs": outputs[label]}
-        print(f"  {label:<24}{rows[label]['items_per_s']:>9.2f}{statistics.median(times):>10.1f}{len(times):>6}"
-              f"{agree:>8}/{n:<4}")
+        rows[label] = {
+            "items_per_s": n / statistics.median(times),
+            "seconds": times,
+            "agree": agree,
+            "n": n,
+            "outputs": outputs[label],
+        }
+        print(
+            f"  {label:<24}{rows[label]['items_per_s']:>9.2f}{statistics.median(times):>10.1f}{len(times):>6}"
+            f"{agree:>8}/{n:<4}"
+        )
     return rows
 
 
@@ -240,8 +259,11 @@ def summary(rows: dict, ours: str, target: float, what: str, same=lambda a, b: a
     ratio = rows[ours]["items_per_s"] / rows[best]["items_per_s"]
     agree = sum(same(a, b) for a, b in zip(rows[ours]["outputs"], rows[best]["outputs"]))
     n = rows[ours]["n"]
-    return (f"  {what}: {ours} / best {best} = {ratio:.2f}x (target >= {target}x: {'met' if ratio >= target else 'MISSED'}); "
-            f"same predictions {agree}/{n} = {100 * agree / n:.1f}%")
+    return (
+        f"  {what}: {ours} / best {best} = {ratio:.2f}x "
+        f"(target >= {target}x: {'met' if ratio >= target else 'MISSED'}); "
+        f"same predictions {agree}/{n} = {100 * agree / n:.1f}%"
+    )
 
 
 def main() -> None:
@@ -274,8 +296,10 @@ def main() -> None:
         lm = None
         print("lm-eval is not installed in this Python: only pytest-kick's rows are measured")
     print(machine_line(torch.get_num_threads()))
-    print(f"model: {args.model} ({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.0f} M parameters), "
-          f"float32, CPU; repeats {args.repeats}")
+    print(
+        f"model: {args.model} ({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.0f} M parameters), "
+        f"float32, CPU; repeats {args.repeats}"
+    )
     results = {}
 
     if "mmlu" in sections:
@@ -284,8 +308,10 @@ def main() -> None:
         engine = make_engine(loaded, args.mmlu_batch_size)
         runs = []
         for b in lm_sizes if lm else []:  # lm-eval, ours, lm-eval, ours ...
-            runs += [(f"lm-eval b{b}", lambda b=b: lmeval_mmlu(lm, b, pairs)),
-                     (ours, lambda: mmlu_ours(task, settings, engine, items))]
+            runs += [
+                (f"lm-eval b{b}", lambda b=b: lmeval_mmlu(lm, b, pairs)),
+                (ours, lambda: mmlu_ours(task, settings, engine, items)),
+            ]
         runs = runs or [(ours, lambda: mmlu_ours(task, settings, engine, items))]
         if bf16:
             engine16 = make_engine(bf16, args.mmlu_batch_size)
@@ -303,22 +329,30 @@ def main() -> None:
 
         items, requests = trivia_requests(args.trivia_limit)
         if any(r.first_line for r in requests):
-            print("TriviaQA: decoding stops at the end of the first line of text on both sides (pytest-kick's "
-                  "first_line rule; lm-eval: the same rule as a stopping criterion beside its own)")
+            print(
+                "TriviaQA: decoding stops at the end of the first line of text on both sides (pytest-kick's "
+                "first_line rule; lm-eval: the same rule as a stopping criterion beside its own)"
+            )
         sizes = [int(b) for b in args.trivia_batch_sizes.split(",") if b]
         engines = {b: make_engine(loaded, b) for b in sizes}
         ours = [(f"pytest-kick b{b}", lambda b=b: engines[b].generate(requests)) for b in sizes]
         runs = []
         for n, b in enumerate(lm_sizes if lm else []):  # each lm-eval run followed by one of ours, in turn
             runs += [(f"lm-eval b{b}", lambda b=b: lmeval_generate(lm, b, requests)), ours[n % len(ours)]]
-        runs += ours[len(runs) // 2:] if len(runs) // 2 < len(ours) else []
+        runs += ours[len(runs) // 2 :] if len(runs) // 2 < len(ours) else []
         if bf16:
             engine16 = make_engine(bf16, sizes[-1])
             runs.append((f"pytest-kick b{sizes[-1]} bf16", lambda: engine16.generate(requests)))
         seconds, outputs = measure("TriviaQA", runs, args.repeats)
         small = f"pytest-kick b{sizes[0]}"
-        rows = table("TriviaQA closed-book generation", len(requests), seconds, outputs, small,
-                     lambda a, b: prediction(a) == prediction(b))
+        rows = table(
+            "TriviaQA closed-book generation",
+            len(requests),
+            seconds,
+            outputs,
+            small,
+            lambda a, b: prediction(a) == prediction(b),
+        )
         fastest = max((f"pytest-kick b{b}" for b in sizes), key=lambda n: rows[n]["items_per_s"])
         print(summary(rows, fastest, 1.5, "TriviaQA", lambda a, b: prediction(a) == prediction(b)))
         for b in sizes[1:]:  # the target: batch 16 faster than batch 1 (each larger size against the first)
@@ -327,8 +361,13 @@ def main() -> None:
         results["triviaqa"] = rows
 
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_line(torch.get_num_threads()), "args": vars(args),
-                                               "results": results}, indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {"machine": machine_line(torch.get_num_threads()), "args": vars(args), "results": results},
+                indent=1,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -28,17 +28,36 @@ from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, json_hash, text_hash
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Request, Settings, Task
-from pytest_kick.tasks.data import read_jsonl, split_shots, subset
-from pytest_kick.tasks.normalize import contains_answer, normalize
 from pytest_kick.tasks.choice import MultipleChoice
+from pytest_kick.tasks.data import read_jsonl, split_shots, subset
 from pytest_kick.tasks.file_task import ChoiceItem, TextItem
+from pytest_kick.tasks.normalize import contains_answer, normalize
 from pytest_kick.tasks.records import read_records
 from pytest_kick.tasks.simple import Generation, TextPerplexity
 
 __all__ = [
-    "Task", "OneRequestPerItem", "Example", "Dataset", "Settings",
-    "Request", "GenerationRequest", "LoglikelihoodRequest", "RollingRequest",
-    "MultipleChoice", "Generation", "TextPerplexity", "ChoiceItem", "TextItem",
-    "read_jsonl", "read_records", "subset", "split_shots", "file_hash", "text_hash", "json_hash",
-    "normalize", "contains_answer", "KickError",
+    "Task",
+    "OneRequestPerItem",
+    "Example",
+    "Dataset",
+    "Settings",
+    "Request",
+    "GenerationRequest",
+    "LoglikelihoodRequest",
+    "RollingRequest",
+    "MultipleChoice",
+    "Generation",
+    "TextPerplexity",
+    "ChoiceItem",
+    "TextItem",
+    "read_jsonl",
+    "read_records",
+    "subset",
+    "split_shots",
+    "file_hash",
+    "text_hash",
+    "json_hash",
+    "normalize",
+    "contains_answer",
+    "KickError",
 ]

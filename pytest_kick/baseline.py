@@ -44,18 +44,21 @@ def read_result(path: Path, header: str, what: str, remedy: str) -> tuple[dict, 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except PermissionError:  # another user's intact file: never "delete it"
-        raise cannot_read(path, f"the {what}", "--kick-cache-dir" if "cache" in what else "--kick-baseline-dir") \
-            from None
+        raise cannot_read(
+            path, f"the {what}", "--kick-cache-dir" if "cache" in what else "--kick-baseline-dir"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise KickError(f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: "
-                        f"inspect it, then {remedy}") from None
+        raise KickError(
+            f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: inspect it, then {remedy}"
+        ) from None
     try:
         stored, result = data[header], TaskResult(**data["result"])
         if len(result.item_ids) != len(result.scores):
             raise ValueError("item ids and scores differ in length")
     except (KeyError, TypeError, ValueError) as err:
-        raise KickError(f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: "
-                        f"inspect it, then {remedy}") from None
+        raise KickError(
+            f"corrupt {what} {path} ({type(err).__name__}: {err}); it was left untouched: inspect it, then {remedy}"
+        ) from None
     return stored, result
 
 
@@ -77,8 +80,11 @@ class BaselineStore:
         path = self.path(model, task, key)
         if path.exists():
             return self._read(path, key), "cached", path
-        with locked(self.root.parent, path, f"the dense baseline of {task} on {model} "
-                                            f"(baselines/{path.parent.name}/{path.name})"):
+        with locked(
+            self.root.parent,
+            path,
+            f"the dense baseline of {task} on {model} (baselines/{path.parent.name}/{path.name})",
+        ):
             if path.exists():  # computed by another process while this one waited for the lock
                 return self._read(path, key), "cached", path
             result = compute()
@@ -89,11 +95,14 @@ class BaselineStore:
     def _read(path: Path, key: dict) -> TaskResult:
         stored_key, result = read_result(path, "key", "dense-baseline cache", "delete it to recompute")
         if "items" in key and json_hash(list(result.item_ids)) != key["items"]:
-            raise KickError(f"corrupt dense-baseline cache {path}: its results are not for the items its key names; "
-                            f"it was left untouched: delete it to recompute")
+            raise KickError(
+                f"corrupt dense-baseline cache {path}: its results are not for the items its key names; "
+                f"it was left untouched: delete it to recompute"
+            )
         if stored_key != key:
-            raise KickError(f"dense-baseline cache {path} was written for other settings (hash collision?); "
-                            f"delete it to recompute")
+            raise KickError(
+                f"dense-baseline cache {path} was written for other settings (hash collision?); delete it to recompute"
+            )
         return result
 
     @staticmethod

@@ -34,8 +34,11 @@ PAIRING_FIELDS = ("task", "task_version", "template", "protocol", "shots", "item
 
 def differences(stored: dict, current: dict) -> dict:
     """{field: (stored value, current value)} for every top-level field that differs."""
-    return {k: (stored.get(k), current.get(k)) for k in sorted(set(stored) | set(current))
-            if stored.get(k) != current.get(k)}
+    return {
+        k: (stored.get(k), current.get(k))
+        for k in sorted(set(stored) | set(current))
+        if stored.get(k) != current.get(k)
+    }
 
 
 def describe(diff: dict) -> str:
@@ -56,8 +59,9 @@ class BaselineFiles:
     def path(self, model: str, task: str) -> Path:
         return self.root / safe_name(model) / f"{safe_name(task)}.json"
 
-    def get_or_compute(self, model: str, task: str, envelope: dict, compute: Callable[[], TaskResult],
-                       warn: Callable[[str], None]):
+    def get_or_compute(
+        self, model: str, task: str, envelope: dict, compute: Callable[[], TaskResult], warn: Callable[[str], None]
+    ):
         """(TaskResult, status, path); status is "file" (read), "written" (was missing) or "regenerated"."""
         path = self.path(model, task)
         if path.exists() and not self.regen:  # read without a lock: a checked-out, read-only tree works
@@ -70,11 +74,14 @@ class BaselineFiles:
             return self._read(path, envelope, warn), "file", path
 
     def _read(self, path: Path, envelope: dict, warn: Callable[[str], None]) -> TaskResult:
-        stored, result = read_result(path, "envelope", "baseline file",
-                                     "restore it from version control or rerun with --kick-regen")
+        stored, result = read_result(
+            path, "envelope", "baseline file", "restore it from version control or rerun with --kick-regen"
+        )
         if json_hash(list(result.item_ids)) != stored.get("items"):
-            raise KickError(f"corrupt baseline file {path}: its results are not for the items its envelope "
-                            f"names (edited by hand or a bad merge?); restore it or rerun with --kick-regen")
+            raise KickError(
+                f"corrupt baseline file {path}: its results are not for the items its envelope "
+                f"names (edited by hand or a bad merge?); restore it or rerun with --kick-regen"
+            )
         self._check(path, stored, envelope, warn)
         return result
 
@@ -95,8 +102,10 @@ class BaselineFiles:
         diff = differences(stored, current)
         pairing = {k: v for k, v in diff.items() if k in PAIRING_FIELDS}
         if pairing:
-            raise KickError(f"baseline file {path} was made for other items or prompts ({describe(pairing)}); "
-                            f"the comparison would not be paired: rerun with --kick-regen to rewrite it")
+            raise KickError(
+                f"baseline file {path} was made for other items or prompts ({describe(pairing)}); "
+                f"the comparison would not be paired: rerun with --kick-regen to rewrite it"
+            )
         if diff:
             message = f"baseline file {path} was made in another environment: {describe(diff)}"
             if self.strict_env:

@@ -31,14 +31,17 @@ def prepare(path: Path) -> bool:
     is read-only (usable for what it already holds). KickError naming the directory otherwise."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise KickError(f"--kick-cache-dir {path} is a file, not a directory; give a directory (it is created "
-                        f"when missing) or move the file away")
+        raise KickError(
+            f"--kick-cache-dir {path} is a file, not a directory; give a directory (it is created "
+            f"when missing) or move the file away"
+        )
     if not path.exists():
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise KickError(f"--kick-cache-dir {path} cannot be created ({err.strerror or err}); give a "
-                            f"directory you can write to") from None
+            raise KickError(
+                f"--kick-cache-dir {path} cannot be created ({err.strerror or err}); give a directory you can write to"
+            ) from None
     if not writable(path):
         return False
     sweep(path)
@@ -54,8 +57,10 @@ def read_only_error(root: Path, missing: str, err: OSError, option: str = "--kic
     """The message for a write a read-only (or otherwise unwritable) directory refused. A read-only cache that
     lacks what the run needs dooms the session: one message (KickSessionError), not one per item."""
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return KickSessionError(f"{option} {root} is read-only ({err.strerror}) and does not hold {missing}; "
-                         f"make it writable, or fill it once in a run with a writable copy")
+        return KickSessionError(
+            f"{option} {root} is read-only ({err.strerror}) and does not hold {missing}; "
+            f"make it writable, or fill it once in a run with a writable copy"
+        )
     return KickError(f"{option} {root}: cannot write {missing} ({err.strerror or err})")
 
 

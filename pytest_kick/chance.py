@@ -72,8 +72,10 @@ def _binomial_window(n: int, p: float) -> tuple[int, list[float]]:
     lo = max(0, math.floor(n * p - _WINDOW_SIGMAS * sigma - 2))
     hi = min(n, math.ceil(n * p + _WINDOW_SIGMAS * sigma + 2))
     log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
-    return lo, [math.exp(log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q)
-                for k in range(lo, hi + 1)]
+    return lo, [
+        math.exp(log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q)
+        for k in range(lo, hi + 1)
+    ]
 
 
 def poisson_binomial_tail(successes: int, chances: Sequence[float]) -> float:
@@ -116,8 +118,13 @@ def poisson_binomial_tail(successes: int, chances: Sequence[float]) -> float:
     return min(1.0, math.fsum(tail))
 
 
-def significantly_above_floor(dense: Sequence[float], floor: float | Sequence[float], higher_is_better: bool = True,
-                              alpha: float = 0.05, seed: int = 0) -> bool:
+def significantly_above_floor(
+    dense: Sequence[float],
+    floor: float | Sequence[float],
+    higher_is_better: bool = True,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> bool:
     """Is dense's mean score significantly better than ``floor`` (the score of knowing nothing)?
 
     ``floor`` is one level for every item, or one per item (multiple choice with a varying number of

@@ -34,8 +34,10 @@ def task_of(metafunc) -> str:
     marker = metafunc.definition.get_closest_marker("kick_task")
     name = marker.args[0] if marker and marker.args else metafunc.function.__name__.removeprefix("test_")
     if name not in tasks.families() and name not in tasks.names():
-        raise pytest.UsageError(f"pytest-kick: {metafunc.definition.nodeid} gates unknown task {name!r}; "
-                                f"known: {', '.join(tasks.spellings())}")
+        raise pytest.UsageError(
+            f"pytest-kick: {metafunc.definition.nodeid} gates unknown task {name!r}; "
+            f"known: {', '.join(tasks.spellings())}"
+        )
     return name
 
 
@@ -98,9 +100,11 @@ def check_every_task_collected(config, kick, items) -> None:
     missing = [t for t in kick.tasks if t not in config.stash.get(COLLECTED_KEY, set())]
     if not missing:
         return
-    message = (f"--kick-tasks selects {', '.join(missing)} but no test of it was collected; run without a path "
-               f"(the bundled suite and registered tasks are collected then), or add a test marked "
-               f"@pytest.mark.kick_task({missing[0]!r}) using the kick_case fixture")
+    message = (
+        f"--kick-tasks selects {', '.join(missing)} but no test of it was collected; run without a path "
+        f"(the bundled suite and registered tasks are collected then), or add a test marked "
+        f"@pytest.mark.kick_task({missing[0]!r}) using the kick_case fixture"
+    )
     if not items:
         raise pytest.UsageError(f"pytest-kick: {message}")
     config.stash[UNCOLLECTED_KEY] = [f"pytest-kick: {message}"]

@@ -12,15 +12,20 @@ from typing import Callable
 
 from pytest_kick import compress, extensions, tasks
 from pytest_kick.compress import spec
-from pytest_kick.errors import KickError
-from pytest_kick.models import registry
 from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_search import search_settings
 from pytest_kick.config_served import engine_settings
 from pytest_kick.config_tolerance import ToleranceSpec, parse_tolerance
-from pytest_kick.config_values import boolean as _bool, choice as _choice, device as _device, names as _names
-from pytest_kick.config_values import output_path as _output, split_list as _split, whole_number as _int
+from pytest_kick.config_values import boolean as _bool
+from pytest_kick.config_values import choice as _choice
+from pytest_kick.config_values import device as _device
+from pytest_kick.config_values import names as _names
+from pytest_kick.config_values import output_path as _output
+from pytest_kick.config_values import split_list as _split
+from pytest_kick.config_values import whole_number as _int
+from pytest_kick.errors import KickError
+from pytest_kick.models import registry
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
 PROTOCOLS = ("strict", "kick")
@@ -83,8 +88,12 @@ def parse_ratio(flag: str, text: str) -> str:
         raise KickError(f"{flag}: {err}") from None
 
 
-def pair_variants(compressors: tuple[str, ...], ratios: tuple[str, ...] | None, ratio_flag: str = "--kick-ratio",
-                  compressor_flag: str = "--kick-compressor") -> tuple[tuple[str, str], ...]:
+def pair_variants(
+    compressors: tuple[str, ...],
+    ratios: tuple[str, ...] | None,
+    ratio_flag: str = "--kick-ratio",
+    compressor_flag: str = "--kick-compressor",
+) -> tuple[tuple[str, str], ...]:
     """(compressor, ratio) pairs: each compressor with the asked ratios it accepts, or its defaults.
 
     A compressor that accepts none of the asked ratios, or a ratio no asked compressor accepts, is an
@@ -98,8 +107,10 @@ def pair_variants(compressors: tuple[str, ...], ratios: tuple[str, ...] | None, 
             continue
         fitting = [r for r in ratios if info.accepts(spec.parse(r))]
         if not fitting:
-            raise KickError(f"{ratio_flag}: none of {', '.join(ratios)} suits {name} ({info.what}); it takes "
-                            f"e.g. {', '.join(info.defaults)}")
+            raise KickError(
+                f"{ratio_flag}: none of {', '.join(ratios)} suits {name} ({info.what}); it takes "
+                f"e.g. {', '.join(info.defaults)}"
+            )
         pairs.extend((name, r) for r in fitting)
     if ratios is not None:
         for r in ratios:
@@ -133,8 +144,10 @@ def _compressed_dir(flag, compressed: Path | None, compressors: tuple[str, ...])
         raise KickError(f"{flag('compressed')}: {compressed} is not a directory")
     if not readers:
         loaders = [c for c in compress.names() if compress.info(c).scope == "load"]
-        raise KickError(f"{flag('compressed')} is gated by the {' or '.join(loaders)} compressor: add {loaders[0]} to "
-                        f"{flag('compressor')}")
+        raise KickError(
+            f"{flag('compressed')} is gated by the {' or '.join(loaders)} compressor: add {loaders[0]} to "
+            f"{flag('compressor')}"
+        )
     for name in readers:
         check = getattr(compress.info(name), "check", None)
         if check:
@@ -216,8 +229,10 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         except KickError as err:
             raise KickError(f"{flag('model')}: {err}") from None
         if name in names and names[name] != model:
-            raise KickError(f"{flag('model')}: {names[name]!r} and {model!r} would both be called {name!r} in test "
-                            f"ids, baselines and reports; run them separately or rename one directory")
+            raise KickError(
+                f"{flag('model')}: {names[name]!r} and {model!r} would both be called {name!r} in test "
+                f"ids, baselines and reports; run them separately or rename one directory"
+            )
         names[name] = model
 
     def path(name):

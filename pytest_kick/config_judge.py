@@ -13,10 +13,12 @@ import importlib.util
 import os
 from urllib.parse import urlsplit
 
-from pytest_kick import extensions, tasks as registry_tasks
+from pytest_kick import extensions
+from pytest_kick import tasks as registry_tasks
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
-from pytest_kick.judge import entry as judge_entry, judgeable, parse_spec
+from pytest_kick.judge import entry as judge_entry
+from pytest_kick.judge import judgeable, parse_spec
 from pytest_kick.models import registry
 
 INSTALL = "pip install 'pytest-kick[judge]'"
@@ -36,20 +38,29 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     judge = judge_entry(spec)
     given = [name for name in OPTIONS if values.get(name) is not None and name not in getattr(judge, "options", ())]
     if given:
-        takers = [e.form.split(" (")[0] for e in extensions.judges.entries().values()
-                  if given[0] in getattr(e, "options", ())]
-        raise KickError(f"{flag(given[0])} applies to an {' or '.join(takers)} judge, not {flag('judge')} "
-                        f"{text['judge']}")
-    found = {"judge": text["judge"].strip(), "judge_url": None, "judge_key_env": None,
-             "judge_concurrency": whole_number(flag("judge-concurrency"), text["judge-concurrency"], 1)}
+        takers = [
+            e.form.split(" (")[0] for e in extensions.judges.entries().values() if given[0] in getattr(e, "options", ())
+        ]
+        raise KickError(
+            f"{flag(given[0])} applies to an {' or '.join(takers)} judge, not {flag('judge')} {text['judge']}"
+        )
+    found = {
+        "judge": text["judge"].strip(),
+        "judge_url": None,
+        "judge_key_env": None,
+        "judge_concurrency": whole_number(flag("judge-concurrency"), text["judge-concurrency"], 1),
+    }
     if judge.backend is None:  # the tasks' own scorers
         return found
     if not any(judgeable(t) for t in chosen):
-        families = list(dict.fromkeys(t.family for t in map(registry_tasks.get, registry_tasks.names())
-                                      if judgeable(t))) or ["no registered task"]
+        families = list(
+            dict.fromkeys(t.family for t in map(registry_tasks.get, registry_tasks.names()) if judgeable(t))
+        ) or ["no registered task"]
         names = " and ".join(filter(None, [", ".join(families[:-1]), families[-1]]))
-        raise KickError(f"{flag('judge')} scores {names}, and {flag('tasks')} selects "
-                        f"{'neither' if len(families) == 2 else 'none of them'}")
+        raise KickError(
+            f"{flag('judge')} scores {names}, and {flag('tasks')} selects "
+            f"{'neither' if len(families) == 2 else 'none of them'}"
+        )
     settings = getattr(judge, "settings", None)
     if settings:
         found.update(extensions.resolve(settings, f"judge {judge.name}")(values, text, flag, spec.model))
@@ -71,8 +82,10 @@ def openai_settings(values: dict, text: dict, flag, model: str) -> dict:
         raise KickError(f"{flag('judge')} {text['judge']} needs the openai package: {INSTALL}")
     url = values.get("judge-url") or os.environ.get("OPENAI_BASE_URL")
     if not url:
-        raise KickError(f"{flag('judge')} {text['judge']} needs the endpoint: --kick-judge-url URL or $OPENAI_BASE_URL "
-                        f"(e.g. https://api.openai.com/v1, or your vLLM / llama.cpp server's http://host:8000/v1)")
+        raise KickError(
+            f"{flag('judge')} {text['judge']} needs the endpoint: --kick-judge-url URL or $OPENAI_BASE_URL "
+            f"(e.g. https://api.openai.com/v1, or your vLLM / llama.cpp server's http://host:8000/v1)"
+        )
     where = flag("judge-url") if values.get("judge-url") else "$OPENAI_BASE_URL"
     found = {"judge_url": judge_url(where, url)}
     key_env = values.get("judge-key-env")
@@ -83,8 +96,10 @@ def openai_settings(values: dict, text: dict, flag, model: str) -> dict:
             raise KickError(f"{flag('judge-key-env')} {key_env}: the variable is not set (it should hold the API key)")
         found["judge_key_env"] = key_env
     elif "api.openai.com" in found["judge_url"] and not os.environ.get("OPENAI_API_KEY"):
-        raise KickError(f"{flag('judge')} {text['judge']} at {found['judge_url']} needs an API key: set "
-                        f"OPENAI_API_KEY, or name another variable with --kick-judge-key-env")
+        raise KickError(
+            f"{flag('judge')} {text['judge']} at {found['judge_url']} needs an API key: set "
+            f"OPENAI_API_KEY, or name another variable with --kick-judge-key-env"
+        )
     return found
 
 
@@ -97,8 +112,10 @@ def judge_url(where: str, url: str) -> str:
         text = text[: -len("/chat/completions")]
     parts = urlsplit(text)
     if parts.username or parts.password or parts.query:
-        raise KickError(f"{where}: give the URL without user, password or query; the key goes in an environment "
-                        f"variable (OPENAI_API_KEY, or the one --kick-judge-key-env names)")
+        raise KickError(
+            f"{where}: give the URL without user, password or query; the key goes in an environment "
+            f"variable (OPENAI_API_KEY, or the one --kick-judge-key-env names)"
+        )
     try:
         return normalize_base_url(text)
     except KickError as err:

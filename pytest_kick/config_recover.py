@@ -10,7 +10,8 @@ from __future__ import annotations
 from pytest_kick import extensions
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
-from pytest_kick.recover.spec import methods as known_methods, parse_methods, parse_sizes
+from pytest_kick.recover.spec import methods as known_methods
+from pytest_kick.recover.spec import parse_methods, parse_sizes
 
 
 def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> dict:
@@ -26,8 +27,9 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> 
         given = [name for name in settings if values.get(name) is not None and name not in from_ini]
         if given:
             names = known_methods()
-            raise KickError(f"{flag(given[0])} sets up recovery: add {flag('recover')} {', '.join(names[:-1])} or "
-                            f"{names[-1]}")
+            raise KickError(
+                f"{flag(given[0])} sets up recovery: add {flag('recover')} {', '.join(names[:-1])} or {names[-1]}"
+            )
         return {}
     import importlib.util
 
@@ -35,8 +37,10 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> 
         raise KickError(f"{flag('recover')} needs peft: pip install 'pytest-kick[recover]'")
     if not engine.local_weights:
         local = [e.name for e in extensions.engines.entries().values() if e.local_weights]
-        raise KickError(f"{flag('recover')} trains parameters on the model in this process; it needs "
-                        f"--kick-engine {' or '.join(local)}")
+        raise KickError(
+            f"{flag('recover')} trains parameters on the model in this process; it needs "
+            f"--kick-engine {' or '.join(local)}"
+        )
     steps = whole_number(flag("recover-steps"), text["recover-steps"], 1)
     seqlen = whole_number(flag("recover-seqlen"), text["recover-seqlen"], 1)
     lr = None
@@ -61,7 +65,14 @@ def recover_settings(values: dict, text: dict, flag, from_ini, path, engine) -> 
                     raise KickError(f"{flag('recover-size')}: {method}.{name} names nothing")
     data = path("recover-data")
     if data is not None and not data.is_dir():
-        raise KickError(f"{flag('recover-data')}: {data} is not a directory; give one holding *.jsonl files "
-                        f"with a \"text\" field")
-    return {"recover": methods, "recover_data": data, "recover_steps": steps, "recover_lr": lr,
-            "recover_sizes": {m: dict(v) for m, v in sizes.items()}, "recover_seqlen": seqlen}
+        raise KickError(
+            f'{flag("recover-data")}: {data} is not a directory; give one holding *.jsonl files with a "text" field'
+        )
+    return {
+        "recover": methods,
+        "recover_data": data,
+        "recover_steps": steps,
+        "recover_lr": lr,
+        "recover_sizes": {m: dict(v) for m, v in sizes.items()},
+        "recover_seqlen": seqlen,
+    }

@@ -19,8 +19,9 @@ def searchable(name: str) -> bool:
     return compress.info(name).searchable
 
 
-def search_settings(text: dict, flag, parse_bool, explicit_ratios: bool, compressors: tuple[str, ...],
-                    variants: tuple, engine) -> dict:
+def search_settings(
+    text: dict, flag, parse_bool, explicit_ratios: bool, compressors: tuple[str, ...], variants: tuple, engine
+) -> dict:
     """KickConfig fields ``search``, ``search_resolution`` and ``searched``, plus ``variants`` (the grid
     without the default ratios of the compressors the search covers). ``engine``: the --kick-engine entry."""
     on = parse_bool(flag("search"), text["search"])
@@ -28,23 +29,28 @@ def search_settings(text: dict, flag, parse_bool, explicit_ratios: bool, compres
     try:
         resolution = float(raw)
     except ValueError:
-        raise KickError(f"{flag('search-resolution')}: {raw!r} is not a number; give a sparsity step such as 0.05") \
-            from None
+        raise KickError(
+            f"{flag('search-resolution')}: {raw!r} is not a number; give a sparsity step such as 0.05"
+        ) from None
     if not 0 < resolution <= MAX_RESOLUTION:
-        raise KickError(f"{flag('search-resolution')}: {raw} is outside (0, {MAX_RESOLUTION}]; "
-                        f"give a sparsity step such as 0.05")
+        raise KickError(
+            f"{flag('search-resolution')}: {raw} is outside (0, {MAX_RESOLUTION}]; give a sparsity step such as 0.05"
+        )
     if not on:
         return {"search": False, "search_resolution": resolution, "searched": (), "variants": variants}
     if not engine.local_weights:
-        raise KickError(f"{flag('search')} compresses the model in this process; it does not apply to "
-                        f"--kick-engine {engine.name}")
+        raise KickError(
+            f"{flag('search')} compresses the model in this process; it does not apply to --kick-engine {engine.name}"
+        )
     searched = tuple(c for c in compressors if searchable(c))
     if not searched:
         found = [compress.info(c) for c in compress.names() if searchable(c)]
         pruners = ", ".join(c.name for c in found if not c.quantizer)
         quantizers = ", ".join(c.name for c in found if c.quantizer)
-        raise KickError(f"{flag('search')}: none of {', '.join(compressors)} has a level to search; search a "
-                        f"pruner ({pruners}: sparsity) or a quantizer ({quantizers}: bits)")
+        raise KickError(
+            f"{flag('search')}: none of {', '.join(compressors)} has a level to search; search a "
+            f"pruner ({pruners}: sparsity) or a quantizer ({quantizers}: bits)"
+        )
     if not explicit_ratios:
         variants = tuple((c, r) for c, r in variants if c not in searched)
     return {"search": True, "search_resolution": resolution, "searched": searched, "variants": variants}

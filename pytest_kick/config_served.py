@@ -42,12 +42,16 @@ def served_settings(values: dict, text: dict, flag, from_ini) -> dict:
 
     engine = text["engine"]
     if values.get("base-url") is None and values.get("baseline-dir") is None:
-        raise KickError(f"{flag('engine')} {engine} needs --kick-base-url URL (the server of --kick-model), "
-                        f"or dense results in --kick-baseline-dir DIR")
+        raise KickError(
+            f"{flag('engine')} {engine} needs --kick-base-url URL (the server of --kick-model), "
+            f"or dense results in --kick-baseline-dir DIR"
+        )
     for name in ("compressor", "ratio", "compressed", "export"):
         if values.get(name) is not None and name not in from_ini:
-            raise KickError(f"--kick-{name} compresses in this process; a served model is not: serve the compressed "
-                            f"model and pass --kick-compressed-url URL (--kick-export writes one to serve)")
+            raise KickError(
+                f"--kick-{name} compresses in this process; a served model is not: serve the compressed "
+                f"model and pass --kick-compressed-url URL (--kick-export writes one to serve)"
+            )
     timeout = seconds(flag("timeout"), text["timeout"])
     found = {}
     for name in ("base-url", "compressed-url"):
@@ -56,8 +60,12 @@ def served_settings(values: dict, text: dict, flag, from_ini) -> dict:
         except KickError as err:
             raise KickError(f"{flag(name)}: {err}") from None
     base, compressed = found["base-url"], found["compressed-url"]
-    return {"base_url": base, "compressed_url": compressed, "timeout": timeout,
-            "variants": (("served", spec.CHECKPOINT),) if compressed else ()}
+    return {
+        "base_url": base,
+        "compressed_url": compressed,
+        "timeout": timeout,
+        "variants": (("served", spec.CHECKPOINT),) if compressed else (),
+    }
 
 
 def seconds(flag: str, text: str) -> float:

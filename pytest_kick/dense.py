@@ -25,8 +25,11 @@ class DenseBaselines:
     def __init__(self, runtime, config, run_id: str = "local"):
         self.runtime = runtime
         self.store = BaselineStore(config.cache_dir)
-        self.files = None if config.baseline_dir is None else BaselineFiles(
-            config.baseline_dir, run_id, regen=config.regen, strict_env=config.strict_env)
+        self.files = (
+            None
+            if config.baseline_dir is None
+            else BaselineFiles(config.baseline_dir, run_id, regen=config.regen, strict_env=config.strict_env)
+        )
         self._memo: dict = {}  # (model, task) -> (TaskResult, status, path), once per process
 
     def key(self, case: KickCase) -> dict:
@@ -67,19 +70,29 @@ class DenseBaselines:
             loaded = self.runtime.model(case.model)
             envelope = {**key, "batch_size": self.runtime.config.batch_size, "device": loaded.device}
             self._memo[memo] = self.files.get_or_compute(
-                case.model_name, case.task, envelope, lambda: self.runtime.evaluate(dense_case),
-                warn=lambda message: warnings.warn(KickWarning(message), stacklevel=2))
+                case.model_name,
+                case.task,
+                envelope,
+                lambda: self.runtime.evaluate(dense_case),
+                warn=lambda message: warnings.warn(KickWarning(message), stacklevel=2),
+            )
         else:
-            self._memo[memo] = self.store.get_or_compute(case.model_name, case.task, key,
-                                                         lambda: self.runtime.evaluate(dense_case))
+            self._memo[memo] = self.store.get_or_compute(
+                case.model_name, case.task, key, lambda: self.runtime.evaluate(dense_case)
+            )
         result, status, path = self._memo[memo]
         try:
-            check_scores(result.scores, result.item_ids, f"{case.task} on {case.model_name} dense",
-                         allow_nan=self.runtime.judged_task(case.task))
+            check_scores(
+                result.scores,
+                result.item_ids,
+                f"{case.task} on {case.model_name} dense",
+                allow_nan=self.runtime.judged_task(case.task),
+            )
         except NonFinite as err:  # written by an older version, or edited: refused like a corrupt file
             del self._memo[memo]
-            raise NonFinite(f"corrupt dense baseline {path}: {err}; it was left untouched: delete it to "
-                            f"recompute") from None
+            raise NonFinite(
+                f"corrupt dense baseline {path}: {err}; it was left untouched: delete it to recompute"
+            ) from None
         if status not in ("computed", "written", "regenerated") and any(x != x for x in result.scores):
             self._memo[memo] = (self._rejudge(case.task, result), status, path)
         return self._memo[memo]
@@ -92,5 +105,6 @@ class DenseBaselines:
         if not hasattr(task, "score_outputs") or not all(i in by_id for i in result.item_ids):
             return result
         scores = task.score_outputs([by_id[i] for i in result.item_ids], result.outputs)
-        return TaskResult(result.task, result.metric, list(result.item_ids), [float(x) for x in scores],
-                          list(result.outputs))
+        return TaskResult(
+            result.task, result.metric, list(result.item_ids), [float(x) for x in scores], list(result.outputs)
+        )

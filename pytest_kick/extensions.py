@@ -211,14 +211,17 @@ class Kind:
         """Register ``entry``; a KickError naming ``where`` when it lacks part of the protocol or its name is taken."""
         missing = [a for a in self.required if not hasattr(entry, a)]
         if missing:
-            raise KickError(f"{where}: {entry!r} is not one of {self.name}: it lacks {', '.join(missing)} "
-                            f"(see {self.protocol.__module__}.{self.protocol.__name__})")
+            raise KickError(
+                f"{where}: {entry!r} is not one of {self.name}: it lacks {', '.join(missing)} "
+                f"(see {self.protocol.__module__}.{self.protocol.__name__})"
+            )
         name = entry.name
         if not isinstance(name, str) or not name or any(c in name for c in ",=: "):
             raise KickError(f"{where}: name {name!r} must be a non-empty word (no comma, '=', ':' or space)")
         if name in self.entries():
-            raise KickError(f"{where}: {self.name[:-1]} {name!r} is already registered by {self.where(name)}; "
-                            f"rename one")
+            raise KickError(
+                f"{where}: {self.name[:-1]} {name!r} is already registered by {self.where(name)}; rename one"
+            )
         self.entries()[name] = entry
         self._origin[name] = where
 
@@ -258,14 +261,31 @@ class TaskView:
 
 
 tasks = TaskView()
-compressors = Kind("compressors", CompressorEntry, "pytest_kick.compress:BUNDLED",
-                   ("name", "kinds", "defaults", "what", "calibrated", "act_bits", "solver", "scope", "quantizer",
-                    "searchable", "accepts"))
-engines = Kind("engines", EngineEntry, "pytest_kick.engines.factory:BUNDLED",
-               ("name", "what", "local_weights", "build"))
+compressors = Kind(
+    "compressors",
+    CompressorEntry,
+    "pytest_kick.compress:BUNDLED",
+    (
+        "name",
+        "kinds",
+        "defaults",
+        "what",
+        "calibrated",
+        "act_bits",
+        "solver",
+        "scope",
+        "quantizer",
+        "searchable",
+        "accepts",
+    ),
+)
+engines = Kind(
+    "engines", EngineEntry, "pytest_kick.engines.factory:BUNDLED", ("name", "what", "local_weights", "build")
+)
 judges = Kind("judges", JudgeEntry, "pytest_kick.judge:BUNDLED", ("name", "what", "form", "backend", "takes_model"))
-recovery = Kind("recovery", RecoveryEntry, "pytest_kick.recover.spec:BUNDLED",
-                ("name", "what", "method", "sizes", "lr"))
+recovery = Kind(
+    "recovery", RecoveryEntry, "pytest_kick.recover.spec:BUNDLED", ("name", "what", "method", "sizes", "lr")
+)
 KINDS: dict = {k.name: k for k in (tasks, compressors, engines, judges, recovery)}
 GROUPS: dict[str, str] = {name: kind.group for name, kind in KINDS.items()}
 

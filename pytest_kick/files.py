@@ -96,5 +96,7 @@ def cannot_read(path: Path | str, what: str, option: str = "--kick-cache-dir") -
             owner = f", owned by uid {uid}"
     except OSError:
         pass
-    return KickError(f"cannot read {path} (permission denied{owner}), part of {what}; it was left untouched: ask its "
-                     f"owner to make it readable (chmod -R a+rX), or give a {option} of your own")
+    return KickError(
+        f"cannot read {path} (permission denied{owner}), part of {what}; it was left untouched: ask its "
+        f"owner to make it readable (chmod -R a+rX), or give a {option} of your own"
+    )

@@ -38,8 +38,10 @@ def check_scores(scores: Sequence[float], item_ids: Sequence, what: str, allow_n
     if k is not None:
         others = sum(bad(s) and not (allow_nan and math.isnan(s)) for s in scores) - 1
         more = f" (and {others} more of {len(scores)} items)" if others else ""
-        raise NonFinite(f"{what}: item {item_ids[k]} scored {scores[k]}{more}; a non-finite score is an error, "
-                        f"never a verdict: check the model's weights and dtype (float16 overflows?)")
+        raise NonFinite(
+            f"{what}: item {item_ids[k]} scored {scores[k]}{more}; a non-finite score is an error, "
+            f"never a verdict: check the model's weights and dtype (float16 overflows?)"
+        )
 
 
 def check_answers(kind: str, answers: Sequence, requests: Sequence, engine: str) -> None:
@@ -51,9 +53,11 @@ def check_answers(kind: str, answers: Sequence, requests: Sequence, engine: str)
         if any(bad(v) for v in values):
             request = requests[k]
             text = request.context if kind == "loglikelihood" else (request.text or request.context)
-            err = NonFinite(f"engine {engine!r} gave a non-finite {kind} ({next(v for v in values if bad(v))}) for "
-                            f"request {k + 1} of {len(requests)} ({' '.join(str(text).split())[:60]!r}); "
-                            f"check the model's weights and dtype (float16 overflows?)")
+            err = NonFinite(
+                f"engine {engine!r} gave a non-finite {kind} ({next(v for v in values if bad(v))}) for "
+                f"request {k + 1} of {len(requests)} ({' '.join(str(text).split())[:60]!r}); "
+                f"check the model's weights and dtype (float16 overflows?)"
+            )
             err.request = request
             raise err
 
@@ -70,8 +74,10 @@ def check_weights(model, what: str, remedy: str = "restore or rebuild the model"
                 continue
             count = int((~torch.isfinite(param)).sum())
             if count:
-                raise NonFinite(f"{what}: weight {name} holds {count} NaN or infinite value(s) of {param.numel()}; "
-                                f"the weights are damaged: {remedy}")
+                raise NonFinite(
+                    f"{what}: weight {name} holds {count} NaN or infinite value(s) of {param.numel()}; "
+                    f"the weights are damaged: {remedy}"
+                )
 
 
 def check_forward(model, tokenizer, device: str, what: str) -> None:
@@ -83,5 +89,7 @@ def check_forward(model, tokenizer, device: str, what: str) -> None:
     with torch.no_grad():
         logits = model(input_ids=ids.to(device)).logits
     if not bool(torch.isfinite(logits).all()):
-        raise NonFinite(f"{what}: a forward pass on a few tokens gives NaN or infinite logits; the model cannot "
-                        f"be evaluated (weights damaged, or a dtype too narrow: try --kick-dtype float32)")
+        raise NonFinite(
+            f"{what}: a forward pass on a few tokens gives NaN or infinite logits; the model cannot "
+            f"be evaluated (weights damaged, or a dtype too narrow: try --kick-dtype float32)"
+        )

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from pytest_kick import gate, tasks
+from pytest_kick.cases import KickCase
 from pytest_kick.config_tolerance import parse_tolerance_value
 from pytest_kick.errors import KickError, KickSessionError, KickWarning
-from pytest_kick.cases import KickCase
 from pytest_kick.record import PREFIX, Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.tasks.base import chance_levels, choices_summary, mean_chance
@@ -104,8 +104,10 @@ def _judge_usage(runtime: Runtime, node) -> None:
         return
     for k, (key, value) in enumerate(node.user_properties):
         if key == PREFIX + "judge":
-            node.user_properties[k] = (key, {n: v + usage[n] if isinstance(v, int) else usage[n] or v
-                                             for n, v in value.items()})
+            node.user_properties[k] = (
+                key,
+                {n: v + usage[n] if isinstance(v, int) else usage[n] or v for n, v in value.items()},
+            )
             return
     node.user_properties.append((PREFIX + "judge", usage))
 
@@ -170,9 +172,16 @@ def kick_evaluate(kick_runtime, request):
         dense = _judge_screen(kick_runtime, case, request.node, dense, warn=False)[0]  # the gate warns
         floor = _chance(kick_runtime, case, task, dense)
         if not _informative(task, dense, floor, kick_runtime.config.seed):
-            put(request.node, dense=tasks.figure(task, dense.scores), n=len(dense.scores), metric=task.metric,
-                 higher_is_better=task.higher_is_better, verdict=Verdict.INCONCLUSIVE, saved=True,
-                 chance=mean_chance(floor))
+            put(
+                request.node,
+                dense=tasks.figure(task, dense.scores),
+                n=len(dense.scores),
+                metric=task.metric,
+                higher_is_better=task.higher_is_better,
+                verdict=Verdict.INCONCLUSIVE,
+                saved=True,
+                chance=mean_chance(floor),
+            )
             pytest.skip(f"{_inconclusive(case, task, dense, floor)}; {case.label} was neither compressed nor evaluated")
         try:
             return kick_runtime.evaluate(case)
@@ -188,8 +197,10 @@ def _informative(task, dense, floor, seed: int) -> bool:
 
 
 def _inconclusive(case: KickCase, task, dense, floor) -> str:
-    return (f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
-            f"(n={len(dense.scores)}), not significantly above the task's chance level ({gate.chance_text(floor)})")
+    return (
+        f"{case.task}: inconclusive: dense {case.model_name} scores {tasks.figure(task, dense.scores):.3f} "
+        f"(n={len(dense.scores)}), not significantly above the task's chance level ({gate.chance_text(floor)})"
+    )
 
 
 def _tolerance(runtime: Runtime, node, task: str) -> gate.Tolerance:
@@ -216,40 +227,75 @@ def kick_gate(kick_runtime, request):
     def check(case: KickCase, dense, compressed) -> gate.GateResult | None:
         task = kick_runtime.task(case.task)
         node = request.node
-        dense, compressed, screen = _judge_screen(kick_runtime, case, node, dense,
-                                                  None if case.is_dense else compressed)
+        dense, compressed, screen = _judge_screen(
+            kick_runtime, case, node, dense, None if case.is_dense else compressed
+        )
         compressed = dense if case.is_dense else compressed
         _, _, items = kick_runtime.data(case.task)
         floor = _chance(kick_runtime, case, task, dense)
         # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
-        put(node, metric=task.metric, n=len(dense.scores), dense=tasks.figure(task, dense.scores),
-             higher_is_better=task.higher_is_better, details_dense=_details(task, case, kick_runtime, dense),
-             protocol=kick_runtime.settings.protocol, data_source=kick_runtime.data(case.task)[0].source,
-             chance=mean_chance(floor), choices=choices_summary(task, items))
+        put(
+            node,
+            metric=task.metric,
+            n=len(dense.scores),
+            dense=tasks.figure(task, dense.scores),
+            higher_is_better=task.higher_is_better,
+            details_dense=_details(task, case, kick_runtime, dense),
+            protocol=kick_runtime.settings.protocol,
+            data_source=kick_runtime.data(case.task)[0].source,
+            chance=mean_chance(floor),
+            choices=choices_summary(task, items),
+        )
         if case.is_dense:
-            return _check_dense(case, task, dense, node, floor, kick_runtime.config.seed,
-                                lambda: kick_runtime.uses_shots(case.task))
+            return _check_dense(
+                case, task, dense, node, floor, kick_runtime.config.seed, lambda: kick_runtime.uses_shots(case.task)
+            )
         if list(dense.item_ids) != list(compressed.item_ids):
-            raise KickError(f"{case.task}: dense and compressed results are not for the same items in the same order "
-                            f"({len(dense.item_ids)} vs {len(compressed.item_ids)} ids); a stale or edited baseline? "
-                            f"rerun with --kick-regen (baseline files) or delete the cache entry")
+            raise KickError(
+                f"{case.task}: dense and compressed results are not for the same items in the same order "
+                f"({len(dense.item_ids)} vs {len(compressed.item_ids)} ids); a stale or edited baseline? "
+                f"rerun with --kick-regen (baseline files) or delete the cache entry"
+            )
         tolerance = _tolerance(kick_runtime, node, case.task)
-        verdict = gate.judge(task=case.task, label=case.label, dense=dense.scores, compressed=compressed.scores,
-                             tolerance=tolerance, higher_is_better=task.higher_is_better, floor=floor,
-                             metric=task.metric, stat=kick_runtime.config.stat, seed=kick_runtime.config.seed,
-                figure=getattr(task, "figure", None))
+        verdict = gate.judge(
+            task=case.task,
+            label=case.label,
+            dense=dense.scores,
+            compressed=compressed.scores,
+            tolerance=tolerance,
+            higher_is_better=task.higher_is_better,
+            floor=floor,
+            metric=task.metric,
+            stat=kick_runtime.config.stat,
+            seed=kick_runtime.config.seed,
+            figure=getattr(task, "figure", None),
+        )
         report = kick_runtime.compression.get(case.variant)
-        put(node, compressed=verdict.compressed, drop=verdict.drop, threshold=verdict.threshold,
-             drop_low=verdict.drop_low, drop_high=verdict.drop_high, drop_lower_bound=verdict.drop_lower_bound,
-             p_value=verdict.p_value, stat=verdict.stat, verdict=verdict.status, lost=verdict.lost,
-             kept=verdict.kept, gained=verdict.gained, tolerance=str(tolerance),
-             details=_details(task, case, kick_runtime, compressed),
-             sparsity=None if report is None else report.achieved,
-             compression=None if report is None else report.as_record())
+        put(
+            node,
+            compressed=verdict.compressed,
+            drop=verdict.drop,
+            threshold=verdict.threshold,
+            drop_low=verdict.drop_low,
+            drop_high=verdict.drop_high,
+            drop_lower_bound=verdict.drop_lower_bound,
+            p_value=verdict.p_value,
+            stat=verdict.stat,
+            verdict=verdict.status,
+            lost=verdict.lost,
+            kept=verdict.kept,
+            gained=verdict.gained,
+            tolerance=str(tolerance),
+            details=_details(task, case, kick_runtime, compressed),
+            sparsity=None if report is None else report.achieved,
+            compression=None if report is None else report.as_record(),
+        )
         if case.recovery:  # what recovery regained, at what size and cost (recover/outcome.py)
             put(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
         if verdict.warning and verdict.status != Verdict.INCONCLUSIVE:
-            warnings.warn(KickWarning(verdict.warning), stacklevel=4)  # at the suite test's call (check, its usage-counting wrapper, the test)
+            warnings.warn(
+                KickWarning(verdict.warning), stacklevel=4
+            )  # at the suite test's call (check, its usage-counting wrapper, the test)
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == Verdict.NOT_MATCHING:
             note = f"\n  {screen.note()}" if screen is not None and screen.left_out else ""
@@ -283,8 +329,11 @@ def _chance(runtime, case: KickCase, task, dense):
 def _check_dense(case: KickCase, task, dense, node, floor, seed: int, uses_shots=lambda: True) -> None:
     if dense.outputs and not any(o.strip() for o in dense.outputs):
         put(node, verdict=Verdict.BROKEN)
-        pytest.fail(f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
-                    f"items; check the model and its tokenizer", pytrace=False)
+        pytest.fail(
+            f"{case.task}: dense {case.model_name} produced empty output for all {len(dense.outputs)} "
+            f"items; check the model and its tokenizer",
+            pytrace=False,
+        )
     if not _informative(task, dense, floor, seed):
         put(node, verdict=Verdict.INCONCLUSIVE)
         hint = " (for small models try --kick-shots 2)" if uses_shots() else ""  # never for a task without them

@@ -31,14 +31,29 @@ def write(cache_dir: Path, task, items, case, dense, compressed) -> Path | str:
         if what is None:
             continue
         item = by_id.get(item_id)
-        lines.append(json.dumps({
-            "id": item_id, "change": what,
-            **flips.item_fields(item),  # multiple choice: the choices and the correct one, apart
-            "dense_output": dense.outputs[k], "compressed_output": compressed.outputs[k],
-            "dense_score": d, "compressed_score": c,
-            **({} if explain is None or item is None else {"dense_judge": explain(item, dense.outputs[k]),
-                                                           "compressed_judge": explain(item, compressed.outputs[k])}),
-        }, ensure_ascii=False) + "\n")
+        lines.append(
+            json.dumps(
+                {
+                    "id": item_id,
+                    "change": what,
+                    **flips.item_fields(item),  # multiple choice: the choices and the correct one, apart
+                    "dense_output": dense.outputs[k],
+                    "compressed_output": compressed.outputs[k],
+                    "dense_score": d,
+                    "compressed_score": c,
+                    **(
+                        {}
+                        if explain is None or item is None
+                        else {
+                            "dense_judge": explain(item, dense.outputs[k]),
+                            "compressed_judge": explain(item, compressed.outputs[k]),
+                        }
+                    ),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     try:
         atomic_write(path, "".join(lines))
     except OSError as err:

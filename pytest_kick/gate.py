@@ -18,7 +18,6 @@ from pytest_kick.record import Verdict
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
 
 
-
 @dataclass(frozen=True)
 class Tolerance:
     """How far a compressed score may fall behind dense. ``kind`` is ``relative`` or ``absolute``.
@@ -115,9 +114,10 @@ def judge(
 
     ``floor`` is the score a model gets without knowing anything (0 for open QA, 0.25 for 4-way
     multiple choice), one level for every item or one per item (a multiple-choice set mixing 3-, 4- and
-    5-choice questions: 1/3, 1/4, 1/5); None for a metric without one (perplexity). ``figure`` turns a mean per-item score
-    into the task's figure (perplexity: exp of the mean log-loss); the drop is judged on figures. A dense model not significantly above it (one-sided exact binomial test at 5 %
-    for 0/1 scores) has no knowledge to lose, so no verdict can be drawn: Verdict.INCONCLUSIVE, never Verdict.MATCHING.
+    5-choice questions: 1/3, 1/4, 1/5); None for a metric without one (perplexity). ``figure`` turns a mean
+    per-item score into the task's figure (perplexity: exp of the mean log-loss); the drop is judged on
+    figures. A dense model not significantly above the floor (one-sided exact binomial test at 5 % for 0/1
+    scores) has no knowledge to lose, so no verdict can be drawn: INCONCLUSIVE, never MATCHING.
 
     ``stat="point"`` judges the point estimate of the drop and adds a warning when the 95 % interval
     straddles the tolerance (n too small to tell). ``stat="ci"`` fails only when the drop exceeds the
@@ -141,8 +141,7 @@ def judge(
     low = high = lower = p_value = warning = None
     if n:
         low, high = stats.drop_interval(dense, compressed, higher_is_better=higher_is_better, seed=seed, figure=figure)
-        lower = stats.drop_lower_bound(dense, compressed, higher_is_better=higher_is_better, seed=seed,
-                                       figure=figure)
+        lower = stats.drop_lower_bound(dense, compressed, higher_is_better=higher_is_better, seed=seed, figure=figure)
         if all(v in (0, 1) for v in (*dense, *compressed)):
             p_value = stats.mcnemar_exact(dense, compressed)
     allowed = drop_allowed(tolerance, d)  # the tolerance as a relative drop
@@ -154,15 +153,19 @@ def judge(
     else:
         status = Verdict.NOT_MATCHING if point_fails else Verdict.MATCHING
     if not at_floor and low is not None and low <= allowed <= high:
-        warning = (f"n={n} cannot resolve a {tolerance} drop on {task}: the 95% interval of the drop "
-                   f"[{low * 100:.1f}%, {high * 100:.1f}%] straddles the tolerance")
-    verdict = GateResult(status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value,
-                      warning, stat)
+        warning = (
+            f"n={n} cannot resolve a {tolerance} drop on {task}: the 95% interval of the drop "
+            f"[{low * 100:.1f}%, {high * 100:.1f}%] straddles the tolerance"
+        )
+    verdict = GateResult(
+        status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value, warning, stat
+    )
     return GateResult(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
 
 
-def informative(dense: Sequence[float], floor: float | Sequence[float] | None, higher_is_better: bool = True,
-                seed: int = 0) -> bool:
+def informative(
+    dense: Sequence[float], floor: float | Sequence[float] | None, higher_is_better: bool = True, seed: int = 0
+) -> bool:
     """Whether dense has knowledge to lose: its score is significantly better than the task's floor
     (chance level; one per item where items differ, see ``chance.binomial_above_chance``). Otherwise no
     compressed model can show a loss and every verdict is inconclusive. A task without a floor
@@ -194,8 +197,9 @@ def chance_text(floor: float | Sequence[float] | None) -> str:
     return f"{_mean(levels):.3g} (mean of per-item chance {low:.3g}-{high:.3g})"
 
 
-def describe(task: str, label: str, v: GateResult, tolerance: Tolerance, metric: str,
-             floor: float | Sequence[float] | None) -> str:
+def describe(
+    task: str, label: str, v: GateResult, tolerance: Tolerance, metric: str, floor: float | Sequence[float] | None
+) -> str:
     """The message a person reads when the item fails or is inconclusive."""
     if v.status == Verdict.INCONCLUSIVE:
         head = (

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from pytest_kick import extensions
-from pytest_kick.compress import info, pipeline, spec as ratio_spec
+from pytest_kick.compress import info, pipeline
+from pytest_kick.compress import spec as ratio_spec
 from pytest_kick.compress.base import DenseWeights
 from pytest_kick.compress.calibration import calibration_ids
 from pytest_kick.compress.export import export
@@ -74,15 +75,21 @@ class ModelPool:
         import torch
 
         device = pick_device(
-            self.config.device, self.worker_id, os.environ, torch.cuda.device_count,
+            self.config.device,
+            self.worker_id,
+            os.environ,
+            torch.cuda.device_count,
             lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
         )
         dtype = pick_dtype(self.config.dtype, device)
         if device == "cpu":
             share_cpu(torch, os.environ)
         loaded = load(registry.resolve(spec), self.config.cache_dir, device, dtype, notify=self.ui.message)
-        check_weights(loaded.model, f"model {spec} ({loaded.weights_dir or loaded.identity.get('source')})",
-                      rebuild_hint(loaded.weights_dir, self.config.cache_dir))
+        check_weights(
+            loaded.model,
+            f"model {spec} ({loaded.weights_dir or loaded.identity.get('source')})",
+            rebuild_hint(loaded.weights_dir, self.config.cache_dir),
+        )
         check_forward(loaded.model, loaded.tokenizer, loaded.device, f"model {spec} on {device} ({dtype})")
         return loaded
 
@@ -127,15 +134,23 @@ class ModelPool:
         if info(compressor).calibrated:
             calibration = self.calibration(model, loaded)
         with self.ui.progress(f"compress {label}") as advance:
-            return pipeline.compress(loaded.model, compressor, ratio_spec.parse(ratio), self.backups[model],
-                                     calibration, progress=advance, source=self.config.compressed)
+            return pipeline.compress(
+                loaded.model,
+                compressor,
+                ratio_spec.parse(ratio),
+                self.backups[model],
+                calibration,
+                progress=advance,
+                source=self.config.compressed,
+            )
 
     def calibration(self, model: str, loaded):
         """The calibration token ids of a model: drawn once, shared by every calibrated variant."""
         if model not in self._calibration:
             c = self.config
-            self._calibration[model], _, _ = calibration_ids(loaded.tokenizer, c.calib_samples, c.calib_seqlen,
-                                                             c.seed, c.data_dir, self.ui.message)
+            self._calibration[model], _, _ = calibration_ids(
+                loaded.tokenizer, c.calib_samples, c.calib_seqlen, c.seed, c.data_dir, self.ui.message
+            )
         return self._calibration[model]
 
 

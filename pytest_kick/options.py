@@ -32,26 +32,53 @@ class Option:
 
 
 OPTIONS = [
-    Option("model", None, "model to gate: an alias (smollm2-135m, gemma3-270m, tiny-random-llama, vicuna-7b, ...), "
-           "a Hugging Face hub id or a local directory; a comma list runs several. Turns the plugin on."),
+    Option(
+        "model",
+        None,
+        "model to gate: an alias (smollm2-135m, gemma3-270m, tiny-random-llama, vicuna-7b, ...), "
+        "a Hugging Face hub id or a local directory; a comma list runs several. Turns the plugin on.",
+    ),
     Option("compressor", "magnitude", "comma list of compressors (" + ", ".join(compress.names()) + ")"),
-    Option("ratio", None, "comma list of what to ask of each compressor: sparsities in [0, 1) (0.3,0.5), N:M "
-           "patterns (2:4, 4:8: N zeros per M weights) for pruners; quantization specs (w8, w4g128, w3g128) for "
-           "gptq, rtn, awq; w8a8 for int8. Each compressor runs the ratios it accepts (default: pruners "
-           "0.1,0.3,0.5; gptq/rtn w8,w4g128; awq w4g128; int8 w8a8)"),
-    Option("tasks", ",".join(tasks.families()), "comma list of tasks, or task:variant (" +
-           ", ".join(tasks.spellings()) + ")"),
-    Option("task-file", None, "comma list of YAML or TOML files declaring your own tasks (multiple choice, "
-           "generation, perplexity over a text file); see the README's 'Add your own task'"),
-    Option("compressed", None, "directory of a compressed checkpoint of --kick-model (safetensors; "
-           "compressed-tensors; GPTQ/AWQ packed) to gate with --kick-compressor checkpoint"),
+    Option(
+        "ratio",
+        None,
+        "comma list of what to ask of each compressor: sparsities in [0, 1) (0.3,0.5), N:M "
+        "patterns (2:4, 4:8: N zeros per M weights) for pruners; quantization specs (w8, w4g128, w3g128) for "
+        "gptq, rtn, awq; w8a8 for int8. Each compressor runs the ratios it accepts (default: pruners "
+        "0.1,0.3,0.5; gptq/rtn w8,w4g128; awq w4g128; int8 w8a8)",
+    ),
+    Option(
+        "tasks",
+        ",".join(tasks.families()),
+        "comma list of tasks, or task:variant (" + ", ".join(tasks.spellings()) + ")",
+    ),
+    Option(
+        "task-file",
+        None,
+        "comma list of YAML or TOML files declaring your own tasks (multiple choice, "
+        "generation, perplexity over a text file); see the README's 'Add your own task'",
+    ),
+    Option(
+        "compressed",
+        None,
+        "directory of a compressed checkpoint of --kick-model (safetensors; "
+        "compressed-tensors; GPTQ/AWQ packed) to gate with --kick-compressor checkpoint",
+    ),
     Option("calib-samples", "128", "calibration sequences from C4 for wanda, sparsegpt, gptq and awq"),
     Option("calib-seqlen", "512", "tokens per calibration sequence"),
     Option("limit", None, "evaluate a deterministic, seeded subset of N items per task"),
-    Option("tolerance", "5%", "how far compressed may fall behind dense: 5%% (relative), 3pp (absolute), "
-           "with per-task overrides, e.g. 5%%,factoid_qa=10%%"),
-    Option("protocol", "strict", "scoring: strict (continuation only, normalised answers) or kick "
-           "(the LLM-KICK repo's scoring, to compare with the paper)"),
+    Option(
+        "tolerance",
+        "5%",
+        "how far compressed may fall behind dense: 5%% (relative), 3pp (absolute), "
+        "with per-task overrides, e.g. 5%%,factoid_qa=10%%",
+    ),
+    Option(
+        "protocol",
+        "strict",
+        "scoring: strict (continuation only, normalised answers) or kick "
+        "(the LLM-KICK repo's scoring, to compare with the paper)",
+    ),
     Option("shots", "0", "in-context examples for factoid QA (0 = the paper's zero-shot setting)"),
     Option("device", "auto", "auto, cpu, cuda, cuda:N or mps; with xdist, cuda gives each worker its own GPU"),
     Option("dtype", "auto", "auto (float32 on CPU, float16 on GPU), float32, float16 or bfloat16"),
@@ -59,48 +86,98 @@ OPTIONS = [
     Option("cache-dir", ".kick", "where converted models and dense baselines are kept"),
     Option("seed", "0", "seed for item subsets and anything random"),
     Option("report", None, "write every case's result as JSON to this path"),
-    Option("data-dir", None, "directory with task data (e.g. DIR/freebaseqa/*.jsonl or FreebaseQA-eval.json) "
-           "to use instead of the bundled samples"),
-    Option("stat", "point", "point: judge the drop's point estimate (warn when its 95%% interval straddles the "
-           "threshold); ci: fail only when the drop is beyond tolerance with 95%% confidence"),
-    Option("baseline-dir", None, "keep dense baselines as reviewable files DIR/<model>/<task>.json "
-           "(computed and written when missing)"),
+    Option(
+        "data-dir",
+        None,
+        "directory with task data (e.g. DIR/freebaseqa/*.jsonl or FreebaseQA-eval.json) "
+        "to use instead of the bundled samples",
+    ),
+    Option(
+        "stat",
+        "point",
+        "point: judge the drop's point estimate (warn when its 95%% interval straddles the "
+        "threshold); ci: fail only when the drop is beyond tolerance with 95%% confidence",
+    ),
+    Option(
+        "baseline-dir",
+        None,
+        "keep dense baselines as reviewable files DIR/<model>/<task>.json (computed and written when missing)",
+    ),
     Option("regen", None, "recompute and rewrite the baseline files of --kick-baseline-dir", flag=True),
-    Option("strict-env", None, "a baseline file made in another environment is an error, not a warning",
-           flag=True),
+    Option("strict-env", None, "a baseline file made in another environment is an error, not a warning", flag=True),
     Option("markdown", None, "write a Markdown summary (e.g. for a CI job summary) to this path"),
-    Option("plot", None, "draw score against sparsity per task (the paper's figure style) as PNGs into this "
-           "directory (needs matplotlib)"),
-    Option("search", None, "per (task, compressor), search for the largest sparsity (fewest bits for gptq, rtn, awq) "
-           "that still matches dense: a coarse grid, then bisection; one test per (task, model, compressor). "
-           "Replaces the default --kick-ratio grid of the compressors it searches", flag=True),
+    Option(
+        "plot",
+        None,
+        "draw score against sparsity per task (the paper's figure style) as PNGs into this "
+        "directory (needs matplotlib)",
+    ),
+    Option(
+        "search",
+        None,
+        "per (task, compressor), search for the largest sparsity (fewest bits for gptq, rtn, awq) "
+        "that still matches dense: a coarse grid, then bisection; one test per (task, model, compressor). "
+        "Replaces the default --kick-ratio grid of the compressors it searches",
+        flag=True,
+    ),
     Option("search-resolution", "0.05", "--kick-search: the sparsity step the bisection resolves to"),
-    Option("engine", "local", "what runs the model: " + " or ".join(f"{e.name} ({e.what})" for e in
-           extensions.engines.entries().values()) + "; a server: see --kick-base-url"),
+    Option(
+        "engine",
+        "local",
+        "what runs the model: "
+        + " or ".join(f"{e.name} ({e.what})" for e in extensions.engines.entries().values())
+        + "; a server: see --kick-base-url",
+    ),
     Option("base-url", None, "openai-completions: the server of --kick-model (dense), e.g. http://localhost:8000/v1"),
-    Option("compressed-url", None, "openai-completions: the server of the compressed model, gated as the variant "
-           "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)"),
+    Option(
+        "compressed-url",
+        None,
+        "openai-completions: the server of the compressed model, gated as the variant "
+        "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)",
+    ),
     Option("timeout", "600", "openai-completions: seconds to wait for one reply before retrying"),
-    Option("judge", "rouge", "how summarization and instruction replies are scored: " + ", ".join(
-           f"{e.form.split(' (')[0]} ({e.what})" for e in extensions.judges.entries().values()) +
-           "; openai: see --kick-judge-url, pip install 'pytest-kick[judge]'"),
+    Option(
+        "judge",
+        "rouge",
+        "how summarization and instruction replies are scored: "
+        + ", ".join(f"{e.form.split(' (')[0]} ({e.what})" for e in extensions.judges.entries().values())
+        + "; openai: see --kick-judge-url, pip install 'pytest-kick[judge]'",
+    ),
     Option("judge-url", None, "openai: judge: the chat-completions base URL (default: $OPENAI_BASE_URL)"),
-    Option("judge-key-env", None, "openai: judge: the environment variable holding the API key "
-           "(default: OPENAI_API_KEY)"),
+    Option(
+        "judge-key-env", None, "openai: judge: the environment variable holding the API key (default: OPENAI_API_KEY)"
+    ),
     Option("judge-concurrency", "8", "openai: judge: requests in flight at once"),
-    Option("export", None, "write each compressed variant as a checkpoint a serving engine loads "
-           "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>"),
+    Option(
+        "export",
+        None,
+        "write each compressed variant as a checkpoint a serving engine loads "
+        "(compressed-tensors where it applies, else safetensors) to DIR/<model>-<compressor>-<ratio>",
+    ),
     # recovery (pytest_kick/recover): each compressed variant also evaluated after each method
-    Option("recover", "none", "comma list of recovery methods (none, " + ", ".join(extensions.recovery.names()) +
-           "): each compressed variant is "
-           "also gated after training each method's added parameters on the frozen compressed model "
-           "(test id ...-magnitude-0.3+lora); needs peft"),
-    Option("recover-data", None, "directory of *.jsonl files with a \"text\" field to train recovery on "
-           "(default: the C4 documents calibration uses)"),
+    Option(
+        "recover",
+        "none",
+        "comma list of recovery methods (none, "
+        + ", ".join(extensions.recovery.names())
+        + "): each compressed variant is "
+        "also gated after training each method's added parameters on the frozen compressed model "
+        "(test id ...-magnitude-0.3+lora); needs peft",
+    ),
+    Option(
+        "recover-data",
+        None,
+        'directory of *.jsonl files with a "text" field to train recovery on '
+        "(default: the C4 documents calibration uses)",
+    ),
     Option("recover-steps", "100", "recovery training steps (4 windows each)"),
     Option("recover-lr", None, "recovery learning rate (default: 3e-2 for prompt and idp, 1e-3 for lora)"),
-    Option("recover-size", None, "method sizes, e.g. prompt.tokens=20,idp.prompts=4,idp.tokens=5,lora.rank=8,"
-           "lora.alpha=16,lora.targets=q_proj+v_proj (these are the defaults)"),
+    Option(
+        "recover-size",
+        None,
+        "method sizes, e.g. prompt.tokens=20,idp.prompts=4,idp.tokens=5,lora.rank=8,"
+        "lora.alpha=16,lora.targets=q_proj+v_proj (these are the defaults)",
+    ),
     Option("recover-seqlen", "256", "tokens per recovery training window"),
 ]
 
@@ -110,9 +187,15 @@ def add_options(parser) -> None:
     group = parser.getgroup("kick", "pytest-kick: gate compressed LLMs with LLM-KICK")
     for opt in OPTIONS:
         if opt.flag:
-            group.addoption(opt.flag_name, dest=opt.dest, default=None, action="store_const", const="true",
-                            help=opt.help)
+            group.addoption(
+                opt.flag_name, dest=opt.dest, default=None, action="store_const", const="true", help=opt.help
+            )
         else:
-            group.addoption(opt.flag_name, dest=opt.dest, default=None, metavar="VALUE",
-                            help=opt.help + (f" (default: {opt.default.replace('%', '%%')})" if opt.default else ""))
+            group.addoption(
+                opt.flag_name,
+                dest=opt.dest,
+                default=None,
+                metavar="VALUE",
+                help=opt.help + (f" (default: {opt.default.replace('%', '%%')})" if opt.default else ""),
+            )
         parser.addini(opt.ini, help=opt.help.replace("%%", "%"), default=None)  # ini help is printed as is

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kick import cache_dir
+from pytest_kick import cache_dir, collection, extensions, fixtures, hookspecs, registration, search_run, tasks
 from pytest_kick import config as kick_config
-from pytest_kick import collection, extensions, fixtures, hookspecs, registration, search_run, tasks
-from pytest_kick.errors import KickError
 from pytest_kick.cases import cases_for
+from pytest_kick.errors import KickError
 from pytest_kick.record import Verdict, has, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.session_report import SessionReport
@@ -89,8 +88,13 @@ def check_session(kick, origins) -> None:
         from pytest_kick.models.devices import pick_device
 
         try:
-            pick_device(kick.device, None, os.environ, torch.cuda.device_count,
-                        lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available())
+            pick_device(
+                kick.device,
+                None,
+                os.environ,
+                torch.cuda.device_count,
+                lambda: bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
+            )
         except KickError as err:
             reason = str(err).split(": ", 1)[-1]  # pick_device names the flag; the value may come from the ini file
             raise KickError(f"{origins.setting('device', kick.device)}: {reason}") from None
@@ -128,10 +132,15 @@ def pytest_generate_tests(metafunc) -> None:
     A test of a task not asked for gets a placeholder that pytest_pycollect_makeitem removes."""
     kick = metafunc.config.stash.get(CONFIG_KEY, None)
     if kick is not None and "kick_search_case" in metafunc.fixturenames:  # --kick-search: one per (task, compressor)
-        metafunc.parametrize("kick_search_case", [
-            pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
-            for task in kick.tasks for case in search_run.search_cases(task, kick)
-        ] or [pytest.param(None, id="not-selected")])
+        metafunc.parametrize(
+            "kick_search_case",
+            [
+                pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
+                for task in kick.tasks
+                for case in search_run.search_cases(task, kick)
+            ]
+            or [pytest.param(None, id="not-selected")],
+        )
         return
     if kick is None or "kick_case" not in metafunc.fixturenames:
         return
@@ -141,10 +150,14 @@ def pytest_generate_tests(metafunc) -> None:
     if not chosen:
         metafunc.parametrize("kick_case", [pytest.param(None, id="not-selected")])
         return
-    metafunc.parametrize("kick_case", [
-        pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
-        for task in chosen for case in cases_for(task, kick)
-    ])
+    metafunc.parametrize(
+        "kick_case",
+        [
+            pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.group))
+            for task in chosen
+            for case in cases_for(task, kick)
+        ],
+    )
 
 
 UNSELECTED_KEY = pytest.StashKey[list]()
@@ -152,8 +165,9 @@ UNSELECTED_KEY = pytest.StashKey[list]()
 
 def _not_selected(item) -> bool:
     callspec = getattr(item, "callspec", None)
-    return callspec is not None and any(k in callspec.params and callspec.params[k] is None
-                                        for k in ("kick_case", "kick_search_case"))
+    return callspec is not None and any(
+        k in callspec.params and callspec.params[k] is None for k in ("kick_case", "kick_search_case")
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -196,9 +210,12 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if case is None:  # searches last: each builds many variants
             searching = getattr(item, "callspec", None) and "kick_search_case" in item.callspec.params
             return (2 if searching else 0, (), index)
-        variant = (kick.models.index(case.model), case.compressor is not None,
-                   kick.variants.index((case.compressor, case.ratio)) if case.compressor else -1,
-                   kick.recover.index(case.recovery) + 1 if case.recovery else 0)  # recovered after compressed
+        variant = (
+            kick.models.index(case.model),
+            case.compressor is not None,
+            kick.variants.index((case.compressor, case.ratio)) if case.compressor else -1,
+            kick.recover.index(case.recovery) + 1 if case.recovery else 0,
+        )  # recovered after compressed
         return (1, variant, index)
 
     items[:] = [item for _, item in sorted(enumerate(keep), key=order)]
@@ -227,13 +244,16 @@ def pytest_runtest_makereport(item, call):
     report = yield
     longrepr = report.longrepr
     declared = collection.declared(item)
-    if report.skipped and call.excinfo is not None and isinstance(longrepr, tuple) and len(longrepr) == 3 \
-            and Path(longrepr[0]).resolve().is_relative_to(PACKAGE_DIR):
+    if (
+        report.skipped
+        and call.excinfo is not None
+        and isinstance(longrepr, tuple)
+        and len(longrepr) == 3
+        and Path(longrepr[0]).resolve().is_relative_to(PACKAGE_DIR)
+    ):
         path, line = declared or collection.call_site(item, call.excinfo)
         report.longrepr = (path, line, longrepr[2])
     return report
-
-
 
 
 def pytest_unconfigure(config) -> None:
@@ -246,7 +266,3 @@ def pytest_itemcollected(item) -> None:
     case = collection.case_of(item)
     if case is not None:
         item.config.stash.setdefault(collection.COLLECTED_KEY, set()).add(case.task)
-
-
-
-

@@ -88,8 +88,11 @@ class CaseRecord:
     def from_properties(cls, properties) -> CaseRecord | None:
         """The record of an item's ``kick_*`` user properties (None for an item that is not a kick case)."""
         names = FIELDS
-        values = {key[len(PREFIX):]: value for key, value in properties
-                  if isinstance(key, str) and key.startswith(PREFIX) and key[len(PREFIX):] in names}
+        values = {
+            key[len(PREFIX) :]: value
+            for key, value in properties
+            if isinstance(key, str) and key.startswith(PREFIX) and key[len(PREFIX) :] in names
+        }
         if "task" not in values:
             return None
         values.setdefault("model", "")
@@ -137,4 +140,3 @@ def has(properties, name: str, value) -> bool:
     """Whether an item's user properties record ``name`` = ``value`` (before the record is built)."""
     value = value.value if isinstance(value, Verdict) else value
     return any(tuple(p) == (PREFIX + name, value) for p in properties)
-

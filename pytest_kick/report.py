@@ -15,9 +15,17 @@ from pytest_kick.files import atomic_write
 from pytest_kick.formats import ratio_key, reading_text
 from pytest_kick.record import CaseRecord, Verdict
 
-STYLE = {Verdict.MATCHING: "green", Verdict.NOT_MATCHING: "bold red", Verdict.INCONCLUSIVE: "yellow",
-         Verdict.SANE: "green", Verdict.BROKEN: "bold red", Verdict.JUDGE_ERROR: "bold magenta"}
+STYLE = {
+    Verdict.MATCHING: "green",
+    Verdict.NOT_MATCHING: "bold red",
+    Verdict.INCONCLUSIVE: "yellow",
+    Verdict.SANE: "green",
+    Verdict.BROKEN: "bold red",
+    Verdict.JUDGE_ERROR: "bold magenta",
+}
 FORMAT = 2  # the JSON report's layout: 2 writes every CaseRecord field of every case (null when not measured)
+
+
 def _cell(record: CaseRecord) -> str:
     status = record.verdict
     style = STYLE.get(status, "")
@@ -87,8 +95,10 @@ def saved_lines(records: list[CaseRecord]) -> list[str]:
     never = {(r.model, r.compressor, r.ratio) for r in saved} - compressed
     where = ", ".join(sorted({f"{r.task} on {r.model}" for r in saved}))
     cases = "case was" if len(saved) == 1 else "cases were"
-    return [f"dense first: {len(saved)} compressed {cases} neither compressed nor evaluated, as dense is inconclusive "
-            f"({where}); {len(never)} compressed variant{'' if len(never) == 1 else 's'} never built"]
+    return [
+        f"dense first: {len(saved)} compressed {cases} neither compressed nor evaluated, as dense is inconclusive "
+        f"({where}); {len(never)} compressed variant{'' if len(never) == 1 else 's'} never built"
+    ]
 
 
 def _figure(key: str, value) -> str:
@@ -138,8 +148,10 @@ def table(records: list[CaseRecord]):
         dense_text = dense_cell(d)
         if d.verdict in STYLE and d.is_dense:
             dense_text = f"[{STYLE[d.verdict]}]{dense_text}[/]"
-        cells = [_cell(rows[(task, model, compressor)][ratio]) if ratio in rows.get((task, model, compressor), {})
-                 else "" for ratio in ratios]
+        cells = [
+            _cell(rows[(task, model, compressor)][ratio]) if ratio in rows.get((task, model, compressor), {}) else ""
+            for ratio in ratios
+        ]
         if searches:
             cells += search_cells(searches.get((task, model, compressor)))
         out.add_row(task, model, compressor, dense_text, *cells)
@@ -150,8 +162,9 @@ def dense_cell(record: CaseRecord) -> str:
     """'0.480 (n=102)'; an inconclusive case shows the chance level it was not above: '0.300 (n=10, chance 0.25)'."""
     if record.dense is None:
         return ""
-    chance = f", chance {record.chance:.3g}" if record.verdict == Verdict.INCONCLUSIVE and \
-        record.chance is not None else ""
+    chance = (
+        f", chance {record.chance:.3g}" if record.verdict == Verdict.INCONCLUSIVE and record.chance is not None else ""
+    )
     return f"{record.dense:.3f} (n={record.n}{chance})"
 
 
@@ -177,8 +190,7 @@ def search_cells(record: CaseRecord | None) -> list[str]:
 
 def search_lines(records: list[CaseRecord]) -> list[str]:
     """One line per search that could not run (dense inconclusive), so it is not silently missing."""
-    return [f"search {r.task} {r.model} {r.compressor}: {r.verdict or r.outcome}"
-            for r in records if _search_skip(r)]
+    return [f"search {r.task} {r.model} {r.compressor}: {r.verdict or r.outcome}" for r in records if _search_skip(r)]
 
 
 def render(records: list[CaseRecord], width: int = 240, color: bool = False) -> str:
@@ -205,5 +217,3 @@ def _finite(value):
 def write_json(records: list[CaseRecord], path: Path, meta: dict) -> None:
     body = _finite({"meta": {"format": FORMAT, **meta}, "cases": [r.as_dict() for r in records]})
     atomic_write(path, json.dumps(body, indent=1, default=str, allow_nan=False))
-
-

@@ -6,8 +6,22 @@ from __future__ import annotations
 from pytest_kick.judge.errors import runs
 from pytest_kick.record import CaseRecord
 
-JUDGE_COUNTS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
-                "unreadable", "failed_asks", "items", "item_errors", "order_pairs", "order_disagreements")
+JUDGE_COUNTS = (
+    "requests",
+    "retries",
+    "cache_hits",
+    "tokens_in",
+    "tokens_out",
+    "asks",
+    "unreadable_first",
+    "reasks",
+    "unreadable",
+    "failed_asks",
+    "items",
+    "item_errors",
+    "order_pairs",
+    "order_disagreements",
+)
 
 
 def judge_summary(records: list[CaseRecord]) -> dict | None:
@@ -18,8 +32,9 @@ def judge_summary(records: list[CaseRecord]) -> dict | None:
     found: dict = {k: sum(int(s.get(k, 0)) for s in spent) for k in JUDGE_COUNTS}
     found["judge"] = spent[0].get("judge")
     found["read_first_time"] = 1 - found["unreadable_first"] / found["asks"] if found["asks"] else None
-    found["order_disagreement_rate"] = (found["order_disagreements"] / found["order_pairs"]
-                                        if found["order_pairs"] else None)
+    found["order_disagreement_rate"] = (
+        found["order_disagreements"] / found["order_pairs"] if found["order_pairs"] else None
+    )
     found["errors"] = list(dict.fromkeys(e for s in spent for e in s.get("errors") or []))[:3]
     found["cases_with_judge_errors"] = sum(1 for r in records if (r.judge_errors or {}).get("left_out"))
     found["cases_without_verdict"] = sum(1 for r in records if (r.judge_errors or {}).get("exceeded"))
@@ -32,12 +47,17 @@ def judge_lines(records: list[CaseRecord]) -> list[str]:
     if found is None:
         return []
     rate = found["order_disagreement_rate"]
-    line = (f"judge {found['judge']}: {found['requests']} requests ({found['retries']} retries), "
-            f"{found['cache_hits']} cache hits, tokens in/out {found['tokens_in']}/{found['tokens_out']}, "
-            f"{found['item_errors']} judge errors in {found['items']} judged items ({found['reasks']} re-asks)"
-            + ("" if found["read_first_time"] is None else
-               f", {found['read_first_time']:.0%} of {found['asks']} judgments read at the first ask")
-            + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items"))
+    line = (
+        f"judge {found['judge']}: {found['requests']} requests ({found['retries']} retries), "
+        f"{found['cache_hits']} cache hits, tokens in/out {found['tokens_in']}/{found['tokens_out']}, "
+        f"{found['item_errors']} judge errors in {found['items']} judged items ({found['reasks']} re-asks)"
+        + (
+            ""
+            if found["read_first_time"] is None
+            else f", {found['read_first_time']:.0%} of {found['asks']} judgments read at the first ask"
+        )
+        + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items")
+    )
     lines = [line]
     for r in records:
         errors = r.judge_errors or {}
@@ -47,8 +67,10 @@ def judge_lines(records: list[CaseRecord]) -> list[str]:
             judged = runs(errors["dense"], errors.get("compressed"))
             if errors.get("compressed") is None and not r.is_dense:
                 judged += ", compressed not evaluated"
-            lines.append(f"judge errors: {r.task} {r.model} {label}: {errors['left_out']} of {errors['items']} "
-                         f"items {fate} ({judged})")
+            lines.append(
+                f"judge errors: {r.task} {r.model} {label}: {errors['left_out']} of {errors['items']} "
+                f"items {fate} ({judged})"
+            )
     if found["errors"]:
         lines.append("judge error e.g.: " + "; ".join(found["errors"]))
     return lines

@@ -9,21 +9,31 @@ from pytest_kick.report import choices_lines, dense_cell
 from pytest_kick.report_judge import judge_lines
 from pytest_kick.report_recovery import markdown_recovery
 
+
 def markdown(records: list[CaseRecord], meta: dict) -> str:
     """A Markdown summary for a CI job page: one table row per case, then the failures' evidence."""
-    icon = {Verdict.MATCHING: "✅ matching", Verdict.NOT_MATCHING: "❌ not matching",
-            Verdict.INCONCLUSIVE: "⚠️ inconclusive", Verdict.SANE: "✅ sane", Verdict.BROKEN: "❌ broken",
-            Verdict.JUDGE_ERROR: "⛔ judge errors, no verdict"}
+    icon = {
+        Verdict.MATCHING: "✅ matching",
+        Verdict.NOT_MATCHING: "❌ not matching",
+        Verdict.INCONCLUSIVE: "⚠️ inconclusive",
+        Verdict.SANE: "✅ sane",
+        Verdict.BROKEN: "❌ broken",
+        Verdict.JUDGE_ERROR: "⛔ judge errors, no verdict",
+    }
     lines = [f"## pytest-kick: {meta.get('title', 'compressed vs dense')}", ""]
-    lines += ["| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def num(value, fmt):
         return "" if value is None else format(value, fmt)
 
-    for r in sorted((r for r in records if not r.is_search),
-                    key=lambda r: (r.task, r.model, not r.is_dense, r.compressor or "",
-                                   ratio_key(r.ratio or ""), r.recover or "")):
+    for r in sorted(
+        (r for r in records if not r.is_search),
+        key=lambda r: (r.task, r.model, not r.is_dense, r.compressor or "", ratio_key(r.ratio or ""), r.recover or ""),
+    ):
         interval = ""
         if r.drop_low is not None:
             interval = f"[{r.drop_low * 100:.1f}%, {r.drop_high * 100:.1f}%]"
@@ -37,14 +47,21 @@ def markdown(records: list[CaseRecord], meta: dict) -> str:
     lines += markdown_recovery(records)
     searches = [r for r in records if r.search]
     if searches:
-        lines += ["", "### Largest matching level (--kick-search)", "",
-                  "| task | model | compressor | dense | largest matching | largest with every lower level matching "
-                  "| levels evaluated |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "### Largest matching level (--kick-search)",
+            "",
+            "| task | model | compressor | dense | largest matching | largest with every lower level matching "
+            "| levels evaluated |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(searches, key=lambda r: (r.task, r.model, r.compressor)):
             s = r.search
-            lines.append(f"| {r.task} | {r.model} | {r.compressor} | {num(r.dense, '.3f')} "
-                         f"(n={r.n}) | {reading_text(s['largest_matching'])} | "
-                         f"{reading_text(s['largest_safe'])} | {s['evaluations']} |")
+            lines.append(
+                f"| {r.task} | {r.model} | {r.compressor} | {num(r.dense, '.3f')} "
+                f"(n={r.n}) | {reading_text(s['largest_matching'])} | "
+                f"{reading_text(s['largest_safe'])} | {s['evaluations']} |"
+            )
     for key in ("protocol", "stat", "data"):
         if meta.get(key):
             lines.append(f"\n{key}: {meta[key]}")

@@ -111,8 +111,13 @@ class Runtime:
         def keep(result):
             if result is None or len(screen.kept) == len(result.scores):
                 return result
-            return TaskResult(result.task, result.metric, [result.item_ids[k] for k in screen.kept],
-                              [result.scores[k] for k in screen.kept], [result.outputs[k] for k in screen.kept])
+            return TaskResult(
+                result.task,
+                result.metric,
+                [result.item_ids[k] for k in screen.kept],
+                [result.scores[k] for k in screen.kept],
+                [result.outputs[k] for k in screen.kept],
+            )
 
         return keep(dense), keep(compressed), screen
 
@@ -128,13 +133,23 @@ class Runtime:
             dataset = task.load(self.settings)
             if self.settings.data_dir is not None and dataset.source.startswith("bundled:"):
                 layout = getattr(importlib.import_module(type(task).__module__), "LOCAL_LAYOUT", "its files")
-                warnings.warn(KickWarning(
-                    f"--kick-data-dir {self.settings.data_dir} holds no {task.family} data, so {task_name} uses the "
-                    f"bundled sample; to use your own copy, add {layout}"), stacklevel=2)
+                warnings.warn(
+                    KickWarning(
+                        f"--kick-data-dir {self.settings.data_dir} holds no {task.family} data, "
+                        f"so {task_name} uses the "
+                        f"bundled sample; to use your own copy, add {layout}"
+                    ),
+                    stacklevel=2,
+                )
             if self.settings.shots and not self.uses_shots(task_name, dataset):
-                warnings.warn(KickWarning(
-                    f"--kick-shots {self.settings.shots} does not apply to {task_name}: its in-context examples, if "
-                    f"any, are set by the task itself"), stacklevel=2)
+                warnings.warn(
+                    KickWarning(
+                        f"--kick-shots {self.settings.shots} does not apply to {task_name}: "
+                        f"its in-context examples, if "
+                        f"any, are set by the task itself"
+                    ),
+                    stacklevel=2,
+                )
             shots, items = task.split(dataset, self.settings)
             self._data[task_name] = (dataset, shots, items)
         return self._data[task_name]
@@ -165,14 +180,19 @@ class Runtime:
                 try:
                     scores, outputs = task.evaluate(items, shots, self.settings, Runner(engine, advance))
                 except NonFinite as err:
-                    raise NonFinite(f"{case.task} on {case.model_name} {case.label}{_item_of(err.request, items)}: "
-                                    f"{err}") from None
+                    raise NonFinite(
+                        f"{case.task} on {case.model_name} {case.label}{_item_of(err.request, items)}: {err}"
+                    ) from None
             seconds = (time.perf_counter() - started) / max(1, len(items))
         if len(scores) != len(items) or len(outputs) != len(items):
             raise KickError(f"{case.task}: {len(scores)} scores and {len(outputs)} outputs for {len(items)} items")
         result = TaskResult(task.name, task.metric, [i.id for i in items], [float(x) for x in scores], list(outputs))
-        check_scores(result.scores, result.item_ids, f"{case.task} on {case.model_name} {case.label}",
-                     allow_nan=self.judged_task(case.task))  # never a verdict, never a stored baseline
+        check_scores(
+            result.scores,
+            result.item_ids,
+            f"{case.task} on {case.model_name} {case.label}",
+            allow_nan=self.judged_task(case.task),
+        )  # never a verdict, never a stored baseline
         if not case.is_dense:
             self._compressed.setdefault((*case.variant, case.task, case.recovery), (result, seconds))
         return result
@@ -196,8 +216,9 @@ class Runtime:
         compressed, base_seconds = self.compressed_result(case)
         own = self._compressed.get((*case.variant, case.task, case.recovery))
         seconds = (base_seconds, own[1]) if own else None
-        return self.recoveries().record(case, self.model(case.model), self.task(case.task), dense, compressed,
-                                        recovered, seconds)
+        return self.recoveries().record(
+            case, self.model(case.model), self.task(case.task), dense, compressed, recovered, seconds
+        )
 
     def baseline_key(self, case: KickCase) -> dict:
         return self.denses.key(case)

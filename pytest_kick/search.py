@@ -50,8 +50,9 @@ class Axis:
         if self.coarse < 1:
             raise ValueError(f"coarse must be at least 1 lattice step, got {self.coarse!r}")
         if self.steps < 1:
-            raise ValueError(f"no level between origin {self.origin} and limit {self.limit} "
-                             f"at resolution {self.resolution}")
+            raise ValueError(
+                f"no level between origin {self.origin} and limit {self.limit} at resolution {self.resolution}"
+            )
 
     @property
     def steps(self) -> int:
@@ -67,8 +68,10 @@ class Axis:
         """The lattice step of ``level``; ValueError when it is not on the lattice."""
         k = round(abs(level - self.origin) / self.resolution)
         if not 1 <= k <= self.steps or abs(self.level(k) - level) > 1e-9:
-            raise ValueError(f"level {level} is not on the search lattice ({self.origin} towards {self.limit} "
-                             f"in steps of {self.resolution})")
+            raise ValueError(
+                f"level {level} is not on the search lattice ({self.origin} towards {self.limit} "
+                f"in steps of {self.resolution})"
+            )
         return k
 
     def grid(self) -> list[int]:
@@ -120,24 +123,36 @@ class SearchResult:
 
     def summary(self) -> str:
         """One line for the terminal: both readings, each with its bracket, and the evaluations spent."""
+
         def text(r: Reading) -> str:
             notes = ([] if r.resolved else ["unresolved"]) + (
-                [f"{r.next_failing:g} fails"] if r.next_failing is not None else [])
+                [f"{r.next_failing:g} fails"] if r.next_failing is not None else []
+            )
             return ("none" if r.level is None else f"{r.level:g}") + (f" ({', '.join(notes)})" if notes else "")
-        return (f"largest matching {text(self.largest_matching)}; largest safe {text(self.largest_safe)}; "
-                f"{self.evaluations} evaluations, resolution {self.axis.resolution:g}"
-                + ("" if self.complete else "; budget exhausted"))
+
+        return (
+            f"largest matching {text(self.largest_matching)}; largest safe {text(self.largest_safe)}; "
+            f"{self.evaluations} evaluations, resolution {self.axis.resolution:g}"
+            + ("" if self.complete else "; budget exhausted")
+        )
 
     def as_dict(self) -> dict:
         """Plain data for the JSON report (``info`` as given: make it JSON-friendly upstream)."""
+
         def reading(r: Reading) -> dict:
             return {"level": r.level, "info": r.info, "resolved": r.resolved, "next_failing": r.next_failing}
+
         return {
-            "origin": self.axis.origin, "limit": self.axis.limit, "resolution": self.axis.resolution,
-            "points": [{"level": p.level, "matching": p.matching, "info": p.info, "known": p.known}
-                       for p in self.points],
-            "largest_matching": reading(self.largest_matching), "largest_safe": reading(self.largest_safe),
-            "complete": self.complete, "evaluations": self.evaluations,
+            "origin": self.axis.origin,
+            "limit": self.axis.limit,
+            "resolution": self.axis.resolution,
+            "points": [
+                {"level": p.level, "matching": p.matching, "info": p.info, "known": p.known} for p in self.points
+            ],
+            "largest_matching": reading(self.largest_matching),
+            "largest_safe": reading(self.largest_safe),
+            "complete": self.complete,
+            "evaluations": self.evaluations,
         }
 
 
@@ -145,8 +160,9 @@ class _Budget(Exception):
     """Raised inside the search when one more evaluation would exceed the budget."""
 
 
-def search(verdict: VerdictFn, axis: Axis, budget: int | None = None,
-           known: Mapping[float, tuple[bool, Any]] | None = None) -> SearchResult:
+def search(
+    verdict: VerdictFn, axis: Axis, budget: int | None = None, known: Mapping[float, tuple[bool, Any]] | None = None
+) -> SearchResult:
     """Coarse grid, then bisection, over ``axis``; at most ``budget`` calls of ``verdict``."""
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget!r}")
@@ -197,8 +213,9 @@ def search(verdict: VerdictFn, axis: Axis, budget: int | None = None,
             return Reading(None, None, fails, axis.level(1) if fails else None)
         nxt = seen.get(k + 1)
         resolved = k == axis.steps or (nxt is not None and not nxt[0])
-        return Reading(axis.level(k), seen[k][1], resolved,
-                       axis.level(k + 1) if nxt is not None and not nxt[0] else None)
+        return Reading(
+            axis.level(k), seen[k][1], resolved, axis.level(k + 1) if nxt is not None and not nxt[0] else None
+        )
 
     matches = [k for k in seen if seen[k][0]]
     first_fail = min((k for k in seen if not seen[k][0]), default=None)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import pytest
 
 from pytest_kick import fixtures, gate, tasks
-from pytest_kick.compress import info as compressor_info
-from pytest_kick.models import registry
 from pytest_kick.cases import KickCase
+from pytest_kick.compress import info as compressor_info
 from pytest_kick.formats import confidence, reading_text
+from pytest_kick.models import registry
 from pytest_kick.record import Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.search import Axis, SearchResult, search, sparsity_axis
@@ -84,10 +84,20 @@ def level_record(case: SearchCase, level: float | None) -> str | None:
 
 def _info(ratio: str, verdict: gate.GateResult, achieved: float | None) -> dict:
     """The gate's evidence at one level, as plain data for the reports."""
-    return {"ratio": ratio, "verdict": verdict.status, "compressed": verdict.compressed, "drop": verdict.drop,
-            "drop_low": verdict.drop_low, "drop_high": verdict.drop_high,
-            "drop_lower_bound": verdict.drop_lower_bound, "p_value": verdict.p_value, "lost": verdict.lost,
-            "gained": verdict.gained, "threshold": verdict.threshold, "sparsity": achieved}
+    return {
+        "ratio": ratio,
+        "verdict": verdict.status,
+        "compressed": verdict.compressed,
+        "drop": verdict.drop,
+        "drop_low": verdict.drop_low,
+        "drop_high": verdict.drop_high,
+        "drop_lower_bound": verdict.drop_lower_bound,
+        "p_value": verdict.p_value,
+        "lost": verdict.lost,
+        "gained": verdict.gained,
+        "threshold": verdict.threshold,
+        "sparsity": achieved,
+    }
 
 
 def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolerance, floor) -> SearchResult:
@@ -99,14 +109,25 @@ def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolera
         ratio = ratio_of(case, level)
         variant = KickCase(case.task, case.model, case.compressor, ratio)
         compressed = runtime.evaluate(variant)
-        v = gate.judge(task=case.task, label=variant.label, dense=dense.scores, compressed=compressed.scores,
-                       tolerance=tolerance, higher_is_better=task.higher_is_better, floor=floor,
-                       metric=task.metric, stat=runtime.config.stat, seed=runtime.config.seed,
-                       figure=getattr(task, "figure", None))
+        v = gate.judge(
+            task=case.task,
+            label=variant.label,
+            dense=dense.scores,
+            compressed=compressed.scores,
+            tolerance=tolerance,
+            higher_is_better=task.higher_is_better,
+            floor=floor,
+            metric=task.metric,
+            stat=runtime.config.stat,
+            seed=runtime.config.seed,
+            figure=getattr(task, "figure", None),
+        )
         report = runtime.compression.get(variant.variant)
         info = _info(ratio, v, None if report is None else report.achieved)
-        runtime.ui.message(f"search {case.task} {case.model_name} {case.compressor}: {ratio} -> "
-                           f"{info['compressed']:.3f} ({confidence(info)}) {info['verdict']}")
+        runtime.ui.message(
+            f"search {case.task} {case.model_name} {case.compressor}: {ratio} -> "
+            f"{info['compressed']:.3f} ({confidence(info)}) {info['verdict']}"
+        )
         return v.status == Verdict.MATCHING, info
 
     return search(verdict, axis_of(case, runtime.config.search_resolution))
@@ -114,9 +135,14 @@ def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolera
 
 def result_record(case: SearchCase, result: SearchResult) -> dict:
     """The search as the reports keep it: both readings (as ratios), their evidence, every level evaluated."""
+
     def reading(r) -> dict:
-        return {"level": level_record(case, r.level), "resolved": r.resolved,
-                "next_failing": level_record(case, r.next_failing), "evidence": r.info}
+        return {
+            "level": level_record(case, r.level),
+            "resolved": r.resolved,
+            "next_failing": level_record(case, r.next_failing),
+            "evidence": r.info,
+        }
 
     return {
         "axis": "bits" if case.quantizer else "sparsity",
@@ -131,10 +157,12 @@ def result_record(case: SearchCase, result: SearchResult) -> dict:
 
 def summary(case: SearchCase, record: dict) -> str:
     what = "fewest bits" if record["axis"] == "bits" else "largest sparsity"
-    return (f"{case.task}: {case.compressor} on {case.model_name}, {what} matching dense: "
-            f"largest matching {reading_text(record['largest_matching'])}; "
-            f"largest with every lower level matching {reading_text(record['largest_safe'])}; "
-            f"{record['evaluations']} levels evaluated")
+    return (
+        f"{case.task}: {case.compressor} on {case.model_name}, {what} matching dense: "
+        f"largest matching {reading_text(record['largest_matching'])}; "
+        f"largest with every lower level matching {reading_text(record['largest_safe'])}; "
+        f"{record['evaluations']} levels evaluated"
+    )
 
 
 def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_of, informative) -> dict:
@@ -143,13 +171,22 @@ def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_
     dense_case = KickCase(case.task, case.model)
     dense = dense_of(dense_case)
     floor = chance_of(dense_case, task, dense)
-    props = {"task": case.task, "model": case.model_name, "compressor": case.compressor, "metric": task.metric,
-             "n": len(dense.scores), "dense": tasks.figure(task, dense.scores),
-             "higher_is_better": task.higher_is_better, "tolerance": str(tolerance)}
+    props = {
+        "task": case.task,
+        "model": case.model_name,
+        "compressor": case.compressor,
+        "metric": task.metric,
+        "n": len(dense.scores),
+        "dense": tasks.figure(task, dense.scores),
+        "higher_is_better": task.higher_is_better,
+        "tolerance": str(tolerance),
+    }
     if not informative(task, dense, floor):
         put(node, **props, verdict=Verdict.INCONCLUSIVE)
-        pytest.skip(f"{case.task}: inconclusive: dense {case.model_name} is not significantly above the task's "
-                    f"chance level ({gate.chance_text(floor)}); no level can show a loss, nothing was searched")
+        pytest.skip(
+            f"{case.task}: inconclusive: dense {case.model_name} is not significantly above the task's "
+            f"chance level ({gate.chance_text(floor)}); no level can show a loss, nothing was searched"
+        )
     result = run_search(runtime, case, dense, tolerance, floor)
     record = result_record(case, result)
     status = Verdict.NOT_MATCHING if record["largest_matching"]["level"] is None else Verdict.MATCHING
@@ -158,12 +195,14 @@ def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_
     runtime.ui.message(text)
     if status == Verdict.NOT_MATCHING:
         least = QUANT_LADDER[0] if case.quantizer else f"{result.axis.level(1):g}"
-        pytest.fail(f"{text}\n  not even {case.compressor}@{least} matches dense (tolerance {tolerance})",
-                    pytrace=False)
+        pytest.fail(
+            f"{text}\n  not even {case.compressor}@{least} matches dense (tolerance {tolerance})", pytrace=False
+        )
     return record
 
 
 # --- the fixtures of suites/test_search.py (registered by the plugin) ------------------------------------
+
 
 @pytest.fixture
 def kick_search_case(request) -> SearchCase:
@@ -174,6 +213,7 @@ def kick_search_case(request) -> SearchCase:
 @pytest.fixture
 def kick_search(kick_runtime, request):
     """``kick_search(case)``: the search, gated as the module doc says; returns the record the reports show."""
+
     @fixtures.user_errors(request)
     def run(case: SearchCase) -> dict:
         def dense_of(dense_case):
@@ -182,8 +222,14 @@ def kick_search(kick_runtime, request):
             put(request.node, baseline=status, baseline_path=str(path))
             return result
 
-        return check(kick_runtime, request.node, case, fixtures._tolerance(kick_runtime, request.node, case.task),
-                     dense_of, lambda c, task, dense: fixtures._chance(kick_runtime, c, task, dense),
-                     lambda task, dense, floor: fixtures._informative(task, dense, floor, kick_runtime.config.seed))
+        return check(
+            kick_runtime,
+            request.node,
+            case,
+            fixtures._tolerance(kick_runtime, request.node, case.task),
+            dense_of,
+            lambda c, task, dense: fixtures._chance(kick_runtime, c, task, dense),
+            lambda task, dense, floor: fixtures._informative(task, dense, floor, kick_runtime.config.seed),
+        )
 
     return run

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kick import fixtures, tasks
+from pytest_kick import fixtures, report_judge, report_markdown, report_recovery, tasks
 from pytest_kick import report as kick_report
-from pytest_kick import report_judge, report_markdown, report_recovery
 from pytest_kick.errors import KickError
 from pytest_kick.files import atomic_write
 from pytest_kick.plot import plot
@@ -67,9 +66,14 @@ class SessionReport:
         if sources:
             tr.write_line(f"protocol {self.kick.protocol}; data " + "; ".join(sources))
         meta = self.meta()
-        for path, what, write in ((self.kick.report, "JSON report", kick_report.write_json),
-                                  (self.kick.markdown, "Markdown summary",
-                                   lambda records, p, m: atomic_write(p, report_markdown.markdown(records, m)))):
+        for path, what, write in (
+            (self.kick.report, "JSON report", kick_report.write_json),
+            (
+                self.kick.markdown,
+                "Markdown summary",
+                lambda records, p, m: atomic_write(p, report_markdown.markdown(records, m)),
+            ),
+        ):
             if path:
                 try:
                     write(self.records, path, meta)
@@ -94,13 +98,18 @@ class SessionReport:
 
         return {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self.kick).items()},
-            "tasks": {name: {"version": t.version, "metric": t.metric, "higher_is_better": t.higher_is_better,
-                             "floor": t.floor} for name, t in ((n, self.task(n)) for n in self.kick.tasks)},
+            "tasks": {
+                name: {
+                    "version": t.version,
+                    "metric": t.metric,
+                    "higher_is_better": t.higher_is_better,
+                    "floor": t.floor,
+                }
+                for name, t in ((n, self.task(n)) for n in self.kick.tasks)
+            },
             "judge": report_judge.judge_summary(self.records),
-            "environment": {"python": platform.python_version(), "platform": platform.platform(),
-                            **package_versions()},
+            "environment": {"python": platform.python_version(), "platform": platform.platform(), **package_versions()},
             "protocol": self.kick.protocol,
             "stat": self.kick.stat,
-            "data": "; ".join(sorted({f"{r.task}: {r.data_source}" for r in self.records
-                                      if r.data_source})),
+            "data": "; ".join(sorted({f"{r.task}: {r.data_source}" for r in self.records if r.data_source})),
         }

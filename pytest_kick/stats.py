@@ -16,7 +16,6 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
-
 # A resample of n items is a multinomial draw over the distinct (dense, compressed) pairs. When there
 # are few of them (0/1 scores have at most 4) it is drawn as a handful of binomials, independent of n;
 # otherwise item indices are drawn one by one. Both draw from the same distribution.
@@ -61,8 +60,13 @@ def _binomial(rng: random.Random, n: int, p: float) -> int:
         return n
     q = 1.0 - p
     mode = min(n, int((n + 1) * p))
-    pmf = math.exp(math.lgamma(n + 1) - math.lgamma(mode + 1) - math.lgamma(n - mode + 1)
-                   + mode * math.log(p) + (n - mode) * math.log(q))
+    pmf = math.exp(
+        math.lgamma(n + 1)
+        - math.lgamma(mode + 1)
+        - math.lgamma(n - mode + 1)
+        + mode * math.log(p)
+        + (n - mode) * math.log(q)
+    )
     u = rng.random() - pmf
     if u <= 0:
         return mode
@@ -84,8 +88,9 @@ def _binomial(rng: random.Random, n: int, p: float) -> int:
     return mode  # u fell into the rounding error of the probabilities (they sum to 1 - tiny)
 
 
-def _resampled_sums(dense: list[float], compressed: list[float], n_boot: int,
-                    rng: random.Random) -> Iterator[tuple[float, float]]:
+def _resampled_sums(
+    dense: list[float], compressed: list[float], n_boot: int, rng: random.Random
+) -> Iterator[tuple[float, float]]:
     """(sum of dense, sum of compressed) over the same n resampled items, n_boot times."""
     n = len(dense)
     groups = list(Counter(zip(dense, compressed)).items())
@@ -110,8 +115,15 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[round(q * (len(sorted_values) - 1))]
 
 
-def bootstrap_drop(dense: Sequence[float], compressed: Sequence[float], *, higher_is_better: bool = True,
-                   n_boot: int = 2000, seed: int = 0, figure: Callable[[float], float] | None = None) -> list[float]:
+def bootstrap_drop(
+    dense: Sequence[float],
+    compressed: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    n_boot: int = 2000,
+    seed: int = 0,
+    figure: Callable[[float], float] | None = None,
+) -> list[float]:
     """Paired bootstrap of the relative drop: the sorted drops of ``n_boot`` resamples.
 
     Each resample draws n item indices with replacement and uses the SAME indices for dense and
@@ -126,24 +138,41 @@ def bootstrap_drop(dense: Sequence[float], compressed: Sequence[float], *, highe
     n = len(dense)
     rng = random.Random(seed)
     f = figure or (lambda mean: mean)
-    return sorted(relative_drop(f(sum_d / n), f(sum_c / n), higher_is_better)
-                  for sum_d, sum_c in _resampled_sums(dense, compressed, n_boot, rng))
+    return sorted(
+        relative_drop(f(sum_d / n), f(sum_c / n), higher_is_better)
+        for sum_d, sum_c in _resampled_sums(dense, compressed, n_boot, rng)
+    )
 
 
-def drop_interval(dense: Sequence[float], compressed: Sequence[float], *, higher_is_better: bool = True,
-                  level: float = 0.95, n_boot: int = 2000, seed: int = 0,
-                  figure: Callable[[float], float] | None = None) -> tuple[float, float]:
+def drop_interval(
+    dense: Sequence[float],
+    compressed: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    figure: Callable[[float], float] | None = None,
+) -> tuple[float, float]:
     """Two-sided percentile bootstrap interval of the relative drop at ``level`` (0.95 = 95 %)."""
     _check_fraction("level", level)
-    drops = bootstrap_drop(dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
-                           figure=figure)
+    drops = bootstrap_drop(
+        dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed, figure=figure
+    )
     tail = (1 - level) / 2
     return _quantile(drops, tail), _quantile(drops, 1 - tail)
 
 
-def drop_lower_bound(dense: Sequence[float], compressed: Sequence[float], *, higher_is_better: bool = True,
-                     confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
-                     figure: Callable[[float], float] | None = None) -> float:
+def drop_lower_bound(
+    dense: Sequence[float],
+    compressed: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    figure: Callable[[float], float] | None = None,
+) -> float:
     """One-sided lower confidence bound of the relative drop: the (1 - confidence) bootstrap quantile.
 
     The gate's ``ci`` mode fails a case only when this lower bound exceeds the tolerance, i.e. when
@@ -156,8 +185,9 @@ def drop_lower_bound(dense: Sequence[float], compressed: Sequence[float], *, hig
     only allow 2.5 % false failures, i.e. the same false-failure rate as a 97.5 % one-sided bound.
     """
     _check_fraction("confidence", confidence)
-    drops = bootstrap_drop(dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
-                           figure=figure)
+    drops = bootstrap_drop(
+        dense, compressed, higher_is_better=higher_is_better, n_boot=n_boot, seed=seed, figure=figure
+    )
     return _quantile(drops, 1 - confidence)
 
 

@@ -7,7 +7,6 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 
-
 LOG_EVERY = 60.0  # seconds between progress lines when stderr is not a terminal
 
 
@@ -42,8 +41,17 @@ class TerminalUI:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with self._uncaptured(), Progress(TextColumn("kick: {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                          TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True) as bar:
+        with (
+            self._uncaptured(),
+            Progress(
+                TextColumn("kick: {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=sys.stderr),
+                transient=True,
+            ) as bar,
+        ):
             task = bar.add_task(description, total=None)
             yield lambda done, total: bar.update(task, completed=done, total=total)
 

@@ -58,11 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(line, file=sys.stderr)
     if problems or not verdicts:
-        print(f"{len(problems)} failure(s) that are not verdicts (listed above); {len(verdicts)} verdict(s)",
-              file=sys.stderr)
+        print(
+            f"{len(problems)} failure(s) that are not verdicts (listed above); {len(verdicts)} verdict(s)",
+            file=sys.stderr,
+        )
         return status
-    print(f"{len(verdicts)} compressed variant(s) not matching dense, {settled} test(s) passed or skipped: "
-          f"the failures are verdicts, not errors")
+    print(
+        f"{len(verdicts)} compressed variant(s) not matching dense, {settled} test(s) passed or skipped: "
+        f"the failures are verdicts, not errors"
+    )
     return 0
 
 

@@ -67,9 +67,14 @@ def echo_data(pytester):
     """A data dir whose answers stand in the questions: under the kick protocol (which searches prompt +
     output, the LLM-KICK quirk) every model scores 1.0 on it, dense and compressed alike: a deterministic
     "matching" case for plugin mechanics."""
-    questions = [{"Question-ID": f"e{i}", "RawQuestion": f"Say the word {w}: which word was that?",
-                  "Parses": [{"Answers": [{"AnswersMid": "m", "AnswersName": [w]}]}]}
-                 for i, w in enumerate(["apple", "river", "castle", "violin", "pepper", "tiger", "comet", "lantern"])]
+    questions = [
+        {
+            "Question-ID": f"e{i}",
+            "RawQuestion": f"Say the word {w}: which word was that?",
+            "Parses": [{"Answers": [{"AnswersMid": "m", "AnswersName": [w]}]}],
+        }
+        for i, w in enumerate(["apple", "river", "castle", "violin", "pepper", "tiger", "comet", "lantern"])
+    ]
     (pytester.path / "echo").mkdir()
     (pytester.path / "echo" / "FreebaseQA-eval.json").write_text(json.dumps({"Questions": questions}))
     return ["--kick-data-dir", "echo", "--kick-protocol", "kick"]

@@ -150,13 +150,29 @@ class Server:
                     return self._send(200, {"status": "queued", "id": "job-1"})
                 if step == "slow":
                     time.sleep(server.slow_seconds)
-                content = "no scores here, sorry" if step == "garbage" else verdict(system, user, step == "biased", step == "hash")
+                content = (
+                    "no scores here, sorry"
+                    if step == "garbage"
+                    else verdict(system, user, step == "biased", step == "hash")
+                )
                 try:
-                    self._send(200, {
-                        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": content}}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}})
+                    self._send(
+                        200,
+                        {
+                            "id": "chatcmpl-test",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content},
+                                }
+                            ],
+                            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+                        },
+                    )
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout)
 
@@ -166,8 +182,9 @@ class Server:
 if __name__ == "__main__":  # python tests/judge_server.py [default plan] [port]: serve until stopped
     import sys
 
-    served = Server(default=sys.argv[1] if len(sys.argv) > 1 else "valid",
-                    port=int(sys.argv[2]) if len(sys.argv) > 2 else 0).start()
+    served = Server(
+        default=sys.argv[1] if len(sys.argv) > 1 else "valid", port=int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    ).start()
     print(served.url, flush=True)
     try:
         while True:

@@ -52,8 +52,9 @@ class Model:
             value = row[ids[position]]
             rank = int((row > value).sum().item()) + 1
             best = torch.topk(row, top) if top > 0 else None
-            found.append((value.item(), rank, [] if best is None else list(zip(best.indices.tolist(),
-                                                                                 best.values.tolist()))))
+            found.append(
+                (value.item(), rank, [] if best is None else list(zip(best.indices.tolist(), best.values.tolist())))
+            )
         return found
 
     def generate(self, ids: list[int], max_tokens: int, stop: list[str], top: int | None):
@@ -131,8 +132,20 @@ class Server:
         if self.models_reply is not None:
             return self.models_reply
         m = self.model
-        return {"object": "list", "data": [{"id": m.name, "object": "model", "created": 0, "owned_by": "vllm",
-                                            "root": m.name, "parent": None, "max_model_len": m.max_model_len}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": m.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "vllm",
+                    "root": m.name,
+                    "parent": None,
+                    "max_model_len": m.max_model_len,
+                }
+            ],
+        }
 
     def complete(self, body: dict) -> tuple[int, dict]:
         m = self.model
@@ -158,10 +171,16 @@ class Server:
             want_prompt = logprobs
         prompt_lps = m.prompt_logprobs(ids, want_prompt or 0) if want_prompt is not None else None
         # echo with max_tokens 0 returns the prompt alone (vLLM runs one step and drops it)
-        new, text, finish, stop_reason, steps = m.generate(ids, max_tokens, stop, logprobs) if max_tokens else (
-            [], "", "length", None, [])
-        choice = {"index": 0, "text": (m.decode(ids) if echo else "") + text, "logprobs": None,
-                  "finish_reason": finish, "stop_reason": stop_reason}
+        new, text, finish, stop_reason, steps = (
+            m.generate(ids, max_tokens, stop, logprobs) if max_tokens else ([], "", "length", None, [])
+        )
+        choice = {
+            "index": 0,
+            "text": (m.decode(ids) if echo else "") + text,
+            "logprobs": None,
+            "finish_reason": finish,
+            "stop_reason": stop_reason,
+        }
         if logprobs is not None:
             shown = []
             if echo:
@@ -169,13 +188,22 @@ class Server:
             shown += [(t, (lp, top)) for t, lp, top in steps]
             choice["logprobs"] = self._logprobs(shown, logprobs, as_ids)
         if self.vllm:
-            choice["prompt_logprobs"] = None if prompt_lps is None else [
-                None if e is None else self._prompt_entry(t, e) for t, e in zip(ids, prompt_lps)]
+            choice["prompt_logprobs"] = (
+                None
+                if prompt_lps is None
+                else [None if e is None else self._prompt_entry(t, e) for t, e in zip(ids, prompt_lps)]
+            )
             if body.get("return_token_ids"):
                 choice["prompt_token_ids"], choice["token_ids"] = ids, new
         usage = {"prompt_tokens": len(ids), "completion_tokens": len(new), "total_tokens": len(ids) + len(new)}
-        return 200, {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()), "model": m.name,
-                     "choices": [choice], "usage": usage}
+        return 200, {
+            "id": "cmpl-test",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": m.name,
+            "choices": [choice],
+            "usage": usage,
+        }
 
     def _token(self, token_id: int, as_ids: bool) -> str:
         return f"token_id:{token_id}" if as_ids else self.model.decode([token_id], skip_special=False)
@@ -254,13 +282,15 @@ def _handler(server: Server):
                 self.connection.shutdown(2)
                 return
             if fault == "500":
-                self._send(500, json.dumps(_error("EngineCore encountered an issue", "InternalServerError",
-                                                  500)).encode())
+                self._send(
+                    500, json.dumps(_error("EngineCore encountered an issue", "InternalServerError", 500)).encode()
+                )
                 return
             if fault and fault.startswith("429"):
                 wait = fault.partition(":")[2] or "0"
-                self._send(429, json.dumps(_error("Too Many Requests", "RateLimitError", 429)).encode(),
-                           {"Retry-After": wait})
+                self._send(
+                    429, json.dumps(_error("Too Many Requests", "RateLimitError", 429)).encode(), {"Retry-After": wait}
+                )
                 return
             if fault and fault.startswith("slow:"):
                 time.sleep(float(fault.partition(":")[2]))

@@ -8,8 +8,12 @@ from pytest_kick.baseline import BaselineStore, TaskResult
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import json_hash
 
-KEY = {"model": {"name": "m", "sha256": "abc"}, "task": "factoid_qa", "items": json_hash(["a", "b"]),
-       "protocol": "strict"}
+KEY = {
+    "model": {"name": "m", "sha256": "abc"},
+    "task": "factoid_qa",
+    "items": json_hash(["a", "b"]),
+    "protocol": "strict",
+}
 
 
 def result(scores=(1.0, 0.0)):
@@ -31,8 +35,9 @@ def test_computed_once_then_cached(tmp_path):
     assert json.loads(path.read_text())["key"] == KEY
 
 
-@pytest.mark.parametrize("field, value", [("model", {"name": "m", "sha256": "other"}), ("items", "h2"),
-                                          ("protocol", "kick")])
+@pytest.mark.parametrize(
+    "field, value", [("model", {"name": "m", "sha256": "other"}), ("items", "h2"), ("protocol", "kick")]
+)
 def test_any_key_change_means_a_new_baseline(tmp_path, field, value):
     store = BaselineStore(tmp_path)
     store.get_or_compute("m", "factoid_qa", KEY, result)

@@ -2,7 +2,16 @@
 
 import json
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-ratio",
+    "0.5",
+    "--kick-tasks",
+    "factoid_qa",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def run(pytester, *args):
@@ -69,8 +78,19 @@ def test_corrupt_file_is_a_clear_error_and_kept(pytester, echo_data):
 
 def test_regen_rewrites_once_across_xdist_workers(pytester, echo_data):
     pytester.runpytest_subprocess(*TINY, *echo_data, "--kick-baseline-dir", "baselines").assert_outcomes(passed=2)
-    result = pytester.runpytest_subprocess(*TINY, *echo_data, "--kick-ratio", "0.2,0.5", "--kick-baseline-dir",
-                                           "baselines", "--kick-regen", "-n", "2", "--kick-report", "r.json")
+    result = pytester.runpytest_subprocess(
+        *TINY,
+        *echo_data,
+        "--kick-ratio",
+        "0.2,0.5",
+        "--kick-baseline-dir",
+        "baselines",
+        "--kick-regen",
+        "-n",
+        "2",
+        "--kick-report",
+        "r.json",
+    )
     result.assert_outcomes(passed=3)
     assert sorted(statuses_list(pytester)) == ["file", "file", "regenerated"]
 

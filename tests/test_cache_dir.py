@@ -14,17 +14,27 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from pytest_kick import cache_dir
 from pytest_kick.errors import KickError
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "6", "--kick-tasks", "factoid_qa",
-        "--kick-compressor", "magnitude", "--kick-ratio", "0.5", "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-limit",
+    "6",
+    "--kick-tasks",
+    "factoid_qa",
+    "--kick-compressor",
+    "magnitude",
+    "--kick-ratio",
+    "0.5",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def tree(root: Path) -> dict:
@@ -49,19 +59,26 @@ def unprivileged(command: list[str]) -> list[str]:
         return command
     if shutil.which("capsh") is None:
         pytest.skip("running as root without capsh: cannot drop the capabilities that ignore chmod")
-    return ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--",
-            "-c", " ".join(f"'{part}'" for part in command)]
+    return [
+        "capsh",
+        "--drop=cap_dac_override,cap_dac_read_search,cap_fowner",
+        "--",
+        "-c",
+        " ".join(f"'{part}'" for part in command),
+    ]
 
 
 def run_pytest(where: Path, *args, read_only=False):
     command = [sys.executable, "-m", "pytest", *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTEST_ADDOPTS": ""}
     env.pop("PYTEST_XDIST_WORKER", None)
-    return subprocess.run(unprivileged(command) if read_only else command, cwd=where, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        unprivileged(command) if read_only else command, cwd=where, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 # --- session start ---------------------------------------------------------------------------------------
+
 
 def test_a_file_is_not_a_cache_dir(tmp_path):
     target = tmp_path / "cache"
@@ -89,6 +106,7 @@ def test_cache_dir_that_is_a_file_is_one_usage_error_at_session_start(pytester):
 
 
 # --- read-only caches --------------------------------------------------------------------------------------
+
 
 def test_read_only_cache_holding_everything_is_used_as_it_is(pytester):
     first = run_pytest(pytester.path, *TINY, "--kick-cache-dir", "ci-cache")
@@ -120,15 +138,25 @@ def test_read_only_cache_missing_a_baseline_names_the_directory(pytester):
         cache.chmod(0o755)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out[-3000:]  # a session error: every item would meet it
-    assert out.count(f"--kick-cache-dir {cache} is read-only (Permission denied) and does not hold the dense "
-                     f"baseline of factoid_qa on tiny-random-llama") == 1, out[-3000:]
+    assert (
+        out.count(
+            f"--kick-cache-dir {cache} is read-only (Permission denied) and does not hold the dense "
+            f"baseline of factoid_qa on tiny-random-llama"
+        )
+        == 1
+    ), out[-3000:]
     assert "cannot load" not in out and "Traceback" not in out
     assert list(cache.iterdir()) == []
 
 
 def test_read_only_detection():
     """os.access-based, so it follows a read-only mount as well as permissions."""
-    probe = subprocess.run(unprivileged([sys.executable, "-c", textwrap.dedent("""
+    probe = subprocess.run(
+        unprivileged(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent("""
         import os, tempfile
         from pytest_kick import cache_dir
         root = tempfile.mkdtemp()
@@ -137,11 +165,18 @@ def test_read_only_detection():
         os.chmod(root, 0o755)
         print(cache_dir.prepare(root))
         os.rmdir(root)
-    """)]), capture_output=True, text=True, timeout=120)
+    """),
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert probe.stdout.split() == ["False", "False", "True"], probe.stderr
 
 
 # --- what killed runs leave behind ---------------------------------------------------------------------------
+
 
 def test_stale_temporaries_of_dead_processes_only_are_removed(tmp_path):
     target = tmp_path / "models" / "m-abc"
@@ -169,13 +204,21 @@ def test_sweep_leaves_a_temporary_whose_target_is_locked(tmp_path):
     target = folder / "factoid_qa-0123.json"
     temporary = folder / f"{target.name}.tmp-{dead_pid()}"
     temporary.write_text("{half")
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from filelock import FileLock
-        with FileLock({str(target) + '.lock'!r}):
+        with FileLock({str(target) + ".lock"!r}):
             print("held", flush=True)
             time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert cache_dir.sweep(tmp_path) == [] and temporary.exists()
@@ -238,7 +281,9 @@ def test_conversion_killed_midway_is_cleaned_up_and_redone_on_the_next_run(tmp_p
     _, _, _, notes = loading._load_gguf_package(EMBEDDED["smollm2-135m"], cache, lambda message: None)
     assert converted_by == [os.getpid()]  # the killed run's lock was released with it: no wait
     assert not left.exists()
-    assert [p.name for p in (cache / "models").iterdir() if not p.name.endswith(".lock")] == [left.name.split(".tmp-")[0]]
+    assert [p.name for p in (cache / "models").iterdir() if not p.name.endswith(".lock")] == [
+        left.name.split(".tmp-")[0]
+    ]
     assert notes[0].startswith("converted ")
 
 

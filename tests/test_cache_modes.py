@@ -67,18 +67,29 @@ def write_tiny_gguf(path: Path) -> Path:
     writer.add_bos_token_id(tokenizer.bos_token_id)
     writer.add_eos_token_id(tokenizer.eos_token_id)
     writer.add_pad_token_id(tokenizer.pad_token_id)
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
     for layer in range(config.num_hidden_layers):
-        for ours, theirs in (("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"),
-                             ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"),
-                             ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
-                             ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down")):
+        for ours, theirs in (
+            ("input_layernorm", "attn_norm"),
+            ("post_attention_layernorm", "ffn_norm"),
+            ("self_attn.q_proj", "attn_q"),
+            ("self_attn.k_proj", "attn_k"),
+            ("self_attn.v_proj", "attn_v"),
+            ("self_attn.o_proj", "attn_output"),
+            ("mlp.gate_proj", "ffn_gate"),
+            ("mlp.up_proj", "ffn_up"),
+            ("mlp.down_proj", "ffn_down"),
+        ):
             names[f"model.layers.{layer}.{ours}.weight"] = f"blk.{layer}.{theirs}.weight"
     for name, tensor in model.state_dict().items():
         values = tensor.float().numpy()
         heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}.get(
-            names[name].split(".")[-2])
+            names[name].split(".")[-2]
+        )
         if heads:  # llama.cpp interleaves the rotary halves of each head; transformers' loader undoes it
             values = values.reshape(heads, 2, values.shape[0] // heads // 2, -1).swapaxes(1, 2).reshape(values.shape)
         writer.add_tensor(names[name], numpy.ascontiguousarray(values))
@@ -96,8 +107,10 @@ def convert(gguf: Path, cache: Path, monkeypatch):
 
 # --- every writer gives ordinary modes --------------------------------------------------------------------
 
-@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, "0o644", "0o755"), (0o002, "0o664", "0o775"),
-                                                       (0o077, "0o600", "0o700")])
+
+@pytest.mark.parametrize(
+    "mask, file_mode, dir_mode", [(0o022, "0o644", "0o755"), (0o002, "0o664", "0o775"), (0o077, "0o600", "0o700")]
+)
 def test_a_converted_gguf_follows_the_umask(tmp_path, monkeypatch, umask, mask, file_mode, dir_mode):
     import torch
 
@@ -110,9 +123,13 @@ def test_a_converted_gguf_follows_the_umask(tmp_path, monkeypatch, umask, mask, 
     found = modes(tmp_path / "cache")
     [converted] = [name for name in found if name.endswith(f"-{loading.CONVERSION}")]
     assert {"model.safetensors", "config.json", "tokenizer.json", loading.COMPLETE} <= {
-        Path(name).name for name in found if name.startswith(converted + "/")}
-    assert {name: mode for name, mode in found.items() if mode != (dir_mode if (tmp_path / "cache" / name).is_dir()
-                                                                    else file_mode)} == {}
+        Path(name).name for name in found if name.startswith(converted + "/")
+    }
+    assert {
+        name: mode
+        for name, mode in found.items()
+        if mode != (dir_mode if (tmp_path / "cache" / name).is_dir() else file_mode)
+    } == {}
     reference, reference_tokenizer, _ = tiny_random_llama(seed=0)
     assert all(torch.equal(value, reference.state_dict()[name]) for name, value in model.state_dict().items())
     assert tokenizer("hello").input_ids == reference_tokenizer("hello").input_ids
@@ -185,10 +202,14 @@ def test_joined_split_gguf_is_an_ordinary_file_even_over_a_narrow_temporary(tmp_
     stale.chmod(0o600)
     assemble(SplitGGUF(tuple(parts), "1.0", len(joined), hashlib.sha256(joined).hexdigest()), target, "fake")
     assert target.read_bytes() == joined and modes(tmp_path / "cache") == {
-        "gguf": "0o755", "gguf/model.gguf": "0o644", "gguf/model.gguf.lock": "0o644"}
+        "gguf": "0o755",
+        "gguf/model.gguf": "0o644",
+        "gguf/model.gguf.lock": "0o644",
+    }
 
 
 # --- what another user cannot read is said so, not "delete it" ------------------------------------------
+
 
 def test_an_unreadable_converted_file_is_named_and_never_to_be_deleted(tmp_path, monkeypatch, umask):
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
@@ -244,10 +265,20 @@ def as_another_user(script: Path, *args) -> str:
     """Run ``script`` as uid 65534 (nobody), to whom permissions apply as to any user."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run as another user")
-    env = {**os.environ, "HOME": str(script.parent), "HF_HOME": str(script.parent / "hf"), "HF_HUB_OFFLINE": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, str(script),
-                           *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HOME": str(script.parent),
+        "HF_HOME": str(script.parent / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, str(script), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
 

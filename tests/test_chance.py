@@ -74,13 +74,28 @@ def test_choices_summary_states_the_spread_and_the_chance_level():
 def test_an_inconclusive_case_shows_its_chance_level_in_the_table_and_markdown(pytester):
     import json
 
-    rows = [{"question": f"What is {i} plus one?", "choices": [str(i + 1), str(i + 7), "none"], "label": 0}
-            for i in range(10)]
+    rows = [
+        {"question": f"What is {i} plus one?", "choices": [str(i + 1), str(i + 7), "none"], "label": 0}
+        for i in range(10)
+    ]
     (pytester.path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (pytester.path / "t.yaml").write_text("name: sums\ntype: multiple_choice\ndata: qa.jsonl\nanswer: label\n"
-                                               "template: \"Q: {question}\\nA:\"\n")
-    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-task-file", "t.yaml", "--kick-tasks",
-                                "sums", "--kick-ratio", "0.5", "--kick-markdown", "s.md", "-p", "no:cacheprovider")
+    (pytester.path / "t.yaml").write_text(
+        'name: sums\ntype: multiple_choice\ndata: qa.jsonl\nanswer: label\ntemplate: "Q: {question}\\nA:"\n'
+    )
+    result = pytester.runpytest(
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-task-file",
+        "t.yaml",
+        "--kick-tasks",
+        "sums",
+        "--kick-ratio",
+        "0.5",
+        "--kick-markdown",
+        "s.md",
+        "-p",
+        "no:cacheprovider",
+    )
     result.assert_outcomes(skipped=2)
     out = result.stdout.str()
     import re
@@ -88,4 +103,7 @@ def test_an_inconclusive_case_shows_its_chance_level_in_the_table_and_markdown(p
     assert re.search(r"│ 0\.\d00 \(n=10, chance 0\.333\) │ inconclusive │", out), out
     assert out.count("sums: 3 choices per item, chance 0.333") == 1
     markdown = (pytester.path / "s.md").read_text()
-    assert len(re.findall(r"\| 0\.\d00 \(n=10, chance 0\.333\) \|", markdown)) == 2 and "sums: 3 choices per item" in markdown
+    assert (
+        len(re.findall(r"\| 0\.\d00 \(n=10, chance 0\.333\) \|", markdown)) == 2
+        and "sums: 3 choices per item" in markdown
+    )

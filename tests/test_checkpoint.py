@@ -18,7 +18,6 @@ from pytest_kick.compress.checkpoint import AWQ_ORDER, _unpack, load_into
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.models.tiny import tiny_random_llama
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -59,6 +58,7 @@ def magnitude_prune_(model, share=0.5) -> None:
 
 
 # --- (a) plain safetensors -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layout", ["single", "sharded"])
 @pytest.mark.parametrize("mode", ["memory", "disk"])
@@ -138,7 +138,7 @@ def pack_stream(q: numpy.ndarray, bits: int) -> numpy.ndarray:
 def rtn_codes(weight: torch.Tensor, bits: int, groups: torch.Tensor, min_zero: int = 0):
     """Known RTN quantization of ``weight`` [out, in] with the group of every input in ``groups``:
     (q [out, in] int, zero [n_groups, out] int, scale fp16 [n_groups, out]), and the exact dequantized weight."""
-    maxq = 2 ** bits - 1
+    maxq = 2**bits - 1
     n_groups = int(groups.max()) + 1
     scale = torch.empty(n_groups, weight.shape[0])
     zero = torch.empty(n_groups, weight.shape[0])
@@ -174,8 +174,14 @@ def gptq_checkpoint(directory, dense_model, bits, group, version="gptq", act_ord
         expected[f"{name}.weight"] = exact
     directory.mkdir(exist_ok=True)
     save_file(tensors, str(directory / "model.safetensors"))
-    settings = {"bits": bits, "group_size": group, "desc_act": act_order, "sym": False,
-                "checkpoint_format": version, "quant_method": "gptq"}
+    settings = {
+        "bits": bits,
+        "group_size": group,
+        "desc_act": act_order,
+        "sym": False,
+        "checkpoint_format": version,
+        "quant_method": "gptq",
+    }
     if config == "config.json":
         write_config(directory, dense_model, settings)
     else:
@@ -233,10 +239,10 @@ def test_gptq_v1_zero_offset(tmp_path):
 def test_gptq_3bit_layout():
     """AutoGPTQ's 3-bit layout: value 10 of a run spans bits 30-31 of word 0 and bit 0 of word 1; value 21
     bit 31 of word 1 and bits 0-1 of word 2."""
-    words = torch.tensor([[-(2 ** 31) + 2 ** 30], [1], [0]], dtype=torch.int32)  # value 10 = 0b111
+    words = torch.tensor([[-(2**31) + 2**30], [1], [0]], dtype=torch.int32)  # value 10 = 0b111
     values = _unpack(words, 3, 0)[:, 0]
     assert values.tolist() == [0] * 10 + [7] + [0] * 21
-    words = torch.tensor([[0], [-(2 ** 31)], [0b11]], dtype=torch.int32)  # value 21 = 0b111
+    words = torch.tensor([[0], [-(2**31)], [0b11]], dtype=torch.int32)  # value 21 = 0b111
     assert _unpack(words, 3, 0)[:, 0].tolist() == [0] * 21 + [7] + [0] * 10
 
 
@@ -272,11 +278,18 @@ def test_awq_unpacks_to_the_quantized_weights(tmp_path, config):
         expected[f"{name}.weight"] = exact
     save_file(tensors, str(tmp_path / "model.safetensors"))
     if config == "config.json":
-        write_config(tmp_path, source, {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True,
-                                        "version": "gemm"})
+        write_config(
+            tmp_path,
+            source,
+            {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True, "version": "gemm"},
+        )
     else:
-        write_config(tmp_path, source, None, **{"quant_config.json": {"w_bit": 4, "q_group_size": 32,
-                                                                      "zero_point": True, "version": "GEMM"}})
+        write_config(
+            tmp_path,
+            source,
+            None,
+            **{"quant_config.json": {"w_bit": 4, "q_group_size": 32, "zero_point": True, "version": "GEMM"}},
+        )
     report = load_into(model, tmp_path, dense)
     params = dict(model.named_parameters())
     for name, weight in expected.items():
@@ -292,19 +305,24 @@ def test_awq_unpacks_to_the_quantized_weights(tmp_path, config):
 def ct_checkpoint(directory):
     """A W4 group-32 asymmetric pack-quantized checkpoint made by compressed-tensors itself, and the weights
     the package's own fake quantization gives."""
-    ct = pytest.importorskip("compressed_tensors", reason="compressed-tensors is not installed "
-                             "(pip install compressed-tensors)")
+    ct = pytest.importorskip(
+        "compressed_tensors", reason="compressed-tensors is not installed (pip install compressed-tensors)"
+    )
     from compressed_tensors import ModelCompressor
     from compressed_tensors.quantization import (
-        QuantizationArgs, QuantizationConfig, QuantizationScheme, apply_quantization_config,
+        QuantizationArgs,
+        QuantizationConfig,
+        QuantizationScheme,
+        apply_quantization_config,
     )
     from compressed_tensors.quantization.lifecycle.forward import fake_quantize
     from compressed_tensors.quantization.utils import calculate_qparams
 
     source = fresh()
     args = QuantizationArgs(num_bits=4, type="int", symmetric=False, strategy="group", group_size=32)
-    config = QuantizationConfig(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=args)},
-                                ignore=["lm_head"])
+    config = QuantizationConfig(
+        config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=args)}, ignore=["lm_head"]
+    )
     apply_quantization_config(source, config, show_progress=False)
     expected = {}
     for name, module in compressible_linears(source).items():
@@ -327,8 +345,9 @@ def test_compressed_tensors_round_trip(tmp_path):
     dense = DenseWeights(model)
     before = snapshot(model)
     ct, expected = ct_checkpoint(tmp_path)
-    converters = pytest.importorskip("compressed_tensors.entrypoints.convert",
-                                     reason=f"compressed-tensors {ct.__version__} is older than 0.17")
+    converters = pytest.importorskip(
+        "compressed_tensors.entrypoints.convert", reason=f"compressed-tensors {ct.__version__} is older than 0.17"
+    )
     if not hasattr(converters, "CompressedTensorsDequantizer"):
         pytest.skip(f"compressed-tensors {ct.__version__} has no CompressedTensorsDequantizer (needs >= 0.17)")
     assert any(name.endswith(".weight_packed") for name in load_file(str(tmp_path / "model.safetensors")))
@@ -372,8 +391,16 @@ def test_compressed_tensors_sparse_bitmask(tmp_path, form):
             counts = mask.sum(dim=1)
             tensors[f"{name}.row_offsets"] = torch.cumsum(counts, 0) - counts
     save_file(tensors, str(tmp_path / "model.safetensors"))
-    write_config(tmp_path, pruned, {"quant_method": "compressed-tensors", "format": "dense", "config_groups": {},
-                                    "sparsity_config": {"format": form, "targets": ["Linear"]}})
+    write_config(
+        tmp_path,
+        pruned,
+        {
+            "quant_method": "compressed-tensors",
+            "format": "dense",
+            "config_groups": {},
+            "sparsity_config": {"format": form, "targets": ["Linear"]},
+        },
+    )
     report = load_into(model, tmp_path, dense)
     assert_same(model, snapshot(pruned))
     assert report.achieved == pytest.approx(0.6 if form == "sparse-bitmask" else 0.5, abs=0.01)
@@ -391,9 +418,17 @@ def test_compressed_tensors_without_the_package(tmp_path, monkeypatch):
     tensors[f"{name}.weight_scale"] = torch.ones(64, 2)
     tensors[f"{name}.weight_shape"] = torch.tensor([64, 64])
     save_file(tensors, str(tmp_path / "model.safetensors"))
-    write_config(tmp_path, source, {"quant_method": "compressed-tensors", "format": "pack-quantized",
-                                    "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
-                                        "num_bits": 4, "strategy": "group", "group_size": 32}}}})
+    write_config(
+        tmp_path,
+        source,
+        {
+            "quant_method": "compressed-tensors",
+            "format": "pack-quantized",
+            "config_groups": {
+                "group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 32}}
+            },
+        },
+    )
     monkeypatch.setitem(sys.modules, "compressed_tensors", None)  # import fails as if not installed
     model = fresh()
     dense = DenseWeights(model)
@@ -499,10 +534,15 @@ def _corrupt(directory, how: str):
     return path
 
 
-@pytest.mark.parametrize("how, what", [("garbage", "header is not a safetensors header"),
-                                       ("truncated", "shorter than its header says"),
-                                       ("pickle", "header is not a safetensors header"),
-                                       ("shard", "not a readable safetensors file")])
+@pytest.mark.parametrize(
+    "how, what",
+    [
+        ("garbage", "header is not a safetensors header"),
+        ("truncated", "shorter than its header says"),
+        ("pickle", "header is not a safetensors header"),
+        ("shard", "not a readable safetensors file"),
+    ],
+)
 def test_corrupt_or_foreign_safetensors_names_the_file(tmp_path, how, what):
     path = _corrupt(tmp_path, how)
     before = {p.name: _digest(p) for p in tmp_path.iterdir()}
@@ -548,15 +588,19 @@ def test_failure_while_loading_restores_dense(tmp_path):
         tensors[f"{name}.compressed"] = w[w != 0][: -1 if name == last else None]
         tensors[f"{name}.bitmask"] = bitmask(w != 0)
     save_file(tensors, str(tmp_path / "model.safetensors"))
-    write_config(tmp_path, pruned, {"quant_method": "compressed-tensors", "config_groups": {},
-                                    "sparsity_config": {"format": "sparse-bitmask"}})
+    write_config(
+        tmp_path,
+        pruned,
+        {"quant_method": "compressed-tensors", "config_groups": {}, "sparsity_config": {"format": "sparse-bitmask"}},
+    )
     expect_error(tmp_path, "marks .* nonzeros but stores")
 
 
 def test_awq_matches_compressed_tensors_reading_of_it(tmp_path):
     """An independent reader of AutoAWQ GEMM tensors: compressed-tensors' AutoAWQConverter (>= 0.17)."""
-    converters = pytest.importorskip("compressed_tensors.entrypoints.convert",
-                                     reason="compressed-tensors >= 0.17 is not installed")
+    converters = pytest.importorskip(
+        "compressed_tensors.entrypoints.convert", reason="compressed-tensors >= 0.17 is not installed"
+    )
     if not hasattr(converters, "AutoAWQConverter"):
         pytest.skip("this compressed-tensors has no AutoAWQConverter")
     from compressed_tensors.compressors import BaseCompressor
@@ -568,8 +612,11 @@ def test_awq_matches_compressed_tensors_reading_of_it(tmp_path):
     q, zero, scale, exact = rtn_codes(w, 4, torch.arange(w.shape[1]) // 32)
     tensors = weights_of(source)
     del tensors[f"{name}.weight"]
-    packed = {f"{name}.qweight": to_int32(pack_awq(q.t().numpy())), f"{name}.qzeros": to_int32(pack_awq(zero.numpy())),
-              f"{name}.scales": scale}
+    packed = {
+        f"{name}.qweight": to_int32(pack_awq(q.t().numpy())),
+        f"{name}.qzeros": to_int32(pack_awq(zero.numpy())),
+        f"{name}.scales": scale,
+    }
     tensors.update(packed)
     save_file(tensors, str(tmp_path / "model.safetensors"))
     write_config(tmp_path, source, {"quant_method": "awq", "bits": 4, "group_size": 32, "version": "gemm"})
@@ -596,8 +643,17 @@ def test_compressed_tensors_stored_dense(tmp_path):
         tensors[f"{name}.weight_scale"] = torch.ones(w.shape[0], w.shape[1] // 32)
         tensors[f"{name}.weight_zero_point"] = torch.zeros(w.shape[0], w.shape[1] // 32, dtype=torch.int8)
     save_file(tensors, str(tmp_path / "model.safetensors"))
-    write_config(tmp_path, source, {"quant_method": "compressed-tensors", "format": "dense", "config_groups": {
-        "group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 32}}}})
+    write_config(
+        tmp_path,
+        source,
+        {
+            "quant_method": "compressed-tensors",
+            "format": "dense",
+            "config_groups": {
+                "group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 32}}
+            },
+        },
+    )
     model = fresh()
     report = load_into(model, tmp_path, DenseWeights(model))
     params = dict(model.named_parameters())

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_checkpoint import _corrupt, ct_checkpoint, fresh, gptq_checkpoint, weights_of, write_config
 
 from pytest_kick.compress.checkpoint_header import AGAIN, check_checkpoint, read_header
 from pytest_kick.config import OPTIONS, build
 from pytest_kick.errors import KickError
-
-from test_checkpoint import _corrupt, ct_checkpoint, fresh, gptq_checkpoint, weights_of, write_config
 
 
 def values(**given):
@@ -43,6 +42,7 @@ def raw_file(path: Path, header, data: bytes = b"", length: int | None = None) -
 
 # --- checkpoints that load are accepted ------------------------------------------------------------------
 
+
 def test_valid_checkpoints_pass(tmp_path):
     model = fresh()
     single = tmp_path / "single"
@@ -66,24 +66,41 @@ def test_a_compressed_tensors_checkpoint_passes(tmp_path):
 
 
 def test_every_dtype_of_the_format_is_read(tmp_path):
-    path = raw_file(tmp_path / "model.safetensors", {
-        "__metadata__": {"format": "pt"},
-        "a": {"dtype": "F8_E4M3", "shape": [2, 3], "data_offsets": [0, 6]},
-        "b": {"dtype": "F4", "shape": [2, 3], "data_offsets": [6, 9]},
-        "c": {"dtype": "F6_E2M3", "shape": [4], "data_offsets": [9, 12]},
-        "d": {"dtype": "C64", "shape": [1], "data_offsets": [12, 20]},
-        "e": {"dtype": "BOOL", "shape": [0, 5], "data_offsets": [20, 20]},
-    }, b"\0" * 20)
+    path = raw_file(
+        tmp_path / "model.safetensors",
+        {
+            "__metadata__": {"format": "pt"},
+            "a": {"dtype": "F8_E4M3", "shape": [2, 3], "data_offsets": [0, 6]},
+            "b": {"dtype": "F4", "shape": [2, 3], "data_offsets": [6, 9]},
+            "c": {"dtype": "F6_E2M3", "shape": [4], "data_offsets": [9, 12]},
+            "d": {"dtype": "C64", "shape": [1], "data_offsets": [12, 20]},
+            "e": {"dtype": "BOOL", "shape": [0, 5], "data_offsets": [20, 20]},
+        },
+        b"\0" * 20,
+    )
     found = read_header(path)
     assert {name: (t.dtype, t.shape) for name, t in found.items()} == {
-        "a": ("F8_E4M3", (2, 3)), "b": ("F4", (2, 3)), "c": ("F6_E2M3", (4,)), "d": ("C64", (1,)), "e": ("BOOL", (0, 5))}
+        "a": ("F8_E4M3", (2, 3)),
+        "b": ("F4", (2, 3)),
+        "c": ("F6_E2M3", (4,)),
+        "d": ("C64", (1,)),
+        "e": ("BOOL", (0, 5)),
+    }
     check_checkpoint(tmp_path)
 
 
 # --- files that are not safetensors ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("how, what", [("garbage", "header length "), ("truncated", "truncated"),
-                                       ("pickle", "header length "), ("shard", "is not a safetensors file")])
+
+@pytest.mark.parametrize(
+    "how, what",
+    [
+        ("garbage", "header length "),
+        ("truncated", "truncated"),
+        ("pickle", "header length "),
+        ("shard", "is not a safetensors file"),
+    ],
+)
 def test_damaged_files_are_named(tmp_path, how, what):
     path = _corrupt(tmp_path, how)
     message = refused(tmp_path)
@@ -95,29 +112,46 @@ def test_random_bytes_name_the_header_length_and_the_file_size(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"\x2a\x20" + bytes(range(200)) * 5)
     message = refused(tmp_path)
-    assert message == (f"--kick-compressed: {path} is not a safetensors file (header length "
-                       f"{struct.unpack('<Q', path.read_bytes()[:8])[0]} exceeds the file's 1002 bytes): {AGAIN}")
+    assert message == (
+        f"--kick-compressed: {path} is not a safetensors file (header length "
+        f"{struct.unpack('<Q', path.read_bytes()[:8])[0]} exceeds the file's 1002 bytes): {AGAIN}"
+    )
     path.write_bytes(b"abc")
     assert "3 bytes, shorter than the 8-byte header length" in refused(tmp_path)
 
 
-@pytest.mark.parametrize("header, data, what", [
-    (b"{not json", b"", "9-byte header is not JSON"),
-    ([1, 2], b"", "not an object of tensors (list)"),
-    ({"__metadata__": {"n": 1}}, b"", "__metadata__ is not a map of strings to strings"),
-    ({"w": {"dtype": "F12", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0", 'has dtype "F12", not one of'),
-    ({"w": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 8]}}, b"\0" * 8, "not a list of whole numbers"),
-    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, b"\0" * 8, "not [begin, end]"),
-    ({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 8]}}, b"\0" * 8,
-     "tensor w of F32 [2, 3] takes 24 bytes, its data_offsets [0, 8] give 8"),
-    ({"w": {"dtype": "F4", "shape": [3], "data_offsets": [0, 1]}}, b"\0", "does not end on a whole byte"),
-    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-      "v": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8, "overlaps the tensor before it"),
-    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8, "leaves bytes 0..4 unused"),
-    ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8,
-     "describes 16 bytes of tensor data, the file holds 8: truncated"),
-    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 8, "longer than its tensors"),
-])
+@pytest.mark.parametrize(
+    "header, data, what",
+    [
+        (b"{not json", b"", "9-byte header is not JSON"),
+        ([1, 2], b"", "not an object of tensors (list)"),
+        ({"__metadata__": {"n": 1}}, b"", "__metadata__ is not a map of strings to strings"),
+        ({"w": {"dtype": "F12", "shape": [2], "data_offsets": [0, 2]}}, b"\0\0", 'has dtype "F12", not one of'),
+        ({"w": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 8]}}, b"\0" * 8, "not a list of whole numbers"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, b"\0" * 8, "not [begin, end]"),
+        (
+            {"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 8]}},
+            b"\0" * 8,
+            "tensor w of F32 [2, 3] takes 24 bytes, its data_offsets [0, 8] give 8",
+        ),
+        ({"w": {"dtype": "F4", "shape": [3], "data_offsets": [0, 1]}}, b"\0", "does not end on a whole byte"),
+        (
+            {
+                "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "v": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+            },
+            b"\0" * 8,
+            "overlaps the tensor before it",
+        ),
+        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8, "leaves bytes 0..4 unused"),
+        (
+            {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
+            b"\0" * 8,
+            "describes 16 bytes of tensor data, the file holds 8: truncated",
+        ),
+        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 8, "longer than its tensors"),
+    ],
+)
 def test_headers_that_do_not_describe_the_file(tmp_path, header, data, what):
     path = raw_file(tmp_path / "model.safetensors", header, data)
     message = refused(tmp_path)
@@ -132,8 +166,9 @@ def test_an_index_with_missing_or_wrong_shards(tmp_path):
     (tmp_path / shard).rename(tmp_path / "elsewhere.bin")
     assert f"lists shards that are not in {tmp_path}: {shard}" in refused(tmp_path)
     (tmp_path / "elsewhere.bin").rename(tmp_path / shard)
-    body["weight_map"]["model.norm.weight"] = shard if body["weight_map"]["model.norm.weight"] != shard else \
-        sorted(set(body["weight_map"].values()))[1]
+    body["weight_map"]["model.norm.weight"] = (
+        shard if body["weight_map"]["model.norm.weight"] != shard else sorted(set(body["weight_map"].values()))[1]
+    )
     index.write_text(json.dumps(body))
     assert "puts model.norm.weight in " in refused(tmp_path)
     index.write_text("{}")
@@ -147,6 +182,7 @@ def test_a_directory_without_safetensors(tmp_path):
 
 
 # --- sizes against config.json ---------------------------------------------------------------------------
+
 
 def test_more_layers_than_the_config_says(tmp_path):
     from transformers import LlamaForCausalLM
@@ -172,8 +208,10 @@ def test_an_embedding_of_another_shape_than_the_config_says(tmp_path):
     write_config(tmp_path, model)
     message = refused(tmp_path)
     vocab = model.config.vocab_size
-    assert (f"holds model.embed_tokens.weight of shape [300, 64], but {tmp_path / 'config.json'} has vocab_size "
-            f"{vocab} and hidden_size 64") in message
+    assert (
+        f"holds model.embed_tokens.weight of shape [300, 64], but {tmp_path / 'config.json'} has vocab_size "
+        f"{vocab} and hidden_size 64"
+    ) in message
     tensors["model.embed_tokens.weight"] = torch.zeros(300, 64, dtype=torch.int8)  # not plain float: not compared
     save_file(tensors, str(tmp_path / "model.safetensors"))
     check_checkpoint(tmp_path)
@@ -185,6 +223,7 @@ def test_an_embedding_of_another_shape_than_the_config_says(tmp_path):
 
 
 # --- refused when options are read -----------------------------------------------------------------------
+
 
 def test_build_refuses_a_damaged_checkpoint(tmp_path):
     (tmp_path / "ckpt").mkdir()
@@ -198,9 +237,20 @@ def test_random_bytes_are_a_usage_error_before_anything_runs(pytester):
     before the checkpoint was ever read (the run passed as "skipped")."""
     (pytester.path / "ckpt").mkdir()
     (pytester.path / "ckpt" / "model.safetensors").write_bytes(bytes(range(256)) * 4)
-    result = pytester.runpytest_subprocess("--kick-model", "tiny-random-llama", "--kick-compressor", "checkpoint",
-                                           "--kick-compressed", "ckpt", "--kick-tasks", "factoid_qa",
-                                           "--kick-limit", "4", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-compressor",
+        "checkpoint",
+        "--kick-compressed",
+        "ckpt",
+        "--kick-tasks",
+        "factoid_qa",
+        "--kick-limit",
+        "4",
+        "-p",
+        "no:cacheprovider",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert f"--kick-compressed: {pytester.path / 'ckpt' / 'model.safetensors'} is not a safetensors file" in err

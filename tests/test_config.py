@@ -34,9 +34,18 @@ def test_defaults(tmp_path):
     assert cfg.compressors == ("magnitude",)
     assert cfg.ratios == ("0.1", "0.3", "0.5")
     assert cfg.variants == (("magnitude", "0.1"), ("magnitude", "0.3"), ("magnitude", "0.5"))
-    assert cfg.tasks == ("factoid_qa", "mmlu", "icrqa:closed", "icrqa:open", "summarization:small",
-                         "summarization:medium", "summarization:large", "instruction:vicuna", "instruction:mtbench",
-                         "perplexity")
+    assert cfg.tasks == (
+        "factoid_qa",
+        "mmlu",
+        "icrqa:closed",
+        "icrqa:open",
+        "summarization:small",
+        "summarization:medium",
+        "summarization:large",
+        "instruction:vicuna",
+        "instruction:mtbench",
+        "perplexity",
+    )
     assert cfg.limit is None
     assert cfg.tolerance.default == Tolerance(0.05, "relative")
     assert cfg.protocol == "strict"
@@ -115,10 +124,18 @@ def test_every_ratio_in_range_is_accepted(ratio):
     assert float(parse_ratio("--kick-ratio", repr(ratio))) == ratio
 
 
-@pytest.mark.parametrize("text, canonical, kind", [
-    ("0.50", "0.5", "sparsity"), ("2:4", "2:4", "nm"), (" 4:8 ", "4:8", "nm"), ("W4G128", "w4g128", "quant"),
-    ("w8", "w8", "quant"), ("w8a8", "w8a8", "quant"), ("as-given", "as-given", "checkpoint"),
-])
+@pytest.mark.parametrize(
+    "text, canonical, kind",
+    [
+        ("0.50", "0.5", "sparsity"),
+        ("2:4", "2:4", "nm"),
+        (" 4:8 ", "4:8", "nm"),
+        ("W4G128", "w4g128", "quant"),
+        ("w8", "w8", "quant"),
+        ("w8a8", "w8a8", "quant"),
+        ("as-given", "as-given", "checkpoint"),
+    ],
+)
 def test_ratio_spellings(text, canonical, kind):
     from pytest_kick.compress.spec import parse
 
@@ -149,10 +166,18 @@ def test_tasks_take_families_and_variants(tmp_path):
     assert spec.for_task("mmlu") == Tolerance(0.05, "relative")
 
 
-@pytest.mark.parametrize("option, value", [
-    ("ratio", "0.5,,0.3"), ("ratio", "0.5,"), ("ratio", ",0.5"), ("compressor", "magnitude,,wanda"),
-    ("tasks", "mmlu,,factoid_qa"), ("tolerance", "5%,,mmlu=10%"), ("model", "tiny-random-llama,"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("ratio", "0.5,,0.3"),
+        ("ratio", "0.5,"),
+        ("ratio", ",0.5"),
+        ("compressor", "magnitude,,wanda"),
+        ("tasks", "mmlu,,factoid_qa"),
+        ("tolerance", "5%,,mmlu=10%"),
+        ("model", "tiny-random-llama,"),
+    ],
+)
 def test_an_empty_list_entry_is_an_error_not_dropped(option, value, tmp_path):
     raw = values(model="tiny-random-llama")
     raw[option] = value
@@ -179,8 +204,12 @@ def test_ini_keys_without_a_model_leave_the_plugin_off_but_flags_do_not(tmp_path
 
 def test_relative_ini_paths_are_relative_to_the_ini_file(tmp_path):
     ini = tmp_path / "project" / "tox.ini"
-    cfg = build(values(model="tiny-random-llama", cache_dir="cache", report="r.json"), tmp_path / "elsewhere",
-                from_ini={"cache-dir"}, ini_file=ini)
+    cfg = build(
+        values(model="tiny-random-llama", cache_dir="cache", report="r.json"),
+        tmp_path / "elsewhere",
+        from_ini={"cache-dir"},
+        ini_file=ini,
+    )
     assert cfg.cache_dir == tmp_path / "project" / "cache"
     assert cfg.report == tmp_path / "elsewhere" / "r.json"
 

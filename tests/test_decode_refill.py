@@ -63,8 +63,10 @@ def test_sliding_window_models_decode_batch_after_batch(counted, monkeypatch):
 def test_refill_on_a_shared_prefix_equals_generation_in_full(counted):
     model, tokenizer, counts = counted
     shots = "".join(f"Q: what is {k} + {k}?\nA: {2 * k}\n\n" for k in range(6))
-    requests = [GenerationRequest(shots + f"Q: what is {q}?\nA:", n)
-                for q, n in zip(["x", "yy", "a b c", "dddd", "e", "ff ff"], [2, 7, 1, 5, 6, 3])]
+    requests = [
+        GenerationRequest(shots + f"Q: what is {q}?\nA:", n)
+        for q, n in zip(["x", "yy", "a b c", "dddd", "e", "ff ff"], [2, 7, 1, 5, 6, 3])
+    ]
     on = Engine(model, tokenizer, "cpu", 2, reuse_prefix=True).generate_ids(requests)
     assert counts["joins"] > 0
     off = Engine(model, tokenizer, "cpu", 1, reuse_prefix=False).generate_ids(requests)
@@ -84,8 +86,10 @@ def test_stop_strings_end_rows_inside_a_refilling_batch(counted):
 def test_progress_counts_finished_rows(tiny):
     model, tokenizer = tiny
     seen = []
-    Engine(model, tokenizer, "cpu", 4).generate([GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)],
-                                                progress=lambda done, total: seen.append((done, total)))
+    Engine(model, tokenizer, "cpu", 4).generate(
+        [GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)],
+        progress=lambda done, total: seen.append((done, total)),
+    )
     done = [d for d, _ in seen]
     assert seen[-1] == (len(PROMPTS), len(PROMPTS))
     assert all(0 < b - a <= 4 for a, b in zip([0] + done, done))

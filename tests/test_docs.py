@@ -55,8 +55,11 @@ def test_every_option_is_one_row_of_docs_options():
 def test_every_option_row_names_its_ini_key():
     text = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
     for opt in OPTIONS:
-        [row] = [line for line in text.splitlines() if line.startswith(f"| `{opt.flag_name}`")
-                 or line.startswith(f"| `{opt.flag_name} ")]
+        [row] = [
+            line
+            for line in text.splitlines()
+            if line.startswith(f"| `{opt.flag_name}`") or line.startswith(f"| `{opt.flag_name} ")
+        ]
         assert f"`{opt.ini}`" in row, f"{opt.flag_name}: its ini key {opt.ini} is not in its row"
 
 
@@ -65,8 +68,11 @@ def test_options_are_tabled_only_in_docs_options():
     for page in PAGES:
         if page.name == "options.md":
             continue
-        rows = [line for line in page.read_text(encoding="utf-8").splitlines()
-                if re.match(r"\| `--kick-[a-z-]+[^`]*` \|", line)]
+        rows = [
+            line
+            for line in page.read_text(encoding="utf-8").splitlines()
+            if re.match(r"\| `--kick-[a-z-]+[^`]*` \|", line)
+        ]
         assert len(rows) <= 1, f"{page.relative_to(ROOT)} has an option table: {rows[:3]}"
 
 

@@ -59,8 +59,9 @@ def test_results_come_back_in_request_order(engines):
 def test_token_budget_and_length_factor(engines):
     _, sixteen = engines
     prompt = "abc"  # byte tokenizer: 3 tokens
-    fixed, factor, free = sixteen.generate_ids([
-        GenerationRequest(prompt, 5), GenerationRequest(prompt, 50, length_factor=2), GenerationRequest(prompt, 50)])
+    fixed, factor, free = sixteen.generate_ids(
+        [GenerationRequest(prompt, 5), GenerationRequest(prompt, 50, length_factor=2), GenerationRequest(prompt, 50)]
+    )
     assert len(fixed) == 5 and fixed == free[:5]  # the random model emits no EOS this early
     assert len(factor) == 6 and factor == free[:6]  # LLM-KICK: max_length 3 x prompt = 2 x prompt new tokens
 
@@ -75,10 +76,17 @@ def test_stop_strings_cut_the_output(engines):
     assert stop not in cut
 
 
-@pytest.mark.parametrize("text, cut", [
-    ("Paris\nQ: next", "Paris"), ("\n\n Paris\nmore", "\n\n Paris"), ("  \n", "  \n"), ("Paris", "Paris"),
-    ("", ""), ("a STOP b\nc", "a "),
-])
+@pytest.mark.parametrize(
+    "text, cut",
+    [
+        ("Paris\nQ: next", "Paris"),
+        ("\n\n Paris\nmore", "\n\n Paris"),
+        ("  \n", "  \n"),
+        ("Paris", "Paris"),
+        ("", ""),
+        ("a STOP b\nc", "a "),
+    ],
+)
 def test_first_line_cuts_at_the_first_newline_after_text(text, cut):
     from pytest_kick.engines.tokens import cut_output
 
@@ -98,7 +106,7 @@ def test_first_line_stops_decoding_where_the_first_line_of_text_ends(tiny):
 
     engine = Lines(model, tokenizer, "cpu", 4)
     request = GenerationRequest(PROMPTS[0], 20, first_line=True)
-    assert engine.generate_ids([request])[0] == free[:k + 1]  # stopped at the newline, not after 20 tokens
+    assert engine.generate_ids([request])[0] == free[: k + 1]  # stopped at the newline, not after 20 tokens
     assert engine.generate([request]) == ["\n" + "x" * (k - 1)]
     assert engine.generate([GenerationRequest(PROMPTS[0], 20)])[0] == engine._decode(free)
 
@@ -171,7 +179,7 @@ def test_loglikelihood_is_batch_invariant_and_matches_a_direct_computation(engin
         assert ga == gb
     ctx = tokenizer("Answer:").input_ids
     cont = tokenizer(" B", add_special_tokens=False).input_ids
-    direct = sum(direct_logprobs(model, ctx + cont)[len(ctx) - 1:])
+    direct = sum(direct_logprobs(model, ctx + cont)[len(ctx) - 1 :])
     assert r16[-1][0] == pytest.approx(direct, abs=1e-4)
     assert all(math.isfinite(v) and v < 0 for v, _ in r16)
 
@@ -188,7 +196,8 @@ def test_greedy_flag_is_true_exactly_for_the_greedy_continuation(engines, tiny):
         pytest.fail("no prompt has a greedy continuation that round-trips through text")
     other = "".join("a" if c != "a" else "b" for c in greedy)
     [(lp_greedy, is_greedy), (lp_other, is_other)] = sixteen.loglikelihood(
-        [LoglikelihoodRequest(prompt, greedy), LoglikelihoodRequest(prompt, other)])
+        [LoglikelihoodRequest(prompt, greedy), LoglikelihoodRequest(prompt, other)]
+    )
     assert is_greedy and not is_other and lp_greedy > lp_other
 
 
@@ -219,8 +228,11 @@ texts = st.text(alphabet="ab c\n", min_size=0, max_size=12)
 
 
 @settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(texts, min_size=1, max_size=3), st.lists(st.tuples(st.integers(0, 2), texts, texts.filter(bool)),
-                                                        min_size=1, max_size=10), st.integers(1, 6))
+@given(
+    st.lists(texts, min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 2), texts, texts.filter(bool)), min_size=1, max_size=10),
+    st.integers(1, 6),
+)
 def test_prefix_reuse_on_and_off_agree_on_random_shared_prefixes(tiny, prefixes, picks, batch_size):
     model, tokenizer = tiny
     requests = [LoglikelihoodRequest(prefixes[p % len(prefixes)] * 4 + middle, end) for p, middle, end in picks]
@@ -256,8 +268,11 @@ def test_sliding_window_models_are_not_packed(tiny):
 
     model, _ = tiny
     assert packable(model)
-    for config in [SimpleNamespace(layer_types=["full_attention", "sliding_attention"]),
-                   SimpleNamespace(sliding_window=4096), SimpleNamespace(text_config=SimpleNamespace(sliding_window=512))]:
+    for config in [
+        SimpleNamespace(layer_types=["full_attention", "sliding_attention"]),
+        SimpleNamespace(sliding_window=4096),
+        SimpleNamespace(text_config=SimpleNamespace(sliding_window=512)),
+    ]:
         assert not packable(SimpleNamespace(config=config))
     assert packable(SimpleNamespace(config=SimpleNamespace(layer_types=["full_attention"] * 2, sliding_window=512)))
 
@@ -312,7 +327,7 @@ def test_rolling_matches_a_direct_computation(engines, tiny):
     ids = tokenizer(context + text, add_special_tokens=False).input_ids
     direct = direct_logprobs(model, ids)
     assert len(first) == len(ids) - 1 and first == pytest.approx(direct, abs=1e-5)  # the first token: unscored
-    assert len(after) == len(text) and after == pytest.approx(direct[len(context) - 1:], abs=1e-5)
+    assert len(after) == len(text) and after == pytest.approx(direct[len(context) - 1 :], abs=1e-5)
 
 
 def test_rolling_windows_cover_every_token_with_bounded_context(engines, tiny):
@@ -325,8 +340,8 @@ def test_rolling_windows_cover_every_token_with_bounded_context(engines, tiny):
     assert found[:31] == pytest.approx(direct_logprobs(model, ids[:32]), abs=1e-5)  # the first window
     # later windows: tokens 32..47, 48..63, ... (16 each), each token seeing the window ending at its block's end
     start = 32 + 16 * 2
-    block = direct_logprobs(model, ids[start + 16 - 32:start + 16])[-16:]
-    assert found[start - 1:start + 15] == pytest.approx(block, abs=1e-5)
+    block = direct_logprobs(model, ids[start + 16 - 32 : start + 16])[-16:]
+    assert found[start - 1 : start + 15] == pytest.approx(block, abs=1e-5)
 
 
 # --- dtype ---------------------------------------------------------------------------------------

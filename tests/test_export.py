@@ -29,19 +29,23 @@ def _same(a, b) -> bool:
     return list(first) == list(second) and all(torch.equal(first[k], second[k]) for k in first)
 
 
-@pytest.mark.parametrize("compressor, ratio", [("magnitude", "0.5"), ("magnitude", "2:4"), ("rtn", "w4g128"),
-                                               ("rtn", "w4g32"), ("gptq", "w4g32")])
+@pytest.mark.parametrize(
+    "compressor, ratio",
+    [("magnitude", "0.5"), ("magnitude", "2:4"), ("rtn", "w4g128"), ("rtn", "w4g32"), ("gptq", "w4g32")],
+)
 def test_an_exported_variant_reloads_bit_identical(model, tmp_path, compressor, ratio):
     from transformers import AutoModelForCausalLM
 
     calibration = torch.randint(3, 200, (4, 32), generator=torch.Generator().manual_seed(0))
-    report = pipeline.compress(model.model, compressor, parse(ratio), DenseWeights(model.model),
-                               calibration if compressor == "gptq" else None)
+    report = pipeline.compress(
+        model.model, compressor, parse(ratio), DenseWeights(model.model), calibration if compressor == "gptq" else None
+    )
     line = export(model, "tiny-random-llama", report, tmp_path)
     directory = variant_dir(tmp_path, "tiny-random-llama", compressor, ratio)
     assert str(directory) in line and directory.name == f"tiny-random-llama-{compressor}-{ratio.replace(':', 'of')}"
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json", REPORT} <= {
-        p.name for p in directory.iterdir()}
+        p.name for p in directory.iterdir()
+    }
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written directory left
 
     if compressor == "magnitude":  # a packed checkpoint is read through compressed-tensors (below)
@@ -63,7 +67,9 @@ def test_an_exported_variant_reloads_bit_identical(model, tmp_path, compressor, 
         assert sparsity["sparsity_structure"] == ("2:4" if ratio == "2:4" else "unstructured")
     else:  # pack-quantized; the tiny model's layers have 64 or 128 inputs: g128 is one group a row (channel)
         quant = config["quantization_config"]
-        assert quant["format"] == "pack-quantized" and record["format"] == f"compressed-tensors pack-quantized ({ratio})"
+        assert (
+            quant["format"] == "pack-quantized" and record["format"] == f"compressed-tensors pack-quantized ({ratio})"
+        )
         (scheme,) = quant["config_groups"].values()
         weights = scheme["weights"]
         assert weights["num_bits"] == 4 and not weights["symmetric"]
@@ -78,7 +84,8 @@ def test_an_exported_variant_reloads_bit_identical(model, tmp_path, compressor, 
         from transformers import CompressedTensorsConfig
 
         served = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=torch.float32, quantization_config=CompressedTensorsConfig(run_compressed=False))
+            directory, dtype=torch.float32, quantization_config=CompressedTensorsConfig(run_compressed=False)
+        )
         assert _same(served, model.model)
 
 
@@ -105,9 +112,22 @@ def test_export_replaces_an_earlier_export_of_the_variant(model, tmp_path):
 def test_the_option_exports_every_variant_of_a_run(pytester):
     # perplexity has no chance floor, so dense is informative and every variant is built (dense first would
     # skip compressing variants of a task where the random model sits at chance)
-    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-limit", "2", "--kick-tasks", "perplexity",
-                                "-p", "no:cacheprovider", "--kick-compressor", "magnitude", "--kick-ratio", "0.5,2:4",
-                                "--kick-export", "exported")
+    result = pytester.runpytest(
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-limit",
+        "2",
+        "--kick-tasks",
+        "perplexity",
+        "-p",
+        "no:cacheprovider",
+        "--kick-compressor",
+        "magnitude",
+        "--kick-ratio",
+        "0.5,2:4",
+        "--kick-export",
+        "exported",
+    )
     assert len(result.parseoutcomes()) and result.ret in (0, 1), result.stdout.str()  # verdicts, not errors
     exported = sorted(p.name for p in (pytester.path / "exported").iterdir())
     assert exported == ["tiny-random-llama-magnitude-0.5", "tiny-random-llama-magnitude-2of4"]
@@ -121,10 +141,8 @@ def test_the_option_exports_every_variant_of_a_run(pytester):
 
 def test_weights_off_any_grid_are_written_dequantized_not_packed(model, tmp_path):
     """A layer whose values no 4-bit grid reproduces exactly is never packed approximately."""
-    from pytest_kick.compress.base import CompressionReport
+    from pytest_kick.compress.base import CompressionReport, compressible_linears
     from pytest_kick.compress.pack import recover_grid
-
-    from pytest_kick.compress.base import compressible_linears
 
     weight = next(iter(compressible_linears(model.model).values())).weight
     assert recover_grid(weight, 4, 64) is None  # dense random floats

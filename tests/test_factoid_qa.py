@@ -19,8 +19,10 @@ GHANA = Example("q1", "100 pesewas equalling 1 cedi are the units of currency of
 
 def test_kick_prompt_is_the_llm_kick_prompt():
     [request] = TASK.requests([GHANA], [], Settings(protocol="kick"))
-    assert request.prompt == ("Please give answer to this question: 100 pesewas equalling 1 cedi are the units "
-                              "of currency of which African country?\nThe answer is ")
+    assert request.prompt == (
+        "Please give answer to this question: 100 pesewas equalling 1 cedi are the units "
+        "of currency of which African country?\nThe answer is "
+    )
     assert request.length_factor == 2 and request.stop == ()
 
 
@@ -33,8 +35,9 @@ def test_strict_prompt_offers_chat_turns_and_a_plain_fallback():
         ("user", "Please give answer to this question: " + GHANA.question),
     )
     assert request.prompt.endswith("The answer is") and request.stop == ("\n",)
-    assert request.prompt.startswith("Please give answer to this question: Who is the Prime Minister of Canada?\n"
-                                     "The answer is stephen harper\n\n")
+    assert request.prompt.startswith(
+        "Please give answer to this question: Who is the Prime Minister of Canada?\nThe answer is stephen harper\n\n"
+    )
 
 
 @pytest.mark.parametrize(

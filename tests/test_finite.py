@@ -12,7 +12,16 @@ from pytest_kick.finite import NonFinite, check_weights
 from pytest_kick.models.tiny import tiny_random_llama
 from pytest_kick.requests import LoglikelihoodRequest, RollingRequest
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-limit",
+    "12",
+    "--kick-tasks",
+    "factoid_qa",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def _damaged_model_dir(path, value=math.nan):
@@ -29,8 +38,18 @@ def _damaged_model_dir(path, value=math.nan):
 
 def test_a_model_with_a_nan_weight_ends_the_session_with_one_error_naming_the_tensor(pytester):
     _damaged_model_dir(pytester.path / "damaged")
-    result = pytester.runpytest("--kick-model", "damaged", "--kick-tasks", "factoid_qa", "--kick-limit", "4",
-                                "--kick-ratio", "0.5", "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--kick-model",
+        "damaged",
+        "--kick-tasks",
+        "factoid_qa",
+        "--kick-limit",
+        "4",
+        "--kick-ratio",
+        "0.5",
+        "-p",
+        "no:cacheprovider",
+    )
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERRUPTED, out
     assert "passed" not in out.splitlines()[-1]
@@ -80,8 +99,11 @@ class _Engine:
 @pytest.mark.parametrize("value", [math.nan, -math.inf])
 def test_a_non_finite_log_likelihood_from_an_engine_is_an_error_naming_the_request(value):
     requests = [LoglikelihoodRequest("Q: one?\nA:", " a"), LoglikelihoodRequest("Q: two?\nA:", " b")]
-    with pytest.raises(NonFinite, match=r"engine 'stub' gave a non-finite loglikelihood \((nan|-inf)\) for "
-                                        r"request 2 of 2 \('Q: two\? A:'\)") as raised:
+    with pytest.raises(
+        NonFinite,
+        match=r"engine 'stub' gave a non-finite loglikelihood \((nan|-inf)\) for "
+        r"request 2 of 2 \('Q: two\? A:'\)",
+    ) as raised:
         Runner(_Engine(value))(requests)
     assert raised.value.request == requests[1]
     with pytest.raises(NonFinite, match="non-finite loglikelihood_rolling"):
@@ -89,19 +111,28 @@ def test_a_non_finite_log_likelihood_from_an_engine_is_an_error_naming_the_reque
 
 
 def test_finite_answers_pass_through():
-    assert Runner(_Engine(-2.0))([LoglikelihoodRequest("a", " b"), LoglikelihoodRequest("c", " d")]) == \
-        [(-1.0, False), (-2.0, False)]
+    assert Runner(_Engine(-2.0))([LoglikelihoodRequest("a", " b"), LoglikelihoodRequest("c", " d")]) == [
+        (-1.0, False),
+        (-2.0, False),
+    ]
 
 
-@pytest.mark.parametrize("dense, compressed", [([math.nan] * 4, [math.nan] * 4), ([1.0, 0.0, 1.0, 1.0],
-                                                                                  [1.0, math.inf, 1.0, 0.0])])
+@pytest.mark.parametrize(
+    "dense, compressed", [([math.nan] * 4, [math.nan] * 4), ([1.0, 0.0, 1.0, 1.0], [1.0, math.inf, 1.0, 0.0])]
+)
 def test_the_gate_never_judges_a_non_finite_score(dense, compressed):
     with pytest.raises(KickError, match="scored (nan|inf)"):
-        gate.judge(task="t", label="magnitude@0.5", dense=dense, compressed=compressed,
-                   tolerance=gate.Tolerance(0.05), floor=None)
+        gate.judge(
+            task="t",
+            label="magnitude@0.5",
+            dense=dense,
+            compressed=compressed,
+            tolerance=gate.Tolerance(0.05),
+            floor=None,
+        )
 
 
-NAN_TASK = '''
+NAN_TASK = """
 import math
 from pathlib import Path
 
@@ -133,13 +164,21 @@ class Scores(OneRequestPerItem):
 
 def pytest_kick_tasks(config):
     return [Scores()]
-'''
+"""
 
 
 def test_a_task_scoring_nan_fails_naming_model_task_and_item_and_stores_nothing(pytester):
     pytester.makeconftest(NAN_TASK)
-    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-tasks", "nan_scores", "--kick-ratio",
-                                "0.5", "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-tasks",
+        "nan_scores",
+        "--kick-ratio",
+        "0.5",
+        "-p",
+        "no:cacheprovider",
+    )
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "nan_scores on tiny-random-llama dense: item q2 scored nan; a non-finite score is an error" in out

@@ -14,13 +14,25 @@ import pytest
 
 from pytest_kick import options
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-limit",
+    "12",
+    "--kick-tasks",
+    "factoid_qa",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def hashes(root):
     """sha256 of every file under root, by relative path."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -41,8 +53,9 @@ def filled_cache(pytester):
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_works_with_the_plugin_installed(tmp_path, flag):
-    result = subprocess.run([sys.executable, "-m", "pytest", flag], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", flag], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "--kick-tolerance=VALUE" in result.stdout
@@ -83,13 +96,19 @@ def test_every_options_help_survives_argparse_formatting():
 # --- 2. options and ini values, checked before any model loads ---------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--kick-ratio", "0.5,,0.3"], "--kick-ratio: '0.5,,0.3' has an empty entry; separate the entries with single commas"),
-    (["--kick-ratio", "0.5,"], "--kick-ratio: '0.5,' has an empty entry"),
-    (["--kick-compressor", "magnitude,,wanda"], "--kick-compressor: 'magnitude,,wanda' has an empty entry"),
-    (["--kick-tasks", "factoid_qa,,mmlu"], "--kick-tasks: 'factoid_qa,,mmlu' has an empty entry"),
-    (["--kick-tolerance", "5%,,mmlu=10%"], "--kick-tolerance: '5%,,mmlu=10%' has an empty entry"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--kick-ratio", "0.5,,0.3"],
+            "--kick-ratio: '0.5,,0.3' has an empty entry; separate the entries with single commas",
+        ),
+        (["--kick-ratio", "0.5,"], "--kick-ratio: '0.5,' has an empty entry"),
+        (["--kick-compressor", "magnitude,,wanda"], "--kick-compressor: 'magnitude,,wanda' has an empty entry"),
+        (["--kick-tasks", "factoid_qa,,mmlu"], "--kick-tasks: 'factoid_qa,,mmlu' has an empty entry"),
+        (["--kick-tolerance", "5%,,mmlu=10%"], "--kick-tolerance: '5%,,mmlu=10%' has an empty entry"),
+    ],
+)
 def test_empty_list_entries_are_usage_errors(pytester, filled_cache, args, message):
     result = pytester.runpytest(*TINY, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -128,8 +147,9 @@ def test_a_bad_ini_value_given_again_on_the_command_line_names_the_flag(pytester
 def test_relative_paths_in_the_ini_file_are_relative_to_its_directory(pytester):
     pytester.makeini("[pytest]\nkick_model = tiny-random-llama\nkick_data_dir = no-such-data\n")
     sub = pytester.mkdir("sub")
-    result = pytester.runpytest("-p", "no:cacheprovider", "--rootdir", str(pytester.path),
-                                "-c", str(pytester.path / "tox.ini"), str(sub))
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--rootdir", str(pytester.path), "-c", str(pytester.path / "tox.ini"), str(sub)
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     ini = pytester.path / "tox.ini"
     assert f"kick_data_dir in {ini}: {pytester.path / 'no-such-data'} is not a directory" in result.stderr.str()
@@ -152,8 +172,10 @@ def test_no_cuda_device_from_the_ini_file_names_the_ini_key(pytester, filled_cac
     pytester.makeini("[pytest]\nkick_device = cuda:1\n")
     result = pytester.runpytest(*TINY)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"kick_device = cuda:1 in {pytester.path / 'tox.ini'}: this machine has 0 visible CUDA device(s)" \
+    assert (
+        f"kick_device = cuda:1 in {pytester.path / 'tox.ini'}: this machine has 0 visible CUDA device(s)"
         in result.stderr.str()
+    )
 
 
 def test_mps_on_a_machine_without_it_is_one_usage_error(pytester, filled_cache):
@@ -175,8 +197,21 @@ def test_an_unloadable_model_stops_the_session_with_one_message(pytester, filled
     (model / "model.safetensors").write_bytes(b"not a safetensors file")
     (model / "tokenizer.json").write_text("{}")
     run = pytester.runpytest_subprocess if xdist else pytester.runpytest
-    result = run("--kick-model", "empty-model", "--kick-tasks", "factoid_qa,mmlu", "--kick-ratio", "0.3,0.5",
-                 "--kick-limit", "4", "-p", "no:cacheprovider", "--kick-cache-dir", str(filled_cache), *xdist)
+    result = run(
+        "--kick-model",
+        "empty-model",
+        "--kick-tasks",
+        "factoid_qa,mmlu",
+        "--kick-ratio",
+        "0.3,0.5",
+        "--kick-limit",
+        "4",
+        "-p",
+        "no:cacheprovider",
+        "--kick-cache-dir",
+        str(filled_cache),
+        *xdist,
+    )
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert len(re.findall(r"pytest-kick: .*empty-model", out)) == 1, out  # said once, not per item
@@ -191,13 +226,17 @@ def test_an_unloadable_model_stops_the_session_with_one_message(pytester, filled
 
 def test_two_concurrent_xdist_runs_on_one_cache_say_who_computed_the_baseline(pytester, echo_data):
     args = [sys.executable, "-m", "pytest", *TINY, *echo_data, "--kick-ratio", "0.2,0.5", "-n", "2"]
-    runs = [subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outs
     heads = sorted(re.search(r"dense baselines: .*", out).group(0) for out in outs)
-    assert heads == ["dense baselines: 0 computed by this run, 1 already done",
-                     "dense baselines: 1 computed by this run, 0 already done"]
+    assert heads == [
+        "dense baselines: 0 computed by this run, 1 already done",
+        "dense baselines: 1 computed by this run, 0 already done",
+    ]
     assert sum("dense baseline: computed by this run — factoid_qa on tiny-random-llama" in out for out in outs) == 1
     assert sum("dense baseline: cached, already done — factoid_qa on tiny-random-llama" in out for out in outs) == 1
 
@@ -267,8 +306,10 @@ def test_dense_inconclusive_skips_compressed_cases_before_any_compression(pytest
     assert "PROBE compress called" not in out
     assert re.findall(r"PROBE evaluate (\S+)", out) == ["dense"]
     assert "magnitude@0.5 was neither compressed nor evaluated" in out
-    assert "dense first: 2 compressed cases were neither compressed nor evaluated, as dense is inconclusive " \
-           "(factoid_qa on tiny-random-llama); 2 compressed variants never built" in out
+    assert (
+        "dense first: 2 compressed cases were neither compressed nor evaluated, as dense is inconclusive "
+        "(factoid_qa on tiny-random-llama); 2 compressed variants never built" in out
+    )
     # chance level rounded, whatever its float spelling
     assert re.search(r"not significantly above the task's chance level \(\d+(\.\d{1,3})?\)", out)  # rounded
 
@@ -314,11 +355,17 @@ def test_a_skip_in_a_users_test_points_at_the_line_that_called_the_fixture(pytes
 # --- output paths are checked before the run, not after it ---------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--kick-report", "adir"], "--kick-report: {p}/adir is a directory; give a file path"),
-    (["--kick-markdown", "afile/summary.md"], "--kick-markdown: {p}/afile is a file, so {p}/afile/summary.md cannot be written"),
-    (["--kick-plot", "afile"], "--kick-plot: {p}/afile is a file; give a directory"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--kick-report", "adir"], "--kick-report: {p}/adir is a directory; give a file path"),
+        (
+            ["--kick-markdown", "afile/summary.md"],
+            "--kick-markdown: {p}/afile is a file, so {p}/afile/summary.md cannot be written",
+        ),
+        (["--kick-plot", "afile"], "--kick-plot: {p}/afile is a file; give a directory"),
+    ],
+)
 def test_an_output_path_that_cannot_be_written_is_a_usage_error(pytester, filled_cache, args, message):
     (pytester.path / "adir").mkdir()
     (pytester.path / "afile").write_text("mine")

@@ -13,8 +13,9 @@ FIVE = Tolerance(0.05, "relative")
 
 
 def verdict(dense, compressed, tolerance=FIVE, **kw):
-    return judge(task="factoid_qa", label="magnitude@0.50", dense=dense, compressed=compressed,
-                 tolerance=tolerance, **kw)
+    return judge(
+        task="factoid_qa", label="magnitude@0.50", dense=dense, compressed=compressed, tolerance=tolerance, **kw
+    )
 
 
 def test_relative_tolerance_is_llm_kick_matching():

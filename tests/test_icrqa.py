@@ -14,8 +14,10 @@ from pytest_kick.tasks.icrqa import ICRQA, TriviaItem, containment, exact_match,
 
 CLOSED, OPEN = ICRQA("closed"), ICRQA("open")
 HINGIS = TriviaItem(
-    "tc_1250", "Melanie Molitor is the mom of which tennis world NO 1?",
-    ("Martina Hingis", "The Swiss Miss", "Hingis"), ("martina hingis", "swiss miss", "hingis"),
+    "tc_1250",
+    "Melanie Molitor is the mom of which tennis world NO 1?",
+    ("Martina Hingis", "The Swiss Miss", "Hingis"),
+    ("martina hingis", "swiss miss", "hingis"),
     "Martina Hingis (born 30 September 1980) is a Swiss former professional tennis player. "
     "Her mother, Melanie Molitor, coached her.",
 )
@@ -33,8 +35,10 @@ def test_prompts_are_llm_kicks():
     [closed] = CLOSED.requests([HINGIS], [], Settings())
     assert closed.prompt == "Answer these questions:\n\nQ: Melanie Molitor is the mom of which tennis world NO 1?\nA:"
     [opened] = OPEN.requests([HINGIS], [], Settings())
-    assert opened.prompt == (HINGIS.context + "\n\nBased on these texts, answer these questions:\n\n"
-                             "Q: Melanie Molitor is the mom of which tennis world NO 1?\nA:")
+    assert opened.prompt == (
+        HINGIS.context + "\n\nBased on these texts, answer these questions:\n\n"
+        "Q: Melanie Molitor is the mom of which tennis world NO 1?\nA:"
+    )
     for request in (closed, opened):  # plain text (LLM-KICK prompted Vicuna without a template), 32 tokens
         assert request.messages == () and request.max_new_tokens == 32 and request.stop == ()
 
@@ -49,7 +53,8 @@ def test_shots_are_question_answer_pairs_after_the_header():
     shot = TriviaItem("s", "What is the capital of France?", ("Paris",), ("paris",), "Paris is the capital.")
     assert CLOSED.prompt(HINGIS, [shot]) == (
         "Answer these questions:\n\nQ: What is the capital of France?\nA: Paris\n\n"
-        "Q: Melanie Molitor is the mom of which tennis world NO 1?\nA:")
+        "Q: Melanie Molitor is the mom of which tennis world NO 1?\nA:"
+    )
 
 
 def test_official_normalisation():
@@ -125,8 +130,10 @@ def test_prediction_is_one_line(output):
 def test_bundled_data_names_reconstructed_passages():
     dataset = CLOSED.load(Settings())
     assert len(dataset.examples) == 114 and len(dataset.content_hash) == 64
-    assert dataset.source == ("bundled:triviaqa/triviaqa_verified_wikipedia_dev_reconstructed_context.jsonl"
-                              " (passages reconstructed from Wikipedia)")
+    assert dataset.source == (
+        "bundled:triviaqa/triviaqa_verified_wikipedia_dev_reconstructed_context.jsonl"
+        " (passages reconstructed from Wikipedia)"
+    )
     assert all(e.answers and e.truths and e.context for e in dataset.examples)
 
 
@@ -183,9 +190,13 @@ def test_missing_bundled_file_is_a_clear_error(monkeypatch, tmp_path):
 
 def hub_row(qid, wiki=("W" * 2000,), web=("B" * 2000,)):
     return {
-        "question_id": qid, "question": "Who?",
-        "answer": {"value": "Sunset Boulevard", "aliases": ["Sunset Blvd", "Sunset Boulevard"],
-                   "normalized_aliases": ["sunset blvd", "sunset boulevard"]},
+        "question_id": qid,
+        "question": "Who?",
+        "answer": {
+            "value": "Sunset Boulevard",
+            "aliases": ["Sunset Blvd", "Sunset Boulevard"],
+            "normalized_aliases": ["sunset blvd", "sunset boulevard"],
+        },
         "entity_pages": {"filename": [f"{qid}.txt"] * len(wiki), "wiki_context": list(wiki)},
         "search_results": {"filename": [f"{qid}.html"] * len(web), "search_context": list(web)},
     }

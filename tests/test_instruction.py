@@ -10,12 +10,21 @@ from pytest_kick.engines.base import Runner
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest
 from pytest_kick.tasks.base import Settings
-from pytest_kick.tasks.instruction import Conversation, Instruction, load_mtbench, load_vicuna, parse, render, \
-    vicuna_prompt
+from pytest_kick.tasks.instruction import (
+    Conversation,
+    Instruction,
+    load_mtbench,
+    load_vicuna,
+    parse,
+    render,
+    vicuna_prompt,
+)
 
 VICUNA, MTBENCH = Instruction("vicuna"), Instruction("mtbench")
-SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-          "detailed, and polite answers to the user's questions.")
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
 
 
 def items(task, settings=None):
@@ -53,7 +62,8 @@ def test_mtbench_keeps_the_30_questions_with_gpt4_references():
 def test_plain_prompt_is_fastchats_vicuna_v1_1():
     assert vicuna_prompt([("user", "Hi")]) == SYSTEM + " USER: Hi ASSISTANT:"
     assert vicuna_prompt([("user", "q1"), ("assistant", "a1"), ("user", "q2")]) == (
-        SYSTEM + " USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT:")
+        SYSTEM + " USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT:"
+    )
 
 
 def test_first_turn_requests_use_the_chat_template():
@@ -82,28 +92,37 @@ class FakeEngine:
 
 
 def test_mtbench_turn_two_sees_the_models_own_first_reply():
-    conversation = Conversation("c1", "q", ("ref one", "ref two"), ("Write a poem.", "Now shorter."), ("r1", "r2"),
-                                "writing")
+    conversation = Conversation(
+        "c1", "q", ("ref one", "ref two"), ("Write a poem.", "Now shorter."), ("r1", "r2"), "writing"
+    )
     single = Conversation("c2", "q", ("ref",), ("Hello there.",), ("ref",), "generic")
     engine, ticks = FakeEngine(), []
-    scores, outputs = MTBENCH.evaluate([conversation, single], [], Settings(),
-                                       Runner(engine, lambda d, t: ticks.append((d, t))))
+    scores, outputs = MTBENCH.evaluate(
+        [conversation, single], [], Settings(), Runner(engine, lambda d, t: ticks.append((d, t)))
+    )
     first, second = engine.rounds
     assert [r.messages for r in first] == [(("user", "Write a poem."),), (("user", "Hello there."),)]
     [follow_up] = second  # only the two-turn item has a second round
-    assert follow_up.messages == (("user", "Write a poem."), ("assistant", "reply 1 to Write a poem"),
-                                  ("user", "Now shorter."))
-    assert follow_up.prompt == (SYSTEM + " USER: Write a poem. ASSISTANT: reply 1 to Write a poem</s>USER: Now shorter."
-                                " ASSISTANT:")
-    assert outputs == ["[turn 1]\nreply 1 to Write a poem\n\n[turn 2]\nreply 2 to Now shorter.",
-                       "reply 1 to Hello there."]
+    assert follow_up.messages == (
+        ("user", "Write a poem."),
+        ("assistant", "reply 1 to Write a poem"),
+        ("user", "Now shorter."),
+    )
+    assert follow_up.prompt == (
+        SYSTEM + " USER: Write a poem. ASSISTANT: reply 1 to Write a poem</s>USER: Now shorter. ASSISTANT:"
+    )
+    assert outputs == [
+        "[turn 1]\nreply 1 to Write a poem\n\n[turn 2]\nreply 2 to Now shorter.",
+        "reply 1 to Hello there.",
+    ]
     assert ticks[-1] == (3, 3) and [d for d, _ in ticks] == sorted(d for d, _ in ticks)
     assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
 
 
 def test_conversation_scores_average_the_turns():
-    item = Conversation("c", "q", ("alpha beta gamma", "delta epsilon"), ("t1", "t2"), ("alpha beta gamma",
-                        "delta epsilon"), "math")
+    item = Conversation(
+        "c", "q", ("alpha beta gamma", "delta epsilon"), ("t1", "t2"), ("alpha beta gamma", "delta epsilon"), "math"
+    )
     both = render(["alpha beta gamma", "delta epsilon"])
     assert MTBENCH.score(item, None, both, Settings()) == pytest.approx(1.0)
     assert MTBENCH.score(item, None, render(["alpha beta gamma", "zeta"]), Settings()) == pytest.approx(0.5)
@@ -187,15 +206,21 @@ def test_malformed_mtbench_file_names_it(tmp_path, line, message):
 
 
 def test_missing_vicuna_references_file_names_it(tmp_path):
-    root = _root(tmp_path, "llmkick_conversation_questions.jsonl",
-                 [json.dumps({"question_id": 1, "text": "Hi?", "category": "generic"})])
+    root = _root(
+        tmp_path,
+        "llmkick_conversation_questions.jsonl",
+        [json.dumps({"question_id": 1, "text": "Hi?", "category": "generic"})],
+    )
     with pytest.raises(KickError, match="llmkick_gpt-3.5-turbo_reference_answers.jsonl is missing"):
         load_vicuna(root)
 
 
 def test_questions_without_references_are_left_out_of_rouge_scoring(tmp_path):
-    root = _root(tmp_path, "llmkick_conversation_questions.jsonl",
-                 [json.dumps({"question_id": k, "text": f"q{k}?", "category": "generic"}) for k in (1, 2)])
+    root = _root(
+        tmp_path,
+        "llmkick_conversation_questions.jsonl",
+        [json.dumps({"question_id": k, "text": f"q{k}?", "category": "generic"}) for k in (1, 2)],
+    )
     _root(tmp_path, "llmkick_gpt-3.5-turbo_reference_answers.jsonl", [json.dumps({"question_id": 2, "text": "a"})])
     found, _ = load_vicuna(root)
     assert [i.references for i in found] == [(), ("a",)]

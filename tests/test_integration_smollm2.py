@@ -44,15 +44,32 @@ def test_dense_smollm2_knows_easy_facts_through_its_chat_template(smollm2):
 
 
 def test_suite_on_smollm2_keeps_knowledge_at_low_sparsity_and_loses_it_at_high(pytester, cache_dir):
-    questions = [{"Question-ID": qid, "RawQuestion": q, "Parses": [{"Answers": [{"AnswersMid": "m", "AnswersName": a}]}]}
-                 for qid, q, a in EASY]
+    questions = [
+        {"Question-ID": qid, "RawQuestion": q, "Parses": [{"Answers": [{"AnswersMid": "m", "AnswersName": a}]}]}
+        for qid, q, a in EASY
+    ]
     (pytester.path / "easy").mkdir()
     (pytester.path / "easy" / "FreebaseQA-eval.json").write_text(json.dumps({"Questions": questions}))
     result = pytester.runpytest(
-        "--kick-model", "smollm2-135m", "--kick-ratio", "0.05,0.6", "--kick-data-dir", "easy", "--kick-tasks", "factoid_qa",
-        "--kick-cache-dir", str(cache_dir), "--kick-report", "report.json", "-rA", "-p", "no:cacheprovider",
+        "--kick-model",
+        "smollm2-135m",
+        "--kick-ratio",
+        "0.05,0.6",
+        "--kick-data-dir",
+        "easy",
+        "--kick-tasks",
+        "factoid_qa",
+        "--kick-cache-dir",
+        str(cache_dir),
+        "--kick-report",
+        "report.json",
+        "-rA",
+        "-p",
+        "no:cacheprovider",
     )
-    cases = {c["compressor"] + str(c["ratio"]): c for c in json.loads((pytester.path / "report.json").read_text())["cases"]}
+    cases = {
+        c["compressor"] + str(c["ratio"]): c for c in json.loads((pytester.path / "report.json").read_text())["cases"]
+    }
     assert cases["denseNone"]["dense"] >= 0.75, cases["denseNone"]
     assert cases["denseNone"]["verdict"] == "sane"
     assert cases["magnitude0.05"]["verdict"] == "matching"

@@ -38,8 +38,11 @@ def test_a_misspelled_judge_says_what_is_accepted(spelling):
 
 
 def test_an_openai_judge_needs_its_endpoint(monkeypatch):
-    with pytest.raises(KickError, match=r"--kick-judge openai:gpt-4 needs the endpoint: --kick-judge-url URL or "
-                                        r"\$OPENAI_BASE_URL"):
+    with pytest.raises(
+        KickError,
+        match=r"--kick-judge openai:gpt-4 needs the endpoint: --kick-judge-url URL or "
+        r"\$OPENAI_BASE_URL",
+    ):
         config(judge="openai:gpt-4")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1/chat/completions")
     assert config(judge="openai:gpt-4").judge_url == "http://127.0.0.1:8000/v1"
@@ -65,8 +68,9 @@ def test_a_named_key_variable_must_be_set(monkeypatch):
 
 @pytest.mark.parametrize("url", ["http://user:sk-123@host/v1", "http://host/v1?key=sk-123"])
 def test_credentials_in_the_url_are_refused(url):
-    with pytest.raises(KickError, match="without user, password or query; the key goes in an environment variable") \
-            as err:
+    with pytest.raises(
+        KickError, match="without user, password or query; the key goes in an environment variable"
+    ) as err:
         config(judge="openai:m", judge_url=url)
     assert "sk-123" not in str(err.value)
 
@@ -83,8 +87,9 @@ def test_without_the_openai_package_the_message_says_what_to_install(monkeypatch
         config(judge="openai:gpt-4", judge_url="http://h:1/v1")
 
 
-@pytest.mark.parametrize("name, value", [("judge-url", "http://h:1/v1"), ("judge-key-env", "X"),
-                                         ("judge-concurrency", "4")])
+@pytest.mark.parametrize(
+    "name, value", [("judge-url", "http://h:1/v1"), ("judge-key-env", "X"), ("judge-concurrency", "4")]
+)
 def test_openai_options_without_an_openai_judge(name, value):
     with pytest.raises(KickError, match=f"^--kick-{name} applies to an openai:<model> judge, not --kick-judge rouge"):
         config(**{name.replace("-", "_"): value})
@@ -104,8 +109,11 @@ def test_a_local_judge_is_a_known_model():
 
 
 def test_a_judge_needs_a_task_it_scores():
-    with pytest.raises(KickError, match="--kick-judge scores summarization and instruction, and --kick-tasks "
-                                        "selects neither"):
+    with pytest.raises(
+        KickError, match="--kick-judge scores summarization and instruction, and --kick-tasks selects neither"
+    ):
         config(judge="local:tiny-random-llama", tasks="mmlu")
-    assert config(judge="local:tiny-random-llama", tasks="mmlu,instruction:vicuna").tasks == ("mmlu",
-                                                                                             "instruction:vicuna")
+    assert config(judge="local:tiny-random-llama", tasks="mmlu,instruction:vicuna").tasks == (
+        "mmlu",
+        "instruction:vicuna",
+    )

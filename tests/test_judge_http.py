@@ -48,8 +48,9 @@ class Story:  # the shape of tasks/summarization.py's items
 
 
 def question(n: int, plan: str = "valid", category: str = "generic"):
-    item = Question(f"q{n}", f"Question {n}?", ("REFERENCE answer",), (f"Question {n}?",), ("REFERENCE answer",),
-                    category)
+    item = Question(
+        f"q{n}", f"Question {n}?", ("REFERENCE answer",), (f"Question {n}?",), ("REFERENCE answer",), category
+    )
     return item, (f"My answer {n} <<plan:{plan}>>",)
 
 
@@ -70,8 +71,9 @@ def secret(monkeypatch):
 class Rig:
     def __init__(self, server, cache_dir, family=None, **options):
         self.sleeps = []
-        settings = dict(url=server.url, key_env=KEY_ENV, concurrency=4, timeout=0.5, retries=2,
-                        sleep=self.sleeps.append)
+        settings = dict(
+            url=server.url, key_env=KEY_ENV, concurrency=4, timeout=0.5, retries=2, sleep=self.sleeps.append
+        )
         settings.update(options)
         self.backend = OpenAIBackend("judge-model", **settings)
         self.judge = Judge(self.backend, ReplyCache(cache_dir), reasks=2)
@@ -144,10 +146,14 @@ def test_a_200_reply_that_is_not_a_chat_completion_is_retried_then_a_judge_error
     assert scores[:2] == [6.0, 6.0]
     assert all(math.isnan(s) for s in scores[2:]) and rig.scorer.item_errors == 2
     html, notchat = (rig.scorer.judgment(*c).error for c in cases[2:])
-    assert html == ("judge request failed: reply is not a chat completion (text/html body: "
-                    "'<html><head><title>Sign in</title></head> <body>The proxy ne…') (3 attempts)")
-    assert notchat == ("judge request failed: reply is not a chat completion (no choices; application/json "
-                       "body: '{\"status\": \"queued\", \"id\": \"job-1\"}') (3 attempts)")
+    assert html == (
+        "judge request failed: reply is not a chat completion (text/html body: "
+        "'<html><head><title>Sign in</title></head> <body>The proxy ne…') (3 attempts)"
+    )
+    assert notchat == (
+        "judge request failed: reply is not a chat completion (no choices; application/json "
+        'body: \'{"status": "queued", "id": "job-1"}\') (3 attempts)'
+    )
     # html,valid and notchat,valid: one retry per order; html and notchat: two per order (3 attempts)
     assert rig.judge.stats.retries == 2 * 1 * 2 + 2 * 2 * 2 and rig.judge.stats.requests == server.requests
     assert {1.0, 2.0} <= set(rig.sleeps)  # the usual backoff
@@ -173,7 +179,10 @@ def test_two_turn_grading_and_summaries_through_the_server(server, secret, tmp_p
     item = Question("mt", "", ("r1", "r2"), ("Solve x + 1 = 3.", "And x + 2 = 3?"), ("x = 2", "x = 1"), "math")
     assert mtbench.run([(item, ("x = 2 <<plan:valid>>", "x = 1"))]) == [6.0]
     assert mtbench.scorer.figures(item, ("x = 2 <<plan:valid>>", "x = 1")) == {
-        "judge_error": 0.0, "judge_turn1": 6.0, "judge_turn2": 6.0}
+        "judge_error": 0.0,
+        "judge_turn1": 6.0,
+        "judge_turn2": 6.0,
+    }
     assert server.requests == 2
 
     summaries = Rig(server, tmp_path / "cache", family=KickSummary())
@@ -195,14 +204,26 @@ def test_the_key_is_sent_but_never_stored_or_reported(server, secret, tmp_path):
     rig = Rig(server, cache_dir)
     scores = rig.run(cases)
     assert f"Bearer {secret}" in server.authorizations  # the key was in use
-    assert rig.scorer.judgment(*cases[1]).error.startswith("judge request failed: HTTP 400: bad request from Bearer ***")
+    assert rig.scorer.judgment(*cases[1]).error.startswith(
+        "judge request failed: HTTP 400: bad request from Bearer ***"
+    )
 
     report = tmp_path / "report.json"
-    report.write_text(json.dumps({
-        "summary": rig.scorer.summary(), "errors": rig.judge.stats.errors, "fingerprint": rig.scorer.fingerprint(),
-        "backend": repr(rig.backend),
-        "items": [{"score": s, "explanation": rig.scorer.explanation(*c), "figures": rig.scorer.figures(*c)}
-                  for s, c in zip(scores, cases)]}, default=str))
+    report.write_text(
+        json.dumps(
+            {
+                "summary": rig.scorer.summary(),
+                "errors": rig.judge.stats.errors,
+                "fingerprint": rig.scorer.fingerprint(),
+                "backend": repr(rig.backend),
+                "items": [
+                    {"score": s, "explanation": rig.scorer.explanation(*c), "figures": rig.scorer.figures(*c)}
+                    for s, c in zip(scores, cases)
+                ],
+            },
+            default=str,
+        )
+    )
     files = [p for p in cache_dir.rglob("*") if p.is_file()] + [report]
     assert len(files) > 3
     for path in files:
@@ -224,8 +245,8 @@ def test_without_the_openai_package_the_message_says_what_to_install(monkeypatch
 
 
 def test_retry_after_in_seconds_milliseconds_or_a_date():
-    from email.utils import format_datetime
     from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
     from types import SimpleNamespace
 
     from pytest_kick.judge.client import _retry_after
@@ -240,19 +261,27 @@ def test_retry_after_in_seconds_milliseconds_or_a_date():
     assert after(**{"retry-after": "soon"}) is None and after() is None
 
 
-@pytest.mark.parametrize("body, content_type, problem", [
-    ('<html>oops</html>', "application/json", "(application/json body: '<html>oops</html>')"),
-    ("[1, 2]", "application/json", "(no choices; application/json body: '[1, 2]')"),
-    ('{"choices": "x"}', "application/json", "(no choices; "),
-    ('{"choices": [{"index": 0}]}', "application/json", "(no message text in its first choice; "),
-    ('{"choices": [{"message": {"content": 5}}]}', "", "(no message text in its first choice; no content type body"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, problem",
+    [
+        ("<html>oops</html>", "application/json", "(application/json body: '<html>oops</html>')"),
+        ("[1, 2]", "application/json", "(no choices; application/json body: '[1, 2]')"),
+        ('{"choices": "x"}', "application/json", "(no choices; "),
+        ('{"choices": [{"index": 0}]}', "application/json", "(no message text in its first choice; "),
+        (
+            '{"choices": [{"message": {"content": 5}}]}',
+            "",
+            "(no message text in its first choice; no content type body",
+        ),
+    ],
+)
 def test_what_is_not_a_chat_completion(body, content_type, problem):
     from pytest_kick.judge.client import NotCompletion, read_completion
 
     with pytest.raises(NotCompletion) as caught:
         read_completion(body, content_type)
     assert str(caught.value).startswith("reply is not a chat completion ") and problem in str(caught.value)
-    assert read_completion('{"choices": [{"message": {"content": "7 6"}}], "usage": {"prompt_tokens": 3}}',
-                           "application/json") == ("7 6", 3, 0)
+    assert read_completion(
+        '{"choices": [{"message": {"content": "7 6"}}], "usage": {"prompt_tokens": 3}}', "application/json"
+    ) == ("7 6", 3, 0)
     assert read_completion('{"choices": []}', "application/json") == (None, 0, 0)  # "reply without content"

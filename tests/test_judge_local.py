@@ -48,12 +48,14 @@ def test_local_judge_identity_and_cap_key_the_cache(tmp_path):
     assert len(first.requests) == 2
     same = ScriptedEngine("unused")
     build_scorer("summarization", "small", "kick", local_backend(same, "m", "m@rev1", 64), tmp_path).prepare(
-        stories, replies)
+        stories, replies
+    )
     assert same.requests == []
     for identity, cap in (("m@rev2", 64), ("m@rev1", 128)):
         other = ScriptedEngine("8 7\n8 7\n8 7\n8 7\nok")
         build_scorer("summarization", "small", "kick", local_backend(other, "m", identity, cap), tmp_path).prepare(
-            stories, replies)
+            stories, replies
+        )
         assert len(other.requests) == 2, (identity, cap)
 
 
@@ -64,8 +66,13 @@ def test_tiny_random_llama_as_judge_end_to_end(tiny, tmp_path):
     engine = CountingEngine(Engine(model, tokenizer, "cpu", batch_size=8))
     stories = load_stories(bundled_dir() / BUNDLED)[:2]
     replies = [("The landslide buried 83 workers.",), ("Talks were held.",)]
-    scorer = build_scorer("summarization", "small", "strict",
-                          local_backend(engine, "tiny-random-llama", "tiny-random-llama:seed0", 8), tmp_path)
+    scorer = build_scorer(
+        "summarization",
+        "small",
+        "strict",
+        local_backend(engine, "tiny-random-llama", "tiny-random-llama:seed0", 8),
+        tmp_path,
+    )
     scores = [scorer.score(s, r) for s, r in zip(stories, replies)]
     assert len(scores) == 2 and all(math.isnan(s) for s in scores)
     assert engine.requests == 2 * 3  # two items, one ask each, asked three times
@@ -73,7 +80,12 @@ def test_tiny_random_llama_as_judge_end_to_end(tiny, tmp_path):
     assert summary["item_errors"] == 2 and summary["unreadable"] == 2 and summary["reasks"] == 4
 
     rerun = CountingEngine(engine.engine)
-    again = build_scorer("summarization", "small", "strict",
-                         local_backend(rerun, "tiny-random-llama", "tiny-random-llama:seed0", 8), tmp_path)
+    again = build_scorer(
+        "summarization",
+        "small",
+        "strict",
+        local_backend(rerun, "tiny-random-llama", "tiny-random-llama:seed0", 8),
+        tmp_path,
+    )
     assert all(math.isnan(again.score(s, r)) for s, r in zip(stories, replies))
     assert rerun.requests == 0 and again.summary()["cache_hits"] == 6

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_kick.judge import parse
 from pytest_kick.judge.protocols import SUMMARY_METRICS, Ask, Decoding
@@ -20,42 +21,54 @@ def records(name):
 
 
 # --- LLM-KICK general / coding: two scores on the first line -------------------------------------
-@pytest.mark.parametrize("reply, expected", [
-    ("9 8\nAssistant 1 was more detailed.", (9.0, 8.0)),
-    ("9 8.5\n\nBoth answers are helpful.", (9.0, 8.5)),
-    ("8,7\nexplanation", (8.0, 7.0)),
-    ("  \n\n7 10\nthe first line may follow blank lines", (7.0, 10.0)),
-    ("8.5/10 for Assistant 1, 6/10 for Assistant 2.\n\nAssistant 1: the code is correct", (8.5, 6.0)),
-    ("Assistant 1: 8, Assistant 2: 7\nexplanation", (8.0, 7.0)),
-    ("**8 9**\nmarkdown emphasis around the scores", (8.0, 9.0)),
-    ("Scores: 6 and 7.\nsentence punctuation after the second score", (6.0, 7.0)),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("9 8\nAssistant 1 was more detailed.", (9.0, 8.0)),
+        ("9 8.5\n\nBoth answers are helpful.", (9.0, 8.5)),
+        ("8,7\nexplanation", (8.0, 7.0)),
+        ("  \n\n7 10\nthe first line may follow blank lines", (7.0, 10.0)),
+        ("8.5/10 for Assistant 1, 6/10 for Assistant 2.\n\nAssistant 1: the code is correct", (8.5, 6.0)),
+        ("Assistant 1: 8, Assistant 2: 7\nexplanation", (8.0, 7.0)),
+        ("**8 9**\nmarkdown emphasis around the scores", (8.0, 9.0)),
+        ("Scores: 6 and 7.\nsentence punctuation after the second score", (6.0, 7.0)),
+    ],
+)
 def test_pair_first_line_reads_two_scores(reply, expected):
     assert parse.pair_first_line(reply) == expected
 
 
-@pytest.mark.parametrize("reply", [
-    "",
-    "error",  # LLM-KICK's placeholder for a failed request
-    "Assistant 1 gave the better answer.\n9 8",  # the scores are not on the first line
-    "9\n8",  # one score on the first line
-    "9 8 7\nthree numbers",
-    "11 8\nout of the 1-10 scale",
-    "-1 5\nbelow the scale",
-    "2023 was the year; 8 7",  # a year is a number that is no score: three numbers
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "error",  # LLM-KICK's placeholder for a failed request
+        "Assistant 1 gave the better answer.\n9 8",  # the scores are not on the first line
+        "9\n8",  # one score on the first line
+        "9 8 7\nthree numbers",
+        "11 8\nout of the 1-10 scale",
+        "-1 5\nbelow the scale",
+        "2023 was the year; 8 7",  # a year is a number that is no score: three numbers
+    ],
+)
 def test_pair_first_line_refuses_what_is_not_two_scores(reply):
     assert parse.pair_first_line(reply) is None
 
 
 # --- LLM-KICK math: a Python tuple after the worked solution ---------------------------------------
-@pytest.mark.parametrize("reply, expected", [
-    ("First, let's solve it: 2 + 2 = 4.\n\nSo, the final scores are (10, 4).", (10.0, 4.0)),
-    ("Scores (6, 6) at first glance... after checking: (7, 3)", (7.0, 3.0)),  # the last tuple
-    ("(8.5, 9)\nexplanation", (8.5, 9.0)),
-    ("We get (2, 3) as the point.\nTherefore the scores are:\n\nAssistant 1: 10/10\nAssistant 2: 1/10\n", (10.0, 1.0)),
-    ("9 6\nno tuple: the first line holds the scores", (9.0, 6.0)),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("First, let's solve it: 2 + 2 = 4.\n\nSo, the final scores are (10, 4).", (10.0, 4.0)),
+        ("Scores (6, 6) at first glance... after checking: (7, 3)", (7.0, 3.0)),  # the last tuple
+        ("(8.5, 9)\nexplanation", (8.5, 9.0)),
+        (
+            "We get (2, 3) as the point.\nTherefore the scores are:\n\nAssistant 1: 10/10\nAssistant 2: 1/10\n",
+            (10.0, 1.0),
+        ),
+        ("9 6\nno tuple: the first line holds the scores", (9.0, 6.0)),
+    ],
+)
 def test_pair_tuple(reply, expected):
     assert parse.pair_tuple(reply) == expected
 
@@ -79,14 +92,17 @@ def test_pair_lines_needs_all_four(reply):
 
 
 # --- MT-Bench single-answer grading --------------------------------------------------------------------
-@pytest.mark.parametrize("reply, expected", [
-    ("The answer is accurate and detailed. Rating: [[8]]", 8.0),
-    ("Rating: [[7.5]]", 7.5),
-    ("Explanation... [8]", 8.0),  # FastChat's backup pattern
-    ("Rating: 7", 7.0),
-    ("rating = **6**", 6.0),
-    ("[[9]] and later [[3]]", 9.0),  # the first, as FastChat's re.search
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("The answer is accurate and detailed. Rating: [[8]]", 8.0),
+        ("Rating: [[7.5]]", 7.5),
+        ("Explanation... [8]", 8.0),  # FastChat's backup pattern
+        ("Rating: 7", 7.0),
+        ("rating = **6**", 6.0),
+        ("[[9]] and later [[3]]", 9.0),  # the first, as FastChat's re.search
+    ],
+)
 def test_rating(reply, expected):
     assert parse.rating(reply) == expected
 
@@ -126,9 +142,12 @@ def test_instruction_reviews_llmkick_could_not_read():
     could not read (2 coding "8.5/10 for Assistant 1, ...", all 3 math). Ours reads every real reply
     with the parser of its prompt."""
     reviews = records("llmkick_vicuna7b_dense_gpt4_reviews.jsonl")
-    categories = {json.loads(line)["question_id"]: json.loads(line)["category"] for line in
-                  (Path(parse.__file__).parents[2] / "fixtures/mt_bench/llmkick_conversation_questions.jsonl")
-                  .read_text().splitlines()}
+    categories = {
+        json.loads(line)["question_id"]: json.loads(line)["category"]
+        for line in (Path(parse.__file__).parents[2] / "fixtures/mt_bench/llmkick_conversation_questions.jsonl")
+        .read_text()
+        .splitlines()
+    }
     unread = [r for r in reviews if r["score"] == [-1, -1]]
     placeholders = [r for r in unread if r["text"] == "error"]
     real = [r for r in unread if r["text"] != "error"]
@@ -158,8 +177,36 @@ def test_parsers_never_crash_on_any_text(text):
         assert found is None or isinstance(found, (float, tuple, list))
 
 
-score_text = st.sampled_from(["1", "2", "7", "8.5", "10", "0", "11", "2023", "(", ")", ",", "/10", "[[", "]]", "[",
-                              "]", "Assistant 1", "Assistant 2", "Rating:", " ", "\n", ".", "**", "-", "inf", "nan"])
+score_text = st.sampled_from(
+    [
+        "1",
+        "2",
+        "7",
+        "8.5",
+        "10",
+        "0",
+        "11",
+        "2023",
+        "(",
+        ")",
+        ",",
+        "/10",
+        "[[",
+        "]]",
+        "[",
+        "]",
+        "Assistant 1",
+        "Assistant 2",
+        "Rating:",
+        " ",
+        "\n",
+        ".",
+        "**",
+        "-",
+        "inf",
+        "nan",
+    ]
+)
 
 
 @settings(max_examples=500, deadline=None)
@@ -167,8 +214,13 @@ score_text = st.sampled_from(["1", "2", "7", "8.5", "10", "0", "11", "2023", "("
 def test_parsers_never_crash_on_score_like_text_and_stay_on_scale(text):
     for parser in PARSERS:
         found = parser(text)
-        values = [] if found is None else [found] if isinstance(found, float) else \
-            [v for pair in (found if isinstance(found, list) else [found]) for v in pair]
+        values = (
+            []
+            if found is None
+            else [found]
+            if isinstance(found, float)
+            else [v for pair in (found if isinstance(found, list) else [found]) for v in pair]
+        )
         assert all(0.0 <= v <= 10.0 for v in values)
 
 

@@ -9,16 +9,17 @@ from pytest_kick.errors import KickError
 from pytest_kick.judge import JudgeSpec, build_scorer, callable_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache, cache_key, public_endpoint
 from pytest_kick.judge.errors import JudgeErrorsExceeded, check_share, count, paired
-from pytest_kick.judge.protocols import (REMINDERS, KickInstruction, KickSummary, MTBenchSingle, bundled_dir,
-                                         family_for)
+from pytest_kick.judge.protocols import REMINDERS, KickInstruction, KickSummary, MTBenchSingle, bundled_dir, family_for
 from pytest_kick.tasks.instruction import load_mtbench, load_vicuna
 from pytest_kick.tasks.summarization import BUNDLED, load_stories
 
-KICK_GENERAL_END = ("Please first output a single line containing only two values indicating the scores for "
-                    "Assistant 1 and 2, respectively. The two scores are separated by a space. In the subsequent "
-                    "line, please provide a comprehensive explanation of your evaluation, avoiding any potential "
-                    "bias and ensuring that the order in which the responses were presented does not affect your "
-                    "judgment.\n\n")
+KICK_GENERAL_END = (
+    "Please first output a single line containing only two values indicating the scores for "
+    "Assistant 1 and 2, respectively. The two scores are separated by a space. In the subsequent "
+    "line, please provide a comprehensive explanation of your evaluation, avoiding any potential "
+    "bias and ensuring that the order in which the responses were presented does not affect your "
+    "judgment.\n\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +42,27 @@ def test_kick_instruction_prompt_is_llmkicks_in_both_orders(vicuna):
     item = vicuna["generic"]
     first, second = KickInstruction().asks(item, ["MY ANSWER"])
     assert first.system == "You are a helpful and precise assistant for checking the quality of the answer."
-    assert first.user.startswith(f"[Question]\n{item.turns[0]}\n\n[The Start of Assistant 1's Answer]\n"
-                                 f"{item.references[0]}\n\n[The End of Assistant 1's Answer]\n\n"
-                                 "[The Start of Assistant 2's Answer]\nMY ANSWER\n\n[The End of Assistant 2's Answer]")
+    assert first.user.startswith(
+        f"[Question]\n{item.turns[0]}\n\n[The Start of Assistant 1's Answer]\n"
+        f"{item.references[0]}\n\n[The End of Assistant 1's Answer]\n\n"
+        "[The Start of Assistant 2's Answer]\nMY ANSWER\n\n[The End of Assistant 2's Answer]"
+    )
     assert first.user.endswith(KICK_GENERAL_END)
     assert (first.model_slot, second.model_slot) == (2, 1)  # LLM-KICK's order first, then swapped
     assert "[The Start of Assistant 1's Answer]\nMY ANSWER\n" in second.user
     assert (first.decoding.temperature, first.decoding.max_tokens) == (0.2, 1024)
 
 
-@pytest.mark.parametrize("category, template, reader", [
-    ("coding", "llmkick-coding", "pair_first_line"), ("math", "llmkick-math", "pair_tuple"),
-    ("generic", "llmkick-general", "pair_first_line"), ("fermi", "llmkick-general", "pair_first_line"),
-    ("writing", "llmkick-general", "pair_first_line")])
+@pytest.mark.parametrize(
+    "category, template, reader",
+    [
+        ("coding", "llmkick-coding", "pair_first_line"),
+        ("math", "llmkick-math", "pair_tuple"),
+        ("generic", "llmkick-general", "pair_first_line"),
+        ("fermi", "llmkick-general", "pair_first_line"),
+        ("writing", "llmkick-general", "pair_first_line"),
+    ],
+)
 def test_kick_instruction_prompt_chosen_by_category(vicuna, category, template, reader):
     ask = KickInstruction().asks(vicuna[category], ["x"])[0]
     assert (ask.template, ask.reader) == (template, reader)
@@ -63,10 +72,14 @@ def test_kick_instruction_prompt_chosen_by_category(vicuna, category, template, 
 
 def test_kick_summary_prompt_uses_llmkicks_question_and_the_highlights(story):
     first, second = KickSummary().asks(story, ["MY SUMMARY"])
-    assert first.system == ("You are a helpful and precise assistant for checking the quality of the summarization "
-                            "of two stories within 150 words.")
-    assert first.user.startswith(f"[Story]\n{story.prompt}\n\n[The Start of Assistant 1's Summary]\n"
-                                 f"{story.references[0]}\n\n[The End of Assistant 1's Summary]")
+    assert first.system == (
+        "You are a helpful and precise assistant for checking the quality of the summarization "
+        "of two stories within 150 words."
+    )
+    assert first.user.startswith(
+        f"[Story]\n{story.prompt}\n\n[The Start of Assistant 1's Summary]\n"
+        f"{story.references[0]}\n\n[The End of Assistant 1's Summary]"
+    )
     assert "@highlight" in first.user  # LLM-KICK's question text, verbatim
     assert "four lines containing only two values" in first.user
     assert (first.reader, first.decoding.temperature, first.decoding.max_tokens) == ("pair_lines", 0.1, 1024)
@@ -80,8 +93,9 @@ def test_strict_two_turn_math_is_graded_against_gpt4_references(mtbench):
     assert (turn1.template, turn2.template) == ("single-math-v1", "single-math-v1-multi-turn")
     assert f"[The Start of Reference Answer]\n{item.references[0]}\n[The End of Reference Answer]" in turn1.user
     assert turn1.user.endswith("[The Start of Assistant's Answer]\nA1\n[The End of Assistant's Answer]")
-    assert (f"### User:\n{item.turns[0]}\n\n### Assistant A:\nA1\n\n### User:\n{item.turns[1]}\n\n"
-            "### Assistant A:\nA2") in turn2.user
+    assert (
+        f"### User:\n{item.turns[0]}\n\n### Assistant A:\nA1\n\n### User:\n{item.turns[1]}\n\n### Assistant A:\nA2"
+    ) in turn2.user
     assert f"### Reference answer:\n{item.references[1]}" in turn2.user
     assert turn1.system == "You are a helpful assistant."
     assert (turn1.decoding.temperature, turn1.decoding.max_tokens) == (0.0, 2048)
@@ -178,11 +192,19 @@ def test_another_judge_model_or_protocol_is_another_judgment(vicuna, tmp_path):
 def test_cache_key_covers_what_changes_the_reply_and_no_credentials():
     base = dict(endpoint="http://h/v1", model="m", messages=(("user", "q"),), temperature=0.0, max_tokens=10, ask=0)
     key = cache_key(**base)
-    for field, value in [("endpoint", "http://other/v1"), ("model", "m2"), ("messages", (("user", "q2"),)),
-                         ("temperature", 0.2), ("max_tokens", 11), ("ask", 1)]:
+    for field, value in [
+        ("endpoint", "http://other/v1"),
+        ("model", "m2"),
+        ("messages", (("user", "q2"),)),
+        ("temperature", 0.2),
+        ("max_tokens", 11),
+        ("ask", 1),
+    ]:
         assert cache_key(**{**base, field: value}) != key, field
-    assert public_endpoint("https://user:sk-secret@api.example.com:8443/v1/?key=sk-secret") == \
-        "https://api.example.com:8443/v1"
+    assert (
+        public_endpoint("https://user:sk-secret@api.example.com:8443/v1/?key=sk-secret")
+        == "https://api.example.com:8443/v1"
+    )
 
 
 def test_damaged_cache_entry_is_asked_again(vicuna, tmp_path):
@@ -210,10 +232,15 @@ def test_a_case_is_an_error_beyond_the_stated_share():
         check_share("summarization:small[wanda-0.5]", 2, 20, reasons=["judge request failed: HTTP 500 (5 attempts)"])
 
 
-@pytest.mark.parametrize("value, spec", [
-    ("rouge", JudgeSpec("rouge")), ("openai:gpt-4", JudgeSpec("openai", "gpt-4")),
-    ("local:qwen2.5-coder-0.5b", JudgeSpec("local", "qwen2.5-coder-0.5b")),
-    ("openai:meta-llama/Llama-3-70B:fp8", JudgeSpec("openai", "meta-llama/Llama-3-70B:fp8"))])
+@pytest.mark.parametrize(
+    "value, spec",
+    [
+        ("rouge", JudgeSpec("rouge")),
+        ("openai:gpt-4", JudgeSpec("openai", "gpt-4")),
+        ("local:qwen2.5-coder-0.5b", JudgeSpec("local", "qwen2.5-coder-0.5b")),
+        ("openai:meta-llama/Llama-3-70B:fp8", JudgeSpec("openai", "meta-llama/Llama-3-70B:fp8")),
+    ],
+)
 def test_parse_spec(value, spec):
     assert parse_spec(value) == spec
 

@@ -20,10 +20,33 @@ KEY_ENV = "KICK_JUDGE_TEST_KEY"
 
 
 def judged(server, *extra):
-    return ["--kick-model", "tiny-random-llama", "--kick-tasks", "instruction:vicuna", "--kick-limit", "2",
-            "--kick-ratio", "0.5", "--kick-protocol", "kick", "--kick-judge", "openai:judge-test",
-            "--kick-judge-url", server.url, "--kick-judge-key-env", KEY_ENV, "--kick-cache-dir", "cache",
-            "--kick-report", "report.json", "--kick-markdown", "report.md", "-p", "no:cacheprovider", *extra]
+    return [
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-tasks",
+        "instruction:vicuna",
+        "--kick-limit",
+        "2",
+        "--kick-ratio",
+        "0.5",
+        "--kick-protocol",
+        "kick",
+        "--kick-judge",
+        "openai:judge-test",
+        "--kick-judge-url",
+        server.url,
+        "--kick-judge-key-env",
+        KEY_ENV,
+        "--kick-cache-dir",
+        "cache",
+        "--kick-report",
+        "report.json",
+        "--kick-markdown",
+        "report.md",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -89,8 +112,11 @@ def test_failures_are_retried_and_counted_and_flips_show_the_judges_reasons(pyte
     assert judge["item_errors"] == 0 and judge["requests"] == server.requests
     assert judge["retries"] == 2 * judge["requests"] // 3  # two of every three attempts were retries
     assert server.steps.count("hash") == judge["requests"] // 3
-    flips = [json.loads(line) for path in (pytester.path / "cache" / "reports").rglob("*.jsonl")
-             for line in path.read_text().splitlines()]
+    flips = [
+        json.loads(line)
+        for path in (pytester.path / "cache" / "reports").rglob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
     assert flips, "six random answers changed by pruning, judged by their text: some score must change"
     for flip in flips:
         for run in ("dense", "compressed"):
@@ -105,17 +131,29 @@ def test_too_many_judge_errors_make_the_case_an_error_and_nothing_is_dropped(pyt
     result.assert_outcomes(errors=2)
     out = result.stdout.str()
     assert re.search(r"ERROR at call of test_instruction\[vicuna-tiny-random-llama-dense\]", out)
-    assert "the judge failed on 2 of 2 items (100%, more than 5%): no verdict; e.g. judge reply could not be " \
-           "read (3 asks): 'no scores here, sorry'" in out  # what the judge wrote instead of scores
-    assert "judge errors: instruction:vicuna tiny-random-llama dense: 2 of 2 items no verdict (case error) " \
-           "(dense 2)" in out
+    assert (
+        "the judge failed on 2 of 2 items (100%, more than 5%): no verdict; e.g. judge reply could not be "
+        "read (3 asks): 'no scores here, sorry'" in out
+    )  # what the judge wrote instead of scores
+    assert (
+        "judge errors: instruction:vicuna tiny-random-llama dense: 2 of 2 items no verdict (case error) "
+        "(dense 2)" in out
+    )
     # the dense run alone leaves no verdict, so the compressed model is not evaluated, and the line says so
-    assert "judge errors: instruction:vicuna tiny-random-llama magnitude@0.5: 2 of 2 items no verdict (case error) " \
-           "(dense 2, compressed not evaluated)" in out
+    assert (
+        "judge errors: instruction:vicuna tiny-random-llama magnitude@0.5: 2 of 2 items no verdict (case error) "
+        "(dense 2, compressed not evaluated)" in out
+    )
     cases = report(pytester)["cases"]
     assert len(cases) == 2 and all(c["verdict"] == "judge-error" for c in cases)
-    assert cases[0]["judge_errors"] == {"items": 2, "dense": 2, "compressed": None, "left_out": 2,
-                                        "max_share": 0.05, "exceeded": True}
+    assert cases[0]["judge_errors"] == {
+        "items": 2,
+        "dense": 2,
+        "compressed": None,
+        "left_out": 2,
+        "max_share": 0.05,
+        "exceeded": True,
+    }
     judge = report(pytester)["meta"]["judge"]
     assert judge["item_errors"] == 2 and judge["reasks"] == 8  # 2 items x 2 orders, re-asked twice each
     assert server.requests == 12  # nothing silently skipped: every order of every item asked 3 times
@@ -126,8 +164,9 @@ def test_judge_options_are_checked_before_anything_runs(pytester, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-judge", "openai:gpt-4")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--kick-judge openai:gpt-4 needs the endpoint: --kick-judge-url URL or $OPENAI_BASE_URL" in \
-        result.stderr.str()
+    assert (
+        "--kick-judge openai:gpt-4 needs the endpoint: --kick-judge-url URL or $OPENAI_BASE_URL" in result.stderr.str()
+    )
 
 
 def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
@@ -136,9 +175,24 @@ def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
     from pytest_kick.judge import local
 
     monkeypatch.setattr(local, "DEFAULT_MAX_NEW_TOKENS", 16)  # random text: keep it short
-    args = ["--kick-model", "tiny-random-llama", "--kick-tasks", "instruction:vicuna", "--kick-limit", "2",
-            "--kick-ratio", "0.5", "--kick-judge", "local:tiny-random-llama", "--kick-cache-dir", "cache",
-            "--kick-report", "report.json", "-p", "no:cacheprovider"]
+    args = [
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-tasks",
+        "instruction:vicuna",
+        "--kick-limit",
+        "2",
+        "--kick-ratio",
+        "0.5",
+        "--kick-judge",
+        "local:tiny-random-llama",
+        "--kick-cache-dir",
+        "cache",
+        "--kick-report",
+        "report.json",
+        "-p",
+        "no:cacheprovider",
+    ]
     result = pytester.runpytest(*args)
     result.assert_outcomes(errors=2)
     judge = report(pytester)["meta"]["judge"]
@@ -154,8 +208,9 @@ def test_a_search_gates_the_judged_task_not_its_rouge_version(pytester, serve):
     """--kick-search with a judge records the judge's metric and tests its ratings against the judge's floor."""
     server = serve("biased")
     args = [a for a in judged(server) if a not in ("--kick-ratio", "0.5")]
-    result = pytester.runpytest(*args, "--kick-compressor", "magnitude", "--kick-search", "--kick-search-resolution",
-                                "0.2")
+    result = pytester.runpytest(
+        *args, "--kick-compressor", "magnitude", "--kick-search", "--kick-search-resolution", "0.2"
+    )
     out = result.stdout.str()
     assert result.ret == 0, out
     [case] = [c for c in report(pytester)["cases"] if c["search"]]

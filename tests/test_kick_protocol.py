@@ -22,10 +22,24 @@ KICK, STRICT = Settings(protocol="kick"), Settings(protocol="strict")
 
 
 def freebase_file(path, questions):
-    path.write_text(json.dumps({"Questions": [
-        {"Question-ID": qid, "RawQuestion": q,
-         "Parses": [{"Answers": [{"AnswersMid": "m", "AnswersName": names} for names in parse]} for parse in parses]}
-        for qid, q, parses in questions]}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "Questions": [
+                    {
+                        "Question-ID": qid,
+                        "RawQuestion": q,
+                        "Parses": [
+                            {"Answers": [{"AnswersMid": "m", "AnswersName": names} for names in parse]}
+                            for parse in parses
+                        ],
+                    }
+                    for qid, q, parses in questions
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 def test_factoid_kick_budget_is_twice_the_prompt_with_no_cap(tiny, one_thread):
@@ -43,8 +57,10 @@ def test_factoid_kick_budget_is_twice_the_prompt_with_no_cap(tiny, one_thread):
 
 
 def test_factoid_kick_takes_the_first_answer_of_the_first_parse(tmp_path):
-    freebase_file(tmp_path / "FreebaseQA-train.json", [
-        ("t0", "Who wrote Hamlet?", [[["william shakespeare", "shakespeare"], ["the bard"]], [["marlowe"]]])])
+    freebase_file(
+        tmp_path / "FreebaseQA-train.json",
+        [("t0", "Who wrote Hamlet?", [[["william shakespeare", "shakespeare"], ["the bard"]], [["marlowe"]]])],
+    )
     settings = Settings(protocol="kick", data_dir=tmp_path)
     task = tasks.get("factoid_qa")
     [item] = task.load(settings).examples
@@ -59,7 +75,9 @@ def test_factoid_kick_takes_the_first_answer_of_the_first_parse(tmp_path):
 def test_factoid_kick_reads_the_train_file_first_n_in_file_order(tmp_path):
     train = [(f"t{i}", f"Train question {i}?", [[[f"a{i}"]]]) for i in range(10)]
     freebase_file(tmp_path / "FreebaseQA-train.json", train)
-    freebase_file(tmp_path / "FreebaseQA-eval.json", [(f"e{i}", f"Eval question {i}?", [[[f"b{i}"]]]) for i in range(10)])
+    freebase_file(
+        tmp_path / "FreebaseQA-eval.json", [(f"e{i}", f"Eval question {i}?", [[[f"b{i}"]]]) for i in range(10)]
+    )
     task = tasks.get("factoid_qa")
     settings = Settings(protocol="kick", limit=4, data_dir=tmp_path)
     shots, items = task.split(task.load(settings), settings)
@@ -125,14 +143,17 @@ def test_mmlu_kick_prints_none_as_pandas_nan_and_takes_the_first_questions_in_or
 ROME = TriviaItem("q1", "What is the capital of Italy?", ("Rome",), ("rome",), "")
 
 
-@pytest.mark.parametrize("output, kick_score, strict_score", [
-    # the continuation repeats the question block at once: the repo's prediction is "", in every alias: correct
-    ("\nAnswer these questions:\n\nQ: What is the capital of Italy?\nA: Paris", 1.0, 0.0),
-    # the block follows the answer on the same line: the repo keeps "Paris" only
-    (" Paris Answer these questions:\n\nQ: What is the capital of Italy?\nA: Rome", 0.0, 0.0),
-    (" Rome Answer these questions:\n\nQ: What is the capital of Italy?\nA: Rome", 1.0, 0.0),
-    (" Rome\nQ: next", 1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "output, kick_score, strict_score",
+    [
+        # the continuation repeats the question block at once: the repo's prediction is "", in every alias: correct
+        ("\nAnswer these questions:\n\nQ: What is the capital of Italy?\nA: Paris", 1.0, 0.0),
+        # the block follows the answer on the same line: the repo keeps "Paris" only
+        (" Paris Answer these questions:\n\nQ: What is the capital of Italy?\nA: Rome", 0.0, 0.0),
+        (" Rome Answer these questions:\n\nQ: What is the capital of Italy?\nA: Rome", 1.0, 0.0),
+        (" Rome\nQ: next", 1.0, 1.0),
+    ],
+)
 def test_icrqa_kick_extraction_splits_on_the_prompt_end(output, kick_score, strict_score):
     """main_icrqa.py: `output.split(prompt_end)[1].strip().split("\\n")[0]` on the decoded prompt + continuation."""
     task = tasks.get("icrqa:closed")
@@ -160,18 +181,20 @@ def eval_ppl(model, tokenizer, text, seqlen, nsamples=None):
     nlls = []
     with torch.no_grad():
         for i in range(nsamples):
-            inputs = testenc[:, i * seqlen:(i + 1) * seqlen].reshape(1, seqlen)
+            inputs = testenc[:, i * seqlen : (i + 1) * seqlen].reshape(1, seqlen)
             lm_logits = model(inputs).logits
-            loss = torch.nn.CrossEntropyLoss()(lm_logits[:, :-1].reshape(-1, lm_logits.size(-1)),
-                                               inputs[:, 1:].reshape(-1))
+            loss = torch.nn.CrossEntropyLoss()(
+                lm_logits[:, :-1].reshape(-1, lm_logits.size(-1)), inputs[:, 1:].reshape(-1)
+            )
             nlls.append(loss.float() * seqlen)
     return torch.exp(torch.stack(nlls).sum() / (nsamples * seqlen)).item()
 
 
 def wikitext_dir(tmp_path, rows):
     (tmp_path / "wikitext2").mkdir()
-    (tmp_path / "wikitext2" / "rows.jsonl").write_text("".join(json.dumps({"text": r}) + "\n" for r in rows),
-                                                       encoding="utf-8")
+    (tmp_path / "wikitext2" / "rows.jsonl").write_text(
+        "".join(json.dumps({"text": r}) + "\n" for r in rows), encoding="utf-8"
+    )
     return tmp_path
 
 
@@ -197,7 +220,9 @@ def test_kick_perplexity_without_limit_is_eval_ppl_over_every_window(tiny, one_t
     monkeypatch.setattr(perplexity, "KICK_SLOTS", 4)
     rows = [f"Row {k} of a small corpus, with some words to score: " + "abcdefghij" * (k % 7 + 3) for k in range(140)]
     model, tokenizer = tiny
-    figure, items, _ = kick_figure(LocalEngine(model, tokenizer, "cpu"), Settings(protocol="kick", data_dir=wikitext_dir(tmp_path, rows)))
+    figure, items, _ = kick_figure(
+        LocalEngine(model, tokenizer, "cpu"), Settings(protocol="kick", data_dir=wikitext_dir(tmp_path, rows))
+    )
     text = "\n\n".join(rows)
     assert len(items) == 4 and len(tokenizer(text).input_ids) // 1024 == 15
     assert figure == pytest.approx(eval_ppl(model, tokenizer, text, 1024), rel=1e-5)
@@ -217,8 +242,12 @@ def test_strict_perplexity_is_token_weighted(tiny, one_thread, tmp_path, monkeyp
     import torch
 
     monkeypatch.setattr(perplexity, "CHUNK_CHARS", 60)
-    rows = ["A short first row.", "The second row is rather longer than the first one, by design here.",
-            "Third.", "A fourth row, of middling length, closes the corpus."]
+    rows = [
+        "A short first row.",
+        "The second row is rather longer than the first one, by design here.",
+        "Third.",
+        "A fourth row, of middling length, closes the corpus.",
+    ]
     model, tokenizer = tiny
     settings = Settings(data_dir=wikitext_dir(tmp_path, rows))
     task = tasks.get("perplexity")

@@ -88,7 +88,8 @@ def test_prompt_is_the_hendrycks_format(bundled):
     [kick] = task.requests([first], dev["abstract_algebra"], Settings(protocol="kick"))
     assert isinstance(kick, GenerationRequest) and kick.prompt == strict[0].context and kick.max_new_tokens == 1
     assert format_prefix("us_foreign_policy", []) == (
-        "The following are multiple choice questions (with answers) about  us foreign policy.\n\n")
+        "The following are multiple choice questions (with answers) about  us foreign policy.\n\n"
+    )
 
 
 def test_shots_default_to_five_and_follow_kick_shots():
@@ -106,14 +107,15 @@ def test_split_gives_the_first_k_dev_questions_of_each_evaluated_subject(bundled
     for run in (Settings(shots=2, limit=10), Settings(protocol="kick", limit=3), Settings(limit=60, seed=1)):
         shots, items = task.split(dataset, run)
         subjects = list(dict.fromkeys(i.subject for i in items))
-        assert shots == [s for subject in subjects for s in dev[subject][:MMLU.shots_for(run)]]
+        assert shots == [s for subject in subjects for s in dev[subject][: MMLU.shots_for(run)]]
     with pytest.raises(KickError, match=r"no dev questions for abstract_algebra: pass the shots the task's split"):
         task.requests(dataset.examples[:1], [], Settings())  # the shots travel in the arguments, never in the task
 
 
 def test_template_hash_follows_protocol_and_shots():
-    hashes = {MMLU().template_hash(s) for s in
-              (Settings(), Settings(shots=5), Settings(protocol="kick"), Settings(shots=3))}
+    hashes = {
+        MMLU().template_hash(s) for s in (Settings(), Settings(shots=5), Settings(protocol="kick"), Settings(shots=3))
+    }
     assert len(hashes) == 3  # shots 0 and 5 are the same prompt
 
 
@@ -126,7 +128,10 @@ def test_limit_is_stratified_deterministic_and_ordered(bundled):
     assert len(items) == 60 and len({i.subject for i in items}) == 57
     # one per subject, the 3 left over to the largest remainders of the proportional shares
     assert {s for s, n in collections.Counter(i.subject for i in items).items() if n == 2} == {
-        "professional_law", "moral_scenarios", "miscellaneous"}
+        "professional_law",
+        "moral_scenarios",
+        "miscellaneous",
+    }
     position = {e.id: n for n, e in enumerate(dataset.examples)}
     assert [position[i.id] for i in items] == sorted(position[i.id] for i in items)
     assert task.split(dataset, Settings(limit=60))[1] == items
@@ -206,8 +211,7 @@ def test_kick_score_is_the_last_character(output, score):
 def test_details_per_category():
     items = [item("anatomy", 0), item("anatomy", 1), item("philosophy", 0), item("astronomy", 0)]
     figures = MMLU().details(items, [1.0, 0.0, 1.0, 0.0], ["A"] * 4)
-    assert figures == {"STEM": 0.0, "STEM n": 1.0, "humanities": 1.0, "humanities n": 1.0,
-                       "other": 0.5, "other n": 2.0}
+    assert figures == {"STEM": 0.0, "STEM n": 1.0, "humanities": 1.0, "humanities n": 1.0, "other": 0.5, "other n": 2.0}
 
 
 def test_category_map_covers_the_57_subjects(bundled):
@@ -236,8 +240,10 @@ def write_csv_data(root: Path, subjects=("anatomy", "virology"), rows=3) -> None
     for split in ("dev", "test"):
         (root / split).mkdir(parents=True, exist_ok=True)
         for subject in subjects:
-            lines = [f'"{subject} {split} {n}, with a comma\nand a newline?",a{n},b{n},c{n},d{n},{"ABCD"[n % 4]}'
-                     for n in range(rows if split == "test" else 5)]
+            lines = [
+                f'"{subject} {split} {n}, with a comma\nand a newline?",a{n},b{n},c{n},d{n},{"ABCD"[n % 4]}'
+                for n in range(rows if split == "test" else 5)
+            ]
             (root / split / f"{subject}_{split}.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -301,10 +307,15 @@ def test_data_dir_without_mmlu_falls_back_and_names_the_layout_it_takes(tmp_path
 def test_hub_rows_come_before_the_bundled_sample(monkeypatch):
     import pytest_kick.tasks.mmlu as mmlu
 
-    rows = {"test": [{"question": "q?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 3}] * 2,
-            "dev": [{"question": "s?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 0}]}
-    monkeypatch.setattr(mmlu, "hub_rows", lambda path, name, split, notify=None:
-                        (rows[split], f"hub:{path}/{name}@{split}", f"fp-{split}"))
+    rows = {
+        "test": [{"question": "q?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 3}] * 2,
+        "dev": [{"question": "s?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 0}],
+    }
+    monkeypatch.setattr(
+        mmlu,
+        "hub_rows",
+        lambda path, name, split, notify=None: (rows[split], f"hub:{path}/{name}@{split}", f"fp-{split}"),
+    )
     dataset = MMLU().load(Settings(data_dir=Path("/nonexistent")))
     assert [i.id for i in dataset.examples] == ["mmlu/test/anatomy/0", "mmlu/test/anatomy/1"]
     assert dataset.examples[0].answers == ("D",) and dataset.dev[0].id == "mmlu/dev/anatomy/0"
@@ -364,8 +375,12 @@ def test_prefix_reuse_matches_full_prompts_on_tiny_llama(tiny, bundled, protocol
         engine = LocalEngine(model, tokenizer, "cpu", batch_size=batch_size, reuse_prefix=reuse)
         engine.max_length = 600
         task, run = MMLU(), Recording(engine)
-        runs[reuse] = (task.evaluate(items, shots, Settings(protocol=protocol), run), run,
-                       dict(engine.last_plan), task.fit(items, shots, Settings(protocol=protocol), Runner(engine)))
+        runs[reuse] = (
+            task.evaluate(items, shots, Settings(protocol=protocol), run),
+            run,
+            dict(engine.last_plan),
+            task.fit(items, shots, Settings(protocol=protocol), Runner(engine)),
+        )
     (on, run_on, plan, fitted), (off, run_off, plan_off, _) = runs[True], runs[False]
     assert on == off and fitted.truncated == 1
     assert len({(i.subject, fitted.shots_used[i.id]) for i in items}) > 3  # several distinct prefixes
@@ -388,7 +403,7 @@ def test_prefix_reuse_matches_full_prompts_on_smollm2(smollm2, bundled):
     prefix = format_prefix("astronomy", dev["astronomy"][:1])
     alone = smollm2.tokenizer(prefix)["input_ids"]
     joined = smollm2.tokenizer(prefix + format_question(items[0]))["input_ids"]
-    assert joined[:len(alone) - 1] == alone[:-1] and joined[:len(alone)] != alone
+    assert joined[: len(alone) - 1] == alone[:-1] and joined[: len(alone)] != alone
     for protocol in ("strict", "kick"):
         results = []
         for reuse in (True, False):

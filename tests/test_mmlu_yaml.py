@@ -77,13 +77,29 @@ def test_yaml_and_bundled_mmlu_agree_in_a_pytest_session(pytester):
     """What a user runs: both tasks on the same items, their dense baselines written as files, item for item."""
     _, _, items = mmlu_items(20)
     task_file = write_data(pytester.path / "data", {i.id for i in items})
-    result = pytester.runpytest("--kick-model", "tiny-random-llama", "--kick-tasks", "mmlu,mmlu_yaml",
-                                "--kick-task-file", str(task_file), "--kick-data-dir", "data",
-                                "--kick-baseline-dir", "baselines", "--kick-ratio", "0.5", "-k", "dense",
-                                "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-tasks",
+        "mmlu,mmlu_yaml",
+        "--kick-task-file",
+        str(task_file),
+        "--kick-data-dir",
+        "data",
+        "--kick-baseline-dir",
+        "baselines",
+        "--kick-ratio",
+        "0.5",
+        "-k",
+        "dense",
+        "-p",
+        "no:cacheprovider",
+    )
     assert result.parseoutcomes().get("failed", 0) == 0, result.stdout.str()
-    bundled, mine = (json.loads((pytester.path / "baselines" / "tiny-random-llama" / f"{name}.json").read_text())
-                     ["result"] for name in ("mmlu", "mmlu_yaml"))
+    bundled, mine = (
+        json.loads((pytester.path / "baselines" / "tiny-random-llama" / f"{name}.json").read_text())["result"]
+        for name in ("mmlu", "mmlu_yaml")
+    )
     assert len(bundled["item_ids"]) == 20
     assert mine["item_ids"] == bundled["item_ids"]
     assert mine["outputs"] == bundled["outputs"] and mine["scores"] == bundled["scores"]
@@ -95,5 +111,7 @@ def test_yaml_and_bundled_mmlu_agree_on_smollm2(smollm2):
     _, ((asked, scores, outputs), (yaml_asked, yaml_scores, yaml_outputs)) = both(engine, 5)
     assert yaml_asked == asked
     assert yaml_outputs == outputs and yaml_scores == scores
-    print(f"smollm2-135m, 5 MMLU items: {sum(a == b for a, b in zip(outputs, yaml_outputs))}/5 same predictions, "
-          f"accuracy bundled {sum(scores) / 5:.2f}, YAML {sum(yaml_scores) / 5:.2f}")
+    print(
+        f"smollm2-135m, 5 MMLU items: {sum(a == b for a, b in zip(outputs, yaml_outputs))}/5 same predictions, "
+        f"accuracy bundled {sum(scores) / 5:.2f}, YAML {sum(yaml_scores) / 5:.2f}"
+    )

@@ -18,9 +18,14 @@ def make(directory, *parts):
     return directory
 
 
-@pytest.mark.parametrize("missing, said", [("config.json", "no config.json"),
-                                           ("model.safetensors", "no weights (*.safetensors or pytorch_model.bin)"),
-                                           ("tokenizer.json", "no tokenizer files")])
+@pytest.mark.parametrize(
+    "missing, said",
+    [
+        ("config.json", "no config.json"),
+        ("model.safetensors", "no weights (*.safetensors or pytorch_model.bin)"),
+        ("tokenizer.json", "no tokenizer files"),
+    ],
+)
 def test_each_missing_part_is_named(tmp_path, missing, said):
     directory = make(tmp_path / "m", *(p for p in PARTS if p != missing))
     with pytest.raises(KickError) as raised:
@@ -32,8 +37,15 @@ def test_each_missing_part_is_named(tmp_path, missing, said):
 
 def test_complete_directories_pass(tmp_path):
     check_model_dir(make(tmp_path / "single", *PARTS))
-    check_model_dir(make(tmp_path / "sharded", "config.json", "model-00001-of-00002.safetensors",
-                         "model-00002-of-00002.safetensors", "tokenizer.model"))
+    check_model_dir(
+        make(
+            tmp_path / "sharded",
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "tokenizer.model",
+        )
+    )
     check_model_dir(make(tmp_path / "bin", "config.json", "pytorch_model.bin", "vocab.json"))
 
 
@@ -46,8 +58,9 @@ def test_a_gguf_directory_says_how_to_convert_it(tmp_path):
 def test_session_with_a_model_directory_without_config_is_one_usage_error(pytester):
     directory = make(pytester.path / "my-model", "tokenizer.json", "tokenizer_config.json")
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
-    result = pytester.runpytest_subprocess("--kick-model", "my-model", "--kick-tasks", "factoid_qa",
-                                           "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--kick-model", "my-model", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert err.count("is not a model directory: no config.json, no weights") == 1
@@ -56,8 +69,18 @@ def test_session_with_a_model_directory_without_config_is_one_usage_error(pytest
     assert not (pytester.path / ".kick").exists()  # refused before any cache was touched
 
 
-@pytest.mark.parametrize("spec", ["./does/not/exist", "does/not/exist", "/no/such/model", "~/no-such-kick-model",
-                                  "models/", "../elsewhere", ".model"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "./does/not/exist",
+        "does/not/exist",
+        "/no/such/model",
+        "~/no-such-kick-model",
+        "models/",
+        "../elsewhere",
+        ".model",
+    ],
+)
 def test_a_path_that_does_not_exist_says_so(tmp_path, monkeypatch, spec):
     from pytest_kick.models.registry import resolve
 
@@ -75,8 +98,11 @@ def test_a_path_to_a_file_says_it_is_not_a_directory(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     make(tmp_path / "m", *PARTS)
-    with pytest.raises(KickError, match=rf"^m/config.json is a file, not a model directory \(resolved to "
-                                        rf"{tmp_path}/m/config.json\)"):
+    with pytest.raises(
+        KickError,
+        match=rf"^m/config.json is a file, not a model directory \(resolved to "
+        rf"{tmp_path}/m/config.json\)",
+    ):
         resolve("m/config.json")
     (tmp_path / "weights.bin").write_text("")
     with pytest.raises(KickError, match=r"^\./weights.bin is a file, not a model directory"):
@@ -96,8 +122,9 @@ def test_hub_ids_and_names_are_not_paths(tmp_path, monkeypatch):
 
 
 def test_session_with_a_missing_model_path_is_one_usage_error(pytester):
-    result = pytester.runpytest_subprocess("--kick-model", "./does/not/exist", "--kick-tasks", "factoid_qa",
-                                           "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--kick-model", "./does/not/exist", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert f"--kick-model: no such model directory ./does/not/exist (resolved to {pytester.path}/does/not/exist)" in err

@@ -29,11 +29,22 @@ def _snapshot(model):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("compressor, ratio", [
-    ("magnitude", "0.5"), ("magnitude", "2:4"), ("wanda", "0.3"), ("wanda", "4:8"), ("sparsegpt", "0.5"),
-    ("sparsegpt", "2:4"), ("gptq", "w4g128"), ("gptq", "w3g128"), ("rtn", "w8"), ("awq", "w4g128"),
-    ("int8", "w8a8"),
-])
+@pytest.mark.parametrize(
+    "compressor, ratio",
+    [
+        ("magnitude", "0.5"),
+        ("magnitude", "2:4"),
+        ("wanda", "0.3"),
+        ("wanda", "4:8"),
+        ("sparsegpt", "0.5"),
+        ("sparsegpt", "2:4"),
+        ("gptq", "w4g128"),
+        ("gptq", "w3g128"),
+        ("rtn", "w8"),
+        ("awq", "w4g128"),
+        ("int8", "w8a8"),
+    ],
+)
 def test_every_compressor_changes_only_decoder_linears_and_restores_bit_for_bit(compressor, ratio):
     model, _ = _model()
     before = _snapshot(model)
@@ -151,7 +162,9 @@ def test_4_of_8_magnitude_removes_no_more_weight_mass_than_2_of_4():
         model, _ = _model()
         before = {n: m.weight.detach().clone() for n, m in compressible_linears(model).items()}
         pipeline.compress(model, "magnitude", parse(ratio), DenseWeights(model))
-        removed[ratio] = sum(float(((before[n] - m.weight.detach()) ** 2).sum()) for n, m in compressible_linears(model).items())
+        removed[ratio] = sum(
+            float(((before[n] - m.weight.detach()) ** 2).sum()) for n, m in compressible_linears(model).items()
+        )
     assert removed["4:8"] <= removed["2:4"]
 
 

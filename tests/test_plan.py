@@ -23,8 +23,10 @@ def jobs(draw):
 
 
 def cost(leaves, groups):
-    return sum((GROUP_OVERHEAD + g.shared if g.shared else 0)
-               + sum(len(leaves[i].tokens) - g.shared for i in g.leaves) for g in groups)
+    return sum(
+        (GROUP_OVERHEAD + g.shared if g.shared else 0) + sum(len(leaves[i].tokens) - g.shared for i in g.leaves)
+        for g in groups
+    )
 
 
 @settings(max_examples=300)
@@ -34,10 +36,10 @@ def test_every_job_lands_in_one_leaf_that_contains_it(found):
     placed = sorted(j for leaf in leaves for j in leaf.jobs)
     assert placed == list(range(len(found)))
     for leaf in leaves:
-        assert all(leaf.tokens[:len(found[j].tokens)] == found[j].tokens for j in leaf.jobs)
+        assert all(leaf.tokens[: len(found[j].tokens)] == found[j].tokens for j in leaf.jobs)
         assert leaf.first == min(found[j].first for j in leaf.jobs)
     for a in leaves:  # no leaf is a prefix of another: it would have been folded
-        assert not any(a is not b and b.tokens[:len(a.tokens)] == a.tokens for b in leaves)
+        assert not any(a is not b and b.tokens[: len(a.tokens)] == a.tokens for b in leaves)
 
 
 @settings(max_examples=300)
@@ -49,8 +51,8 @@ def test_groups_partition_the_leaves_and_share_only_real_prefixes(found):
     for g in groups:
         if g.shared:
             assert len(g.leaves) > 1
-            stem = leaves[g.leaves[0]].tokens[:g.shared]
-            assert all(leaves[i].tokens[:g.shared] == stem and g.shared <= leaves[i].first for i in g.leaves)
+            stem = leaves[g.leaves[0]].tokens[: g.shared]
+            assert all(leaves[i].tokens[: g.shared] == stem and g.shared <= leaves[i].first for i in g.leaves)
     alone = sum(len(leaf.tokens) for leaf in leaves)
     assert cost(leaves, groups) <= alone  # never worse than running every sequence in full
 

@@ -9,7 +9,16 @@ import re
 
 import pytest
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-limit", "12", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-limit",
+    "12",
+    "--kick-tasks",
+    "factoid_qa",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def test_without_options_the_plugin_does_nothing(pytester):
@@ -25,8 +34,7 @@ def test_without_options_the_plugin_does_nothing(pytester):
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "HEAVY-IMPORTS: []" in result.stdout.str()
-    assert "kick" not in result.stdout.str().replace("plugins:", "").split("HEAVY")[0].lower().replace(
-        "kick-0.1.0", "")
+    assert "kick" not in result.stdout.str().replace("plugins:", "").split("HEAVY")[0].lower().replace("kick-0.1.0", "")
     assert not (pytester.path / ".kick").exists()
 
 
@@ -35,7 +43,10 @@ def test_without_options_the_plugin_does_nothing(pytester):
     [
         (["--kick-model", "no-such-model"], "--kick-model: unknown model 'no-such-model'"),
         (["--kick-model", "tiny-random-llama", "--kick-ratio", "1.5"], "--kick-ratio: 1.5 is outside [0, 1)"),
-        (["--kick-model", "tiny-random-llama", "--kick-ratio", "abc"], "--kick-ratio: 'abc' is not a compression ratio"),
+        (
+            ["--kick-model", "tiny-random-llama", "--kick-ratio", "abc"],
+            "--kick-ratio: 'abc' is not a compression ratio",
+        ),
         (["--kick-model", "tiny-random-llama", "--kick-tasks", "nope"], "--kick-tasks: unknown task 'nope'"),
         (["--kick-model", "tiny-random-llama", "--kick-compressor", "nope"], "unknown compressor 'nope'"),
         (["--kick-model", "tiny-random-llama", "--kick-limit", "0"], "--kick-limit: must be at least 1 (got 0)"),
@@ -51,8 +62,9 @@ def test_bad_options_are_usage_errors_without_traceback(pytester, args, message)
 
 
 def test_ids_one_item_per_case_dense_included(pytester):
-    result = pytester.runpytest(*TINY, "--kick-compressor", "magnitude", "--kick-ratio", "0.5,0.25",
-                                "--collect-only", "-q")
+    result = pytester.runpytest(
+        *TINY, "--kick-compressor", "magnitude", "--kick-ratio", "0.5,0.25", "--collect-only", "-q"
+    )
     ids = re.findall(r"test_factoid_qa\[([^\]]+)\]", result.stdout.str())
     assert ids == ["tiny-random-llama-dense", "tiny-random-llama-magnitude-0.5", "tiny-random-llama-magnitude-0.25"]
 
@@ -94,9 +106,16 @@ def test_run_reports_verdicts_table_and_caches_dense_baseline(pytester, echo_dat
     first.assert_outcomes(passed=2)
     out = first.stdout.str()
     assert "dense baselines: 1 computed by this run, 0 already done" in out
-    assert re.search(r"dense baseline: computed by this run — factoid_qa on tiny-random-llama \(\.kick/baselines/"
-                     r"tiny-random-llama/factoid_qa-[0-9a-f]{16}\.json\)", out)
-    assert re.search(r"factoid_qa\s+│\s+tiny-random-llama\s+│\s+magnitude\s+│\s+1\.000 \(n=8\)\s+│\s+1\.000 \(\+0\.0% CI \+0\.\.\+0%\) -0/\+0 ✓", out)
+    assert re.search(
+        r"dense baseline: computed by this run — factoid_qa on tiny-random-llama \(\.kick/baselines/"
+        r"tiny-random-llama/factoid_qa-[0-9a-f]{16}\.json\)",
+        out,
+    )
+    assert re.search(
+        r"factoid_qa\s+│\s+tiny-random-llama\s+│\s+magnitude\s+│\s+1\.000 \(n=8\)\s+│\s+"
+        r"1\.000 \(\+0\.0% CI \+0\.\.\+0%\) -0/\+0 ✓",
+        out,
+    )
     assert "achieved sparsity 0.5000" in out
     report = json.loads((pytester.path / "out" / "report.json").read_text())
     verdicts = {c["compressor"]: c["verdict"] for c in report["cases"]}
@@ -172,8 +191,17 @@ def test_a_family_tolerance_covers_its_variants(pytester):
             kick_gate(kick_case, dense, dense if kick_case.is_dense else half)
         """
     )
-    args = ["--kick-model", "tiny-random-llama", "--kick-tasks", "icrqa", "--kick-ratio", "0.5", "-p",
-            "no:cacheprovider", "test_fam.py"]
+    args = [
+        "--kick-model",
+        "tiny-random-llama",
+        "--kick-tasks",
+        "icrqa",
+        "--kick-ratio",
+        "0.5",
+        "-p",
+        "no:cacheprovider",
+        "test_fam.py",
+    ]
     pytester.runpytest(*args).assert_outcomes(passed=2, failed=2)
     pytester.runpytest(*args, "--kick-tolerance", "icrqa=60%").assert_outcomes(passed=4)
     pytester.runpytest(*args, "--kick-tolerance", "icrqa=60%,icrqa:open=5%").assert_outcomes(passed=3, failed=1)
@@ -203,7 +231,9 @@ def test_a_data_dir_without_a_tasks_data_falls_back_to_the_bundled_sample_and_sa
 
 def test_a_malformed_local_data_file_is_a_clear_error(pytester):
     (pytester.path / "data" / "freebaseqa").mkdir(parents=True)
-    (pytester.path / "data" / "freebaseqa" / "broken.jsonl").write_text('{"id": "a", "question": "q", "answers": ["x"]}\n{oops\n')
+    (pytester.path / "data" / "freebaseqa" / "broken.jsonl").write_text(
+        '{"id": "a", "question": "q", "answers": ["x"]}\n{oops\n'
+    )
     result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-data-dir", "data")
     result.assert_outcomes(failed=2)
     assert "broken.jsonl:2: not valid JSON" in result.stdout.str()
@@ -269,8 +299,9 @@ def test_two_models_with_one_short_name_are_refused(pytester):
 def test_a_case_failing_before_its_verdict_is_in_the_reports(pytester):
     (pytester.path / "data" / "freebaseqa").mkdir(parents=True)
     (pytester.path / "data" / "freebaseqa" / "broken.jsonl").write_text("{oops\n")
-    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-data-dir", "data", "--kick-report", "r.json",
-                                "--kick-markdown", "r.md")
+    result = pytester.runpytest(
+        *TINY, "--kick-ratio", "0.5", "--kick-data-dir", "data", "--kick-report", "r.json", "--kick-markdown", "r.md"
+    )
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "broken.jsonl:1: not valid JSON" in out and "Traceback" not in out

@@ -276,8 +276,11 @@ def reconstruction_error(pruner, lin, x, spec):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_reconstruction_error_ordering(seed):
     lin, x = outlier_layer(seed)
-    err = {(p, s): reconstruction_error(p, lin, x, parse(s))
-           for p in ("magnitude", "wanda", "sparsegpt") for s in ("0.5", "2:4", "4:8")}
+    err = {
+        (p, s): reconstruction_error(p, lin, x, parse(s))
+        for p in ("magnitude", "wanda", "sparsegpt")
+        for s in ("0.5", "2:4", "4:8")
+    }
     assert err["sparsegpt", "0.5"] < err["wanda", "0.5"] < err["magnitude", "0.5"]
     for pruner in ("magnitude", "wanda", "sparsegpt"):
         assert err[pruner, "4:8"] <= err[pruner, "2:4"]

@@ -31,6 +31,7 @@ def _linear(rows, cols, seed, dtype=torch.float32, bias=False):
 
 # --- grid and RTN ------------------------------------------------------------------------------------
 
+
 @settings(max_examples=30, deadline=None)
 @given(rows=st.integers(1, 8), cols=st.integers(1, 300), text=SPECS, seed=st.integers(0, 10_000))
 def test_rtn_weights_lie_on_their_grid(rows, cols, text, seed):
@@ -41,7 +42,7 @@ def test_rtn_weights_lie_on_their_grid(rows, cols, text, seed):
     quantized = linear.weight.detach()
     scale, zero = grid.matrix_params(original, spec.bits, spec.group)
     assert grid.on_grid(quantized, scale, zero, spec.bits, spec.group)
-    assert int(grid.levels_per_group(quantized, spec).max()) <= 2 ** spec.bits
+    assert int(grid.levels_per_group(quantized, spec).max()) <= 2**spec.bits
     assert stats["ragged_last_group"] == (cols % spec.group if spec.group and spec.group < cols else 0)
     assert set(stats) >= {"seconds", "bits", "group", "ragged_last_group"}
     # round to nearest: never further than half a step (values inside the grid's range)
@@ -93,6 +94,7 @@ def test_dtype_is_preserved(dtype, solver):
 
 # --- GPTQ ------------------------------------------------------------------------------------------
 
+
 def _calibration(cols, tokens=2048, seed=0):
     """Correlated inputs (a random mixing of fewer latent factors) with a few large outlier features."""
     generator = torch.Generator().manual_seed(seed)
@@ -124,7 +126,7 @@ def test_gptq_reconstructs_the_output_better_than_rtn(text):
     assert stats["nsamples"] == 2048
     q = gptq.weight.detach()
     assert grid.on_grid(q, solver.scale, solver.zero, spec.bits, spec.group)
-    assert int(grid.levels_per_group(q, spec).max()) <= 2 ** spec.bits
+    assert int(grid.levels_per_group(q, spec).max()) <= 2**spec.bits
     err_gptq, err_rtn = _output_error(q, original, x), _output_error(rtn.weight.detach(), original, x)
     assert err_gptq < 0.8 * err_rtn, (err_gptq, err_rtn)
 
@@ -177,6 +179,7 @@ def test_gptq_dead_inputs_are_zeroed_and_stats_reported():
 
 # --- LLM.int8() ------------------------------------------------------------------------------------
 
+
 def test_int8_linear_is_close_to_the_float_linear():
     linear = _linear(32, 96, 4, bias=True)
     x = torch.randn(3, 10, 96, generator=torch.Generator().manual_seed(1))
@@ -205,7 +208,7 @@ def test_int8_outlier_columns_use_the_float_weights_exactly():
     x8 = torch.round(regular * 127 / absmax[:, None])
     w_absmax = linear.weight.abs().amax(dim=1)
     w8 = torch.round(linear.weight * 127 / w_absmax[:, None])
-    expected = (x8.double() @ w8.double().t()) * (absmax.double()[:, None] * w_absmax.double()[None, :]) / 127 ** 2
+    expected = (x8.double() @ w8.double().t()) * (absmax.double()[:, None] * w_absmax.double()[None, :]) / 127**2
     expected = expected.float() + x[:, columns] @ linear.weight[:, columns].t() + linear.bias
     assert torch.allclose(module(mixed), expected, atol=1e-6, rtol=1e-6)
 
@@ -232,6 +235,7 @@ def test_replace_linears_and_undo_restores_the_same_objects(tiny):
 
 
 # --- AWQ ---------------------------------------------------------------------------------------------
+
 
 def _block_io(model, ids):
     """(layer 0, its input hidden states split per sequence, forward) captured with a pre-hook."""
@@ -264,8 +268,10 @@ def _awq_vs_rtn(model, ids, spec, salient):
     block, inputs, forward = _block_io(model, ids)
     with torch.no_grad():
         offset = _norm_offset(block.input_layernorm)
-        for norm in (block.input_layernorm, getattr(block, "pre_feedforward_layernorm", None)
-                     or block.post_attention_layernorm):
+        for norm in (
+            block.input_layernorm,
+            getattr(block, "pre_feedforward_layernorm", None) or block.post_attention_layernorm,
+        ):
             norm.weight[salient] = (norm.weight[salient] + offset) * 30 - offset  # a few large gains
         dense = [o[0] if isinstance(o, tuple) else o for o in (forward(h) for h in inputs)]
     saved = {k: v.clone() for k, v in block.state_dict().items()}
@@ -297,8 +303,16 @@ def test_awq_scales_v_proj_into_o_proj_without_gqa():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=4, num_key_value_heads=4)).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+        )
+    ).eval()
     ids = torch.randint(0, 100, (2, 16), generator=torch.Generator().manual_seed(1))
     rtn, awq, stats = _awq_vs_rtn(model, ids, parse("w3g16"), [0, 5])
     assert "self_attn.v_proj" in stats["alphas"] and not stats["skipped"]
@@ -309,9 +323,18 @@ def test_awq_scales_v_proj_into_o_proj_without_gqa():
 def tiny_gemma3():
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-                              sliding_window=32, layer_types=["full_attention"])
+    config = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=32,
+        layer_types=["full_attention"],
+    )
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(config).eval()
     with torch.no_grad():  # Gemma initialises norm weights to 0 (gain 1 + w); give them some spread

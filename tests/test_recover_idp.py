@@ -64,7 +64,9 @@ def test_each_input_picks_the_prompt_it_attends_to_most(one_thread):
     assert mass[1, 0] > mass[1, 2] > mass[1, 1]
 
     # through the hooks: the chosen prompt is the one in front of each input, the others are absent
-    recovery = Recovery(RecoverySpec("idp", sizes={"prompts": 3, "tokens": 2}), {"pool": pool}, pool.numel(), 0.0, False)
+    recovery = Recovery(
+        RecoverySpec("idp", sizes={"prompts": 3, "tokens": 2}), {"pool": pool}, pool.numel(), 0.0, False
+    )
     with torch.inference_mode():
         with recovery.applied(model):
             got = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
@@ -81,8 +83,7 @@ def test_each_input_picks_the_prompt_it_attends_to_most(one_thread):
 def test_the_selection_pass_leaves_the_attention_implementation_as_it_was(one_thread):
     model, _ = steered_model()
     before = model.config._attn_implementation
-    attention_mass(model.get_decoder(), attention_modules(model), hand_built_pool([0.3, 0.9]),
-                   torch.randn(1, 4, 64))
+    attention_mass(model.get_decoder(), attention_modules(model), hand_built_pool([0.3, 0.9]), torch.randn(1, 4, 64))
     assert model.config._attn_implementation == before
 
 

@@ -44,8 +44,10 @@ def test_generation_does_not_depend_on_the_batch(model_and_tokenizer, method, on
     """Left padding + explicit positions: a prompt generates the same tokens alone and beside longer ones."""
     model, tokenizer = model_and_tokenizer
     recovery = recovery_for(model, method)
-    requests = [GenerationRequest(prompt=p, max_new_tokens=8) for p in
-                ["The cat", "A much longer prompt than the first one, padded on the left", "Mid length text"]]
+    requests = [
+        GenerationRequest(prompt=p, max_new_tokens=8)
+        for p in ["The cat", "A much longer prompt than the first one, padded on the left", "Mid length text"]
+    ]
     with recovery.applied(model):
         alone = [Engine(model, tokenizer, batch_size=1).generate_ids([r])[0] for r in requests]
         batched = Engine(model, tokenizer, batch_size=3).generate_ids(requests)
@@ -68,7 +70,7 @@ def test_cached_generation_equals_recomputing_every_step(model_and_tokenizer, on
             for _ in range(6):
                 logits = model(input_ids=torch.tensor([ids + recomputed]), use_cache=False).logits
                 recomputed.append(int(logits[0, -1].argmax()))
-    assert cached == recomputed[:len(cached)] and len(cached) > 0
+    assert cached == recomputed[: len(cached)] and len(cached) > 0
 
 
 def test_prefix_cache_reuse_equals_one_pass(model_and_tokenizer):
@@ -91,11 +93,12 @@ def test_prefix_cache_reuse_equals_one_pass(model_and_tokenizer):
         cont = torch.tensor([rows[0], rows[1] + [0]])
         mask = torch.tensor([[1] * (S + 3), [1] * (S + 2) + [0]])
         positions = torch.arange(S, S + W).expand(2, W)
-        reused = decoder(input_ids=cont, attention_mask=mask, position_ids=positions, cache=past,
-                         use_cache=True).last_hidden_state
+        reused = decoder(
+            input_ids=cont, attention_mask=mask, position_ids=positions, cache=past, use_cache=True
+        ).last_hidden_state
         for r, row in enumerate(rows):
             whole = decoder(input_ids=torch.tensor([prefix + row])).last_hidden_state[0, S:]
-            torch.testing.assert_close(reused[r, :len(row)], whole, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(reused[r, : len(row)], whole, atol=1e-5, rtol=1e-5)
 
 
 def test_a_cache_built_without_the_prompt_is_refused(model_and_tokenizer):

@@ -14,12 +14,33 @@ pytestmark = pytest.mark.slow
 
 def test_each_method_on_smollm2_runs_to_a_verdict_and_reports_its_figures(pytester, cache_dir):
     result = pytester.runpytest(
-        "--kick-model", "smollm2-135m", "--kick-compressor", "magnitude", "--kick-ratio", "0.3",
-        "--kick-tasks", "perplexity", "--kick-limit", "2", "--kick-recover", "prompt,idp,lora",
-        "--kick-recover-steps", "3", "--kick-recover-seqlen", "64", "--kick-cache-dir", str(cache_dir),
-        "--kick-report", "report.json", "-p", "no:cacheprovider", "-rA",
+        "--kick-model",
+        "smollm2-135m",
+        "--kick-compressor",
+        "magnitude",
+        "--kick-ratio",
+        "0.3",
+        "--kick-tasks",
+        "perplexity",
+        "--kick-limit",
+        "2",
+        "--kick-recover",
+        "prompt,idp,lora",
+        "--kick-recover-steps",
+        "3",
+        "--kick-recover-seqlen",
+        "64",
+        "--kick-cache-dir",
+        str(cache_dir),
+        "--kick-report",
+        "report.json",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
     )
-    cases = {c.get("recover") or c["compressor"]: c for c in json.loads((pytester.path / "report.json").read_text())["cases"]}
+    cases = {
+        c.get("recover") or c["compressor"]: c for c in json.loads((pytester.path / "report.json").read_text())["cases"]
+    }
     assert set(cases) == {"dense", "magnitude", "prompt", "idp", "lora"}
     hidden = 576  # SmolLM2-135M's embedding width
     sizes = {"prompt": 20 * hidden, "idp": 4 * 5 * hidden, "lora": 30 * 8 * (576 + 576 + 576 + 192)}

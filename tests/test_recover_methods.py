@@ -32,10 +32,12 @@ def compressed():
 
 def snapshot(model):
     """Every parameter and buffer (cloned), and the module tree (names and types)."""
-    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
-            [(name, type(m)) for name, m in model.named_modules()],
-            {name: p.requires_grad for name, p in model.named_parameters()},
-            sorted(vars(model)))
+    return (
+        {k: v.detach().clone() for k, v in model.state_dict().items()},
+        [(name, type(m)) for name, m in model.named_modules()],
+        {name: p.requires_grad for name, p in model.named_parameters()},
+        sorted(vars(model)),
+    )
 
 
 def assert_same(model, before):
@@ -50,8 +52,9 @@ def assert_same(model, before):
 
 
 @pytest.mark.parametrize("method", ["prompt", "idp", "lora"])
-def test_each_method_lowers_held_out_loss_and_leaves_the_model_exactly_compressed(method, compressed, corpus,
-                                                                                   one_thread):
+def test_each_method_lowers_held_out_loss_and_leaves_the_model_exactly_compressed(
+    method, compressed, corpus, one_thread
+):
     model, tokenizer = compressed
     held = windows(tokenizer, corpus.held_out, 12, SEQLEN, 0, "held-out")
     before = snapshot(model)

@@ -20,8 +20,9 @@ def test_items_are_regained_still_lost_or_newly_lost():
 
 def test_lower_is_better_scores():
     """Perplexity per item: compressed higher is lost; recovered back at or under dense is regained."""
-    o = outcome([10.0, 20.0], [15.0, 25.0], [10.0, 22.0], (15.0, 20.0, 16.0), higher_is_better=False,
-                seconds=(0.5, 0.6))
+    o = outcome(
+        [10.0, 20.0], [15.0, 25.0], [10.0, 22.0], (15.0, 20.0, 16.0), higher_is_better=False, seconds=(0.5, 0.6)
+    )
     assert (o.lost, o.regained, o.still_lost, o.newly_lost) == (2, 1, 1, 0)
     assert o.gap_closed == pytest.approx(0.8)
     assert o.latency_overhead == pytest.approx(0.2)

@@ -10,8 +10,18 @@ import re
 
 import pytest
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-tasks", "perplexity", "--kick-limit", "4", "--kick-ratio", "0.5",
-        "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-tasks",
+    "perplexity",
+    "--kick-limit",
+    "4",
+    "--kick-ratio",
+    "0.5",
+    "-p",
+    "no:cacheprovider",
+]
 FAST = ["--kick-recover-steps", "2", "--kick-recover-seqlen", "32"]
 
 
@@ -26,13 +36,16 @@ def test_default_adds_no_item_and_keeps_ids(pytester):
 
 
 def test_each_method_is_its_own_item_after_its_compressed_case(pytester):
-    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5,0.25", "--kick-recover", "lora,none,prompt",
-                                "--collect-only", "-q")
+    result = pytester.runpytest(
+        *TINY, "--kick-ratio", "0.5,0.25", "--kick-recover", "lora,none,prompt", "--collect-only", "-q"
+    )
     assert ids_of(result) == [
         "tiny-random-llama-dense",
-        "tiny-random-llama-magnitude-0.5", "tiny-random-llama-magnitude-0.5+lora",
+        "tiny-random-llama-magnitude-0.5",
+        "tiny-random-llama-magnitude-0.5+lora",
         "tiny-random-llama-magnitude-0.5+prompt",
-        "tiny-random-llama-magnitude-0.25", "tiny-random-llama-magnitude-0.25+lora",
+        "tiny-random-llama-magnitude-0.25",
+        "tiny-random-llama-magnitude-0.25+lora",
         "tiny-random-llama-magnitude-0.25+prompt",
     ]
 
@@ -41,11 +54,17 @@ def test_each_method_is_its_own_item_after_its_compressed_case(pytester):
     "args, message",
     [
         (["--kick-recover", "soft"], "--kick-recover: unknown method 'soft'; choose from none, prompt, idp, lora"),
-        (["--kick-recover-steps", "5"], "--kick-recover-steps sets up recovery: add --kick-recover prompt, idp or lora"),
+        (
+            ["--kick-recover-steps", "5"],
+            "--kick-recover-steps sets up recovery: add --kick-recover prompt, idp or lora",
+        ),
         (["--kick-recover", "lora", "--kick-recover-steps", "0"], "--kick-recover-steps: must be at least 1 (got 0)"),
         (["--kick-recover", "lora", "--kick-recover-lr", "-1"], "--kick-recover-lr: must be more than 0"),
         (["--kick-recover", "lora", "--kick-recover-size", "lora.rank=0"], "lora.rank must be at least 1 (got 0)"),
-        (["--kick-recover", "lora", "--kick-recover-size", "lora.depth=2"], "--kick-recover-size: cannot read 'lora.depth=2'"),
+        (
+            ["--kick-recover", "lora", "--kick-recover-size", "lora.depth=2"],
+            "--kick-recover-size: cannot read 'lora.depth=2'",
+        ),
         (["--kick-recover", "lora", "--kick-recover-data", "missing"], "--kick-recover-data: "),
     ],
 )
@@ -67,12 +86,22 @@ def test_without_peft_recovery_is_a_usage_error(pytester, monkeypatch):
 
 
 def test_recovered_cases_report_their_figures_and_a_rerun_does_not_retrain(pytester):
-    args = [*TINY, *FAST, "--kick-recover", "prompt,idp,lora", "--kick-report", "report.json",
-            "--kick-markdown", "summary.md"]
+    args = [
+        *TINY,
+        *FAST,
+        "--kick-recover",
+        "prompt,idp,lora",
+        "--kick-report",
+        "report.json",
+        "--kick-markdown",
+        "summary.md",
+    ]
     first = pytester.runpytest(*args)
     first.assert_outcomes(passed=5)
     assert first.stderr.str().count("recovery: training") == 3
-    cases = {c.get("recover") or c["compressor"]: c for c in json.loads((pytester.path / "report.json").read_text())["cases"]}
+    cases = {
+        c.get("recover") or c["compressor"]: c for c in json.loads((pytester.path / "report.json").read_text())["cases"]
+    }
     compressed = cases["magnitude"]
     for method in ("prompt", "idp", "lora"):
         case = cases[method]
@@ -86,7 +115,8 @@ def test_recovered_cases_report_their_figures_and_a_rerun_does_not_retrain(pytes
         assert rec["lost"] == compressed["lost"] == rec["regained"] + rec["still_lost"]
         assert rec["extra_parameters"] > 0 and rec["ratio_to_lora"] == rec["extra_parameters"] / rec["lora_parameters"]
         assert rec["latency_overhead"] == pytest.approx(
-            rec["seconds_per_item"]["recovered"] / rec["seconds_per_item"]["compressed"] - 1)
+            rec["seconds_per_item"]["recovered"] / rec["seconds_per_item"]["compressed"] - 1
+        )
         assert rec["training_seconds"] > 0 and rec["cached"] is False
     assert cases["lora"]["recovery"]["ratio_to_lora"] == 1.0
     assert cases["prompt"]["recovery"]["extra_parameters"] == cases["idp"]["recovery"]["extra_parameters"]
@@ -113,9 +143,18 @@ def test_after_a_recovered_case_the_model_is_the_compressed_model_bit_for_bit(tm
     from pytest_kick.runtime import KickCase, Runtime
 
     values = {opt.name: None for opt in config.OPTIONS}
-    values.update({"model": "tiny-random-llama", "tasks": "perplexity", "limit": "3", "ratio": "0.5",
-                   "recover": "prompt,idp,lora", "recover-steps": "2", "recover-seqlen": "32",
-                   "cache-dir": str(tmp_path)})
+    values.update(
+        {
+            "model": "tiny-random-llama",
+            "tasks": "perplexity",
+            "limit": "3",
+            "ratio": "0.5",
+            "recover": "prompt,idp,lora",
+            "recover-steps": "2",
+            "recover-seqlen": "32",
+            "cache-dir": str(tmp_path),
+        }
+    )
     runtime = Runtime(config.build(values, tmp_path))
 
     def state():
@@ -148,23 +187,47 @@ def test_soft_prompts_on_few_shot_multiple_choice_where_the_engine_packs_rows(tm
     folder.mkdir(parents=True)
 
     def rows(split, n, words):
-        return "".join(json.dumps({"id": f"{split}-{k}", "dataset": "mmlu", "split": split, "subject": "marketing",
-                                   "question": f"{words} {k}?", "choices": ["a", "b", "c", "d"], "answer": "A",
-                                   "answer_index": 0}) + "\n" for k in range(n))
+        return "".join(
+            json.dumps(
+                {
+                    "id": f"{split}-{k}",
+                    "dataset": "mmlu",
+                    "split": split,
+                    "subject": "marketing",
+                    "question": f"{words} {k}?",
+                    "choices": ["a", "b", "c", "d"],
+                    "answer": "A",
+                    "answer_index": 0,
+                }
+            )
+            + "\n"
+            for k in range(n)
+        )
 
     (folder / "mmlu_dev.jsonl").write_text(rows("dev", 5, "a longer worked example of a question " * 3))
     (folder / "mmlu_test.jsonl").write_text(rows("test", 6, "Which"))  # short: several fit in one packed row
     values = {opt.name: None for opt in config.OPTIONS}
-    values.update({"model": "tiny-random-llama", "tasks": "mmlu", "ratio": "0.5", "data-dir": str(tmp_path / "data"),
-                   "recover": "prompt,idp,lora", "recover-steps": "1", "recover-seqlen": "32",
-                   "cache-dir": str(tmp_path / "cache")})
+    values.update(
+        {
+            "model": "tiny-random-llama",
+            "tasks": "mmlu",
+            "ratio": "0.5",
+            "data-dir": str(tmp_path / "data"),
+            "recover": "prompt,idp,lora",
+            "recover-steps": "1",
+            "recover-seqlen": "32",
+            "cache-dir": str(tmp_path / "cache"),
+        }
+    )
     from pytest_kick.engines import passes
 
     packed_rows = []  # sequences per packed row, of the evaluation under way
     run_packed = passes.packed_states
-    monkeypatch.setattr(passes, "packed_states",
-                        lambda model, segments, *a, **k: packed_rows.append(len(segments)) or run_packed(model, segments,
-                                                                                                     *a, **k))
+    monkeypatch.setattr(
+        passes,
+        "packed_states",
+        lambda model, segments, *a, **k: packed_rows.append(len(segments)) or run_packed(model, segments, *a, **k),
+    )
     runtime = Runtime(config.build(values, tmp_path))
     runtime.evaluate(KickCase("mmlu", "tiny-random-llama", "magnitude", "0.5"))
     engine = runtime.engine("tiny-random-llama", True)

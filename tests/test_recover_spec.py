@@ -14,10 +14,13 @@ def test_methods_parse_in_order_without_repeats():
     assert parse_methods(" lora , none,lora") == ["lora", None]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("prompt,adapter", "unknown method 'adapter'"),
-    (" , ", "at least one"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("prompt,adapter", "unknown method 'adapter'"),
+        (" , ", "at least one"),
+    ],
+)
 def test_bad_methods_are_named(text, message):
     with pytest.raises(KickError, match=message):
         parse_methods(text)
@@ -25,14 +28,20 @@ def test_bad_methods_are_named(text, message):
 
 def test_sizes_parse_per_method():
     assert parse_sizes("prompt.tokens=40, lora.rank=4,lora.targets=q_proj+k_proj,idp.prompts=8") == {
-        "prompt": {"tokens": 40}, "lora": {"rank": 4, "targets": "q_proj,k_proj"}, "idp": {"prompts": 8}}
+        "prompt": {"tokens": 40},
+        "lora": {"rank": 4, "targets": "q_proj,k_proj"},
+        "idp": {"prompts": 8},
+    }
 
 
-@pytest.mark.parametrize("text, message", [
-    ("prompt.rank=4", "cannot read 'prompt.rank=4'"),
-    ("lora.rank=four", "lora.rank must be an integer"),
-    ("tokens=4", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("prompt.rank=4", "cannot read 'prompt.rank=4'"),
+        ("lora.rank=four", "lora.rank must be an integer"),
+        ("tokens=4", "cannot read"),
+    ],
+)
 def test_bad_sizes_are_named(text, message):
     with pytest.raises(KickError, match=message):
         parse_sizes(text)
@@ -74,12 +83,15 @@ def test_user_data_directory(tmp_path, tiny):
     assert ids.tolist() != windows(tokenizer, corpus.train, 5, 32, seed=1).tolist()
 
 
-@pytest.mark.parametrize("layout, message", [
-    (None, "is not a directory"),
-    ({}, "holds no \\*.jsonl files"),
-    ({"a.jsonl": '{"txt": "x"}'}, "lacks text"),
-    ({"a.jsonl": '{"text": "only one document"}'}, "at least 10 are needed"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        (None, "is not a directory"),
+        ({}, "holds no \\*.jsonl files"),
+        ({"a.jsonl": '{"txt": "x"}'}, "lacks text"),
+        ({"a.jsonl": '{"text": "only one document"}'}, "at least 10 are needed"),
+    ],
+)
 def test_bad_user_data_is_named(tmp_path, layout, message):
     directory = tmp_path / "data"
     if layout is not None:

@@ -7,16 +7,33 @@ import xml.etree.ElementTree as ET
 from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.gate import Tolerance, judge
 from pytest_kick.record import Verdict
-
-NOT_MATCHING = Verdict.NOT_MATCHING
 from pytest_kick.requests import GenerationRequest
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-ratio", "0.5", "--kick-tasks", "factoid_qa", "-p", "no:cacheprovider"]
+NOT_MATCHING = Verdict.NOT_MATCHING
+
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-ratio",
+    "0.5",
+    "--kick-tasks",
+    "factoid_qa",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def test_json_markdown_and_junit_reports(pytester, echo_data):
-    result = pytester.runpytest(*TINY, *echo_data, "--kick-report", "out/r.json", "--kick-markdown", "out/summary.md",
-                                "--junitxml", "out/junit.xml")
+    result = pytester.runpytest(
+        *TINY,
+        *echo_data,
+        "--kick-report",
+        "out/r.json",
+        "--kick-markdown",
+        "out/summary.md",
+        "--junitxml",
+        "out/junit.xml",
+    )
     result.assert_outcomes(passed=2)
     report = json.loads((pytester.path / "out" / "r.json").read_text())
     assert report["meta"]["tasks"]["factoid_qa"]["metric"] == "accuracy"
@@ -57,8 +74,15 @@ def test_a_a_dense_against_itself_never_fails(tiny):
         for position, i in enumerate(order):
             again[i] = scores([outputs[position]])[0]
         for stat in ("point", "ci"):
-            v = judge(task="aa", label=f"dense@seed{seed}", dense=reference, compressed=again,
-                      tolerance=Tolerance(0.05), stat=stat, seed=seed)
+            v = judge(
+                task="aa",
+                label=f"dense@seed{seed}",
+                dense=reference,
+                compressed=again,
+                tolerance=Tolerance(0.05),
+                stat=stat,
+                seed=seed,
+            )
             assert v.status != NOT_MATCHING, v.message
             assert (v.lost, v.gained) == (0, 0)
 

@@ -153,11 +153,14 @@ def test_no_level_matches():
     assert result.as_dict()["largest_safe"] == {"level": None, "info": None, "resolved": True, "next_failing": 0.05}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"origin": 0.0, "limit": 0.9, "resolution": 0}, "resolution must be positive"),
-    ({"origin": 0.0, "limit": 0.01, "resolution": 0.05}, "no level between"),
-    ({"origin": 0.0, "limit": 0.9, "coarse": 0}, "coarse must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"origin": 0.0, "limit": 0.9, "resolution": 0}, "resolution must be positive"),
+        ({"origin": 0.0, "limit": 0.01, "resolution": 0.05}, "no level between"),
+        ({"origin": 0.0, "limit": 0.9, "coarse": 0}, "coarse must be"),
+    ],
+)
 def test_bad_axis_is_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Axis(**kwargs)

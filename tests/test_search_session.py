@@ -2,13 +2,12 @@
 function of the sparsity the compressor really achieved, so the boundary the search must find is known."""
 
 import json
-import textwrap
 
 import pytest
 
 # A registered task whose score depends only on the sparsity of the model's decoder weights: every item is
 # right while the (nearest 0.05 of the) measured sparsity is in MATCHING, half the items otherwise.
-PLANTED = '''
+PLANTED = """
 from pytest_kick.api import Dataset, Example, Settings, subset, text_hash
 
 MATCHING = {matching!r}
@@ -36,10 +35,19 @@ class Planted:
         ok = level == 0 or level in MATCHING
         scores = [1.0 if ok or k % 2 else 0.0 for k in range(len(items))]
         return scores, [f"sparsity {{zeros:.3f}}"] * len(items)
-'''
+"""
 
-ARGS = ["--kick-model", "tiny-random-llama", "--kick-compressor", "magnitude", "--kick-tasks", "planted",
-        "--kick-search", "-p", "no:cacheprovider"]
+ARGS = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-compressor",
+    "magnitude",
+    "--kick-tasks",
+    "planted",
+    "--kick-search",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def planted(pytester, matching):
@@ -68,8 +76,10 @@ def test_search_is_one_item_per_task_and_compressor_and_replaces_the_default_gri
     result = pytester.runpytest(*ARGS, "--kick-ratio", "0.5", "--collect-only", "-q")
     lines = [line for line in result.stdout.lines if "::" in line]
     assert [line.split("::")[-1] for line in lines] == [
-        "test_registered[tiny-random-llama-dense]", "test_registered[tiny-random-llama-magnitude-0.5]",
-        "test_search[tiny-random-llama-magnitude]"]
+        "test_registered[tiny-random-llama-dense]",
+        "test_registered[tiny-random-llama-magnitude-0.5]",
+        "test_search[tiny-random-llama-magnitude]",
+    ]
 
 
 def test_search_finds_a_planted_boundary_and_reports_both_readings(pytester):
@@ -87,7 +97,8 @@ def test_search_finds_a_planted_boundary_and_reports_both_readings(pytester):
         evidence = search[key]["evidence"]
         assert evidence["verdict"] == "matching" and evidence["drop"] == 0.0 and evidence["lost"] == 0
         assert evidence["drop_low"] is not None and evidence["sparsity"] == pytest.approx(
-            float(search[key]["level"]), abs=0.01)
+            float(search[key]["level"]), abs=0.01
+        )
     levels = [p["ratio"] for p in search["points"]]
     assert levels[:4] == ["0.2", "0.4", "0.6", "0.8"] and len(levels) == len(set(levels))
     assert {p["ratio"]: p["verdict"] for p in search["points"]}["0.4"] == "not matching"
@@ -123,11 +134,14 @@ def test_a_quantizer_is_searched_over_its_bit_widths(pytester):
     assert row.count("w4g128 (w3g128 fails; drop +0.0%") == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--kick-compressor", "int8"], "--kick-search: none of int8 has a level to search"),
-    (["--kick-search-resolution", "0"], "--kick-search-resolution: 0 is outside (0, 0.2]"),
-    (["--kick-search-resolution", "fine"], "--kick-search-resolution: 'fine' is not a number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--kick-compressor", "int8"], "--kick-search: none of int8 has a level to search"),
+        (["--kick-search-resolution", "0"], "--kick-search-resolution: 0 is outside (0, 0.2]"),
+        (["--kick-search-resolution", "fine"], "--kick-search-resolution: 'fine' is not a number"),
+    ],
+)
 def test_bad_search_settings_are_one_clear_message(pytester, args, message):
     planted(pytester, set())
     result = pytester.runpytest(*ARGS, *args, "--collect-only")

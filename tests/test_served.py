@@ -9,18 +9,17 @@ import math
 from pathlib import Path
 
 import pytest
+from served_server import Model, Server
 
 from pytest_kick import tasks
 from pytest_kick.config import build
-from pytest_kick.engines.local import LocalEngine
 from pytest_kick.engines.http import Client, RetryPolicy, normalize_base_url, retry_after_seconds
+from pytest_kick.engines.local import LocalEngine
 from pytest_kick.engines.served import ServedEngine
 from pytest_kick.engines.tokens import rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from pytest_kick.runtime import KickCase, Runtime
-
-from served_server import Model, Server
 
 REPLIES = Path(__file__).parent / "served_replies"
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_wait=0.5)
@@ -138,8 +137,10 @@ def test_rolling_windows_cover_every_token_once():
 
 def test_rolling_loglikelihood_equals_the_local_engine(fresh, tiny, local):
     _, tokenizer = tiny
-    requests = [RollingRequest("a text longer than one window of the model", context="before it. ", window=16),
-                RollingRequest("the first text of a corpus", window=8)]
+    requests = [
+        RollingRequest("a text longer than one window of the model", context="before it. ", window=16),
+        RollingRequest("the first text of a corpus", window=8),
+    ]
     remote = served(fresh.base_url, tokenizer).loglikelihood_rolling(requests)
     for got, want in zip(remote, local.loglikelihood_rolling(requests)):
         assert len(got) == len(want) and got == pytest.approx(want, abs=1e-4)
@@ -171,8 +172,9 @@ def test_every_bundled_task_gives_the_local_per_item_results(fresh, task, tmp_pa
         monkeypatch.setattr(tasks.get(task), "max_new_tokens", 24)
     common = {"model": "tiny-random-llama", "tasks": task, "limit": "3", "cache-dir": str(tmp_path)}
     local_config = build({**_nothing(), **common}, tmp_path)
-    served_config = build({**_nothing(), **common, "engine": "openai-completions", "base-url": fresh.base_url},
-                          tmp_path)
+    served_config = build(
+        {**_nothing(), **common, "engine": "openai-completions", "base-url": fresh.base_url}, tmp_path
+    )
     here = Runtime(local_config).evaluate(KickCase(task, "tiny-random-llama"))
     there = Runtime(served_config).evaluate(KickCase(task, "tiny-random-llama"))
     assert there.item_ids == here.item_ids and len(here.scores) == 3
@@ -185,8 +187,18 @@ def test_every_bundled_task_gives_the_local_per_item_results(fresh, task, tmp_pa
 def test_the_baseline_key_names_what_the_server_serves(fresh, tmp_path):
     """A cached dense baseline is keyed by the served model (URL, id, root): another model behind the same
     URL never reuses it."""
-    config = build({**_nothing(), "model": "tiny-random-llama", "tasks": "factoid_qa", "limit": "2",
-                    "cache-dir": str(tmp_path), "engine": "openai-completions", "base-url": fresh.base_url}, tmp_path)
+    config = build(
+        {
+            **_nothing(),
+            "model": "tiny-random-llama",
+            "tasks": "factoid_qa",
+            "limit": "2",
+            "cache-dir": str(tmp_path),
+            "engine": "openai-completions",
+            "base-url": fresh.base_url,
+        },
+        tmp_path,
+    )
     case = KickCase("factoid_qa", "tiny-random-llama")
     key = Runtime(config).baseline_key(case)
     assert key["model"]["served_model"] == "tiny-random-llama" and key["model"]["url"] == fresh.base_url
@@ -239,8 +251,10 @@ def test_the_test_server_speaks_the_recorded_shapes(fresh, tiny):
     _, tokenizer = tiny
     engine = served(fresh.base_url, tokenizer)
     ids = tokenizer("The capital of France is Paris")["input_ids"]
-    ours = engine.client.post("completions", {"model": engine.model_id, "prompt": ids, "max_tokens": 1,
-                                              "echo": True, "logprobs": 1, "temperature": 0})
+    ours = engine.client.post(
+        "completions",
+        {"model": engine.model_id, "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0},
+    )
     theirs = _reply("echo_logprobs.json")
     for key in ("id", "object", "created", "model", "choices", "usage"):
         assert type(ours[key]) is type(theirs[key]), key
@@ -250,7 +264,10 @@ def test_the_test_server_speaks_the_recorded_shapes(fresh, tiny):
     assert set(mine["logprobs"]) == set(recorded["logprobs"])
     assert len(mine["logprobs"]["tokens"]) == len(ids) + 1 and mine["logprobs"]["token_logprobs"][0] is None
     assert mine["prompt_logprobs"][0] is None and set(next(iter(mine["prompt_logprobs"][1].values()))) == {
-        "logprob", "rank", "decoded_token"}
+        "logprob",
+        "rank",
+        "decoded_token",
+    }
     assert set(engine.client.get("models")["data"][0]) >= {"id", "object", "owned_by", "max_model_len"}
 
 
@@ -276,7 +293,8 @@ def test_429_waits_what_retry_after_asks(fresh, tiny):
     engine = served(fresh.base_url, tokenizer, sleep=waits.append)
     fresh.faults += ["429:0.2", "429:7"]
     assert engine.generate([GenerationRequest("Hello", 3)]) == served(fresh.base_url, tokenizer).generate(
-        [GenerationRequest("Hello", 3)])
+        [GenerationRequest("Hello", 3)]
+    )
     assert waits == [0.2, 0.5]  # the second wait is capped by max_wait
     fresh.faults += ["429:0"] * 3
     with pytest.raises(KickError, match=r"failed after 3 attempts: HTTP 429: Too Many Requests"):
@@ -288,10 +306,14 @@ def test_a_reply_slower_than_the_timeout_is_retried_then_named(fresh, tiny):
     engine = served(fresh.base_url, tokenizer, timeout=0.3)
     fresh.faults += ["slow:1.0"]
     assert engine.generate([GenerationRequest("Hello", 3)]) == served(fresh.base_url, tokenizer).generate(
-        [GenerationRequest("Hello", 3)])
+        [GenerationRequest("Hello", 3)]
+    )
     fresh.faults += ["slow:1.0"] * 3
-    with pytest.raises(KickError, match=rf"POST {fresh.base_url}/completions failed after 3 attempts: no reply "
-                                        rf"within the timeout of 0.3 s"):
+    with pytest.raises(
+        KickError,
+        match=rf"POST {fresh.base_url}/completions failed after 3 attempts: no reply "
+        rf"within the timeout of 0.3 s",
+    ):
         engine.generate([GenerationRequest("Hello", 3)])
 
 
@@ -299,8 +321,11 @@ def test_a_dropped_connection_is_retried_then_named(fresh, tiny):
     _, tokenizer = tiny
     engine = served(fresh.base_url, tokenizer)
     fresh.faults += ["drop"] * 3
-    with pytest.raises(KickError, match=rf"POST {fresh.base_url}/completions failed after 3 attempts: the "
-                                        rf"connection broke"):
+    with pytest.raises(
+        KickError,
+        match=rf"POST {fresh.base_url}/completions failed after 3 attempts: the "
+        rf"connection broke",
+    ):
         engine.loglikelihood(LL_REQUESTS[:1])
 
 
@@ -310,17 +335,23 @@ def test_no_server_is_named():
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(KickError, match=rf"GET http://127.0.0.1:{port}/v1/models failed after 3 attempts: "
-                                        rf"cannot connect"):
+    with pytest.raises(
+        KickError,
+        match=rf"GET http://127.0.0.1:{port}/v1/models failed after 3 attempts: "
+        rf"cannot connect",
+    ):
         served(f"http://127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("not-json", "the reply is not JSON: '<html>502 Bad Gateway</html>'"),
-    ("no-choices", "the reply has no choices"),
-    ("no-logprobs", "the reply has no logprobs object"),
-    ("short-logprobs", "echo returned log-probs for 1 tokens, the prompt has"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("not-json", "the reply is not JSON: '<html>502 Bad Gateway</html>'"),
+        ("no-choices", "the reply has no choices"),
+        ("no-logprobs", "the reply has no logprobs object"),
+        ("short-logprobs", "echo returned log-probs for 1 tokens, the prompt has"),
+    ],
+)
 def test_a_malformed_reply_is_an_error_not_a_score(fresh, tiny, fault, message):
     _, tokenizer = tiny
     engine = served(fresh.base_url, tokenizer)
@@ -364,11 +395,28 @@ def test_base_urls_and_retry_after():
 
 # --- the plugin as a user meets it -----------------------------------------------------------------
 
-SESSION = ["--kick-model", "tiny-random-llama", "--kick-limit", "4", "--kick-tasks", "icrqa:closed",
-           "-p", "no:cacheprovider"]
+SESSION = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-limit",
+    "4",
+    "--kick-tasks",
+    "icrqa:closed",
+    "-p",
+    "no:cacheprovider",
+]
 
 
-LOOP = ["--kick-model", "tiny-random-llama", "--kick-limit", "4", "--kick-tasks", "perplexity", "-p", "no:cacheprovider"]
+LOOP = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-limit",
+    "4",
+    "--kick-tasks",
+    "perplexity",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def _cases(path: Path) -> dict:
@@ -380,21 +428,55 @@ def test_the_deployment_loop(pytester, tiny):
     the served variant gets the per-item results the in-process one got."""
     from transformers import AutoModelForCausalLM
 
-    local = pytester.runpytest(*LOOP, "--kick-compressor", "magnitude", "--kick-ratio", "0.5", "--kick-export",
-                               "exported", "--kick-baseline-dir", "baselines", "--kick-report", "local.json")
+    local = pytester.runpytest(
+        *LOOP,
+        "--kick-compressor",
+        "magnitude",
+        "--kick-ratio",
+        "0.5",
+        "--kick-export",
+        "exported",
+        "--kick-baseline-dir",
+        "baselines",
+        "--kick-report",
+        "local.json",
+    )
     assert local.ret in (0, 1), local.stdout.str()
     model, tokenizer = tiny
     exported = AutoModelForCausalLM.from_pretrained(pytester.path / "exported" / "tiny-random-llama-magnitude-0.5")
-    with Server(Model(model, tokenizer, "tiny-random-llama")) as dense, \
-            Server(Model(exported.eval(), tokenizer, "tiny-random-llama-magnitude-0.5")) as compressed:
-        served = pytester.runpytest(*LOOP, "--kick-engine", "openai-completions", "--kick-base-url",
-                                    dense.base_url, "--kick-compressed-url", compressed.base_url,
-                                    "--kick-cache-dir", "served-cache", "--kick-report", "served.json", "-v")
+    with (
+        Server(Model(model, tokenizer, "tiny-random-llama")) as dense,
+        Server(Model(exported.eval(), tokenizer, "tiny-random-llama-magnitude-0.5")) as compressed,
+    ):
+        served = pytester.runpytest(
+            *LOOP,
+            "--kick-engine",
+            "openai-completions",
+            "--kick-base-url",
+            dense.base_url,
+            "--kick-compressed-url",
+            compressed.base_url,
+            "--kick-cache-dir",
+            "served-cache",
+            "--kick-report",
+            "served.json",
+            "-v",
+        )
         assert "test_perplexity[tiny-random-llama-served]" in served.stdout.str()
         assert dense.requests and compressed.requests  # each model answered by its own server
-        files = pytester.runpytest(*LOOP, "--kick-engine", "openai-completions", "--kick-compressed-url",
-                                   compressed.base_url, "--kick-baseline-dir", "baselines", "--kick-report",
-                                   "files.json", "-W", "always")
+        files = pytester.runpytest(
+            *LOOP,
+            "--kick-engine",
+            "openai-completions",
+            "--kick-compressed-url",
+            compressed.base_url,
+            "--kick-baseline-dir",
+            "baselines",
+            "--kick-report",
+            "files.json",
+            "-W",
+            "always",
+        )
     here, there, from_files = (_cases(pytester.path / name) for name in ("local.json", "served.json", "files.json"))
     variant = here[("magnitude", "0.5")]
     assert variant["compressed"] != pytest.approx(variant["dense"])  # a change the served run must reproduce
@@ -414,8 +496,15 @@ def test_a_dead_server_ends_the_session_once_naming_its_url(pytester):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-base-url",
-                                f"http://127.0.0.1:{port}", "--kick-timeout", "2")
+    result = pytester.runpytest(
+        *SESSION,
+        "--kick-engine",
+        "openai-completions",
+        "--kick-base-url",
+        f"http://127.0.0.1:{port}",
+        "--kick-timeout",
+        "2",
+    )
     # an unreachable server dooms every item: one session error, not a failure per item
     assert result.ret == pytest.ExitCode.INTERRUPTED
     out = result.stdout.str() + result.stderr.str()
@@ -423,16 +512,29 @@ def test_a_dead_server_ends_the_session_once_naming_its_url(pytester):
     assert "Traceback" not in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--kick-base-url", "http://h:8000"], "--kick-base-url points at a server: add --kick-engine openai-completions"),
-    (["--kick-engine", "openai-completions"], "--kick-engine openai-completions needs --kick-base-url URL"),
-    (["--kick-engine", "vllm"], "--kick-engine: 'vllm' is not one of local, openai-completions"),
-    (["--kick-engine", "openai-completions", "--kick-base-url", "h:8000"], "--kick-base-url: 'h:8000' is not an http"),
-    (["--kick-engine", "openai-completions", "--kick-base-url", "http://h", "--kick-compressor", "wanda"],
-     "--kick-compressor compresses in this process; a served model is not"),
-    (["--kick-engine", "openai-completions", "--kick-base-url", "http://h", "--kick-timeout", "0"],
-     "--kick-timeout: must be more than 0 seconds"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--kick-base-url", "http://h:8000"],
+            "--kick-base-url points at a server: add --kick-engine openai-completions",
+        ),
+        (["--kick-engine", "openai-completions"], "--kick-engine openai-completions needs --kick-base-url URL"),
+        (["--kick-engine", "vllm"], "--kick-engine: 'vllm' is not one of local, openai-completions"),
+        (
+            ["--kick-engine", "openai-completions", "--kick-base-url", "h:8000"],
+            "--kick-base-url: 'h:8000' is not an http",
+        ),
+        (
+            ["--kick-engine", "openai-completions", "--kick-base-url", "http://h", "--kick-compressor", "wanda"],
+            "--kick-compressor compresses in this process; a served model is not",
+        ),
+        (
+            ["--kick-engine", "openai-completions", "--kick-base-url", "http://h", "--kick-timeout", "0"],
+            "--kick-timeout: must be more than 0 seconds",
+        ),
+    ],
+)
 def test_bad_served_options_are_usage_errors(pytester, args, message):
     result = pytester.runpytest("--kick-model", "tiny-random-llama", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -440,7 +542,16 @@ def test_bad_served_options_are_usage_errors(pytester, args, message):
 
 
 def test_served_ids(pytester):
-    result = pytester.runpytest(*SESSION, "--kick-engine", "openai-completions", "--kick-base-url", "http://h:1",
-                                "--kick-compressed-url", "http://h:2", "--collect-only", "-q")
+    result = pytester.runpytest(
+        *SESSION,
+        "--kick-engine",
+        "openai-completions",
+        "--kick-base-url",
+        "http://h:1",
+        "--kick-compressed-url",
+        "http://h:2",
+        "--collect-only",
+        "-q",
+    )
     assert "test_icrqa[closed-tiny-random-llama-dense]" in result.stdout.str()
     assert "test_icrqa[closed-tiny-random-llama-served]" in result.stdout.str()

@@ -26,8 +26,10 @@ def mean(values):
 
 
 paired_binary = st.integers(20, 200).flatmap(
-    lambda n: st.tuples(st.lists(st.integers(0, 1), min_size=n, max_size=n),
-                        st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 1), min_size=n, max_size=n), st.lists(st.integers(0, 1), min_size=n, max_size=n)
+    )
+)
 
 
 def test_relative_drop_is_the_gates():
@@ -135,15 +137,18 @@ def test_bad_parameters_are_rejected():
         binomial_above_chance(3, 10, 1.5)
 
 
-@pytest.mark.parametrize("b, c, expected", [
-    (10, 0, 2 / 1024),
-    (0, 10, 2 / 1024),
-    (5, 5, 1.0),
-    (1, 0, 1.0),
-    (0, 0, 1.0),
-    (6, 1, 2 * (1 + 7) / 128),
-    (20, 5, 2 * sum(math.comb(25, k) for k in range(6)) / 2**25),
-])
+@pytest.mark.parametrize(
+    "b, c, expected",
+    [
+        (10, 0, 2 / 1024),
+        (0, 10, 2 / 1024),
+        (5, 5, 1.0),
+        (1, 0, 1.0),
+        (0, 0, 1.0),
+        (6, 1, 2 * (1 + 7) / 128),
+        (20, 5, 2 * sum(math.comb(25, k) for k in range(6)) / 2**25),
+    ],
+)
 def test_mcnemar_hand_computed(b, c, expected):
     dense, compressed = pairs(30, b, c, 40)  # concordant items do not matter
     assert mcnemar_exact(dense, compressed) == pytest.approx(expected, rel=1e-12)
@@ -167,8 +172,10 @@ def test_binomial_above_chance_hand_cases():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))),
-       st.sampled_from([Fraction(1, 10), Fraction(1, 4), Fraction(1, 2), Fraction(4, 5)]))
+@given(
+    st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))),
+    st.sampled_from([Fraction(1, 10), Fraction(1, 4), Fraction(1, 2), Fraction(4, 5)]),
+)
 def test_binomial_above_chance_matches_exact_fractions(n_s, chance):
     n, s = n_s
     tail = sum(math.comb(n, k) * chance**k * (1 - chance) ** (n - k) for k in range(s, n + 1))
@@ -207,6 +214,7 @@ def test_significantly_above_floor_continuous():
 
 # --- per-item chance levels (multiple choice with 3, 4 and 5 options in one set) -------------------------
 
+
 def exact_poisson_binomial_tails(chances) -> list[Fraction]:
     """[P(X >= s) for s = 0 .. n], X a sum of Bernoulli(chances[i]), by the textbook dynamic programme in
     fractions."""
@@ -228,8 +236,9 @@ MIXED = [Fraction(1, 3), Fraction(1, 4), Fraction(1, 5)]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(MIXED + [Fraction(0), Fraction(1), Fraction(1, 2)]), min_size=1, max_size=40),
-       st.data())
+@given(
+    st.lists(st.sampled_from(MIXED + [Fraction(0), Fraction(1), Fraction(1, 2)]), min_size=1, max_size=40), st.data()
+)
 def test_poisson_binomial_tail_matches_the_exact_tail(chances, data):
     successes = data.draw(st.integers(0, len(chances)))
     exact = exact_poisson_binomial_tail(successes, chances)

@@ -13,8 +13,10 @@ from pytest_kick.tasks.scorers import RougeScorer, rouge
 from pytest_kick.tasks.summarization import Summarization, highlights, load_stories, strip_highlights
 
 SMALL = Summarization("small")
-INSTRUCTION = ("Summarize the given story in less than 150 words while preserving high coherence, consistency, "
-               "fluency, and relevance.\n\n")
+INSTRUCTION = (
+    "Summarize the given story in less than 150 words while preserving high coherence, consistency, "
+    "fluency, and relevance.\n\n"
+)
 LANDSLIDE = "cnn_dailymail/llmkick_prompt/1"
 
 
@@ -37,23 +39,29 @@ def test_variants_are_llm_kicks_buckets():
 def test_kick_prompt_is_llm_kicks_verbatim_with_its_highlights():
     landslide = story(SMALL, LANDSLIDE)
     [request] = SMALL.requests([landslide], [], Settings(protocol="kick"))
-    (role, text), = request.messages
+    ((role, text),) = request.messages
     assert role == "user" and text == landslide.prompt
     assert text.startswith(INSTRUCTION + "(CNN) -- A landslide buried 83 workers in a mining area")
-    assert text.endswith("the regional government said.@highlightThe incident occurred around 6 a.m., Xinhua News "
-                         "Agency says@highlightThe landslide extends three kilometers, or almost two miles")
+    assert text.endswith(
+        "the regional government said.@highlightThe incident occurred around 6 a.m., Xinhua News "
+        "Agency says@highlightThe landslide extends three kilometers, or almost two miles"
+    )
 
 
 def test_strict_prompt_drops_the_highlights():
     landslide = story(SMALL, LANDSLIDE)
     [request] = SMALL.requests([landslide], [], Settings())
-    (_, text), = request.messages
+    ((_, text),) = request.messages
     assert "@highlight" not in text and "Xinhua News Agency says" not in text
-    assert text.endswith("(almost two miles) and was made up of about 2 million cubic meters (2.6 million cubic "
-                         "yards) of mud, rock and other debris, the regional government said.")
-    assert landslide.answers == ("The incident occurred around 6 a.m., Xinhua News Agency says\n"
-                                 "The landslide extends three kilometers, or almost two miles",)
-    assert landslide.question == text[len(INSTRUCTION):]
+    assert text.endswith(
+        "(almost two miles) and was made up of about 2 million cubic meters (2.6 million cubic "
+        "yards) of mud, rock and other debris, the regional government said."
+    )
+    assert landslide.answers == (
+        "The incident occurred around 6 a.m., Xinhua News Agency says\n"
+        "The landslide extends three kilometers, or almost two miles",
+    )
+    assert landslide.question == text[len(INSTRUCTION) :]
 
 
 def test_highlight_helpers():
@@ -73,9 +81,12 @@ def test_every_bundled_prompt_has_a_reference_and_loses_it_under_strict():
 def test_plain_prompt_fallback_is_fastchats_vicuna_template():
     landslide = story(SMALL, LANDSLIDE)
     [request] = SMALL.requests([landslide], [], Settings())
-    assert request.prompt == ("A chat between a curious user and an artificial intelligence assistant. The assistant "
-                              "gives helpful, detailed, and polite answers to the user's questions. USER: "
-                              + request.messages[0][1] + " ASSISTANT:")
+    assert request.prompt == (
+        "A chat between a curious user and an artificial intelligence assistant. The assistant "
+        "gives helpful, detailed, and polite answers to the user's questions. USER: "
+        + request.messages[0][1]
+        + " ASSISTANT:"
+    )
     assert request.max_new_tokens == 256 and request.stop == ()
 
 
@@ -133,8 +144,12 @@ def test_a_judge_plugs_in_as_the_scorer():
 
 
 def test_template_hash_depends_on_protocol_bucket_and_budget():
-    hashes = {Summarization(v, max_new_tokens=n).template_hash(Settings(protocol=p))
-              for v in ("small", "large") for p in ("strict", "kick") for n in (64, 256)}
+    hashes = {
+        Summarization(v, max_new_tokens=n).template_hash(Settings(protocol=p))
+        for v in ("small", "large")
+        for p in ("strict", "kick")
+        for n in (64, 256)
+    }
     assert len(hashes) == 8
 
 

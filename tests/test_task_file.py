@@ -11,8 +11,16 @@ from pytest_kick.api import MultipleChoice, Settings
 from pytest_kick.errors import KickError
 from pytest_kick.tasks import declarative
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-compressor", "magnitude", "--kick-ratio", "0.5",
-        "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-compressor",
+    "magnitude",
+    "--kick-ratio",
+    "0.5",
+    "-p",
+    "no:cacheprovider",
+]
 
 MC_YAML = """\
 tasks:
@@ -76,12 +84,17 @@ def test_multiple_choice_scores_the_most_likely_choice(tmp_path):
 def test_yaml_multiple_choice_task_runs_end_to_end(pytester, mc_files):
     for name in ("truthy.jsonl", "tasks.yaml"):
         (pytester.path / name).write_text((mc_files / name).read_text())
-    result = pytester.runpytest(*TINY, "--kick-task-file", "tasks.yaml", "--kick-tasks", "truthy_mc", "-v",
-                                "--kick-report", "r.json", "-rs")
+    result = pytester.runpytest(
+        *TINY, "--kick-task-file", "tasks.yaml", "--kick-tasks", "truthy_mc", "-v", "--kick-report", "r.json", "-rs"
+    )
     # a random model sits at chance (the mean of 1/3, 1/4, 1/5, printed rounded): inconclusive, never passed
-    result.stdout.fnmatch_lines(["*test_registered[[]tiny-random-llama-dense[]] SKIPPED*",
-                                 "*truthy_mc: inconclusive: dense tiny-random-llama scores * (n=12), not "
-                                 "significantly above the task's chance level (0.261 (mean of per-item chance 0.2-0.333))*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_registered[[]tiny-random-llama-dense[]] SKIPPED*",
+            "*truthy_mc: inconclusive: dense tiny-random-llama scores * (n=12), not "
+            "significantly above the task's chance level (0.261 (mean of per-item chance 0.2-0.333))*",
+        ]
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
     report = json.loads((pytester.path / "r.json").read_text())
@@ -92,14 +105,16 @@ def test_yaml_multiple_choice_task_runs_end_to_end(pytester, mc_files):
 
 def test_ini_key_and_toml_file(pytester, mc_files):
     (pytester.path / "truthy.jsonl").write_text((mc_files / "truthy.jsonl").read_text())
-    (pytester.path / "tasks.toml").write_text(textwrap.dedent("""\
+    (pytester.path / "tasks.toml").write_text(
+        textwrap.dedent("""\
         [[tasks]]
         name = "truthy_mc"
         type = "multiple_choice"
         data = "truthy.jsonl"
         template = "Q: {question}\\nA:"
         answer = "label"
-    """))
+    """)
+    )
     pytester.makeini("[pytest]\nkick_task_file = tasks.toml\n")
     result = pytester.runpytest(*TINY, "--kick-tasks", "truthy_mc", "--collect-only", "-q")
     assert "test_registered[tiny-random-llama-magnitude-0.5]" in result.stdout.str(), result.stderr.str()
@@ -108,45 +123,78 @@ def test_ini_key_and_toml_file(pytester, mc_files):
 def test_generation_and_perplexity_tasks_from_yaml(tmp_path):
     (tmp_path / "qa.csv").write_text("q,a\nWhat is 2+2?,four\nCapital of France?,Paris\nColour of snow?,white\n")
     (tmp_path / "notes.txt").write_text("First paragraph of text.\n\nSecond paragraph here.\n")
-    (tmp_path / "t.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "t.yaml").write_text(
+        textwrap.dedent("""\
         tasks:
           - {name: qa, type: generation, data: qa.csv, template: "Q: {q}\\nA:", answer: a, metric: exact}
           - {name: notes_ppl, type: perplexity, data: notes.txt, window: 64}
-    """))
+    """)
+    )
     qa, ppl = declarative.load(tmp_path / "t.yaml")
     _, items = qa.split(qa.load(Settings()), Settings())
     assert [i.question for i in items][0] == "Q: What is 2+2?\nA:"
-    assert qa.score(items[1], None, " paris.", Settings()) == 1.0 and qa.score(items[1], None, "Lyon", Settings()) == 0.0
+    assert (
+        qa.score(items[1], None, " paris.", Settings()) == 1.0 and qa.score(items[1], None, "Lyon", Settings()) == 0.0
+    )
     scores, _ = ppl.evaluate(ppl.load(Settings()).examples, [], Settings(), lambda reqs: [(-1.0, -3.0)] * len(reqs))
     assert scores == [2.0, 2.0] and ppl.figure(2.0) > 7
 
 
 BAD = [
-    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    choise: c\n", 5, "choise",
-     "unknown key"),
+    (
+        "tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    choise: c\n",
+        5,
+        "choise",
+        "unknown key",
+    ),
     ("tasks:\n  - name: x\n    type: multi\n    data: truthy.jsonl\n", 3, "type", "'multi' is not one of"),
     ("tasks:\n  - name: x\n    type: multiple_choice\n", 2, "data", "missing"),
     ("tasks:\n  - name: x\n    type: multiple_choice\n    data: nowhere.jsonl\n", 4, "data", "no such file"),
-    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots: many\n", 5, "shots",
-     "not a whole number"),
-    ("tasks:\n  - name: x\n    type: generation\n    data: truthy.jsonl\n    metric: bleu\n", 5, "metric",
-     "'bleu' is not one of"),
+    (
+        "tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots: many\n",
+        5,
+        "shots",
+        "not a whole number",
+    ),
+    (
+        "tasks:\n  - name: x\n    type: generation\n    data: truthy.jsonl\n    metric: bleu\n",
+        5,
+        "metric",
+        "'bleu' is not one of",
+    ),
     ("tasks:\n  - name: x y\n    type: multiple_choice\n    data: truthy.jsonl\n", 2, "name", "not a task name"),
     ("tasks:\n  - name: x\n    type: [oops\n", 4, None, "not valid YAML"),
-    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    header: 'About {s|title}'\n", 5,
-     "header", "unknown filter 'title'"),
-    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_by: subject\n", 5,
-     "shots_by", "needs shots_from"),
-    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_from: dev.jsonl\n", 5,
-     "shots_from", "no such file"),
-    ("tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    labels: AAB\n", 5,
-     "labels", "must be distinct"),
+    (
+        "tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    header: 'About {s|title}'\n",
+        5,
+        "header",
+        "unknown filter 'title'",
+    ),
+    (
+        "tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_by: subject\n",
+        5,
+        "shots_by",
+        "needs shots_from",
+    ),
+    (
+        "tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    shots_from: dev.jsonl\n",
+        5,
+        "shots_from",
+        "no such file",
+    ),
+    (
+        "tasks:\n  - name: x\n    type: multiple_choice\n    data: truthy.jsonl\n    labels: AAB\n",
+        5,
+        "labels",
+        "must be distinct",
+    ),
 ]
 
 
 @pytest.mark.parametrize("text, line, key, message", BAD)
-def test_every_malformed_task_file_gives_one_line_naming_file_key_and_line(pytester, mc_files, text, line, key,
-                                                                           message):
+def test_every_malformed_task_file_gives_one_line_naming_file_key_and_line(
+    pytester, mc_files, text, line, key, message
+):
     (pytester.path / "truthy.jsonl").write_text((mc_files / "truthy.jsonl").read_text())
     (pytester.path / "bad.yaml").write_text(text)
     result = pytester.runpytest(*TINY, "--kick-task-file", "bad.yaml")
@@ -157,8 +205,9 @@ def test_every_malformed_task_file_gives_one_line_naming_file_key_and_line(pytes
 
 
 def test_a_bad_record_in_the_data_file_names_the_data_file_and_its_line(tmp_path):
-    (tmp_path / "d.jsonl").write_text('{"question": "q", "choices": ["a", "b"], "label": 0}\n'
-                                      '{"question": "q", "choices": ["a"], "label": 0}\n')
+    (tmp_path / "d.jsonl").write_text(
+        '{"question": "q", "choices": ["a", "b"], "label": 0}\n{"question": "q", "choices": ["a"], "label": 0}\n'
+    )
     (tmp_path / "t.yaml").write_text("name: x\ntype: multiple_choice\ndata: d.jsonl\nanswer: label\n")
     with pytest.raises(KickError, match=r"d\.jsonl:2: an item needs at least 2 choices"):
         declarative.load(tmp_path / "t.yaml")
@@ -172,7 +221,9 @@ def _readme_examples():
 
     text = (Path(__file__).parents[1] / "docs" / "tasks.md").read_text(encoding="utf-8")
     section = text.split("\n## Add your own task", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```yaml\n(.*?)```", section, re.S).group(1), re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```yaml\n(.*?)```", section, re.S).group(1), re.search(
+        r"```python\n(.*?)```", section, re.S
+    ).group(1)
 
 
 @pytest.mark.parametrize("form", ["yaml", "python"])
@@ -203,7 +254,10 @@ def test_flip_report_shows_the_choices_and_the_correct_one_apart(mc_files, tmp_p
     [task] = declarative.load(mc_files / "tasks.yaml")
     _, items = task.split(task.load(Settings()), Settings())
     runtime = Runtime.__new__(Runtime)
-    runtime.config, runtime._data = SimpleNamespace(cache_dir=tmp_path / "cache", judge="rouge"), {task.name: (None, [], items)}
+    runtime.config, runtime._data = (
+        SimpleNamespace(cache_dir=tmp_path / "cache", judge="rouge"),
+        {task.name: (None, [], items)},
+    )
     ids = [i.id for i in items[:3]]
     dense = TaskResult(task.name, "accuracy", ids, [1.0, 1.0, 0.0], [items[0].answers[0], items[1].answers[0], "x"])
     compressed = TaskResult(task.name, "accuracy", ids, [0.0, 1.0, 0.0], ["option 0-1", items[1].answers[0], "y"])
@@ -219,15 +273,19 @@ def test_flip_report_shows_the_choices_and_the_correct_one_apart(mc_files, tmp_p
 
 
 def test_flip_fields_of_lettered_choices_and_of_mmlu_items():
+    from pytest_kick.tasks.file_task import ChoiceItem
     from pytest_kick.tasks.flips import item_fields
     from pytest_kick.tasks.mmlu_data import MMLUItem
-    from pytest_kick.tasks.file_task import ChoiceItem
 
     lettered = ChoiceItem("a", "Q?\nA. x\nB. y\nAnswer:", ("y",), ("x", "y"), 1, (), ("A", "B"))
     assert item_fields(lettered)["choices"] == ["A. x", "B. y"] and item_fields(lettered)["correct"] == "B. y"
     mmlu = MMLUItem("m", "2+2?", ("C",), "math", ("1", "2", "4", "8"), 2)
-    assert item_fields(mmlu) == {"question": "2+2?", "answers": ["C"], "choices": ["A. 1", "B. 2", "C. 4", "D. 8"],
-                                 "correct": "C. 4"}
+    assert item_fields(mmlu) == {
+        "question": "2+2?",
+        "answers": ["C"],
+        "choices": ["A. 1", "B. 2", "C. 4", "D. 8"],
+        "correct": "C. 4",
+    }
     assert "choices" not in item_fields(SimpleItem("g", "who?", ("me",)))
 
 
@@ -244,11 +302,15 @@ def test_parquet_data_gives_the_same_items_as_jsonl(mc_files):
     pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), mc_files / "truthy.parquet")
     (mc_files / "jsonl.yaml").write_text(MC_YAML.replace("truthy_mc", "from_jsonl"))
     (mc_files / "parquet.yaml").write_text(MC_YAML.replace("truthy.jsonl", "truthy.parquet"))
-    [from_jsonl], [from_parquet] = declarative.load(mc_files / "jsonl.yaml"), declarative.load(mc_files / "parquet.yaml")
+    [from_jsonl], [from_parquet] = (
+        declarative.load(mc_files / "jsonl.yaml"),
+        declarative.load(mc_files / "parquet.yaml"),
+    )
     jsonl_items = from_jsonl.split(from_jsonl.load(Settings()), Settings())[1]
     parquet_items = from_parquet.split(from_parquet.load(Settings()), Settings())[1]
-    assert [(i.question, i.choices, i.label) for i in parquet_items] == [(i.question, i.choices, i.label)
-                                                                        for i in jsonl_items]
+    assert [(i.question, i.choices, i.label) for i in parquet_items] == [
+        (i.question, i.choices, i.label) for i in jsonl_items
+    ]
     assert [len(i.choices) for i in parquet_items] == [3, 4, 5] * 4
 
 
@@ -276,8 +338,18 @@ def test_kick_shots_is_used_only_by_tasks_that_take_it(mc_files):
 def test_kick_shots_for_a_task_without_it_is_a_note_and_removes_no_item(pytester, mc_files):
     for name in ("truthy.jsonl", "tasks.yaml"):
         (pytester.path / name).write_text((mc_files / name).read_text())
-    result = pytester.runpytest(*TINY, "--kick-task-file", "tasks.yaml", "--kick-tasks", "truthy_mc", "-rs",
-                                "--kick-shots", "2", "--kick-report", "r.json")
+    result = pytester.runpytest(
+        *TINY,
+        "--kick-task-file",
+        "tasks.yaml",
+        "--kick-tasks",
+        "truthy_mc",
+        "-rs",
+        "--kick-shots",
+        "2",
+        "--kick-report",
+        "r.json",
+    )
     out = result.stdout.str()
     notes = [ln for ln in out.splitlines() if "--kick-shots 2 does not apply to truthy_mc" in ln]
     assert notes and all(ln.count("--kick-shots") == 1 for ln in notes), out
@@ -287,27 +359,37 @@ def test_kick_shots_for_a_task_without_it_is_a_note_and_removes_no_item(pytester
 
 
 def test_a_bad_record_after_a_string_holding_u0085_names_its_own_line(tmp_path):
-    (tmp_path / "d.jsonl").write_text('{"question": "a\u0085b", "choices": ["a", "b"], "label": 0}\n'
-                                      '{"question": "q", "choices": ["a"], "label": 0}\n', encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text(
+        '{"question": "a\u0085b", "choices": ["a", "b"], "label": 0}\n'
+        '{"question": "q", "choices": ["a"], "label": 0}\n',
+        encoding="utf-8",
+    )
     (tmp_path / "t.yaml").write_text("name: x\ntype: multiple_choice\ndata: d.jsonl\nanswer: label\n")
     with pytest.raises(KickError, match=r"d\.jsonl:2: an item needs at least 2 choices"):
         declarative.load(tmp_path / "t.yaml")
 
 
 def test_generation_shots_from_another_file_grouped_by_a_field_with_a_header(tmp_path):
-    (tmp_path / "qa.jsonl").write_text('{"q": "2+2?", "a": "4", "topic": "math"}\n'
-                                       '{"q": "Capital of Peru?", "a": "Lima", "topic": "geo"}\n')
-    (tmp_path / "dev.jsonl").write_text('{"q": "1+1?", "a": "2", "topic": "math"}\n'
-                                        '{"q": "Capital of Chile?", "a": "Santiago", "topic": "geo"}\n'
-                                        '{"q": "3+3?", "a": "6", "topic": "math"}\n')
-    (tmp_path / "t.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "qa.jsonl").write_text(
+        '{"q": "2+2?", "a": "4", "topic": "math"}\n{"q": "Capital of Peru?", "a": "Lima", "topic": "geo"}\n'
+    )
+    (tmp_path / "dev.jsonl").write_text(
+        '{"q": "1+1?", "a": "2", "topic": "math"}\n'
+        '{"q": "Capital of Chile?", "a": "Santiago", "topic": "geo"}\n'
+        '{"q": "3+3?", "a": "6", "topic": "math"}\n'
+    )
+    (tmp_path / "t.yaml").write_text(
+        textwrap.dedent("""\
         {name: qa, type: generation, data: qa.jsonl, template: "Q: {q}\\nA:", answer: a, header: "{topic|upper}\\n",
          shots: 1, shots_from: dev.jsonl, shots_by: topic}
-    """))
+    """)
+    )
     [qa] = declarative.load(tmp_path / "t.yaml")
     shots, items = qa.split(qa.load(Settings()), Settings())
     asked = []
     scores, _ = qa.evaluate(items, shots, Settings(), lambda reqs: asked.extend(reqs) or ["4", "Lima"])
-    assert [r.prompt for r in asked] == ["MATH\nQ: 1+1?\nA: 2\n\nQ: 2+2?\nA:",
-                                         "GEO\nQ: Capital of Chile?\nA: Santiago\n\nQ: Capital of Peru?\nA:"]
+    assert [r.prompt for r in asked] == [
+        "MATH\nQ: 1+1?\nA: 2\n\nQ: 2+2?\nA:",
+        "GEO\nQ: Capital of Chile?\nA: Santiago\n\nQ: Capital of Peru?\nA:",
+    ]
     assert scores == [1.0, 1.0]

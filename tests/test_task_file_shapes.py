@@ -41,8 +41,15 @@ def items_of(tmp_path, yaml_text, rows=None, name="t.yaml", data="truthfulqa.jso
 def test_the_sample_is_truthfulqa_generation_records():
     assert len(ROWS) == 25 and ROWS[0]["question"] == "What happens to you if you eat watermelon seeds?"
     for row in ROWS:
-        assert set(row) == {"type", "category", "question", "best_answer", "correct_answers", "incorrect_answers",
-                            "source"}
+        assert set(row) == {
+            "type",
+            "category",
+            "question",
+            "best_answer",
+            "correct_answers",
+            "incorrect_answers",
+            "source",
+        }
         assert isinstance(row["best_answer"], str) and row["best_answer"] in row["correct_answers"]
         assert all(isinstance(a, str) and a for a in row["correct_answers"] + row["incorrect_answers"])
 
@@ -59,10 +66,14 @@ def test_truthfulqa_records_give_mc1_items_best_answer_against_every_incorrect_o
 
 
 def test_string_and_list_fields_flatten_in_order_and_empty_ones_are_left_out(tmp_path):
-    rows = [{"q": "pick", "wrong": ["w1", "", "w2"], "other": "", "right": "r", "also": 7},
-            {"q": "pick", "wrong": [], "other": "o", "right": "r", "also": "x"}]
-    yaml_text = "name: m\ntype: multiple_choice\ndata: d.jsonl\ntemplate: '{q}'\nchoices: [wrong, other, right, also]\n" \
-                "answer: right\n"
+    rows = [
+        {"q": "pick", "wrong": ["w1", "", "w2"], "other": "", "right": "r", "also": 7},
+        {"q": "pick", "wrong": [], "other": "o", "right": "r", "also": "x"},
+    ]
+    yaml_text = (
+        "name: m\ntype: multiple_choice\ndata: d.jsonl\ntemplate: '{q}'\nchoices: [wrong, other, right, also]\n"
+        "answer: right\n"
+    )
     _, items = items_of(tmp_path, yaml_text, rows, data="d.jsonl")
     assert items[0].choices == ("w1", "w2", "r", "7") and items[0].label == 2
     assert items[1].choices == ("o", "r", "x") and items[1].label == 1
@@ -70,19 +81,22 @@ def test_string_and_list_fields_flatten_in_order_and_empty_ones_are_left_out(tmp
 
 def test_the_answer_field_among_the_choices_wins_over_reading_its_text_as_an_index(tmp_path):
     rows = [{"q": "2+2?", "right": "4", "wrong": ["3", "5", "22", "1"]}]  # "4" is no index here: it is the text
-    yaml_text = "name: m\ntype: multiple_choice\ndata: d.jsonl\ntemplate: '{q}'\nchoices: [wrong, right]\n" \
-                "answer: right\n"
+    yaml_text = (
+        "name: m\ntype: multiple_choice\ndata: d.jsonl\ntemplate: '{q}'\nchoices: [wrong, right]\nanswer: right\n"
+    )
     _, [item] = items_of(tmp_path, yaml_text, rows, data="d.jsonl")
     assert item.choices == ("3", "5", "22", "1", "4") and item.label == 4
 
 
 def mc(answer="best_answer", choices="[best_answer, incorrect_answers]", template="Q: {question}\\nA:"):
-    return f"name: t\ntype: multiple_choice\ndata: truthfulqa.jsonl\ntemplate: \"{template}\"\nchoices: {choices}\n" \
-           f"answer: {answer}\n"
+    return (
+        f'name: t\ntype: multiple_choice\ndata: truthfulqa.jsonl\ntemplate: "{template}"\nchoices: {choices}\n'
+        f"answer: {answer}\n"
+    )
 
 
 def gen(answer="best_answer", template="Q: {question}\\nA:"):
-    return f"name: t\ntype: generation\ndata: truthfulqa.jsonl\ntemplate: \"{template}\"\nanswer: {answer}\n"
+    return f'name: t\ntype: generation\ndata: truthfulqa.jsonl\ntemplate: "{template}"\nanswer: {answer}\n'
 
 
 def broken(row=2, **fields):
@@ -95,22 +109,38 @@ WRONG = [
     (mc(), broken(question=["What", "is", "it?"]), 2, "field 'question' is a list; a template field needs text"),
     (mc(), broken(row=3, question={"en": "What?"}), 3, "field 'question' is a mapping; a template field needs text"),
     (mc(template="{category}: {question}"), broken(row=4, category=None), 4, "field 'category' is null;"),
-    (mc(choices="incorrect_answers", answer="label"), [dict(r, label=0) for r in broken(incorrect_answers="die")], 2,
-     "field 'incorrect_answers' is a string; choices: names a field holding a list of choices"),
+    (
+        mc(choices="incorrect_answers", answer="label"),
+        [dict(r, label=0) for r in broken(incorrect_answers="die")],
+        2,
+        "field 'incorrect_answers' is a string; choices: names a field holding a list of choices",
+    ),
     (mc(choices="best_answer"), ROWS, 1, "field 'best_answer' is a string; choices:"),
     (mc(), broken(row=5, incorrect_answers=["a", ["b", "c"]]), 5, "field 'incorrect_answers[1]' is a list; choices:"),
-    (mc(choices="[best_answer, source]"), broken(row=6, source={"url": "x"}), 6, "field 'source' is a mapping; choices:"),
-    (gen(template="Q: {correct_answers}\\nA:", answer="best_answer"), ROWS, 1,
-     "field 'correct_answers' is a list; a template field needs text"),
-    (gen(answer="correct_answers"), broken(row=7, correct_answers=["a", ["b"]]), 7,
-     "field 'correct_answers[1]' is a list; answer: names a field holding one answer (text) or a list of answers"),
+    (
+        mc(choices="[best_answer, source]"),
+        broken(row=6, source={"url": "x"}),
+        6,
+        "field 'source' is a mapping; choices:",
+    ),
+    (
+        gen(template="Q: {correct_answers}\\nA:", answer="best_answer"),
+        ROWS,
+        1,
+        "field 'correct_answers' is a list; a template field needs text",
+    ),
+    (
+        gen(answer="correct_answers"),
+        broken(row=7, correct_answers=["a", ["b"]]),
+        7,
+        "field 'correct_answers[1]' is a list; answer: names a field holding one answer (text) or a list of answers",
+    ),
     (gen(answer="source"), broken(row=8, source={"url": "x"}), 8, "field 'source' is a mapping; answer:"),
 ]
 
 
 @pytest.mark.parametrize("yaml_text, rows, line, message", WRONG)
-def test_a_field_of_the_wrong_kind_names_the_data_file_its_line_and_the_field(tmp_path, yaml_text, rows, line,
-                                                                              message):
+def test_a_field_of_the_wrong_kind_names_the_data_file_its_line_and_the_field(tmp_path, yaml_text, rows, line, message):
     with pytest.raises(KickError) as err:
         items_of(tmp_path, yaml_text, rows)
     assert str(err.value).startswith(f"{tmp_path / 'truthfulqa.jsonl'}:{line}: {message}"), str(err.value)
@@ -129,7 +159,8 @@ def test_fields_the_task_does_not_use_may_be_anything_and_numbers_are_text(tmp_p
 
 def test_a_list_into_a_template_stops_the_run_with_one_line(pytester):
     (pytester.path / "truthfulqa.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in broken(row=3, question=["a", "b"])), encoding="utf-8")
+        "".join(json.dumps(r) + "\n" for r in broken(row=3, question=["a", "b"])), encoding="utf-8"
+    )
     (pytester.path / "t.yaml").write_text(MC1)
     result = pytester.runpytest(*TINY, "--kick-task-file", "t.yaml", "--kick-tasks", "truthfulqa_mc1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -167,12 +198,19 @@ PINNED_ORDER = [6, 3, 2, 0, 4, 5, 1, 7]  # item 0: its label 0 goes to 3
 
 
 def test_shuffle_is_the_same_under_another_hash_seed(tmp_path):
-    code = ("import sys; from pytest_kick.api import MultipleChoice; "
-            "print(MultipleChoice('truthfulqa_mc1', sys.argv[1], choices=['best_answer', 'incorrect_answers'], "
-            "answer='best_answer', shuffle=True).order('truthfulqa_mc1-0', 8))")
+    code = (
+        "import sys; from pytest_kick.api import MultipleChoice; "
+        "print(MultipleChoice('truthfulqa_mc1', sys.argv[1], choices=['best_answer', 'incorrect_answers'], "
+        "answer='best_answer', shuffle=True).order('truthfulqa_mc1-0', 8))"
+    )
     for seed in ("1", "2"):
-        out = subprocess.run([sys.executable, "-c", code, str(SAMPLE)], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(SAMPLE)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
         assert json.loads(out) == PINNED_ORDER
 
 
@@ -186,13 +224,15 @@ def test_lettered_shuffled_prompts_list_the_choices_in_their_new_order(tmp_path)
 
 
 def test_shuffle_has_its_own_template_hash_and_leaves_unshuffled_hashes_alone(tmp_path):
-    rows = [{"question": r["question"], "choices": [r["best_answer"], *r["incorrect_answers"]], "label": 0}
-            for r in ROWS]  # the layout the pinned hash was made for (choices: choices, answer: label)
+    rows = [
+        {"question": r["question"], "choices": [r["best_answer"], *r["incorrect_answers"]], "label": 0} for r in ROWS
+    ]  # the layout the pinned hash was made for (choices: choices, answer: label)
     data = tmp_path / "truthfulqa.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     plain = MultipleChoice("truthfulqa_mc1", data, template="Q: {question}\nA:", choices="choices", answer="label")
-    shuffled = MultipleChoice("truthfulqa_mc1", data, template="Q: {question}\nA:", choices="choices",
-                              answer="label", shuffle=True)
+    shuffled = MultipleChoice(
+        "truthfulqa_mc1", data, template="Q: {question}\nA:", choices="choices", answer="label", shuffle=True
+    )
     assert plain.template_hash(Settings()) != shuffled.template_hash(Settings())
     assert plain.template_hash(Settings()) == UNSHUFFLED_HASH  # what the code gave before shuffle existed
 
@@ -213,24 +253,28 @@ def test_the_summary_says_choices_per_item_chance_and_a_fixed_letter(tmp_path):
     assert choices_summary(task, items[2:4]) == "4 choices per item, chance 0.25"
     lettered, items = items_of(tmp_path, LETTERED, name="l.yaml")
     assert choices_summary(lettered, items).endswith(
-        "chance 0.221; the correct choice is always A: position bias decides (shuffle: true)")
+        "chance 0.221; the correct choice is always A: position bias decides (shuffle: true)"
+    )
     shuffled, items = items_of(tmp_path, LETTERED + "shuffle: true\n", name="s.yaml")
     assert choices_summary(shuffled, items) == "2-8 choices per item, chance 0.221"
 
 
 def hand_converted(tmp_path):
     """The sample as the older README wanted it, converted by hand: a ``choices`` list and a ``label``."""
-    rows = [{"question": r["question"], "choices": [r["best_answer"], *r["incorrect_answers"]], "label": 0}
-            for r in ROWS]
+    rows = [
+        {"question": r["question"], "choices": [r["best_answer"], *r["incorrect_answers"]], "label": 0} for r in ROWS
+    ]
     (tmp_path / "hand.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (tmp_path / "hand.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "hand.yaml").write_text(
+        textwrap.dedent("""\
         name: truthfulqa_mc1
         type: multiple_choice
         data: hand.jsonl
         template: "Q: {question}\\nA:"
         choices: choices
         answer: label
-    """))
+    """)
+    )
     [task] = declarative.load(tmp_path / "hand.yaml")
     return task
 

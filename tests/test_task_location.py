@@ -3,10 +3,20 @@ its hook registers), not at the plugin's generic suite file."""
 
 import json
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-compressor", "magnitude", "--kick-ratio", "0.5",
-        "-p", "no:cacheprovider", "-rs"]
-ROWS = [{"question": f"What is {i} plus one?", "choices": [str(i + 1), str(i + 7), "none"], "label": 0}
-        for i in range(10)]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-compressor",
+    "magnitude",
+    "--kick-ratio",
+    "0.5",
+    "-p",
+    "no:cacheprovider",
+    "-rs",
+]
+ROWS = [
+    {"question": f"What is {i} plus one?", "choices": [str(i + 1), str(i + 7), "none"], "label": 0} for i in range(10)
+]
 TASK_FILE = """# two tasks; the second is the one run
 tasks:
   - name: other
@@ -32,7 +42,7 @@ def test_an_inconclusive_file_task_is_skipped_at_its_task_file_line(pytester):
     assert "test_registered.py:" not in out
 
 
-HOOK_TASK = '''
+HOOK_TASK = """
 from pytest_kick.api import Dataset, Example, LoglikelihoodRequest, OneRequestPerItem, subset, text_hash
 
 
@@ -61,7 +71,7 @@ class Broken(OneRequestPerItem):
 
 def pytest_kick_tasks(config):
     return [Broken()]
-'''
+"""
 
 
 def test_a_failing_hook_task_names_the_class_that_declares_it(pytester):

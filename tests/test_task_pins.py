@@ -88,4 +88,3 @@ def test_perplexity_scores_every_token_and_its_first_window_is_the_old_figure(en
         assert -sum(logprobs[:1023]) / 1023 == pytest.approx(old, abs=1e-5)
         means.append(-sum(logprobs) / len(logprobs))
     assert max(abs(m - o) for m, o in zip(means, case["scores"])) < 0.01  # the whole item: close, not equal
-

@@ -48,8 +48,12 @@ def test_importing_and_loading_every_task_leaves_torch_unimported():
         "    task.split(task.load(Settings(limit=2)), Settings(limit=2))\n"
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert len(modules) >= 8 and json.loads(done.stdout) == []
 
@@ -85,8 +89,12 @@ class Recorder:
 def test_runner_answers_mixed_kinds_in_order_one_call_per_kind():
     engine, ticks = Recorder(), []
     run = Runner(engine, lambda done, total: ticks.append((done, total)))
-    requests = [GenerationRequest("a", 1), LoglikelihoodRequest("c", " xy"), RollingRequest("abc"),
-                GenerationRequest("b", 1)]
+    requests = [
+        GenerationRequest("a", 1),
+        LoglikelihoodRequest("c", " xy"),
+        RollingRequest("abc"),
+        GenerationRequest("b", 1),
+    ]
     assert run(requests) == ["gen:a", (-3.0, True), (-1.0, -1.0, -1.0), "gen:b"]
     assert sorted(engine.calls) == [("generate", 2), ("loglikelihood", 1), ("rolling", 1)]
     assert run([GenerationRequest("z", 1)]) == ["gen:z"]  # a second round continues the count

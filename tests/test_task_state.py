@@ -63,8 +63,9 @@ def test_one_mmlu_task_gives_interleaved_runs_their_own_shots_and_items():
     shots_b, items_b = task.split(data_b, run_b)
     dev_a = by_subject(data_a.dev)
     assert shots_a == [s for subject in dict.fromkeys(i.subject for i in items_a) for s in dev_a[subject][:2]]
-    assert len(shots_b) == 3 * len({i.subject for i in items_b}) and all(s.question.startswith("other data")
-                                                                         for s in shots_b)
+    assert len(shots_b) == 3 * len({i.subject for i in items_b}) and all(
+        s.question.startswith("other data") for s in shots_b
+    )
     assert (shots_a, items_a) == task.split(data_a, run_a)  # the same run split again: the same shots and items
     run = Asking()
     task.evaluate(items_a, shots_a, run_a, run)

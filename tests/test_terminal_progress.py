@@ -7,8 +7,9 @@ from pytest_kick.terminal import TerminalUI
 
 
 def ui(verbose=0, worker=None):
-    config = SimpleNamespace(option=SimpleNamespace(verbose=verbose),
-                             pluginmanager=SimpleNamespace(getplugin=lambda name: None))
+    config = SimpleNamespace(
+        option=SimpleNamespace(verbose=verbose), pluginmanager=SimpleNamespace(getplugin=lambda name: None)
+    )
     return TerminalUI(config, worker)
 
 

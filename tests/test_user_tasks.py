@@ -2,17 +2,24 @@
 or an installed package's entry point, collected without a suite file, listed by --help and validated."""
 
 import json
-import textwrap
 
 import pytest
 
 import pytest_kick.api as api
 
-TINY = ["--kick-model", "tiny-random-llama", "--kick-compressor", "magnitude", "--kick-ratio", "0.5",
-        "-p", "no:cacheprovider"]
+TINY = [
+    "--kick-model",
+    "tiny-random-llama",
+    "--kick-compressor",
+    "magnitude",
+    "--kick-ratio",
+    "0.5",
+    "-p",
+    "no:cacheprovider",
+]
 
 # A task written against pytest_kick.api only: one yes/no log-likelihood request per item.
-USER_TASK = '''
+USER_TASK = """
 from pytest_kick.api import (Dataset, Example, LoglikelihoodRequest, OneRequestPerItem, Settings, read_jsonl,
                              file_hash, subset, text_hash)
 from pathlib import Path
@@ -40,10 +47,12 @@ class Capitals(OneRequestPerItem):
 
     def score(self, item, request, answer, settings):
         return float(answer[1])  # greedy decoding gives the answer
-'''
+"""
 
-ROWS = [{"id": f"c{k}", "q": f"capital of country {k}?", "a": w}
-        for k, w in enumerate(["Paris", "Rome", "Oslo", "Lima", "Bern", "Riga"])]
+ROWS = [
+    {"id": f"c{k}", "q": f"capital of country {k}?", "a": w}
+    for k, w in enumerate(["Paris", "Rome", "Oslo", "Lima", "Bern", "Riga"])
+]
 
 
 @pytest.fixture
@@ -69,8 +78,12 @@ def test_conftest_registered_task_runs_end_to_end_without_a_path(capitals):
             return [Capitals()]
     """)
     result = capitals.runpytest(*TINY, "--kick-tasks", "capitals", "-v", "--kick-report", "r.json")
-    result.stdout.fnmatch_lines(["*test_registered.py::test_registered[[]tiny-random-llama-dense[]] *",
-                                 "*test_registered.py::test_registered[[]tiny-random-llama-magnitude-0.5[]] *"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_registered.py::test_registered[[]tiny-random-llama-dense[]] *",
+            "*test_registered.py::test_registered[[]tiny-random-llama-magnitude-0.5[]] *",
+        ]
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
     report = json.loads((capitals.path / "r.json").read_text())
@@ -85,12 +98,14 @@ def test_a_users_own_test_of_a_registered_task_replaces_the_generic_one(capitals
         def pytest_kick_tasks(config):
             return [Capitals()]
     """)
-    capitals.makepyfile(test_mine="""
+    capitals.makepyfile(
+        test_mine="""
         import pytest
         @pytest.mark.kick_task("capitals")
         def test_capitals_my_way(kick_case, kick_baseline):
             assert len(kick_baseline(kick_case).scores) == 6
-    """)
+    """
+    )
     result = capitals.runpytest(*TINY, "--kick-tasks", "capitals", "--collect-only", "-q", "test_mine.py")
     out = result.stdout.str()
     assert "test_mine.py::test_capitals_my_way[tiny-random-llama-dense]" in out
@@ -157,8 +172,11 @@ def test_entry_point_task_package_is_registered(capitals, monkeypatch):
     """An installed task package, simulated: a *.dist-info with entry_points.txt on sys.path."""
     site = capitals.path / "site"
     (site / "capitals_pkg").mkdir(parents=True)
-    (site / "capitals_pkg" / "__init__.py").write_text(USER_TASK.replace(
-        'Path(__file__).parent / "capitals.jsonl"', f'Path({str(capitals.path)!r}) / "capitals.jsonl"'))
+    (site / "capitals_pkg" / "__init__.py").write_text(
+        USER_TASK.replace(
+            'Path(__file__).parent / "capitals.jsonl"', f'Path({str(capitals.path)!r}) / "capitals.jsonl"'
+        )
+    )
     info = site / "capitals_pkg-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: capitals-pkg\nVersion: 1.0\n")

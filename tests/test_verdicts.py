@@ -32,13 +32,21 @@ def test_verdict_failures_only_exit_zero(pytester, capsys):
     assert "1 compressed variant(s) not matching dense, 1 test(s) passed or skipped" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("broken, shown", [
-    ("def test_crash():\n    raise RuntimeError('model did not load')\n", "test_crash: failed: RuntimeError"),
-    ("import pytest\n\n@pytest.fixture\ndef model():\n    raise OSError('no weights')\n\n"
-     "def test_setup(model):\n    pass\n", "test_setup: error"),
-    ("def test_other_failure(record_property):\n    record_property('kick_verdict', 'sane')\n    assert 0\n",
-     "test_other_failure: failed"),
-])
+@pytest.mark.parametrize(
+    "broken, shown",
+    [
+        ("def test_crash():\n    raise RuntimeError('model did not load')\n", "test_crash: failed: RuntimeError"),
+        (
+            "import pytest\n\n@pytest.fixture\ndef model():\n    raise OSError('no weights')\n\n"
+            "def test_setup(model):\n    pass\n",
+            "test_setup: error",
+        ),
+        (
+            "def test_other_failure(record_property):\n    record_property('kick_verdict', 'sane')\n    assert 0\n",
+            "test_other_failure: failed",
+        ),
+    ],
+)
 def test_any_other_failure_keeps_pytests_status_and_is_named(pytester, capsys, broken, shown):
     status, junit = run(pytester, VERDICT + "\n\n" + broken)
     assert status == 1

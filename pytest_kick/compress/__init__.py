@@ -49,22 +49,61 @@ PRUNING = ("sparsity", "nm")
 SPARSITIES = ("0.1", "0.3", "0.5")
 _C = "pytest_kick.compress."
 BUNDLED = (
-    Compressor("magnitude", PRUNING, SPARSITIES, "magnitude pruning (per matrix)", calibrated=False,
-               solver=_C + "magnitude:MagnitudeSolver"),
-    Compressor("wanda", PRUNING, SPARSITIES, "Wanda: |W| x input norm, per output row",
-               solver=_C + "wanda:WandaSolver"),
-    Compressor("sparsegpt", PRUNING, SPARSITIES, "SparseGPT: OBS pruning with weight updates",
-               solver=_C + "sparsegpt:SparseGPTSolver"),
+    Compressor(
+        "magnitude",
+        PRUNING,
+        SPARSITIES,
+        "magnitude pruning (per matrix)",
+        calibrated=False,
+        solver=_C + "magnitude:MagnitudeSolver",
+    ),
+    Compressor(
+        "wanda", PRUNING, SPARSITIES, "Wanda: |W| x input norm, per output row", solver=_C + "wanda:WandaSolver"
+    ),
+    Compressor(
+        "sparsegpt",
+        PRUNING,
+        SPARSITIES,
+        "SparseGPT: OBS pruning with weight updates",
+        solver=_C + "sparsegpt:SparseGPTSolver",
+    ),
     Compressor("gptq", ("quant",), ("w8", "w4g128"), "GPTQ weight quantization", solver=_C + "gptq:GPTQSolver"),
-    Compressor("rtn", ("quant",), ("w8", "w4g128"), "round-to-nearest weight quantization", calibrated=False,
-               solver=_C + "rtn:RTNSolver"),
-    Compressor("awq", ("quant",), ("w4g128",), "AWQ: activation-aware scales, then RTN", solver=_C + "awq:awq_block",
-               scope="block"),
-    Compressor("int8", ("quant",), ("w8a8",), "LLM.int8(): int8 weights and activations, fp outliers",
-               calibrated=False, act_bits=8, solver=_C + "int8:replace_linears", scope="linears"),
-    Compressor("checkpoint", ("checkpoint",), ("as-given",), "a compressed checkpoint (--kick-compressed)",
-               calibrated=False, solver=_C + "checkpoint:load_into", scope="load",
-               check=_C + "checkpoint_header:check_checkpoint"),
+    Compressor(
+        "rtn",
+        ("quant",),
+        ("w8", "w4g128"),
+        "round-to-nearest weight quantization",
+        calibrated=False,
+        solver=_C + "rtn:RTNSolver",
+    ),
+    Compressor(
+        "awq",
+        ("quant",),
+        ("w4g128",),
+        "AWQ: activation-aware scales, then RTN",
+        solver=_C + "awq:awq_block",
+        scope="block",
+    ),
+    Compressor(
+        "int8",
+        ("quant",),
+        ("w8a8",),
+        "LLM.int8(): int8 weights and activations, fp outliers",
+        calibrated=False,
+        act_bits=8,
+        solver=_C + "int8:replace_linears",
+        scope="linears",
+    ),
+    Compressor(
+        "checkpoint",
+        ("checkpoint",),
+        ("as-given",),
+        "a compressed checkpoint (--kick-compressed)",
+        calibrated=False,
+        solver=_C + "checkpoint:load_into",
+        scope="load",
+        check=_C + "checkpoint_header:check_checkpoint",
+    ),
 )
 
 

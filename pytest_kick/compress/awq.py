@@ -91,16 +91,24 @@ def _pairs(block: torch.nn.Module) -> tuple[list, list]:
     if pre_mlp is None:
         missing.append("post_attention_layernorm or pre_feedforward_layernorm")
     if missing:
-        raise KickError(f"AWQ supports LLaMA/Gemma-style decoder blocks; {type(block).__name__} has no "
-                        f"{', '.join(missing)}")
+        raise KickError(
+            f"AWQ supports LLaMA/Gemma-style decoder blocks; {type(block).__name__} has no {', '.join(missing)}"
+        )
     pairs, skipped = [], []
-    pairs.append((names[block.input_layernorm], block.input_layernorm,
-                  [names[attn.q_proj], names[attn.k_proj], names[attn.v_proj]]))
+    pairs.append(
+        (
+            names[block.input_layernorm],
+            block.input_layernorm,
+            [names[attn.q_proj], names[attn.k_proj], names[attn.v_proj]],
+        )
+    )
     if getattr(attn, "v_norm", None) is not None:
         skipped.append("self_attn.v_proj -> self_attn.o_proj: the attention normalises V (v_norm)")
     elif attn.v_proj.out_features != attn.o_proj.in_features:
-        skipped.append(f"self_attn.v_proj -> self_attn.o_proj: grouped-query attention (v_proj out "
-                       f"{attn.v_proj.out_features} != o_proj in {attn.o_proj.in_features})")
+        skipped.append(
+            f"self_attn.v_proj -> self_attn.o_proj: grouped-query attention (v_proj out "
+            f"{attn.v_proj.out_features} != o_proj in {attn.o_proj.in_features})"
+        )
     else:
         pairs.append((names[attn.v_proj], attn.v_proj, [names[attn.o_proj]]))
     pairs.append((names[pre_mlp], pre_mlp, [names[mlp.gate_proj], names[mlp.up_proj]]))
@@ -202,8 +210,9 @@ def awq_block(block: torch.nn.Module, inputs: list, forward, spec, grid: int = 2
                 raise KickError(f"AWQ: no finite block error while searching the scales of {prev_name}: {history}")
             changed.update(f"{prev_name}.{p}" for p in _fold(prev, scales, offset))
             for module in members:
-                module.weight.copy_((module.weight.float() * scales.to(module.weight.device)[None, :])
-                                    .to(module.weight.dtype))
+                module.weight.copy_(
+                    (module.weight.float() * scales.to(module.weight.device)[None, :]).to(module.weight.dtype)
+                )
             alphas[prev_name] = alpha
             losses[prev_name] = {"rtn": history[0], "best": loss}
             del saved

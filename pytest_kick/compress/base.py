@@ -28,13 +28,21 @@ class CompressionReport:
         head = f"{self.compressor}@{self.ratio}: "
         if self.bits is not None:
             head += f"at most {self.bits}-bit levels per group, "
-        return (head + f"achieved sparsity {self.achieved:.4f} over {len(self.per_layer)} matrices "
-                f"(per matrix {lo:.4f}..{hi:.4f}), {self.seconds:.1f} s")
+        return (
+            head + f"achieved sparsity {self.achieved:.4f} over {len(self.per_layer)} matrices "
+            f"(per matrix {lo:.4f}..{hi:.4f}), {self.seconds:.1f} s"
+        )
 
     def as_record(self) -> dict:
         """What the JSON report keeps of it."""
-        return {"compressor": self.compressor, "ratio": self.ratio, "sparsity": self.achieved, "bits": self.bits,
-                "seconds": self.seconds, **{k: v for k, v in self.stats.items() if k != "per_layer_seconds"}}
+        return {
+            "compressor": self.compressor,
+            "ratio": self.ratio,
+            "sparsity": self.achieved,
+            "bits": self.bits,
+            "seconds": self.seconds,
+            **{k: v for k, v in self.stats.items() if k != "per_layer_seconds"},
+        }
 
 
 def decoder_layers(model):
@@ -109,9 +117,11 @@ def check_sparsity(report: CompressionReport, expected: dict) -> None:
 def check_bits(report: CompressionReport, levels: dict, bits: int) -> None:
     """Fail loudly when some (row, group) of a quantized matrix holds more than 2^bits distinct values."""
     for name, most in levels.items():
-        if most > 2 ** bits:
-            raise KickError(f"{report.compressor}@{report.ratio}: {name} has {most} distinct values in one group, "
-                            f"more than the {2 ** bits} of a {bits}-bit grid")
+        if most > 2**bits:
+            raise KickError(
+                f"{report.compressor}@{report.ratio}: {name} has {most} distinct values in one group, "
+                f"more than the {2**bits} of a {bits}-bit grid"
+            )
 
 
 class DenseWeights:

@@ -35,8 +35,7 @@ def c4_documents(data_dir: Path | None = None, notify=None) -> tuple[list[str], 
     return [r["text"] for r in read_jsonl(path, required=("text",))], f"bundled:{BUNDLED}", file_hash(path)
 
 
-def calibration_ids(tokenizer, samples: int, seqlen: int, seed: int, data_dir: Path | None = None,
-                    notify=None):
+def calibration_ids(tokenizer, samples: int, seqlen: int, seed: int, data_dir: Path | None = None, notify=None):
     """(LongTensor [samples, seqlen], source, digest): the calibration windows, reproducible from ``seed``."""
     import torch
 
@@ -57,5 +56,5 @@ def calibration_ids(tokenizer, samples: int, seqlen: int, seed: int, data_dir: P
             while len(ids) <= seqlen:
                 ids += tokenizer(texts[rng.randrange(len(texts))], add_special_tokens=False)["input_ids"]
         start = rng.randrange(len(ids) - seqlen)
-        windows.append(ids[start:start + seqlen])
+        windows.append(ids[start : start + seqlen])
     return torch.tensor(windows, dtype=torch.long), source, digest

@@ -36,15 +36,27 @@ from pathlib import Path
 
 from pytest_kick.compress.base import CompressionReport, compressible_linears
 from pytest_kick.compress.checkpoint_ct import MEASURE_GROUP, ct_plan
-from pytest_kick.compress.checkpoint_packed import AWQ_ORDER, _unpack, awq_entry, awq_settings, gptq_entry, gptq_settings
+from pytest_kick.compress.checkpoint_packed import (
+    AWQ_ORDER,
+    _unpack,
+    awq_entry,
+    awq_settings,
+    gptq_entry,
+    gptq_settings,
+)
 from pytest_kick.compress.checkpoint_store import SHOWN, Configs, Entry, Store, not_of_model
 from pytest_kick.compress.spec import CHECKPOINT, Spec
 from pytest_kick.errors import KickError, KickWarning
 
 __all__ = ["load_into", "AWQ_ORDER", "_unpack"]  # the last two: the packing, for tests
-CONFIG_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "vocab_size")
-
+CONFIG_SIZES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
 
 
 def load_into(model, directory, dense) -> CompressionReport:
@@ -74,9 +86,11 @@ def load_into(model, directory, dense) -> CompressionReport:
                 param = params[name]
                 value = entry.load()
                 if tuple(value.shape) != tuple(param.shape):
-                    raise KickError(f"{entry.source}: the checkpoint's weight has shape {tuple(value.shape)}, "
-                                    f"--kick-model's {name} has {tuple(param.shape)}; the checkpoint is not of "
-                                    f"--kick-model")
+                    raise KickError(
+                        f"{entry.source}: the checkpoint's weight has shape {tuple(value.shape)}, "
+                        f"--kick-model's {name} has {tuple(param.shape)}; the checkpoint is not of "
+                        f"--kick-model"
+                    )
                 with torch.no_grad():
                     param.copy_(value.to(device=param.device, dtype=param.dtype))
                 if name in block_weights and entry.group is not False:
@@ -101,9 +115,15 @@ def load_into(model, directory, dense) -> CompressionReport:
         most = max(measured.values())
         bits = max(1, most - 1).bit_length()
         stats["bits_group"] = min(groups)
-    return CompressionReport("checkpoint", CHECKPOINT, zeros / total if total else 0.0, per_layer,
-                             time.perf_counter() - started, bits=bits, stats=stats)
-
+    return CompressionReport(
+        "checkpoint",
+        CHECKPOINT,
+        zeros / total if total else 0.0,
+        per_layer,
+        time.perf_counter() - started,
+        bits=bits,
+        stats=stats,
+    )
 
 
 def _check_config(model, configs, directory: Path) -> None:
@@ -113,9 +133,10 @@ def _check_config(model, configs, directory: Path) -> None:
         if theirs is not None and ours is not None and theirs != ours:
             differ.append(f"{key} {theirs} vs {ours}")
     if differ:
-        raise KickError(f"{directory / 'config.json'} describes another model than --kick-model "
-                        f"({', '.join(differ)}); {not_of_model(configs)}")
-
+        raise KickError(
+            f"{directory / 'config.json'} describes another model than --kick-model "
+            f"({', '.join(differ)}); {not_of_model(configs)}"
+        )
 
 
 # --- what each stored tensor becomes --------------------------------------------------------------------
@@ -126,20 +147,26 @@ def _format(store, configs) -> str:
     method = configs.method
     if method in ("compressed-tensors", "compressed_tensors", "sparseml") or "weight_packed" in suffixes:
         if not method:
-            raise KickError(f"{configs.directory} holds compressed-tensors weights (weight_packed) but its "
-                            f"config.json has no quantization_config; put back the config.json saved with it")
+            raise KickError(
+                f"{configs.directory} holds compressed-tensors weights (weight_packed) but its "
+                f"config.json has no quantization_config; put back the config.json saved with it"
+            )
         return "compressed-tensors"
     if method in ("gptq", "awq"):
         return method
     if method:
-        raise KickError(f"{configs.directory}: quant_method {method!r} is not supported; --kick-compressed reads "
-                        f"plain safetensors, compressed-tensors, GPTQ and AWQ (GEMM) checkpoints")
+        raise KickError(
+            f"{configs.directory}: quant_method {method!r} is not supported; --kick-compressed reads "
+            f"plain safetensors, compressed-tensors, GPTQ and AWQ (GEMM) checkpoints"
+        )
     if "qweight" in suffixes:
         if "g_idx" in suffixes:
             return "gptq"
-        raise KickError(f"{configs.directory} holds packed weights (qweight) but neither a quantization_config in "
-                        f"config.json nor quantize_config.json / quant_config.json says whether they are GPTQ "
-                        f"or AWQ; put back the config files saved with it")
+        raise KickError(
+            f"{configs.directory} holds packed weights (qweight) but neither a quantization_config in "
+            f"config.json nor quantize_config.json / quant_config.json says whether they are GPTQ "
+            f"or AWQ; put back the config files saved with it"
+        )
     return "safetensors"
 
 
@@ -184,22 +211,32 @@ def _check(model, store, entries, consumed, ignored, directory, configs) -> list
     buffers = {name for name, _ in model.named_buffers(remove_duplicate=False)}
     strangers = [e.source for e in entries if e.target not in aliases and e.target not in buffers]
     if strangers:
-        raise KickError(f"{directory} holds {_count(strangers, 'tensor')} that --kick-model does not have (e.g. "
-                        f"{', '.join(sorted(strangers)[:SHOWN])}); {not_of_model(configs)}")
+        raise KickError(
+            f"{directory} holds {_count(strangers, 'tensor')} that --kick-model does not have (e.g. "
+            f"{', '.join(sorted(strangers)[:SHOWN])}); {not_of_model(configs)}"
+        )
     for entry in entries:
         if entry.target in aliases and entry.shape is not None and tuple(entry.shape) != shapes[entry.target]:
-            raise KickError(f"{entry.source}: the checkpoint holds shape {tuple(entry.shape)} but --kick-model's "
-                            f"{entry.target} has shape {shapes[entry.target]}; {not_of_model(configs)}")
+            raise KickError(
+                f"{entry.source}: the checkpoint holds shape {tuple(entry.shape)} but --kick-model's "
+                f"{entry.target} has shape {shapes[entry.target]}; {not_of_model(configs)}"
+            )
     targets = [(aliases[e.target], e) for e in entries if e.target in aliases]
     given = {name for name, _ in targets}
     missing = [q for q in compressible_linears(model) if q + ".weight" not in given]
     if missing:
-        raise KickError(f"{directory} lacks {_count(missing, 'linear layer')} of --kick-model's decoder blocks "
-                        f"(e.g. {', '.join(missing[:SHOWN])}); {not_of_model(configs)}")
+        raise KickError(
+            f"{directory} lacks {_count(missing, 'linear layer')} of --kick-model's decoder blocks "
+            f"(e.g. {', '.join(missing[:SHOWN])}); {not_of_model(configs)}"
+        )
     if ignored:
-        warnings.warn(KickWarning(
-            f"{directory}: {_count(ignored, 'activation quantization tensor')} (e.g. {ignored[0]}) ignored; the "
-            f"checkpoint's weights are evaluated dequantized, with float activations"), stacklevel=3)
+        warnings.warn(
+            KickWarning(
+                f"{directory}: {_count(ignored, 'activation quantization tensor')} (e.g. {ignored[0]}) ignored; the "
+                f"checkpoint's weights are evaluated dequantized, with float activations"
+            ),
+            stacklevel=3,
+        )
     return targets
 
 
@@ -215,4 +252,3 @@ def _levels(param, group: int, perm) -> int:
     if perm is not None:
         weight = weight[:, perm.to(weight.device)]
     return int(levels_per_group(weight, Spec(f"g{group}", "quant", group=group)).max().item())
-

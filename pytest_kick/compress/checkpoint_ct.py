@@ -20,27 +20,40 @@ from pytest_kick.errors import KickError
 MEASURE_GROUP = 128  # inputs per group when measuring bits of a format without groups
 CT_WEIGHT_PARAMS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_global_scale")
 CT_SPARSE_PARAMS = ("shape", "compressed", "bitmask", "row_offsets")
-ACTIVATION_PARAMS = ("input_scale", "input_zero_point", "input_global_scale", "output_scale", "output_zero_point",
-                     "output_global_scale", "k_scale", "v_scale")
+ACTIVATION_PARAMS = (
+    "input_scale",
+    "input_zero_point",
+    "input_global_scale",
+    "output_scale",
+    "output_zero_point",
+    "output_global_scale",
+    "k_scale",
+    "v_scale",
+)
 
 
 def ct_plan(store, configs, modules):
     q = configs.quant
     transform = q.get("transform_config") or {}
     if transform.get("config_groups") if isinstance(transform, dict) else transform:
-        raise KickError(f"{configs.directory}: compressed-tensors transforms (transform_config: rotations such as "
-                        f"QuIP / SpinQuant) need online transforms at run time; they are not supported")
+        raise KickError(
+            f"{configs.directory}: compressed-tensors transforms (transform_config: rotations such as "
+            f"QuIP / SpinQuant) need online transforms at run time; they are not supported"
+        )
     sparse = (q.get("sparsity_config") or {}).get("format")
     if sparse in (None, "dense"):
         sparse = None
     elif sparse not in ("sparse-bitmask", "sparse-24-bitmask"):
-        raise KickError(f"{configs.directory}: compressed-tensors sparsity format {sparse!r} is not supported "
-                        f"(sparse-bitmask and sparse-24-bitmask are)")
+        raise KickError(
+            f"{configs.directory}: compressed-tensors sparsity format {sparse!r} is not supported "
+            f"(sparse-bitmask and sparse-24-bitmask are)"
+        )
     groups = q.get("config_groups") or {}
     quantized = [m for m, params in modules.items() if any(p in params for p in CT_WEIGHT_PARAMS)]
     # "dense" format: the weights are stored dequantized, next to their scales; nothing to decode
     stored_dense = str(q.get("format") or "") == "dense" and all(
-        not isinstance(s, dict) or s.get("format") in (None, "dense") for s in groups.values())
+        not isinstance(s, dict) or s.get("format") in (None, "dense") for s in groups.values()
+    )
     dequantizer = _ct_dequantizer(configs) if groups and quantized and not stored_dense else None
     measure = _ct_group(groups)
     entries, consumed, ignored = [], set(), []
@@ -51,9 +64,15 @@ def ct_plan(store, configs, modules):
         if stored_dense and is_quant and not is_sparse:  # the scales say it is quantized; the weight is plain
             consumed.update(params[p] for p in CT_WEIGHT_PARAMS if p in params)
             if "weight" in params:
-                entries.append(Entry(f"{module}.weight", store.shape(params["weight"]),
-                                      lambda name=params["weight"]: store.get(name), params["weight"],
-                                      group=measure))
+                entries.append(
+                    Entry(
+                        f"{module}.weight",
+                        store.shape(params["weight"]),
+                        lambda name=params["weight"]: store.get(name),
+                        params["weight"],
+                        group=measure,
+                    )
+                )
                 consumed.add(params["weight"])
             continue
         if not (is_sparse or is_quant):
@@ -77,18 +96,23 @@ def _ct_loader(store, module, names, is_sparse, dequantizer):
     def load():
         tensors = {f"{module}.{p}": store.get(n) for p, n in names.items() if p not in CT_SPARSE_PARAMS}
         if is_sparse:
-            tensors[f"{module}.weight"] = _bitmask_decode(*(store.get(names[p]) for p in
-                                                            ("shape", "compressed", "bitmask")))
+            tensors[f"{module}.weight"] = _bitmask_decode(
+                *(store.get(names[p]) for p in ("shape", "compressed", "bitmask"))
+            )
         if dequantizer is not None:
             try:
                 tensors = dequantizer.process(tensors)
             except (KeyError, ValueError, RuntimeError, NotImplementedError) as error:
-                raise KickError(f"{module}: compressed-tensors cannot dequantize it ({type(error).__name__}: "
-                                f"{error}); this checkpoint's format is not supported") from None
+                raise KickError(
+                    f"{module}: compressed-tensors cannot dequantize it ({type(error).__name__}: "
+                    f"{error}); this checkpoint's format is not supported"
+                ) from None
         left = sorted(n for n in tensors if n != f"{module}.weight")
         if f"{module}.weight" not in tensors or left:
-            raise KickError(f"{module}: compressed-tensors left {', '.join(left) or 'no weight'} undecoded; this "
-                            f"checkpoint's format is not supported")
+            raise KickError(
+                f"{module}: compressed-tensors left {', '.join(left) or 'no weight'} undecoded; this "
+                f"checkpoint's format is not supported"
+            )
         return tensors[f"{module}.weight"].float()
 
     return load
@@ -116,19 +140,24 @@ def _ct_dequantizer(configs):
     try:
         import compressed_tensors
     except ImportError:
-        raise KickError(f"{configs.directory} is a compressed-tensors checkpoint; reading it needs the "
-                        f"compressed-tensors package: pip install compressed-tensors (or pytest-kick[checkpoint])"
-                        ) from None
+        raise KickError(
+            f"{configs.directory} is a compressed-tensors checkpoint; reading it needs the "
+            f"compressed-tensors package: pip install compressed-tensors (or pytest-kick[checkpoint])"
+        ) from None
     try:
         from compressed_tensors.entrypoints.convert import CompressedTensorsDequantizer
     except ImportError:
-        raise KickError(f"compressed-tensors {getattr(compressed_tensors, '__version__', '?')} is too old to "
-                        f"dequantize {configs.directory}: pip install -U 'compressed-tensors>=0.17'") from None
+        raise KickError(
+            f"compressed-tensors {getattr(compressed_tensors, '__version__', '?')} is too old to "
+            f"dequantize {configs.directory}: pip install -U 'compressed-tensors>=0.17'"
+        ) from None
     try:
         return CompressedTensorsDequantizer(str(configs.directory), dtype=torch.float32)
     except (ValueError, KeyError, StopIteration) as error:
-        raise KickError(f"{configs.directory}: compressed-tensors cannot read its quantization_config "
-                        f"({type(error).__name__}: {error})") from None
+        raise KickError(
+            f"{configs.directory}: compressed-tensors cannot read its quantization_config "
+            f"({type(error).__name__}: {error})"
+        ) from None
 
 
 def _bitmask_decode(shape, values, bitmask):
@@ -147,4 +176,3 @@ def _bitmask_decode(shape, values, bitmask):
     out = torch.zeros(shape, dtype=values.dtype)
     out[mask] = flat
     return out
-

@@ -30,9 +30,30 @@ from pathlib import Path
 from pytest_kick.errors import KickError
 
 # Bits per element of every dtype the safetensors format defines.
-DTYPE_BITS = {"BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8,
-              "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
-              "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64}
+DTYPE_BITS = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+}
 PLAIN_FLOATS = {"F16", "BF16", "F32", "F64"}
 MAX_HEADER = 100_000_000  # the safetensors library refuses larger headers
 INDEX = "model.safetensors.index.json"
@@ -72,8 +93,11 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
                 raise BadFile(f"{size} bytes, shorter than the 8-byte header length every safetensors file starts with")
             (length,) = struct.unpack("<Q", prefix)
             if length > size - 8 or length > MAX_HEADER:
-                raise BadFile(f"header length {length} exceeds the file's {size} bytes"
-                              if length > size - 8 else f"header length {length} exceeds the format's {MAX_HEADER}")
+                raise BadFile(
+                    f"header length {length} exceeds the file's {size} bytes"
+                    if length > size - 8
+                    else f"header length {length} exceeds the format's {MAX_HEADER}"
+                )
             raw = handle.read(length)
     except PermissionError:
         raise BadFile("cannot read it (permission denied)") from None
@@ -104,23 +128,28 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
 
 def _tensor(name: str, entry) -> TensorInfo:
     if not isinstance(entry, dict):
-        raise BadFile(f"tensor {_cut(name)} is described by {_cut(json.dumps(entry))}, not by dtype, shape and "
-                      f"data_offsets")
+        raise BadFile(
+            f"tensor {_cut(name)} is described by {_cut(json.dumps(entry))}, not by dtype, shape and data_offsets"
+        )
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPE_BITS:
-        raise BadFile(f"tensor {name} has dtype {_cut(json.dumps(dtype))}, not one of the format's "
-                      f"({', '.join(DTYPE_BITS)})")
+        raise BadFile(
+            f"tensor {name} has dtype {_cut(json.dumps(dtype))}, not one of the format's ({', '.join(DTYPE_BITS)})"
+        )
     if not isinstance(shape, list) or not all(_whole(n) for n in shape):
         raise BadFile(f"tensor {name} has shape {_cut(json.dumps(shape))}, not a list of whole numbers")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_whole(n) for n in offsets)
-            and offsets[0] <= offsets[1]):
+    if not (
+        isinstance(offsets, list) and len(offsets) == 2 and all(_whole(n) for n in offsets) and offsets[0] <= offsets[1]
+    ):
         raise BadFile(f"tensor {name} has data_offsets {_cut(json.dumps(offsets))}, not [begin, end]")
     bits = math.prod(shape) * DTYPE_BITS[dtype]
     if bits % 8:
         raise BadFile(f"tensor {name} of {dtype} {shape} does not end on a whole byte")
     if offsets[1] - offsets[0] != bits // 8:
-        raise BadFile(f"tensor {name} of {dtype} {shape} takes {bits // 8} bytes, its data_offsets {offsets} "
-                      f"give {offsets[1] - offsets[0]}")
+        raise BadFile(
+            f"tensor {name} of {dtype} {shape} takes {bits // 8} bytes, its data_offsets {offsets} "
+            f"give {offsets[1] - offsets[0]}"
+        )
     return TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
 
 
@@ -133,16 +162,24 @@ def check_checkpoint(directory: Path, option: str = "--kick-compressed") -> None
         files = sorted({directory / name for name in shards.values()})
         missing = sorted({p.name for p in files if not p.is_file()})
         if missing:
-            raise KickError(f"{option}: {index} lists shards that are not in {directory}: "
-                            f"{', '.join(missing[:SHOWN])}{' …' if len(missing) > SHOWN else ''}")
+            raise KickError(
+                f"{option}: {index} lists shards that are not in {directory}: "
+                f"{', '.join(missing[:SHOWN])}{' …' if len(missing) > SHOWN else ''}"
+            )
     else:
         shards = None
         files = sorted(p for p in directory.glob("*.safetensors") if p.is_file())
     if not files:
         bins = sorted(p.name for p in directory.glob("*.bin"))
-        hint = f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)" if bins else ""
-        raise KickError(f"{option}: no safetensors weights in {directory}{hint}; give the directory the compressed "
-                        f"model was saved to (model.safetensors, or shards with {INDEX})")
+        hint = (
+            f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)"
+            if bins
+            else ""
+        )
+        raise KickError(
+            f"{option}: no safetensors weights in {directory}{hint}; give the directory the compressed "
+            f"model was saved to (model.safetensors, or shards with {INDEX})"
+        )
     tensors: dict[str, tuple[Path, TensorInfo]] = {}
     for path in files:
         try:
@@ -154,8 +191,10 @@ def check_checkpoint(directory: Path, option: str = "--kick-compressed") -> None
         if shards is not None:
             absent = sorted(n for n, shard in shards.items() if directory / shard == path and n not in header)
             if absent:
-                raise KickError(f"{option}: {index} puts {', '.join(absent[:SHOWN])} in {path.name}, which does not "
-                                f"hold {'it' if len(absent) == 1 else 'them'}: {AGAIN}")
+                raise KickError(
+                    f"{option}: {index} puts {', '.join(absent[:SHOWN])} in {path.name}, which does not "
+                    f"hold {'it' if len(absent) == 1 else 'them'}: {AGAIN}"
+                )
     _against_config(directory, tensors, option)
 
 
@@ -165,11 +204,14 @@ def _shards(index: Path, option: str) -> dict[str, str]:
     except PermissionError:
         raise KickError(f"{option}: cannot read {index} (permission denied)") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise KickError(f"{option}: {index} is not a safetensors index (no weight_map: {_cut(str(err))}): "
-                        f"{AGAIN}") from None
+        raise KickError(
+            f"{option}: {index} is not a safetensors index (no weight_map: {_cut(str(err))}): {AGAIN}"
+        ) from None
     if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
-        raise KickError(f"{option}: {index} is not a safetensors index (its weight_map does not map tensor names "
-                        f"to shard files): {AGAIN}")
+        raise KickError(
+            f"{option}: {index} is not a safetensors index (its weight_map does not map tensor names "
+            f"to shard files): {AGAIN}"
+        )
     return mapping
 
 
@@ -188,15 +230,21 @@ def _against_config(directory: Path, tensors: dict, option: str) -> None:
     if _whole(layers):
         extra = config.get("num_nextn_predict_layers")
         limit = layers + (extra if _whole(extra) else 0)
-        beyond = sorted((int(m.group(1)), name) for name in own if (m := LAYER.search(name)) and int(m.group(1)) >= limit)
+        beyond = sorted(
+            (int(m.group(1)), name) for name in own if (m := LAYER.search(name)) and int(m.group(1)) >= limit
+        )
         if beyond:
             number, name = beyond[0]
-            raise KickError(f"{option}: {own[name][0]} holds {name} (layer {number}), but {path} has "
-                            f"num_hidden_layers {layers}: the weights and the config are of different models; {AGAIN}")
+            raise KickError(
+                f"{option}: {own[name][0]} holds {name} (layer {number}), but {path} has "
+                f"num_hidden_layers {layers}: the weights and the config are of different models; {AGAIN}"
+            )
     vocab, hidden = config.get("vocab_size"), config.get("hidden_size")
     if _whole(vocab) and _whole(hidden):
         for name, (file, info) in sorted(own.items()):
             if name.endswith("embed_tokens.weight") and info.dtype in PLAIN_FLOATS and info.shape != (vocab, hidden):
-                raise KickError(f"{option}: {file} holds {name} of shape {list(info.shape)}, but {path} has "
-                                f"vocab_size {vocab} and hidden_size {hidden}: the weights and the config are of "
-                                f"different models; {AGAIN}")
+                raise KickError(
+                    f"{option}: {file} holds {name} of shape {list(info.shape)}, but {path} has "
+                    f"vocab_size {vocab} and hidden_size {hidden}: the weights and the config are of "
+                    f"different models; {AGAIN}"
+                )

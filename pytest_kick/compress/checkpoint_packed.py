@@ -45,27 +45,40 @@ def _group(value):
 def gptq_settings(configs) -> dict:
     q = configs.quant
     if q.get("is_marlin_format"):
-        raise KickError(f"{configs.directory}: Marlin-repacked GPTQ weights are not supported; use the plain GPTQ "
-                        f"export (checkpoint_format gptq or gptq_v2)")
+        raise KickError(
+            f"{configs.directory}: Marlin-repacked GPTQ weights are not supported; use the plain GPTQ "
+            f"export (checkpoint_format gptq or gptq_v2)"
+        )
     form = str(q.get("checkpoint_format") or q.get("format") or "gptq").lower()
     if form not in ("gptq", "gptq_v2"):
-        raise KickError(f"{configs.directory}: GPTQ checkpoint_format {form!r} is not supported; use the plain GPTQ "
-                        f"export (checkpoint_format gptq or gptq_v2)")
-    return {"bits": _bits(q.get("bits"), str(configs.directory)), "group": _group(q.get("group_size")),
-            "has_group": q.get("group_size") is not None,
-            "offset": 1 if form == "gptq" else 0}  # v1 stores zero - 1 (see the module docstring)
+        raise KickError(
+            f"{configs.directory}: GPTQ checkpoint_format {form!r} is not supported; use the plain GPTQ "
+            f"export (checkpoint_format gptq or gptq_v2)"
+        )
+    return {
+        "bits": _bits(q.get("bits"), str(configs.directory)),
+        "group": _group(q.get("group_size")),
+        "has_group": q.get("group_size") is not None,
+        "offset": 1 if form == "gptq" else 0,
+    }  # v1 stores zero - 1 (see the module docstring)
 
 
 def awq_settings(configs) -> dict:
     q = configs.quant
     version = str(q.get("version", "gemm")).lower()
     if version != "gemm":
-        raise KickError(f"{configs.directory}: AWQ version {version!r} is not supported; only the GEMM layout is "
-                        f"(AutoAWQ's default)")
+        raise KickError(
+            f"{configs.directory}: AWQ version {version!r} is not supported; only the GEMM layout is "
+            f"(AutoAWQ's default)"
+        )
     bits = q.get("bits", q.get("w_bit"))
     group = q.get("group_size", q.get("q_group_size"))
-    return {"bits": _bits(bits, str(configs.directory), allowed=(4,)) or 4, "group": _group(group),
-            "has_group": group is not None, "offset": 0}
+    return {
+        "bits": _bits(bits, str(configs.directory), allowed=(4,)) or 4,
+        "group": _group(group),
+        "has_group": group is not None,
+        "offset": 0,
+    }
 
 
 def _unpack(packed, bits: int, dim: int):
@@ -80,8 +93,7 @@ def _unpack(packed, bits: int, dim: int):
         out = torch.stack(fields, dim=1).reshape(x.shape[0] * (32 // bits), *x.shape[1:])
     else:
         if x.shape[0] % bits:
-            raise KickError(f"{bits}-bit packed tensor of {x.shape[0]} words is not a whole number of "
-                            f"{bits}-word runs")
+            raise KickError(f"{bits}-bit packed tensor of {x.shape[0]} words is not a whole number of {bits}-word runs")
         words = (x.to(torch.int64) & 0xFFFFFFFF).reshape(x.shape[0] // bits, bits, *x.shape[1:])
         fields = []
         for k in range(32):
@@ -103,8 +115,10 @@ def _packed_shapes(store, module, params, name_of):
 
 def _check_qzeros(name, shape, groups, out_features, bits) -> None:
     if len(shape) != 2 or shape[0] != groups or shape[1] * 32 // bits < out_features:
-        raise KickError(f"{name}: shape {tuple(shape)} does not hold {bits}-bit zero points of {groups} groups of "
-                        f"{out_features} outputs")
+        raise KickError(
+            f"{name}: shape {tuple(shape)} does not hold {bits}-bit zero points of {groups} groups of "
+            f"{out_features} outputs"
+        )
 
 
 def gptq_entry(store, module, params, shape, settings) -> Entry:
@@ -115,14 +129,18 @@ def gptq_entry(store, module, params, shape, settings) -> Entry:
     bits = settings["bits"] or _bits(qweight[0] * 32 // in_features if in_features else 0, module)
     source = params["qweight"]
     if tuple(qweight) != (in_features * bits // 32, out_features) or (in_features * bits) % 32:
-        raise KickError(f"{source}: the checkpoint holds shape {tuple(qweight)} but --kick-model's {module}.weight "
-                        f"{tuple(shape)} at {bits} bits packs (GPTQ) to {(in_features * bits // 32, out_features)}; "
-                        f"the checkpoint is not of --kick-model")
+        raise KickError(
+            f"{source}: the checkpoint holds shape {tuple(qweight)} but --kick-model's {module}.weight "
+            f"{tuple(shape)} at {bits} bits packs (GPTQ) to {(in_features * bits // 32, out_features)}; "
+            f"the checkpoint is not of --kick-model"
+        )
     groups = scales[0]
     group = settings["group"] if settings["has_group"] else (in_features // groups if groups else None)
     if scales[1] != out_features or groups != (1 if group is None else -(-in_features // group)):
-        raise KickError(f"{params['scales']}: shape {tuple(scales)} does not fit {groups} groups of {group} inputs "
-                        f"of {module} {tuple(shape)}")
+        raise KickError(
+            f"{params['scales']}: shape {tuple(scales)} does not fit {groups} groups of {group} inputs "
+            f"of {module} {tuple(shape)}"
+        )
     _check_qzeros(params["qzeros"], qzeros, groups, out_features, bits)
     has_g_idx = "g_idx" in params
     perm = None
@@ -137,8 +155,11 @@ def gptq_entry(store, module, params, shape, settings) -> Entry:
         q = _unpack(store.get(params["qweight"]), bits, 0)  # [in, out]
         z = _unpack(store.get(params["qzeros"]), bits, 1)[:, :out_features] + settings["offset"]  # [groups, out]
         s = store.get(params["scales"]).float()
-        idx = (store.get(params["g_idx"]).to(torch.int64) if has_g_idx
-               else torch.arange(in_features) // (group or in_features))
+        idx = (
+            store.get(params["g_idx"]).to(torch.int64)
+            if has_g_idx
+            else torch.arange(in_features) // (group or in_features)
+        )
         return ((q - z[idx]).float() * s[idx]).t().contiguous()
 
     return Entry(f"{module}.weight", shape, load, source, group=group, perm=perm)
@@ -152,14 +173,18 @@ def awq_entry(store, module, params, shape, settings) -> Entry:
     qweight, qzeros, scales = _packed_shapes(store, module, params, "AWQ")
     source = params["qweight"]
     if tuple(qweight) != (in_features, out_features * bits // 32) or (out_features * bits) % 32:
-        raise KickError(f"{source}: the checkpoint holds shape {tuple(qweight)} but --kick-model's {module}.weight "
-                        f"{tuple(shape)} at {bits} bits packs (AWQ) to {(in_features, out_features * bits // 32)}; "
-                        f"the checkpoint is not of --kick-model")
+        raise KickError(
+            f"{source}: the checkpoint holds shape {tuple(qweight)} but --kick-model's {module}.weight "
+            f"{tuple(shape)} at {bits} bits packs (AWQ) to {(in_features, out_features * bits // 32)}; "
+            f"the checkpoint is not of --kick-model"
+        )
     groups = scales[0]
     group = settings["group"] if settings["has_group"] else (in_features // groups if groups else None)
     if tuple(scales) != ((1 if group is None else -(-in_features // group)), out_features):
-        raise KickError(f"{params['scales']}: shape {tuple(scales)} does not fit groups of {group} inputs of "
-                        f"{module} {tuple(shape)}")
+        raise KickError(
+            f"{params['scales']}: shape {tuple(scales)} does not fit groups of {group} inputs of "
+            f"{module} {tuple(shape)}"
+        )
     _check_qzeros(params["qzeros"], qzeros, scales[0], out_features, bits)
     order = torch.tensor(AWQ_ORDER)
 
@@ -177,4 +202,3 @@ def awq_entry(store, module, params, shape, settings) -> Entry:
         return ((q - z[idx]).float() * s[idx]).t().contiguous()
 
     return Entry(f"{module}.weight", shape, load, source, group=group)
-

@@ -24,8 +24,10 @@ def unreadable(path: Path, err: Exception) -> KickError:
         what = "its header is not a safetensors header: the file is damaged, or another format under this name"
     else:
         what = "the safetensors library cannot read it"
-    return KickError(f"--kick-compressed: {path} is not a readable safetensors file ({what}: {text}); it was "
-                     f"left untouched: save the compressed model again with save_pretrained")
+    return KickError(
+        f"--kick-compressed: {path} is not a readable safetensors file ({what}: {text}); it was "
+        f"left untouched: save the compressed model again with save_pretrained"
+    )
 
 
 def _open(path: Path):
@@ -61,11 +63,16 @@ class Store:
                         self.files.setdefault(name, path)
         if not self.files:
             bins = sorted(p.name for p in directory.glob("*.bin"))
-            hint = (f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)"
-                    if bins else "")
-            raise KickError(f"--kick-compressed: no safetensors weights in {directory}{hint}; give the directory "
-                            f"the compressed model was saved to (model.safetensors, or shards with "
-                            f"model.safetensors.index.json)")
+            hint = (
+                f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)"
+                if bins
+                else ""
+            )
+            raise KickError(
+                f"--kick-compressed: no safetensors weights in {directory}{hint}; give the directory "
+                f"the compressed model was saved to (model.safetensors, or shards with "
+                f"model.safetensors.index.json)"
+            )
         self.names = list(self.files)
         self._handles: dict = {}
 
@@ -124,9 +131,7 @@ def read_json(path: Path):
 def not_of_model(configs) -> str:
     named = configs.model.get("_name_or_path")
     base = f" (its config.json names {named})" if named else ""
-    return (f"the checkpoint is not of --kick-model{base}: give --kick-model the dense model it was compressed "
-            f"from")
-
+    return f"the checkpoint is not of --kick-model{base}: give --kick-model the dense model it was compressed from"
 
 
 class Entry:

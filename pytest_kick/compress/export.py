@@ -53,8 +53,13 @@ def export(loaded, model_name: str, report, root: Path) -> str:
     """Write ``loaded.model`` (as it is now: compressed) under ``root``; a line saying where, for the run."""
     spec = parse_spec(report.ratio) if report.ratio != CHECKPOINT else None
     if report.undo is not None:  # int8: modules replaced, no plain weights to write
-        warnings.warn(KickWarning(f"--kick-export: {report.compressor}@{report.ratio} replaces modules (LLM.int8() "
-                                  f"emulation) and is not exported"), stacklevel=2)
+        warnings.warn(
+            KickWarning(
+                f"--kick-export: {report.compressor}@{report.ratio} replaces modules (LLM.int8() "
+                f"emulation) and is not exported"
+            ),
+            stacklevel=2,
+        )
         return f"--kick-export: {report.compressor}@{report.ratio} not exported (module replacement)"
     target = variant_dir(root, model_name, report.compressor, report.ratio)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -78,8 +78,10 @@ class GPTQSolver:
                 if int(info) == 0:
                     return U, damp
             damp *= 10
-        raise KickError(f"GPTQ: the Hessian of a {tuple(self.linear.weight.shape)} linear is not positive "
-                        f"definite even with dampening {damp / 10:g}")
+        raise KickError(
+            f"GPTQ: the Hessian of a {tuple(self.linear.weight.shape)} linear is not positive "
+            f"definite even with dampening {damp / 10:g}"
+        )
 
     def apply(self, spec, blocksize: int = 128, percdamp: float = 0.01, act_order: bool = False) -> dict:
         """Quantize the linear's weight in place; the stats of the run."""
@@ -136,7 +138,7 @@ class GPTQSolver:
             for i in range(i2 - i1):
                 if group is not None and (i1 + i) % group == 0:
                     # a group starts: its grid from the up-to-date weights (block is group-aligned)
-                    scale, zero = grid.minmax_params(W1[:, i:i + group], maxq)
+                    scale, zero = grid.minmax_params(W1[:, i : i + group], maxq)
                     scales.append(scale)
                     zeros.append(zero)
                 w = W1[:, i]
@@ -144,7 +146,7 @@ class GPTQSolver:
                 q = grid.quantize(w.unsqueeze(1), scale, zero, maxq).flatten()
                 Q1[:, i] = q
                 err = (w - q) / d
-                loss = loss + ((w - q) ** 2).sum() / d ** 2 / 2  # the reference's Losses
+                loss = loss + ((w - q) ** 2).sum() / d**2 / 2  # the reference's Losses
                 W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
                 Err1[:, i] = err
             Q[:, i1:i2] = Q1

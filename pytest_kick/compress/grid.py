@@ -96,14 +96,15 @@ def levels_per_group(weight: torch.Tensor, spec) -> torch.Tensor:
     return torch.stack(counts, dim=1)
 
 
-def on_grid(weight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, group: int | None,
-            atol: float = 1e-3) -> bool:
+def on_grid(
+    weight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, group: int | None, atol: float = 1e-3
+) -> bool:
     """Whether every value of ``weight`` is ``scale * (q - zero)`` for an integer q in [0, maxq] of its
     (row, group); ``scale``/``zero`` are [rows, n_groups] as from :func:`matrix_params`. ``atol`` is in
     units of grid steps (float32 rounding of ``w / scale`` at 8 bits reaches ~1e-5 steps)."""
     maxq = maxq_of(bits)
     for index, (a, b) in enumerate(group_bounds(weight.shape[1], group)):
-        s, z = scale[:, index:index + 1], zero[:, index:index + 1]
+        s, z = scale[:, index : index + 1], zero[:, index : index + 1]
         q = weight[:, a:b].float() / s + z
         if not torch.allclose(q, torch.round(q), atol=atol, rtol=0):
             return False

@@ -55,7 +55,7 @@ class Int8Linear(torch.nn.Module):
         absmax = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
         x_int8 = torch.round(regular * (127.0 / absmax[:, None])).clamp(-127, 127).to(torch.int8)
         exact = x_int8.double() @ self.weight_int8.double().t()  # exact integer sums
-        out = (exact * (absmax.double()[:, None] * self.weight_absmax.double()[None, :] / 127.0 ** 2)).float()
+        out = (exact * (absmax.double()[:, None] * self.weight_absmax.double()[None, :] / 127.0**2)).float()
         if bool(outliers.any()):
             columns = outliers.nonzero().flatten()
             out = out + flat[:, columns] @ self.weight_fp[:, columns].float().t()

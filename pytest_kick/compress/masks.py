@@ -36,13 +36,16 @@ from pytest_kick.errors import KickError
 def check_spec(spec, in_features: int) -> None:
     """KickError unless ``spec`` is a pruning spec that fits a matrix with ``in_features`` inputs."""
     if spec.kind not in ("sparsity", "nm"):
-        raise KickError(f"{spec}: a pruner needs a sparsity (e.g. 0.5) or an N:M pattern (e.g. 2:4), "
-                        f"not a quantization spec")
+        raise KickError(
+            f"{spec}: a pruner needs a sparsity (e.g. 0.5) or an N:M pattern (e.g. 2:4), not a quantization spec"
+        )
     if spec.kind == "sparsity" and not 0 <= spec.sparsity < 1:
         raise KickError(f"{spec}: a sparsity must lie in [0, 1)")
     if spec.kind == "nm" and in_features % spec.m != 0:
-        raise KickError(f"{spec}: N:M sparsity needs the inputs of every matrix in groups of {spec.m}, "
-                        f"but a matrix has {in_features} inputs ({in_features} % {spec.m} = {in_features % spec.m})")
+        raise KickError(
+            f"{spec}: N:M sparsity needs the inputs of every matrix in groups of {spec.m}, "
+            f"but a matrix has {in_features} inputs ({in_features} % {spec.m} = {in_features % spec.m})"
+        )
 
 
 def cumulative_quota(ratio: float, unit: int, parts: int, device=None) -> torch.Tensor:
@@ -103,8 +106,9 @@ def nm_mask(ranked: torch.Tensor, n: int, m: int) -> torch.Tensor:
 def mask_by_score(weight, score, spec, per_row: bool) -> torch.Tensor:
     """The boolean mask (True = zero it) :func:`prune_by_score` applies, existing zeros included."""
     if weight.dim() != 2 or tuple(score.shape) != tuple(weight.shape):
-        raise ValueError(f"need a 2-d weight and a score of the same shape, got {tuple(weight.shape)} "
-                         f"and {tuple(score.shape)}")
+        raise ValueError(
+            f"need a 2-d weight and a score of the same shape, got {tuple(weight.shape)} and {tuple(score.shape)}"
+        )
     rows, cols = weight.shape
     check_spec(spec, cols)
     ranked = _ranked(score, weight)
@@ -129,7 +133,7 @@ def select_lowest_flat(ranked: torch.Tensor, count: int) -> torch.Tensor:
         return torch.ones(ranked.shape, dtype=torch.bool, device=ranked.device)
     threshold = torch.kthvalue(ranked.cpu() if ranked.device.type == "mps" else ranked, count).values.to(ranked.device)
     mask = ranked < threshold
-    ties = (ranked == threshold).nonzero().squeeze(1)[:count - int(mask.sum())]
+    ties = (ranked == threshold).nonzero().squeeze(1)[: count - int(mask.sum())]
     mask[ties] = True
     return mask
 

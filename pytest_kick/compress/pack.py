@@ -26,7 +26,7 @@ def recover_grid(weight, bits: int, group: int):
     rows, cols = weight.shape
     w = weight.detach().float().reshape(rows, cols // group, group)
     low, high = w.amin(-1), w.amax(-1)
-    maxq = 2 ** bits - 1
+    maxq = 2**bits - 1
     scale = torch.ones_like(low)
     k = torch.zeros_like(w)
     found = torch.zeros_like(low, dtype=torch.bool)
@@ -67,8 +67,13 @@ def pack_layer(weight, bits: int, group: int | None):
     zero = (-half - torch.clamp(k.amin(-1), max=0)).to(torch.int8)  # signed levels [-half, half - 1]
     if bool(((k.amax(-1) + zero) > half - 1).any()):
         return None
-    args = {"num_bits": bits, "type": "int", "symmetric": False, "dynamic": False,
-            **({"strategy": "channel"} if size == cols else {"strategy": "group", "group_size": size})}
+    args = {
+        "num_bits": bits,
+        "type": "int",
+        "symmetric": False,
+        "dynamic": False,
+        **({"strategy": "channel"} if size == cols else {"strategy": "group", "group_size": size}),
+    }
     scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(**args))
     w = weight.detach().to("cpu")
     state = {"weight": w, "weight_scale": scale.to(w.dtype), "weight_zero_point": zero}
@@ -88,8 +93,18 @@ def quantization_config(schemes: dict) -> dict:
 
     groups = {}
     for n, (args, names) in enumerate(schemes.values()):
-        groups[f"group_{n}"] = {"targets": sorted(names), "weights": args, "input_activations": None,
-                                "output_activations": None, "format": "pack-quantized"}
-    return {"quant_method": "compressed-tensors", "format": "pack-quantized", "quantization_status": "compressed",
-            "config_groups": groups, "ignore": ["lm_head"],
-            "version": getattr(compressed_tensors, "__version__", "unknown")}
+        groups[f"group_{n}"] = {
+            "targets": sorted(names),
+            "weights": args,
+            "input_activations": None,
+            "output_activations": None,
+            "format": "pack-quantized",
+        }
+    return {
+        "quant_method": "compressed-tensors",
+        "format": "pack-quantized",
+        "quantization_status": "compressed",
+        "config_groups": groups,
+        "ignore": ["lm_head"],
+        "version": getattr(compressed_tensors, "__version__", "unknown"),
+    }

@@ -25,7 +25,11 @@ import time
 from pytest_kick import extensions
 from pytest_kick.compress import SCOPES, info
 from pytest_kick.compress.base import (
-    CompressionReport, check_bits, check_sparsity, compressible_linears, decoder_layers,
+    CompressionReport,
+    check_bits,
+    check_sparsity,
+    compressible_linears,
+    decoder_layers,
 )
 from pytest_kick.compress.spec import Spec
 from pytest_kick.errors import KickError
@@ -47,7 +51,7 @@ def _linears_by_block(model) -> list[dict]:
     found = [dict() for _ in layers]
     prefix = next(name for name, module in model.named_modules() if module is layers)
     for qualified, module in compressible_linears(model).items():
-        index, relative = qualified[len(prefix) + 1:].split(".", 1)
+        index, relative = qualified[len(prefix) + 1 :].split(".", 1)
         found[int(index)][relative] = (qualified, module)
     return found
 
@@ -59,7 +63,7 @@ def capture(model, ids, batch: int = CALIBRATION_BATCH):
 
     layers = decoder_layers(model)
     device = next(model.parameters()).device
-    batches = [ids[i:i + batch] for i in range(0, len(ids), batch)]
+    batches = [ids[i : i + batch] for i in range(0, len(ids), batch)]
     if len(batches) > 1 and len(batches[-1]) != len(batches[0]):
         raise KickError(f"{len(ids)} calibration samples do not split into batches of {batch}")
     kwargs: dict = {}
@@ -69,6 +73,7 @@ def capture(model, ids, batch: int = CALIBRATION_BATCH):
         def hook(module, args, kw):
             if index not in kwargs:
                 kwargs[index] = {k: v for k, v in kw.items() if k != "hidden_states"}
+
         return hook
 
     def record_input(module, args, kw):
@@ -100,8 +105,9 @@ def capture(model, ids, batch: int = CALIBRATION_BATCH):
     return inputs, kwargs
 
 
-def compress(model, compressor: str, spec: Spec, dense, calibration=None, progress=None,
-             source=None) -> CompressionReport:
+def compress(
+    model, compressor: str, spec: Spec, dense, calibration=None, progress=None, source=None
+) -> CompressionReport:
     """Compress ``model`` in place; ``dense`` (a DenseWeights) is told of every parameter before it changes.
 
     ``calibration``: a LongTensor [samples, seqlen] for calibrated compressors. ``progress(done, total)`` is
@@ -109,8 +115,9 @@ def compress(model, compressor: str, spec: Spec, dense, calibration=None, progre
     """
     meta = info(compressor)
     if not meta.accepts(spec):
-        raise KickError(f"{compressor} does not take {spec.text} ({meta.what}); it takes e.g. "
-                        f"{', '.join(meta.defaults)}")
+        raise KickError(
+            f"{compressor} does not take {spec.text} ({meta.what}); it takes e.g. {', '.join(meta.defaults)}"
+        )
     solver = _solver(meta)
     if meta.scope == "load":  # the solver is the whole compression: it reports what it put in
         return solver(model, source, dense)
@@ -175,8 +182,9 @@ def _calibrated(model, meta, solver, spec, blocks, calibration, dense, stats, pr
             stats["solver_seconds"] += time.perf_counter() - t
         else:
             solvers = {rel: solver(module) for rel, (_, module) in blocks[index].items()}
-            handles = [module.register_forward_hook(_feeder(solvers[rel]))
-                       for rel, (_, module) in blocks[index].items()]
+            handles = [
+                module.register_forward_hook(_feeder(solvers[rel])) for rel, (_, module) in blocks[index].items()
+            ]
             t = time.perf_counter()
             try:
                 with torch.no_grad():
@@ -205,6 +213,7 @@ def _calibrated(model, meta, solver, spec, blocks, calibration, dense, stats, pr
 def _feeder(solver):
     def hook(module, args, output):
         solver.add_batch(args[0].detach())
+
     return hook
 
 
@@ -260,8 +269,9 @@ def _report(compressor, scope, spec, blocks, expected_zeros, stats, undo) -> Com
     if "ragged_last_group" in stats:
         stats["ragged_last_group"] = sorted(stats["ragged_last_group"])
     per_layer_seconds = stats.get("per_layer_seconds", [])
-    report = CompressionReport(compressor, spec.text, zeros / total if total else 0.0, per_layer,
-                               stats.pop("seconds"), stats=stats, undo=undo)
+    report = CompressionReport(
+        compressor, spec.text, zeros / total if total else 0.0, per_layer, stats.pop("seconds"), stats=stats, undo=undo
+    )
     if per_layer_seconds:
         stats["seconds_per_layer"] = sum(per_layer_seconds) / len(per_layer_seconds)
     if spec.is_pruning:

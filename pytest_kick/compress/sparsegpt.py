@@ -89,9 +89,11 @@ class SparseGPTSolver:
                 upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
                 if int(info) == 0 and bool(torch.isfinite(upper).all()):
                     return upper, damp
-        raise KickError(f"SparseGPT: the Hessian of a {tuple(self.linear.weight.shape)} layer is not positive "
-                        f"definite even with {1000 * percdamp:g} x mean(diag H) dampening; the calibration "
-                        f"inputs are degenerate (NaN/inf activations?)")
+        raise KickError(
+            f"SparseGPT: the Hessian of a {tuple(self.linear.weight.shape)} layer is not positive "
+            f"definite even with {1000 * percdamp:g} x mean(diag H) dampening; the calibration "
+            f"inputs are degenerate (NaN/inf activations?)"
+        )
 
     def apply(self, spec, blocksize: int = 128, percdamp: float = 0.01) -> dict:
         """Prune ``linear.weight`` in place as ``spec`` asks, updating the kept weights (see the module
@@ -141,7 +143,7 @@ class SparseGPTSolver:
                 dead1 = dead[i1:i2]
 
                 if spec.kind == "sparsity":
-                    chosen = select_lowest(_ranked(W1, d1, dead1, forced1).reshape(1, -1), quotas[b:b + 1])
+                    chosen = select_lowest(_ranked(W1, d1, dead1, forced1).reshape(1, -1), quotas[b : b + 1])
                     mask1 = chosen.reshape(W1.shape) | forced1
                 else:
                     mask1 = torch.zeros_like(forced1)
@@ -165,8 +167,10 @@ class SparseGPTSolver:
                 W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1)  # lazy update of the columns after the block
 
             if not bool(torch.isfinite(W).all()):
-                raise KickError(f"SparseGPT produced non-finite weights in a {tuple(weight.shape)} layer "
-                                f"(non-finite dense weights or calibration activations?)")
+                raise KickError(
+                    f"SparseGPT produced non-finite weights in a {tuple(weight.shape)} layer "
+                    f"(non-finite dense weights or calibration activations?)"
+                )
             out = W.to(weight.dtype)
             lost = out.eq(0) & ~mask  # kept weights that the update (or the cast) brought to exactly zero
             if bool(lost.any()):

@@ -27,13 +27,15 @@ class Engine(Protocol):
         """Greedy continuations (new text only), cut at each request's stop strings."""
         ...
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
-                      progress: Progress | None = None) -> list[tuple[float, bool]]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], progress: Progress | None = None
+    ) -> list[tuple[float, bool]]:
         """(sum of the continuation's token log-probabilities, is the continuation the greedy one)."""
         ...
 
-    def loglikelihood_rolling(self, requests: Sequence[RollingRequest],
-                              progress: Progress | None = None) -> list[tuple[float, ...]]:
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], progress: Progress | None = None
+    ) -> list[tuple[float, ...]]:
         """Per-token log-probabilities of each request's text (see RollingRequest)."""
         ...
 

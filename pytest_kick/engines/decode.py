@@ -78,8 +78,16 @@ class Decoder:
     ``stopped(tokens, request)`` says whether a row's new tokens end it (a stop string, its first line);
     ``on_done(n)`` is called with the number of rows that finished at each step that finished some."""
 
-    def __init__(self, model, pad_id: int, eos_ids: set[int], device: str, batch_size: int, refill: bool,
-                 stopped: Callable[[list[int], GenerationRequest], bool]):
+    def __init__(
+        self,
+        model,
+        pad_id: int,
+        eos_ids: set[int],
+        device: str,
+        batch_size: int,
+        refill: bool,
+        stopped: Callable[[list[int], GenerationRequest], bool],
+    ):
         self.model = model
         self.pad_id = pad_id
         self.eos_ids = eos_ids
@@ -88,13 +96,26 @@ class Decoder:
         self.refill = refill
         self.stopped = stopped
 
-    def run(self, prompts: Sequence[Sequence[int]], requests: Sequence[GenerationRequest], order: Sequence[int],
-            prefix=None, shared: int = 0, on_done: Callable[[int], None] | None = None) -> dict[int, list[int]]:
+    def run(
+        self,
+        prompts: Sequence[Sequence[int]],
+        requests: Sequence[GenerationRequest],
+        order: Sequence[int],
+        prefix=None,
+        shared: int = 0,
+        on_done: Callable[[int], None] | None = None,
+    ) -> dict[int, list[int]]:
         """The new tokens of each prompt in ``order`` (indices into ``prompts``), EOS excluded."""
         import torch
 
-        budgets = {i: (min(requests[i].max_new_tokens, requests[i].length_factor * len(prompts[i]))
-                       if requests[i].length_factor > 0 else requests[i].max_new_tokens) for i in order}
+        budgets = {
+            i: (
+                min(requests[i].max_new_tokens, requests[i].length_factor * len(prompts[i]))
+                if requests[i].length_factor > 0
+                else requests[i].max_new_tokens
+            )
+            for i in order
+        }
         out: dict[int, list[int]] = {i: [] for i in order}
         queue = [i for i in order if budgets[i] > 0]
         if on_done and len(queue) < len(order):
@@ -115,8 +136,14 @@ class Decoder:
                             rows.join(newcomers)
                     if rows is None:
                         continue
-                logits = self.model(input_ids=rows.step_ids, attention_mask=rows.mask, position_ids=rows.step_pos,
-                                    cache=rows.cache, use_cache=True, logits_to_keep=1).logits
+                logits = self.model(
+                    input_ids=rows.step_ids,
+                    attention_mask=rows.mask,
+                    position_ids=rows.step_pos,
+                    cache=rows.cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits
                 rows.step_pos = rows.step_pos + 1
                 rows.mask = torch.cat([rows.mask, rows.mask.new_ones((len(rows.live), 1))], dim=1)
                 self._advance(rows, logits[:, -1, :].argmax(dim=-1), out, budgets, requests, on_done)
@@ -135,8 +162,8 @@ class Decoder:
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         own = torch.zeros((len(prompts), width), dtype=torch.long)
         for row, s in enumerate(suffixes):  # left padding: the last prompt token of every row is aligned
-            ids[row, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-            own[row, width - len(s):] = 1
+            ids[row, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            own[row, width - len(s) :] = 1
         positions = shared + (own.cumsum(-1) - 1).clamp(min=0)  # real positions (after the prefix)
         mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
@@ -145,8 +172,9 @@ class Decoder:
             cache.batch_repeat_interleave(len(prompts))
         else:
             cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                            logits_to_keep=1).logits
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+        ).logits
         mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
         return Rows(list(indices), None, positions[:, -1:] + 1, mask, cache), logits[:, -1, :].argmax(dim=-1)
 

@@ -34,11 +34,22 @@ class EngineEntry:
 
 _HERE = "pytest_kick.engines.factory:"
 BUNDLED = (
-    EngineEntry("local", "transformers, in this process", True, _HERE + "local_engine",
-                settings="pytest_kick.config_served:local_settings"),
-    EngineEntry("openai-completions", "a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp", False,
-                _HERE + "served_engine", loader=_HERE + "served_model",
-                settings="pytest_kick.config_served:served_settings", options=("base-url", "compressed-url")),
+    EngineEntry(
+        "local",
+        "transformers, in this process",
+        True,
+        _HERE + "local_engine",
+        settings="pytest_kick.config_served:local_settings",
+    ),
+    EngineEntry(
+        "openai-completions",
+        "a server's OpenAI-compatible completions API: vLLM, TGI, llama.cpp",
+        False,
+        _HERE + "served_engine",
+        loader=_HERE + "served_model",
+        settings="pytest_kick.config_served:served_settings",
+        options=("base-url", "compressed-url"),
+    ),
 )
 
 
@@ -89,8 +100,10 @@ class ServedModel:
     def engine(self, compressed: bool):
         url = self.compressed_url if compressed else self.base_url
         if url is None:
-            raise KickError("the dense results are not in --kick-baseline-dir and no --kick-base-url serves the dense "
-                            "model: give --kick-base-url URL, or compute the baseline files with the local engine")
+            raise KickError(
+                "the dense results are not in --kick-baseline-dir and no --kick-base-url serves the dense "
+                "model: give --kick-base-url URL, or compute the baseline files with the local engine"
+            )
         if url not in self.engines:
             from pytest_kick.engines.http import Client  # lazy: urllib.request + ssl, ~10 ms on every pytest run
             from pytest_kick.engines.served import ServedEngine  # lazy: with engines.http, ~15 ms on every pytest run
@@ -106,8 +119,14 @@ def served_model(config, spec: str) -> ServedModel:
     dense results can only come from --kick-baseline-dir files, whose envelope says where they were made."""
     source = registry.resolve(spec)
     tokenizer = load_tokenizer(source, Path(config.cache_dir))
-    found = ServedModel(tokenizer, {"name": source.name, "engine": "openai-completions", "url": None},
-                        config.base_url, config.compressed_url, config.timeout, min(config.batch_size, 16))
+    found = ServedModel(
+        tokenizer,
+        {"name": source.name, "engine": "openai-completions", "url": None},
+        config.base_url,
+        config.compressed_url,
+        config.timeout,
+        min(config.batch_size, 16),
+    )
     if config.base_url is not None:
         found.identity = {"name": source.name, **found.engine(compressed=False).identity()}
     return found
@@ -133,5 +152,7 @@ def load_tokenizer(source, cache_dir: Path):
         raise
     except Exception as err:  # transformers and tokenizers raise their own types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise KickError(f"cannot load the tokenizer of {source.name} ({source.ref}): {first}; the served engine "
-                        f"needs it to send exact token ids") from None
+        raise KickError(
+            f"cannot load the tokenizer of {source.name} ({source.ref}): {first}; the served engine "
+            f"needs it to send exact token ids"
+        ) from None

@@ -73,8 +73,14 @@ class _Transient(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, timeout: float = 600.0, retry: RetryPolicy | None = None,
-                 api_key: str | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 600.0,
+        retry: RetryPolicy | None = None,
+        api_key: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.base_url = normalize_base_url(base_url)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()

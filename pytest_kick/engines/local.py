@@ -31,8 +31,16 @@ from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, Rollin
 class LocalEngine(PromptTokens):
     name = "local"
 
-    def __init__(self, model, tokenizer, device: str = "cpu", batch_size: int = 16, dtype: str | None = None,
-                 reuse_prefix: bool = True, refill: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        device: str = "cpu",
+        batch_size: int = 16,
+        dtype: str | None = None,
+        reuse_prefix: bool = True,
+        refill: bool = True,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -56,8 +64,9 @@ class LocalEngine(PromptTokens):
 
     # --- log-likelihood ------------------------------------------------------------------------
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
-                      progress: Progress | None = None) -> list[tuple[float, bool]]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], progress: Progress | None = None
+    ) -> list[tuple[float, bool]]:
         """(sum of log-probabilities of the continuation tokens, whether greedy decoding would produce them)."""
         jobs = []
         for r in requests:
@@ -67,16 +76,19 @@ class LocalEngine(PromptTokens):
             sequence = context + continuation
             if self.max_length and len(sequence) > self.max_length:
                 if len(continuation) >= self.max_length:
-                    raise KickError(f"a continuation of {len(continuation)} tokens does not fit the model's "
-                                    f"context of {self.max_length}")
+                    raise KickError(
+                        f"a continuation of {len(continuation)} tokens does not fit the model's "
+                        f"context of {self.max_length}"
+                    )
                 sequence = self._fit(sequence, self.max_length)
             first = len(sequence) - len(continuation) - 1  # the state at position t predicts token t + 1
             jobs.append(Job(tuple(sequence[:-1]), first, tuple(continuation)))
         answers = self._score(jobs, progress)
         return [(sum(lp for lp, _ in a), all(g for _, g in a)) for a in answers]
 
-    def loglikelihood_rolling(self, requests: Sequence[RollingRequest],
-                              progress: Progress | None = None) -> list[tuple[float, ...]]:
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], progress: Progress | None = None
+    ) -> list[tuple[float, ...]]:
         """Per-token log-probabilities of each text, in windows of at most ``window`` tokens (see RollingRequest).
 
         The first window scores as many of the text's tokens as fit after at least one token before them,
@@ -95,8 +107,9 @@ class LocalEngine(PromptTokens):
             found[n].extend(lp for lp, _ in a)
         return [tuple(f) for f in found]
 
-    def _score(self, jobs: list[Job], progress: Progress | None, owners: list[int] | None = None,
-               total: int | None = None):
+    def _score(
+        self, jobs: list[Job], progress: Progress | None, owners: list[int] | None = None, total: int | None = None
+    ):
         """Answer scoring jobs; progress counts requests (a rolling request may be several jobs: ``owners``)."""
         done = [0]
         total = len(jobs) if total is None else total
@@ -107,8 +120,9 @@ class LocalEngine(PromptTokens):
                 progress(done[0] if owners is None else min(total, done[0] * total // max(1, len(jobs))), total)
 
         self.last_plan = {}
-        return passes.score_jobs(self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix,
-                                 advance, self.last_plan)
+        return passes.score_jobs(
+            self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance, self.last_plan
+        )
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -126,8 +140,15 @@ class LocalEngine(PromptTokens):
         encoded = [self.prompt_ids(r) for r in requests]
         leaves = [Leaf(tuple(p), [i], len(p) - 1) for i, p in enumerate(encoded)]
         groups = group(leaves) if self.reuse_prefix else [Group(0, tuple(range(len(leaves))))]
-        decoder = Decoder(self.model, self.pad_id, self.eos_ids, self.device, self.batch_size,
-                          refill=self.refill and passes.packable(self.model), stopped=self._hit_stop)
+        decoder = Decoder(
+            self.model,
+            self.pad_id,
+            self.eos_ids,
+            self.device,
+            self.batch_size,
+            refill=self.refill and passes.packable(self.model),
+            stopped=self._hit_stop,
+        )
         outputs: list[list[int]] = [[] for _ in requests]
         done = [0]
 
@@ -137,7 +158,7 @@ class LocalEngine(PromptTokens):
                 progress(done[0], len(requests))
 
         for g in groups:
-            cache = passes.prefix_cache(self.model, encoded[g.leaves[0]][:g.shared], self.device) if g.shared else None
+            cache = passes.prefix_cache(self.model, encoded[g.leaves[0]][: g.shared], self.device) if g.shared else None
             order = sorted(g.leaves, key=lambda i: (-len(encoded[i]), i))
             for i, tokens in decoder.run(encoded, requests, order, cache, g.shared, finished).items():
                 outputs[i] = tokens

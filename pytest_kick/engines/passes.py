@@ -32,7 +32,8 @@ def decoder(model):
 def softcap(model) -> float | None:
     config = model.config
     return getattr(config, "final_logit_softcapping", None) or getattr(
-        getattr(config, "text_config", None), "final_logit_softcapping", None)
+        getattr(config, "text_config", None), "final_logit_softcapping", None
+    )
 
 
 def head_logits(model, hidden):
@@ -56,7 +57,7 @@ def read_positions(model, hidden, reads: Sequence[tuple[int, int]]) -> list[tupl
     logprobs = torch.empty(len(reads), dtype=torch.float32, device=hidden.device)
     greedy = torch.empty(len(reads), dtype=torch.bool, device=hidden.device)
     for start in range(0, hidden.shape[0], step):
-        logits = head_logits(model, hidden[start:start + step])  # [k, V]
+        logits = head_logits(model, hidden[start : start + step])  # [k, V]
         here = ((slots >= start) & (slots < start + step)).nonzero()[:, 0]
         local = slots[here] - start
         logprobs[here] = logits[local, targets[here]] - logits.logsumexp(-1)[local]
@@ -100,15 +101,20 @@ def hidden_states(model, rows: list[Sequence[int]], pad_id: int, device: str, ca
     mask = torch.zeros((len(rows), offset + width), dtype=torch.long)
     mask[:, :offset] = 1
     for row, tokens in enumerate(rows):
-        ids[row, :len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
-        mask[row, offset:offset + len(tokens)] = 1
+        ids[row, : len(tokens)] = torch.tensor(list(tokens), dtype=torch.long)
+        mask[row, offset : offset + len(tokens)] = 1
     positions = torch.arange(offset, offset + width, dtype=torch.long).expand(len(rows), width)
     past = None
     if cache is not None:
         past = copy.deepcopy(cache)
         past.batch_repeat_interleave(len(rows))
-    out = decoder(model)(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                         cache=past, use_cache=past is not None)
+    out = decoder(model)(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        cache=past,
+        use_cache=past is not None,
+    )
     return out.last_hidden_state
 
 
@@ -132,17 +138,29 @@ def packed_states(model, segments: list[Sequence[int]], device: str, cache=None,
         mask = mask[None, None]
     saved = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else []
     try:
-        out = decoder(model)(input_ids=ids, attention_mask=mask, position_ids=(offset + local)[None],
-                             cache=cache, use_cache=cache is not None)
+        out = decoder(model)(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(offset + local)[None],
+            cache=cache,
+            use_cache=cache is not None,
+        )
     finally:
         for layer, (keys, values) in zip(cache.layers if cache is not None else [], saved):
             layer.keys, layer.values = keys, values  # the update concatenated new tensors; the prefix's are intact
     return out.last_hidden_state
 
 
-def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id: int, reuse_prefix: bool = True,
-               progress: Callable[[int], None] | None = None,
-               stats: dict | None = None) -> list[list[tuple[float, bool]]]:
+def score_jobs(
+    model,
+    jobs: Sequence[Job],
+    batch_size: int,
+    device: str,
+    pad_id: int,
+    reuse_prefix: bool = True,
+    progress: Callable[[int], None] | None = None,
+    stats: dict | None = None,
+) -> list[list[tuple[float, bool]]]:
     """(log-probability, is greedy) of every target of every job, in job order.
 
     ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
@@ -155,23 +173,28 @@ def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id:
     groups = group(leaves) if reuse_prefix else [Group(0, tuple(range(len(leaves))))]
     packed = packable(model)
     if stats is not None:
-        stats.update(jobs=len(jobs), passes=len(leaves), groups=sum(1 for g in groups if g.shared),
-                     tokens_alone=sum(len(j.tokens) for j in jobs),
-                     tokens_fed=sum(g.shared + sum(len(leaves[i].tokens) - g.shared for i in g.leaves)
-                                    for g in groups))
+        stats.update(
+            jobs=len(jobs),
+            passes=len(leaves),
+            groups=sum(1 for g in groups if g.shared),
+            tokens_alone=sum(len(j.tokens) for j in jobs),
+            tokens_fed=sum(g.shared + sum(len(leaves[i].tokens) - g.shared for i in g.leaves) for g in groups),
+        )
     answers: list[list[tuple[float, bool]]] = [[] for _ in jobs]
     with torch.inference_mode():
         for g in groups:
-            cache = prefix_cache(model, leaves[g.leaves[0]].tokens[:g.shared], device) if g.shared else None
+            cache = prefix_cache(model, leaves[g.leaves[0]].tokens[: g.shared], device) if g.shared else None
             members = sorted(g.leaves, key=lambda i: (-len(leaves[i].tokens), i))
             if packed:
-                batches = [[members[k] for k in row]
-                           for row in pack([len(leaves[i].tokens) - g.shared for i in members], PACK_TOKENS)]
+                batches = [
+                    [members[k] for k in row]
+                    for row in pack([len(leaves[i].tokens) - g.shared for i in members], PACK_TOKENS)
+                ]
             else:
-                batches = [members[start:start + batch_size] for start in range(0, len(members), batch_size)]
+                batches = [members[start : start + batch_size] for start in range(0, len(members), batch_size)]
             for chosen in batches:
                 batch = [leaves[i] for i in chosen]
-                segments = [leaf.tokens[g.shared:] for leaf in batch]
+                segments = [leaf.tokens[g.shared :] for leaf in batch]
                 if packed:
                     states = packed_states(model, segments, device, cache, g.shared)
                     places = [(0, sum(len(s) for s in segments[:k])) for k in range(len(batch))]
@@ -187,8 +210,9 @@ def score_jobs(model, jobs: Sequence[Job], batch_size: int, device: str, pad_id:
     return answers
 
 
-def _read(model, states, batch: list[Leaf], places: list[tuple[int, int]], jobs: Sequence[Job], offset: int,
-          answers) -> None:
+def _read(
+    model, states, batch: list[Leaf], places: list[tuple[int, int]], jobs: Sequence[Job], offset: int, answers
+) -> None:
     """Gather the scored positions of the batch's jobs (each position once) and read their targets; leaf k's
     token at position p (p >= offset) has its state at ``states[row, column + p - offset]``, (row, column) =
     ``places[k]``."""

@@ -34,8 +34,10 @@ class Job:
 
     def __post_init__(self):
         if not self.targets or self.first < 0 or self.first + len(self.targets) > len(self.tokens):
-            raise ValueError(f"job reads positions {self.first}..{self.first + len(self.targets) - 1} "
-                             f"of {len(self.tokens)} fed tokens")
+            raise ValueError(
+                f"job reads positions {self.first}..{self.first + len(self.targets) - 1} "
+                f"of {len(self.tokens)} fed tokens"
+            )
 
 
 @dataclass
@@ -73,7 +75,7 @@ def fold(jobs: Sequence[Job]) -> list[Leaf]:
         pending.append(i)
         nxt = order[k + 1] if k + 1 < len(order) else None
         tokens = jobs[i].tokens
-        if nxt is not None and jobs[nxt].tokens[:len(tokens)] == tokens:
+        if nxt is not None and jobs[nxt].tokens[: len(tokens)] == tokens:
             continue  # sorted order: a sequence a prefix of another is directly followed by one it prefixes
         leaves.append(Leaf(tokens, pending, min(jobs[j].first for j in pending)))
         pending = []
@@ -96,7 +98,7 @@ def group(leaves: Sequence[Leaf], overhead: int = GROUP_OVERHEAD) -> list[Group]
         length = sum(len(leaves[i].tokens) for i in members)
         if hi - lo == 1:
             return length, [(lo, hi, 0)]
-        cut = min(lcp[lo:hi - 1])
+        cut = min(lcp[lo : hi - 1])
         starts = [lo] + [k + 1 for k in range(lo, hi - 1) if lcp[k] == cut]
         split_cost, split_plan = 0, []
         for a, b in zip(starts, starts[1:] + [hi]):

@@ -62,15 +62,22 @@ class ServedEngine(PromptTokens):
 
     def identity(self) -> dict:
         """What identifies the served model in cache keys and reports."""
-        return {"engine": self.name, "url": self.url, "served_model": self.model_id, "root": self.card.get("root"),
-                "max_model_len": self.max_model_len}
+        return {
+            "engine": self.name,
+            "url": self.url,
+            "served_model": self.model_id,
+            "root": self.card.get("root"),
+            "max_model_len": self.max_model_len,
+        }
 
     def _model_card(self, wanted: str | None) -> dict:
         reply = self.client.get("models")
         cards = reply.get("data")
         if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) and c.get("id") for c in cards):
-            raise KickError(f"GET {self.client.url('models')}: the reply lists no model (expected "
-                            f"{{'data': [{{'id': ...}}]}}): {str(reply)[:200]}")
+            raise KickError(
+                f"GET {self.client.url('models')}: the reply lists no model (expected "
+                f"{{'data': [{{'id': ...}}]}}): {str(reply)[:200]}"
+            )
         if wanted is None:
             return cards[0]
         for card in cards:
@@ -112,31 +119,38 @@ class ServedEngine(PromptTokens):
 
         return self._map(one, requests, progress)
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
-                      progress: Progress | None = None) -> list[tuple[float, bool]]:
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], progress: Progress | None = None
+    ) -> list[tuple[float, bool]]:
         def one(request: LoglikelihoodRequest) -> tuple[float, bool]:
             if self.tokenizer is None:
                 return self._loglikelihood_text(request)
             context, continuation = self._pair(request.context, request.continuation)
             if not continuation:
-                raise KickError(f"log-likelihood request with an empty continuation (context "
-                                f"{request.context[-40:]!r})")
+                raise KickError(
+                    f"log-likelihood request with an empty continuation (context {request.context[-40:]!r})"
+                )
             sequence = context + continuation
             if self.max_length and len(sequence) > self.max_length:
                 if len(continuation) >= self.max_length:
-                    raise KickError(f"a continuation of {len(continuation)} tokens does not fit {self.url}'s "
-                                    f"context of {self.max_length}")
+                    raise KickError(
+                        f"a continuation of {len(continuation)} tokens does not fit {self.url}'s "
+                        f"context of {self.max_length}"
+                    )
                 sequence = self._fit(sequence, self.max_length)
             scored = self._prompt_logprobs(sequence, len(continuation))
             return math.fsum(lp for lp, _ in scored), all(g for _, g in scored)
 
         return self._map(one, requests, progress)
 
-    def loglikelihood_rolling(self, requests: Sequence[RollingRequest],
-                              progress: Progress | None = None) -> list[tuple[float, ...]]:
+    def loglikelihood_rolling(
+        self, requests: Sequence[RollingRequest], progress: Progress | None = None
+    ) -> list[tuple[float, ...]]:
         if self.tokenizer is None and requests:
-            raise KickError(f"{self.url}: rolling log-likelihood (perplexity) over a served model needs the "
-                            f"tokenizer of --kick-model")
+            raise KickError(
+                f"{self.url}: rolling log-likelihood (perplexity) over a served model needs the "
+                f"tokenizer of --kick-model"
+            )
 
         def one(request: RollingRequest) -> tuple[float, ...]:
             context = self._encode(request.context, special=False) if request.context else []
@@ -174,7 +188,7 @@ class ServedEngine(PromptTokens):
         entries = _logprob_entries(logprobs, where)
         if len(entries) < len(ids):
             raise KickError(f"{where}: echo returned log-probs for {len(entries)} tokens, the prompt has {len(ids)}")
-        return _checked(entries[len(ids) - scored:len(ids)], where)
+        return _checked(entries[len(ids) - scored : len(ids)], where)
 
     def _loglikelihood_text(self, request: LoglikelihoodRequest) -> tuple[float, bool]:
         """Without a tokenizer: the prompt is text, the continuation the tokens at or after its first character."""
@@ -190,8 +204,11 @@ class ServedEngine(PromptTokens):
             raise KickError(f"{where}: the reply's logprobs have no text_offset for every token")
         # offsets count the token strings, special ones included (a BOS "<s>" shifts the prompt's text)
         tokens = logprobs.get("tokens")
-        shift = max(0, "".join(tokens).find(prompt)) if isinstance(tokens, list) and all(
-            isinstance(t, str) for t in tokens) else 0
+        shift = (
+            max(0, "".join(tokens).find(prompt))
+            if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+            else 0
+        )
         start, end = shift + len(request.context.rstrip()), shift + len(prompt)  # trailing spaces: continuation
         picked = [e for e, offset in zip(entries, offsets) if isinstance(offset, int) and start <= offset < end]
         if not picked:
@@ -237,7 +254,9 @@ def _from_prompt_logprobs(entries, ids: list[int], scored: int, where: str) -> l
         entry = entries[position]
         info = entry.get(str(ids[position])) if isinstance(entry, dict) else None
         if not isinstance(info, dict) or not _number(info.get("logprob")):
-            raise KickError(f"{where}: prompt_logprobs[{position}] has no log-prob of the prompt's token {ids[position]}")
+            raise KickError(
+                f"{where}: prompt_logprobs[{position}] has no log-prob of the prompt's token {ids[position]}"
+            )
         rank = info.get("rank")
         if not isinstance(rank, int):
             raise KickError(f"{where}: prompt_logprobs[{position}] has no rank for token {ids[position]}")

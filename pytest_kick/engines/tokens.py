@@ -30,7 +30,7 @@ class PromptTokens:
         if len(tokens) <= keep:
             return tokens
         head = tokens[:1] if tokens and tokens[0] == self.tokenizer.bos_token_id else []
-        return head + tokens[len(tokens) - keep + len(head):]
+        return head + tokens[len(tokens) - keep + len(head) :]
 
     def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """(context tokens, continuation tokens) as the model reads the joined text: the continuation's tokens
@@ -43,8 +43,8 @@ class PromptTokens:
             return self._start(), self._encode(continuation, special=False)
         head = self._encode(context)
         whole = self._encode(context + continuation)
-        if whole[:len(head)] == head:
-            return head, whole[len(head):]
+        if whole[: len(head)] == head:
+            return head, whole[len(head) :]
         return head, self._encode(continuation, special=False)
 
     def uses_chat(self, request: GenerationRequest) -> bool:

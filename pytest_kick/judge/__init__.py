@@ -42,11 +42,21 @@ class JudgeEntry:
 
 BUNDLED = (
     JudgeEntry("rouge", "the task's ROUGE scorer, an offline proxy", "rouge", None, takes_model=False),
-    JudgeEntry("openai", "an OpenAI-compatible chat endpoint", "openai:<model> (e.g. openai:gpt-4)",
-               "pytest_kick.judge.session:openai_judge", options=("judge-url", "judge-key-env", "judge-concurrency"),
-               settings="pytest_kick.config_judge:openai_settings"),
-    JudgeEntry("local", "a --kick-model run in this process", "local:<model> (a --kick-model name)",
-               "pytest_kick.judge.session:LocalJudgeBackend", settings="pytest_kick.config_judge:local_settings"),
+    JudgeEntry(
+        "openai",
+        "an OpenAI-compatible chat endpoint",
+        "openai:<model> (e.g. openai:gpt-4)",
+        "pytest_kick.judge.session:openai_judge",
+        options=("judge-url", "judge-key-env", "judge-concurrency"),
+        settings="pytest_kick.config_judge:openai_settings",
+    ),
+    JudgeEntry(
+        "local",
+        "a --kick-model run in this process",
+        "local:<model> (a --kick-model name)",
+        "pytest_kick.judge.session:LocalJudgeBackend",
+        settings="pytest_kick.config_judge:local_settings",
+    ),
 )
 
 
@@ -83,8 +93,9 @@ def judges(value: str, task) -> bool:
     return entry(parse_spec(value)).backend is not None and judgeable(task)
 
 
-def openai_backend(model: str, url: str | None = None, key_env: str | None = None,
-                   concurrency: int = DEFAULT_CONCURRENCY, **options):
+def openai_backend(
+    model: str, url: str | None = None, key_env: str | None = None, concurrency: int = DEFAULT_CONCURRENCY, **options
+):
     from pytest_kick.judge.client import OpenAIBackend  # lazy: ~6 ms (threads, email) on every pytest run
 
     return OpenAIBackend(model, url=url, key_env=key_env, concurrency=concurrency, **options)
@@ -97,8 +108,15 @@ def callable_backend(chat: Callable, model: str, endpoint: str | None = None):
     return CallableBackend(chat, model, endpoint)
 
 
-def build_scorer(task_family: str, task_variant: str, protocol: str, backend, cache_dir: Path | str | None,
-                 reasks: int | None = None, judge=None):
+def build_scorer(
+    task_family: str,
+    task_variant: str,
+    protocol: str,
+    backend,
+    cache_dir: Path | str | None,
+    reasks: int | None = None,
+    judge=None,
+):
     """The judge scorer for one task (``summarization``/``instruction`` + variant) under ``protocol``.
 
     Share one ``Judge`` (pass ``judge``) between the tasks of a session, so its counts cover them all.

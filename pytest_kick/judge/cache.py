@@ -39,9 +39,17 @@ class Reply:
 
 
 def cache_key(endpoint: str, model: str, messages, temperature: float, max_tokens: int, ask: int) -> str:
-    return json_hash({"v": VERSION, "endpoint": endpoint, "model": model,
-                      "messages": [list(m) for m in messages], "temperature": float(temperature),
-                      "max_tokens": int(max_tokens), "ask": int(ask)})
+    return json_hash(
+        {
+            "v": VERSION,
+            "endpoint": endpoint,
+            "model": model,
+            "messages": [list(m) for m in messages],
+            "temperature": float(temperature),
+            "max_tokens": int(max_tokens),
+            "ask": int(ask),
+        }
+    )
 
 
 class ReplyCache:

@@ -33,8 +33,7 @@ from pytest_kick.judge.cache import public_endpoint
 
 DEFAULT_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-FATAL_STATUS = {401: "the key was refused", 403: "the key may not use this model",
-                404: "no such model or URL"}
+FATAL_STATUS = {401: "the key was refused", 403: "the key may not use this model", 404: "no such model or URL"}
 RETRY_STATUS = {408, 409, 429}
 MAX_RETRY_AFTER = 120.0
 
@@ -90,8 +89,10 @@ def resolve_key(key_env: str | None, url: str) -> str:
     if key:
         return key
     if "api.openai.com" in url:
-        raise KickError(f"the judge at {public_endpoint(url)} needs an API key: set {name}"
-                        + ("" if key_env else " (or name another variable with --kick-judge-key-env)"))
+        raise KickError(
+            f"the judge at {public_endpoint(url)} needs an API key: set {name}"
+            + ("" if key_env else " (or name another variable with --kick-judge-key-env)")
+        )
     return "unused"
 
 
@@ -154,9 +155,18 @@ def _usage(reply: dict) -> tuple[int, int]:
 class OpenAIBackend:
     """An OpenAI-compatible chat-completions endpoint, through the ``openai`` client."""
 
-    def __init__(self, model: str, url: str | None = None, key_env: str | None = None, concurrency: int = 8,
-                 timeout: float = 120.0, retries: int = 4, backoff: float = 1.0, max_backoff: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        model: str,
+        url: str | None = None,
+        key_env: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         try:
             import openai
         except ImportError:
@@ -201,9 +211,11 @@ class OpenAIBackend:
             wait = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             try:
                 raw = self._client.chat.completions.with_raw_response.create(
-                    model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens)
-                text, tokens_in, tokens_out = read_completion(raw.http_response.text,
-                                                              raw.headers.get("content-type", ""))
+                    model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens
+                )
+                text, tokens_in, tokens_out = read_completion(
+                    raw.http_response.text, raw.headers.get("content-type", "")
+                )
                 self._count(tokens_in=tokens_in, tokens_out=tokens_out)
                 if text is None:
                     error = "reply without content"
@@ -218,9 +230,11 @@ class OpenAIBackend:
             except openai.APIStatusError as err:
                 status = err.status_code
                 if status in FATAL_STATUS:
-                    raise KickError(f"the judge at {self.endpoint} answered HTTP {status} for model {self.model!r} "
-                                    f"({FATAL_STATUS[status]}); check --kick-judge, --kick-judge-url and "
-                                    f"${self.key_env}") from None
+                    raise KickError(
+                        f"the judge at {self.endpoint} answered HTTP {status} for model {self.model!r} "
+                        f"({FATAL_STATUS[status]}); check --kick-judge, --kick-judge-url and "
+                        f"${self.key_env}"
+                    ) from None
                 error = f"HTTP {status}"
                 if status == 429:
                     after = _retry_after(err.response)

@@ -36,13 +36,16 @@ def paired(dense: Sequence[float], compressed: Sequence[float]) -> tuple[list[in
     return kept, len(dense) - len(kept)
 
 
-def check_share(case: str, errors: int, items: int, max_share: float = MAX_ERROR_SHARE,
-                reasons: Sequence[str] = ()) -> None:
+def check_share(
+    case: str, errors: int, items: int, max_share: float = MAX_ERROR_SHARE, reasons: Sequence[str] = ()
+) -> None:
     """Raise ``JudgeErrorsExceeded`` when ``errors`` of ``items`` is more than ``max_share``."""
     if items and errors / items > max_share:
         why = f"; e.g. {reasons[0]}" if reasons else ""
-        raise JudgeErrorsExceeded(f"{case}: the judge failed on {errors} of {items} items "
-                                  f"({errors / items:.0%}, more than {max_share:.0%}): no verdict{why}")
+        raise JudgeErrorsExceeded(
+            f"{case}: the judge failed on {errors} of {items} items "
+            f"({errors / items:.0%}, more than {max_share:.0%}): no verdict{why}"
+        )
 
 
 def runs(dense_errors: int, compressed_errors: int | None) -> str:
@@ -63,8 +66,15 @@ class Screen:
     ``compressed_errors`` is None when no compressed run was judged: a dense case, or a compressed case
     whose dense run alone already had too many (the compressed model is then not evaluated)."""
 
-    def __init__(self, items: int, dense_errors: int, compressed_errors: int | None, left_out: int, kept: tuple = (),
-                 max_share: float = MAX_ERROR_SHARE):
+    def __init__(
+        self,
+        items: int,
+        dense_errors: int,
+        compressed_errors: int | None,
+        left_out: int,
+        kept: tuple = (),
+        max_share: float = MAX_ERROR_SHARE,
+    ):
         self.items, self.dense_errors, self.compressed_errors = items, dense_errors, compressed_errors
         self.left_out, self.kept, self.max_share = left_out, kept, max_share
 
@@ -73,15 +83,23 @@ class Screen:
         return bool(self.items) and self.left_out / self.items > self.max_share
 
     def record(self) -> dict:
-        return {"items": self.items, "dense": self.dense_errors, "compressed": self.compressed_errors,
-                "left_out": self.left_out, "max_share": self.max_share, "exceeded": self.exceeded}
+        return {
+            "items": self.items,
+            "dense": self.dense_errors,
+            "compressed": self.compressed_errors,
+            "left_out": self.left_out,
+            "max_share": self.max_share,
+            "exceeded": self.exceeded,
+        }
 
     def note(self) -> str:
         """One line for a case message ('' when every item was judged)."""
         if not self.left_out:
             return ""
-        return (f"judge errors: {self.left_out} of {self.items} items left out of the pairing "
-                f"({runs(self.dense_errors, self.compressed_errors)}; at most {self.max_share:.0%} allowed)")
+        return (
+            f"judge errors: {self.left_out} of {self.items} items left out of the pairing "
+            f"({runs(self.dense_errors, self.compressed_errors)}; at most {self.max_share:.0%} allowed)"
+        )
 
     def check(self, case: str, reason: str = "") -> None:
         check_share(case, self.left_out, self.items, self.max_share, (reason,) if reason else ())

@@ -36,8 +36,10 @@ def engine_chat(engine, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress=N
     """``chat(conversations) -> list[str]`` answered by ``engine.generate`` (greedy, batched by the engine)."""
 
     def chat(conversations: Sequence[Conversation]) -> list[str]:
-        requests = [GenerationRequest(plain_prompt(c), max_new_tokens, messages=tuple(tuple(m) for m in c))
-                    for c in conversations]
+        requests = [
+            GenerationRequest(plain_prompt(c), max_new_tokens, messages=tuple(tuple(m) for m in c))
+            for c in conversations
+        ]
         return [text.strip() for text in engine.generate(requests, progress=progress)]
 
     return chat
@@ -45,5 +47,6 @@ def engine_chat(engine, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress=N
 
 def local_backend(engine, model: str, identity: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress=None):
     """The judge backend for a local model: ``identity`` (model id + revision or weights hash) keys its cache."""
-    return CallableBackend(engine_chat(engine, max_new_tokens, progress), model,
-                           endpoint=f"local:{identity}:greedy:{max_new_tokens}")
+    return CallableBackend(
+        engine_chat(engine, max_new_tokens, progress), model, endpoint=f"local:{identity}:greedy:{max_new_tokens}"
+    )

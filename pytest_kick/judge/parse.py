@@ -33,8 +33,12 @@ _NUMBERS = re.compile(rf"(?<![\d.])-?{_NUMBER}(?!\d|\.\d)")  # "-1": a negative,
 _TUPLE = re.compile(rf"\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)")
 _DOUBLE_BRACKET = re.compile(rf"\[\[\s*({_NUMBER})\s*\]\]")
 _BRACKET = re.compile(rf"\[\s*({_NUMBER})\s*\]")
-_LABELLED = {slot: re.compile(rf"^\W*assistant\s*{slot}\W*?:\s*\**\s*({_NUMBER})\s*(?:/\s*10)?\W*$",
-                              re.IGNORECASE | re.MULTILINE) for slot in (1, 2)}
+_LABELLED = {
+    slot: re.compile(
+        rf"^\W*assistant\s*{slot}\W*?:\s*\**\s*({_NUMBER})\s*(?:/\s*10)?\W*$", re.IGNORECASE | re.MULTILINE
+    )
+    for slot in (1, 2)
+}
 _RATING_WORD = re.compile(rf"\brating\s*[:=]?\s*\**\s*({_NUMBER})", re.IGNORECASE)
 
 

@@ -41,8 +41,13 @@ KICK_SUMMARY_REVIEWERS = "cnn_dailymail/llmkick_judge_reviewer.jsonl"
 KICK_INSTRUCTION_PROMPTS = "mt_bench/llmkick_judge_prompt.jsonl"
 KICK_INSTRUCTION_REVIEWERS = "mt_bench/llmkick_judge_reviewer.jsonl"
 MTBENCH_PROMPTS = "mt_bench/fastchat_judge_prompts.jsonl"
-FILES = (KICK_SUMMARY_PROMPTS, KICK_SUMMARY_REVIEWERS, KICK_INSTRUCTION_PROMPTS, KICK_INSTRUCTION_REVIEWERS,
-         MTBENCH_PROMPTS)
+FILES = (
+    KICK_SUMMARY_PROMPTS,
+    KICK_SUMMARY_REVIEWERS,
+    KICK_INSTRUCTION_PROMPTS,
+    KICK_INSTRUCTION_REVIEWERS,
+    MTBENCH_PROMPTS,
+)
 NEED_REF_CATS = ("math", "reasoning", "coding")  # FastChat's NEED_REF_CATS (without arena-hard-200)
 SUMMARY_METRICS = ("coherence", "consistency", "fluency", "relevance")
 HIGHLIGHT = "@highlight"
@@ -62,15 +67,15 @@ STRICT_DECODING = Decoding(0.0, 2048)  # fastchat/llm_judge/common.py, run_judge
 # pytest-kick's own words, sent only after a reply without readable scores (see Ask.again)
 REMINDERS = {
     "pair_first_line": "Your reply does not start with the scores. Please output a single line containing only "
-                       "two values indicating the scores for Assistant 1 and 2, respectively, separated by a space; "
-                       "then your explanation.",
+    "two values indicating the scores for Assistant 1 and 2, respectively, separated by a space; "
+    "then your explanation.",
     "pair_tuple": "Your reply does not end with the scores. Please finish with a Python tuple containing two "
-                  "numerical scores for Assistant 1 and Assistant 2, ranging from 1 to 10, respectively.",
+    "numerical scores for Assistant 1 and Assistant 2, ranging from 1 to 10, respectively.",
     "pair_lines": "Your reply does not start with the scores. Please first output four lines (coherence, "
-                  "consistency, fluency, relevance) each containing only two values, the scores for Assistant 1 "
-                  "and 2, separated by a space; then your explanation.",
-    "rating": 'Your reply has no rating. Please rate the response on a scale of 1 to 10 by strictly following '
-              'this format: "[[rating]]", for example: "Rating: [[5]]".',
+    "consistency, fluency, relevance) each containing only two values, the scores for Assistant 1 "
+    "and 2, separated by a space; then your explanation.",
+    "rating": "Your reply has no rating. Please rate the response on a scale of 1 to 10 by strictly following "
+    'this format: "[[rating]]", for example: "Rating: [[5]]".',
 }
 
 
@@ -127,13 +132,22 @@ def _kick_prompt(prompts: list[dict], reviewers: list[dict], category: str) -> d
     return prompt
 
 
-def _pairwise(prompt: dict, question: str, reference: str, answer: str, decoding: Decoding, reader: str,
-              template: str, turn: int = 1) -> list[Ask]:
+def _pairwise(
+    prompt: dict,
+    question: str,
+    reference: str,
+    answer: str,
+    decoding: Decoding,
+    reader: str,
+    template: str,
+    turn: int = 1,
+) -> list[Ask]:
     """The two orders: reference as Assistant 1 (LLM-KICK's order), then the model as Assistant 1."""
     asks = []
     for slot, (first, second) in ((2, (reference, answer)), (1, (answer, reference))):
-        user = prompt["prompt_template"].format(question=question, answer_1=first, answer_2=second,
-                                                **prompt["defaults"])
+        user = prompt["prompt_template"].format(
+            question=question, answer_1=first, answer_2=second, **prompt["defaults"]
+        )
         asks.append(Ask(prompt["system_prompt"], user, decoding, reader, template, slot, turn))
     return asks
 
@@ -172,8 +186,9 @@ class KickSummary:
     def asks(self, item, replies: Sequence[str]) -> list[Ask]:
         prompt = _kick_prompt(self.prompts, self.reviewers, getattr(item, "bucket", ""))
         question = getattr(item, "prompt", None) or item.question  # LLM-KICK's question text, verbatim
-        return _pairwise(prompt, question, _reference(item), _first(replies), KICK_SUMMARY_DECODING,
-                         "pair_lines", "llmkick-summary")
+        return _pairwise(
+            prompt, question, _reference(item), _first(replies), KICK_SUMMARY_DECODING, "pair_lines", "llmkick-summary"
+        )
 
 
 class KickInstruction:
@@ -195,8 +210,9 @@ class KickInstruction:
         prompt = _kick_prompt(self.prompts, self.reviewers, category)
         kind = prompt["category"]  # general | coding | math
         reader = "pair_tuple" if kind == "math" else "pair_first_line"
-        return _pairwise(prompt, turns[0], _reference(item), _first(replies), KICK_INSTRUCTION_DECODING, reader,
-                         f"llmkick-{kind}")
+        return _pairwise(
+            prompt, turns[0], _reference(item), _first(replies), KICK_INSTRUCTION_DECODING, reader, f"llmkick-{kind}"
+        )
 
 
 class MTBenchSingle:
@@ -213,7 +229,7 @@ class MTBenchSingle:
         turns = _turns(item)
         if len(turns) > 2:
             raise KickError(f"item {item.id!r} has {len(turns)} turns; MT-Bench grading covers one or two")
-        answers = list(replies)[:len(turns)] + [""] * (len(turns) - len(replies))
+        answers = list(replies)[: len(turns)] + [""] * (len(turns) - len(replies))
         references = tuple(getattr(item, "references", ()) or ())
         with_ref = str(getattr(item, "category", "")) in NEED_REF_CATS and len(references) >= len(turns)
         fields = {f"ref_answer_{k}": r for k, r in enumerate(references[:2], 1)} if with_ref else {}
@@ -224,8 +240,9 @@ class MTBenchSingle:
             if turn == 1:
                 user = prompt["prompt_template"].format(question=turns[0], answer=answers[0], **fields)
             else:
-                user = prompt["prompt_template"].format(question_1=turns[0], question_2=turns[1],
-                                                        answer_1=answers[0], answer_2=answers[1], **fields)
+                user = prompt["prompt_template"].format(
+                    question_1=turns[0], question_2=turns[1], answer_1=answers[0], answer_2=answers[1], **fields
+                )
             asks.append(Ask(prompt["system_prompt"], user, STRICT_DECODING, "rating", name, 0, turn))
         return asks
 

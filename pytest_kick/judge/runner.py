@@ -17,8 +17,12 @@ from pytest_kick.judge import parse
 from pytest_kick.judge.cache import Reply, ReplyCache, cache_key
 from pytest_kick.judge.protocols import SUMMARY_METRICS, Ask
 
-READERS = {"pair_first_line": parse.pair_first_line, "pair_tuple": parse.pair_tuple,
-           "pair_lines": parse.pair_lines, "rating": parse.rating}
+READERS = {
+    "pair_first_line": parse.pair_first_line,
+    "pair_tuple": parse.pair_tuple,
+    "pair_lines": parse.pair_lines,
+    "rating": parse.rating,
+}
 DEFAULT_REASKS = 2
 
 
@@ -96,8 +100,7 @@ class Judge:
         return self.backend.model
 
     def _key(self, ask: Ask, messages, number: int) -> str:
-        return cache_key(self.endpoint, self.model, messages, ask.decoding.temperature, ask.decoding.max_tokens,
-                         number)
+        return cache_key(self.endpoint, self.model, messages, ask.decoding.temperature, ask.decoding.max_tokens, number)
 
     def _replies(self, asks: list[Ask], conversations: list, number: int) -> list[tuple[str | None, str]]:
         """(reply text or None, error) for each ask, as ask ``number``: from the cache, else the backend."""
@@ -121,8 +124,10 @@ class Judge:
                 setattr(self.stats, name, getattr(self.stats, name) + after[name] - before[name])
             for (messages, indices), completion in zip(groups, done):
                 if completion.text is not None:
-                    self.cache.put(self._key(asks[indices[0]], messages, number),
-                                   Reply(completion.text, completion.tokens_in, completion.tokens_out))
+                    self.cache.put(
+                        self._key(asks[indices[0]], messages, number),
+                        Reply(completion.text, completion.tokens_in, completion.tokens_out),
+                    )
                 for k in indices:
                     found[k] = (completion.text, completion.error)
         return found

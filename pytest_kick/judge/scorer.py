@@ -130,8 +130,18 @@ class JudgeScorer:
         return judgment.explanation if not judgment.error else f"{judgment.error}\n\n{judgment.explanation}".strip()
 
     def fingerprint(self) -> str:
-        return ":".join(("judge", type(self.family).__name__, self.protocol, self.judge.endpoint, self.judge.model,
-                         f"prompts={prompts_hash()}", f"reasks={self.judge.reasks}", f"parser={parse.VERSION}"))
+        return ":".join(
+            (
+                "judge",
+                type(self.family).__name__,
+                self.protocol,
+                self.judge.endpoint,
+                self.judge.model,
+                f"prompts={prompts_hash()}",
+                f"reasks={self.judge.reasks}",
+                f"parser={parse.VERSION}",
+            )
+        )
 
     # --- reporting -------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -139,7 +149,9 @@ class JudgeScorer:
         found = self.judge.stats.as_dict()
         found.update(items=self.items_judged, item_errors=self.item_errors)
         if self.family.pairwise:
-            found.update(order_pairs=self.order_pairs, order_disagreements=self.order_disagreements,
-                         order_disagreement_rate=(self.order_disagreements / self.order_pairs
-                                                  if self.order_pairs else math.nan))
+            found.update(
+                order_pairs=self.order_pairs,
+                order_disagreements=self.order_disagreements,
+                order_disagreement_rate=(self.order_disagreements / self.order_pairs if self.order_pairs else math.nan),
+            )
         return found

@@ -29,15 +29,26 @@ from pytest_kick.models import registry
 from pytest_kick.models.devices import pick_device, pick_dtype
 from pytest_kick.models.loading import load
 
-JUDGE_STATS = ("requests", "retries", "cache_hits", "tokens_in", "tokens_out", "asks", "unreadable_first", "reasks",
-               "unreadable", "failed_asks")
+JUDGE_STATS = (
+    "requests",
+    "retries",
+    "cache_hits",
+    "tokens_in",
+    "tokens_out",
+    "asks",
+    "unreadable_first",
+    "reasks",
+    "unreadable",
+    "failed_asks",
+)
 COUNTS = JUDGE_STATS + ("items", "item_errors", "order_pairs", "order_disagreements")
 
 
 def openai_judge(model: str, config, ui, worker_id: str | None):
     """An ``openai:<model>`` judge: the endpoint at --kick-judge-url, its key from the named variable."""
-    return openai_backend(model, url=config.judge_url, key_env=config.judge_key_env,
-                          concurrency=config.judge_concurrency)
+    return openai_backend(
+        model, url=config.judge_url, key_env=config.judge_key_env, concurrency=config.judge_concurrency
+    )
 
 
 class LocalJudgeBackend:
@@ -58,13 +69,16 @@ class LocalJudgeBackend:
             device = pick_device(self.config.device, self.worker_id, os.environ, torch.cuda.device_count, mps)
             source = registry.resolve(self.model_spec)
             self.ui.message(f"loading the judge {source.name}")
-            loaded = load(source, self.config.cache_dir, device, pick_dtype(self.config.dtype, device),
-                          notify=self.ui.message)
-            self._engine = LocalEngine(loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size,
-                                       loaded.dtype)
+            loaded = load(
+                source, self.config.cache_dir, device, pick_dtype(self.config.dtype, device), notify=self.ui.message
+            )
+            self._engine = LocalEngine(
+                loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size, loaded.dtype
+            )
             identity = f"{source.name}:{json_hash(loaded.identity)[:16]}"
-            self._backend = CallableBackend(self._chat, source.name,
-                                            endpoint=f"local:{identity}:greedy:{self.max_new_tokens}")
+            self._backend = CallableBackend(
+                self._chat, source.name, endpoint=f"local:{identity}:greedy:{self.max_new_tokens}"
+            )
             self._backend.traffic = self.traffic
         return self._backend
 

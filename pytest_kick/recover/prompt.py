@@ -18,8 +18,11 @@ def init_prompts(model, count: int, seed: int):
 
     words = model.get_input_embeddings()
     config = PromptTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=count, token_dim=words.embedding_dim,
-        num_transformer_submodules=1, prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB,
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=count,
+        token_dim=words.embedding_dim,
+        num_transformer_submodules=1,
+        prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB,
     )
     with torch.random.fork_rng(devices=[]):  # peft draws the token ids from the global CPU generator
         torch.manual_seed(seed)

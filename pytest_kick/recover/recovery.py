@@ -97,18 +97,28 @@ class Recovery:
     def record(self, lora_parameters: int | None = None) -> dict:
         """What a report keeps of it."""
         return {
-            "method": self.method, "spec": self.spec.key(), "extra_parameters": self.extra_parameters,
+            "method": self.method,
+            "spec": self.spec.key(),
+            "extra_parameters": self.extra_parameters,
             "ratio_to_lora": (self.extra_parameters / lora_parameters) if lora_parameters else None,
-            "training_seconds": self.training_seconds, "cached": self.cached,
+            "training_seconds": self.training_seconds,
+            "cached": self.cached,
             "first_loss": self.losses[0] if self.losses else None,
             "last_loss": self.losses[-1] if self.losses else None,
-            **({"prompt_usage": {"training": self.usage, "evaluation": self.evaluation_usage}}
-               if self.usage else {}),
+            **({"prompt_usage": {"training": self.usage, "evaluation": self.evaluation_usage}} if self.usage else {}),
         }
 
 
-def recover(model, tokenizer, spec: RecoverySpec, corpus=None, cache_dir=None, key: dict | None = None,
-            progress=None, notify=None) -> Recovery:
+def recover(
+    model,
+    tokenizer,
+    spec: RecoverySpec,
+    corpus=None,
+    cache_dir=None,
+    key: dict | None = None,
+    progress=None,
+    notify=None,
+) -> Recovery:
     """Train ``spec`` on the compressed ``model`` (frozen), or load what an earlier run trained under the
     same key. ``corpus``: :class:`pytest_kick.recover.data.Corpus` (default: the bundled C4 sample).
     ``progress(step, steps)`` while training; ``notify(text)`` for one-line messages."""
@@ -128,28 +138,42 @@ def recover(model, tokenizer, spec: RecoverySpec, corpus=None, cache_dir=None, k
     count = parameter_count(model, spec)
     method = method_for(spec)
     directory = cache.entry_dir(cache_dir, spec.method, full_key) if cache_dir is not None else None
-    with (cache.locked(directory) if directory is not None else _nothing()):
+    with cache.locked(directory) if directory is not None else _nothing():
         found = cache.load(directory, full_key) if directory is not None else None
         if found is not None:
             params, meta = found
-            return Recovery(spec, {k: v.to(device) for k, v in params.items()}, count, meta["seconds"], True,
-                            meta.get("losses", []), meta.get("usage", []))
+            return Recovery(
+                spec,
+                {k: v.to(device) for k, v in params.items()},
+                count,
+                meta["seconds"],
+                True,
+                meta.get("losses", []),
+                meta.get("usage", []),
+            )
         if notify:
             notify(f"recovery: training {spec.describe()} on {corpus.source}")
         started = time.perf_counter()
         windows = data.windows(tokenizer, corpus.train, spec.steps * spec.batch, spec.seqlen, spec.seed)
         initial = method.initial(model, spec.seed)
         if sum(v.numel() for v in initial.values()) != count:
-            raise KickError(f"recovery {spec.method}: {sum(v.numel() for v in initial.values())} parameters "
-                            f"initialised, {count} expected")
-        params, stats = train.train(model, method, initial, windows, spec.steps, spec.batch,
-                                    spec.learning_rate, progress)
+            raise KickError(
+                f"recovery {spec.method}: {sum(v.numel() for v in initial.values())} parameters "
+                f"initialised, {count} expected"
+            )
+        params, stats = train.train(
+            model, method, initial, windows, spec.steps, spec.batch, spec.learning_rate, progress
+        )
         seconds = time.perf_counter() - started
         if not all(torch.isfinite(v).all() for v in params.values()):
             raise KickError(f"recovery {spec.describe()} diverged (non-finite parameters); lower --kick-recover-lr")
         if directory is not None:
-            cache.save(directory, full_key, params, {"seconds": seconds, "losses": stats["losses"],
-                                                     "usage": stats["usage"], "parameters": count})
+            cache.save(
+                directory,
+                full_key,
+                params,
+                {"seconds": seconds, "losses": stats["losses"], "usage": stats["usage"], "parameters": count},
+            )
         return Recovery(spec, params, count, seconds, False, stats["losses"], stats["usage"])
 
 

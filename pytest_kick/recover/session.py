@@ -27,8 +27,14 @@ class Recoveries:
 
     def spec(self, method: str) -> RecoverySpec:
         c = self.config
-        return RecoverySpec(method, steps=c.recover_steps, lr=c.recover_lr, seed=c.seed, seqlen=c.recover_seqlen,
-                            sizes=dict(c.recover_sizes.get(method, {})))
+        return RecoverySpec(
+            method,
+            steps=c.recover_steps,
+            lr=c.recover_lr,
+            seed=c.seed,
+            seqlen=c.recover_seqlen,
+            sizes=dict(c.recover_sizes.get(method, {})),
+        )
 
     def corpus(self):
         if self._corpus is None:
@@ -38,10 +44,18 @@ class Recoveries:
     def variant_key(self, case, loaded) -> dict:
         """What the caller knows of the compressed variant (the cache adds a fingerprint of its weights)."""
         c = self.config
-        return {"model": loaded.identity, "compressor": case.compressor, "ratio": case.ratio,
-                "calibration": {"samples": c.calib_samples, "seqlen": c.calib_seqlen, "seed": c.seed,
-                                "data_dir": None if c.data_dir is None else str(c.data_dir)},
-                "checkpoint": None if c.compressed is None else str(c.compressed)}
+        return {
+            "model": loaded.identity,
+            "compressor": case.compressor,
+            "ratio": case.ratio,
+            "calibration": {
+                "samples": c.calib_samples,
+                "seqlen": c.calib_seqlen,
+                "seed": c.seed,
+                "data_dir": None if c.data_dir is None else str(c.data_dir),
+            },
+            "checkpoint": None if c.compressed is None else str(c.compressed),
+        }
 
     def get(self, case, loaded):
         """The case's recovery, for the compressed model ``loaded`` is in now: trained once per variant."""
@@ -49,16 +63,26 @@ class Recoveries:
         if memo not in self._trained:
             spec = self.spec(case.recovery)
             with self.ui.progress(f"recover {case.model_name} {case.label} ({spec.steps} steps)") as advance:
-                self._trained[memo] = recover(loaded.model, loaded.tokenizer, spec, self.corpus(),
-                                              cache_dir=self.config.cache_dir, key=self.variant_key(case, loaded),
-                                              progress=advance, notify=self.ui.message)
+                self._trained[memo] = recover(
+                    loaded.model,
+                    loaded.tokenizer,
+                    spec,
+                    self.corpus(),
+                    cache_dir=self.config.cache_dir,
+                    key=self.variant_key(case, loaded),
+                    progress=advance,
+                    notify=self.ui.message,
+                )
             rec = self._trained[memo]
             if rec.cached:
-                self.ui.message(f"recovery {spec.describe()}: loaded from the cache (trained in "
-                                f"{rec.training_seconds:.0f} s)")
+                self.ui.message(
+                    f"recovery {spec.describe()}: loaded from the cache (trained in {rec.training_seconds:.0f} s)"
+                )
             elif rec.losses:
-                self.ui.message(f"recovery {spec.describe()}: trained in {rec.training_seconds:.0f} s, "
-                                f"loss {rec.losses[0]:.3f} -> {rec.losses[-1]:.3f}")
+                self.ui.message(
+                    f"recovery {spec.describe()}: trained in {rec.training_seconds:.0f} s, "
+                    f"loss {rec.losses[0]:.3f} -> {rec.losses[-1]:.3f}"
+                )
         return self._trained[memo]
 
     @contextmanager
@@ -85,6 +109,12 @@ class Recoveries:
         lora = parameter_count(loaded.model, self.spec(reference()))  # the count the others are reported against
         figures = tuple(tasks.figure(task, r.scores) for r in (dense, compressed, recovered))
         result = outcome(dense.scores, compressed.scores, recovered.scores, figures, task.higher_is_better, seconds)
-        return {**rec.record(lora), **result.as_record(), "compressed": figures[1], "recovered": figures[2],
-                "lora_parameters": lora, "seconds_per_item": {"compressed": seconds[0], "recovered": seconds[1]},
-                "reading": result.reading()}
+        return {
+            **rec.record(lora),
+            **result.as_record(),
+            "compressed": figures[1],
+            "recovered": figures[2],
+            "lora_parameters": lora,
+            "seconds_per_item": {"compressed": seconds[0], "recovered": seconds[1]},
+            "reading": result.reading(),
+        }

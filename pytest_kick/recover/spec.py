@@ -31,12 +31,28 @@ class Method:
 
 # Soft prompts take large steps (peft's prompt-tuning examples use 3e-2), LoRA small ones.
 BUNDLED = (
-    Method("prompt", "soft-prompt tuning: n virtual tokens in front of every input",
-           "pytest_kick.recover.prompt:PromptTuning", {"tokens": 20}, 3e-2),
-    Method("idp", "inference-time dynamic prompting: a pool of soft prompts, one chosen per input",
-           "pytest_kick.recover.idp:DynamicPrompting", {"prompts": 4, "tokens": 5}, 3e-2),
-    Method("lora", "low-rank adapters on decoder-block linears (peft)", "pytest_kick.recover.lora:LoRA",
-           {"rank": 8, "alpha": 16, "targets": "q_proj,v_proj"}, 1e-3, reference=True),
+    Method(
+        "prompt",
+        "soft-prompt tuning: n virtual tokens in front of every input",
+        "pytest_kick.recover.prompt:PromptTuning",
+        {"tokens": 20},
+        3e-2,
+    ),
+    Method(
+        "idp",
+        "inference-time dynamic prompting: a pool of soft prompts, one chosen per input",
+        "pytest_kick.recover.idp:DynamicPrompting",
+        {"prompts": 4, "tokens": 5},
+        3e-2,
+    ),
+    Method(
+        "lora",
+        "low-rank adapters on decoder-block linears (peft)",
+        "pytest_kick.recover.lora:LoRA",
+        {"rank": 8, "alpha": 16, "targets": "q_proj,v_proj"},
+        1e-3,
+        reference=True,
+    ),
 )
 
 
@@ -52,8 +68,9 @@ def sizes(method: str) -> dict:
 
 def reference() -> str:
     """The method the others' parameter counts are reported against (LoRA)."""
-    return next((m.name for m in extensions.recovery.entries().values() if getattr(m, "reference", False)),
-                methods()[-1])
+    return next(
+        (m.name for m in extensions.recovery.entries().values() if getattr(m, "reference", False)), methods()[-1]
+    )
 
 
 @dataclass(frozen=True)
@@ -73,8 +90,10 @@ class RecoverySpec:
             raise KickError(f"unknown recovery method {self.method!r}; choose from none, {', '.join(methods())}")
         unknown = sorted(set(self.sizes) - set(sizes(self.method)))
         if unknown:
-            raise KickError(f"recovery method {self.method} has no size setting {', '.join(unknown)}; "
-                            f"it takes {', '.join(sizes(self.method))}")
+            raise KickError(
+                f"recovery method {self.method} has no size setting {', '.join(unknown)}; "
+                f"it takes {', '.join(sizes(self.method))}"
+            )
         for name, value in (("steps", self.steps), ("batch", self.batch), ("seqlen", self.seqlen)):
             if not isinstance(value, int) or value < 1:
                 raise KickError(f"recovery {name} must be a positive integer, got {value!r}")
@@ -139,7 +158,9 @@ def parse_sizes(text: str) -> dict:
         method, dot, setting = name.strip().partition(".")
         if not eq or not dot or method not in extensions.recovery or setting not in sizes(method):
             known = ", ".join(f"{m}.{s}" for m in methods() for s in sizes(m))
-            raise KickError(f"--kick-recover-size: cannot read {part!r}; write SETTING=VALUE with SETTING one of {known}")
+            raise KickError(
+                f"--kick-recover-size: cannot read {part!r}; write SETTING=VALUE with SETTING one of {known}"
+            )
         value = value.strip()
         if isinstance(sizes(method)[setting], str):  # a comma list (lora.targets=q_proj+v_proj)
             parsed = ",".join(t for t in value.replace("+", ",").split(",") if t)

@@ -31,19 +31,21 @@ def held_out_loss(model, ids, batch: int = 4) -> float:
     total = 0.0
     with torch.inference_mode():
         for start in range(0, len(ids), batch):
-            chunk = ids[start:start + batch].to(device)
+            chunk = ids[start : start + batch].to(device)
             total += token_loss(model, chunk).item() * len(chunk)
     return total / len(ids)
 
 
-def train(model, method, initial: dict, windows, steps: int, batch: int, lr: float,
-          progress: Progress | None = None) -> tuple[dict, dict]:
+def train(
+    model, method, initial: dict, windows, steps: int, batch: int, lr: float, progress: Progress | None = None
+) -> tuple[dict, dict]:
     """(trained parameters, stats) — ``initial`` {name: tensor} trained for ``steps`` on ``windows`` [N, T]."""
     import torch
 
     device = model.get_input_embeddings().weight.device
-    params = {k: torch.nn.Parameter(v.detach().clone().to(device=device, dtype=torch.float32))
-              for k, v in initial.items()}
+    params = {
+        k: torch.nn.Parameter(v.detach().clone().to(device=device, dtype=torch.float32)) for k, v in initial.items()
+    }
     frozen = {name: p.requires_grad for name, p in model.named_parameters()}
     was_training = model.training
     for p in model.parameters():
@@ -55,7 +57,7 @@ def train(model, method, initial: dict, windows, steps: int, batch: int, lr: flo
         model.eval()
         optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.0)
         for step in range(steps):
-            ids = windows[(step * batch) % len(windows):][:batch].to(device)
+            ids = windows[(step * batch) % len(windows) :][:batch].to(device)
             loss = token_loss(model, ids)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

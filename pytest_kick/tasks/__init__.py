@@ -25,9 +25,16 @@ from pytest_kick.tasks.summarization import Summarization
 def _all() -> list[Task]:
     """The LLM-KICK tasks in the paper's order, perplexity (the contrast) last."""
     return [
-        FactoidQA(), MMLU(), ICRQA("closed"), ICRQA("open"),
-        Summarization("small"), Summarization("medium"), Summarization("large"),
-        Instruction("vicuna"), Instruction("mtbench"), Perplexity(),
+        FactoidQA(),
+        MMLU(),
+        ICRQA("closed"),
+        ICRQA("open"),
+        Summarization("small"),
+        Summarization("medium"),
+        Summarization("large"),
+        Instruction("vicuna"),
+        Instruction("mtbench"),
+        Perplexity(),
     ]
 
 
@@ -48,8 +55,9 @@ def use(extra: Iterable[tuple]) -> None:
     for task, where, *location in extra:
         missing = [a for a in REQUIRED if not hasattr(task, a)]
         if missing:
-            raise KickError(f"{where}: {task!r} is not a task: it lacks {', '.join(missing)} "
-                            f"(see pytest_kick.api.Task)")
+            raise KickError(
+                f"{where}: {task!r} is not a task: it lacks {', '.join(missing)} (see pytest_kick.api.Task)"
+            )
         name = task.name
         if not isinstance(name, str) or not name or "," in name or "=" in name or " " in name:
             raise KickError(f"{where}: task name {name!r} must be a non-empty word (no comma, '=' or space)")

@@ -85,8 +85,9 @@ class Task(Protocol):
         """(shots, evaluated items): the in-context examples and the deterministic evaluation subset."""
         ...
 
-    def evaluate(self, items: Sequence, shots: Sequence, settings: Settings,
-                 run: Callable[[Sequence[Request]], list]) -> tuple[list[float], list[str]]:
+    def evaluate(
+        self, items: Sequence, shots: Sequence, settings: Settings, run: Callable[[Sequence[Request]], list]
+    ) -> tuple[list[float], list[str]]:
         """(one score per item, one output text per item), the requests answered by ``run``."""
         ...
 
@@ -107,12 +108,14 @@ class OneRequestPerItem:
     def output(self, item, request, answer) -> str:
         return answer if isinstance(answer, str) else repr(answer)
 
-    def evaluate(self, items: Sequence, shots: Sequence, settings: Settings,
-                 run: Callable[[Sequence[Request]], list]) -> tuple[list[float], list[str]]:
+    def evaluate(
+        self, items: Sequence, shots: Sequence, settings: Settings, run: Callable[[Sequence[Request]], list]
+    ) -> tuple[list[float], list[str]]:
         requests = self.requests(items, shots, settings)
         if len(requests) != len(items):
-            raise KickError(f"{getattr(self, 'name', type(self).__name__)}: {len(requests)} requests for "
-                            f"{len(items)} items")
+            raise KickError(
+                f"{getattr(self, 'name', type(self).__name__)}: {len(requests)} requests for {len(items)} items"
+            )
         answers = run(requests)
         scores = [self.score(i, r, a, settings) for i, r, a in zip(items, requests, answers)]
         return scores, [self.output(i, r, a) for i, r, a in zip(items, requests, answers)]
@@ -147,6 +150,7 @@ def choices_summary(task, items: Sequence) -> str | None:
     line = f"{spread} choices per item, chance {mean_chance(chance_levels(task, items)):.3g}"
     lettered = [i for i in items if getattr(i, "labels", ())]
     if len(lettered) == len(items) > 1 and len({i.labels[i.label] for i in items}) == 1:
-        line += f"; the correct choice is always {items[0].labels[items[0].label]}: position bias decides " \
-                f"(shuffle: true)"
+        line += (
+            f"; the correct choice is always {items[0].labels[items[0].label]}: position bias decides (shuffle: true)"
+        )
     return line

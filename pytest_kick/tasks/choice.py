@@ -47,8 +47,17 @@ class MultipleChoice(_FileTask):
     metric = "accuracy"
     higher_is_better = True
 
-    def __init__(self, name: str, data, template: str = "{question}\nAnswer:", choices="choices",
-                 answer: str = "answer", labels: Sequence[str] | str = (), shuffle: bool = False, **options):
+    def __init__(
+        self,
+        name: str,
+        data,
+        template: str = "{question}\nAnswer:",
+        choices="choices",
+        answer: str = "answer",
+        labels: Sequence[str] | str = (),
+        shuffle: bool = False,
+        **options,
+    ):
         super().__init__(name, data, template, **options)
         self.choices, self.answer, self.labels, self.shuffle = choices, answer, tuple(labels), bool(shuffle)
         if len(set(self.labels)) != len(self.labels) or not all(isinstance(x, str) and x.strip() for x in self.labels):
@@ -68,14 +77,19 @@ class MultipleChoice(_FileTask):
         if self.answer in own:  # the answer is one of the choice fields: that field's choice, wherever its text recurs
             label = own[self.answer]
         else:
-            _text(record[self.answer], path, line, self.answer,
-                  "answer: names the field of the correct choice (its text, label, 0-based index or letter)")
+            _text(
+                record[self.answer],
+                path,
+                line,
+                self.answer,
+                "answer: names the field of the correct choice (its text, label, 0-based index or letter)",
+            )
             label = self._label(line, record[self.answer], choices, path)
         item_id = self._id(line, record, index, path)
         if self.shuffle:
             order = self.order(item_id, len(choices))
             choices, label = [choices[k] for k in order], order.index(label)
-        labels = self.labels[:len(choices)]
+        labels = self.labels[: len(choices)]
         listed = "\n".join(f"{x}. {c}" for x, c in zip(labels, choices)) if labels else "\n".join(choices)
         question = render(self.template, {**dict(fields), "choices": listed})
         return ChoiceItem(item_id, question, (choices[label],), tuple(choices), label, fields, labels)
@@ -89,6 +103,7 @@ class MultipleChoice(_FileTask):
 
     def _choices(self, line: int, record: dict, path: Path) -> tuple[list[str], dict[str, int]]:
         """The item's choices, and the position of each string field's own choice (list-of-fields form)."""
+
         def listed(key):
             value = record[key]
             return value.tolist() if hasattr(value, "tolist") else value  # a Parquet list column read by datasets
@@ -98,8 +113,10 @@ class MultipleChoice(_FileTask):
                 raise KickError(f"{path}:{line}: record lacks the choices field {self.choices!r}")
             value = listed(self.choices)
             if not isinstance(value, (list, tuple)):
-                raise KickError(f"{path}:{line}: field {self.choices!r} is {_kind(value)}; choices: names a field "
-                                f"holding a list of choices, or lists the fields of the choices, e.g. [{self.choices}]")
+                raise KickError(
+                    f"{path}:{line}: field {self.choices!r} is {_kind(value)}; choices: names a field "
+                    f"holding a list of choices, or lists the fields of the choices, e.g. [{self.choices}]"
+                )
             return [_text(c, path, line, f"{self.choices}[{n}]", CHOICE_USE) for n, c in enumerate(value)], {}
         absent = [c for c in self.choices if c not in record]
         if absent:
@@ -120,7 +137,7 @@ class MultipleChoice(_FileTask):
 
     def _label(self, line: int, value, choices: list[str], path: Path) -> int:
         text = str(value).strip()
-        if text in self.labels[:len(choices)]:
+        if text in self.labels[: len(choices)]:
             index = self.labels.index(text)
         elif isinstance(value, int) or text.isdigit():
             index = int(text)
@@ -154,7 +171,7 @@ class MultipleChoice(_FileTask):
         requests = [LoglikelihoodRequest(p, c) for p, cs in zip(prompts, continuations) for c in cs]
         answers, scores, outputs, at = run(requests), [], [], 0
         for item in items:
-            lls = [ll for ll, _ in answers[at:at + len(item.choices)]]
+            lls = [ll for ll, _ in answers[at : at + len(item.choices)]]
             at += len(item.choices)
             best = max(range(len(lls)), key=lambda c: lls[c])
             scores.append(1.0 if best == item.label else 0.0)
@@ -163,5 +180,10 @@ class MultipleChoice(_FileTask):
 
     def _hash_parts(self):
         shuffle = ("shuffle:name/id",) if self.shuffle else ()  # unshuffled tasks keep the hash they had
-        return (f"choices:{self.choices}", f"answer:{self.answer}", f"labels:{self.labels}", "loglikelihood-sum",
-                *shuffle)
+        return (
+            f"choices:{self.choices}",
+            f"answer:{self.answer}",
+            f"labels:{self.labels}",
+            "loglikelihood-sum",
+            *shuffle,
+        )

@@ -33,7 +33,9 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise KickError(f"{path}:{lineno}: not valid JSON ({err.msg}); restore the file from its source") from None
+                raise KickError(
+                    f"{path}:{lineno}: not valid JSON ({err.msg}); restore the file from its source"
+                ) from None
             missing = [key for key in required if key not in record]
             if missing:
                 raise KickError(f"{path}:{lineno}: record lacks {', '.join(missing)}")
@@ -52,8 +54,9 @@ def subset(items: Sequence[T], limit: int | None, seed: int, salt: str) -> list[
     return [items[i] for i in chosen]
 
 
-def split_shots(examples: Sequence[T], settings, salt: str, what: str = "the data",
-                first: bool = False) -> tuple[list[T], list[T]]:
+def split_shots(
+    examples: Sequence[T], settings, salt: str, what: str = "the data", first: bool = False
+) -> tuple[list[T], list[T]]:
     """(shots, evaluated items): ``settings.shots`` seeded in-context examples, and the deterministic
     ``settings.limit`` subset of the rest (with ``first``: the first ``limit`` of the rest, in order, as
     LLM-KICK takes items). ``salt`` (a task or family name) makes the draw task-specific."""
@@ -65,12 +68,11 @@ def split_shots(examples: Sequence[T], settings, salt: str, what: str = "the dat
     shots = [examples[i] for i in sorted(chosen)]
     pool = [e for i, e in enumerate(examples) if i not in chosen]
     if first:
-        return shots, pool if settings.limit is None else pool[:settings.limit]
+        return shots, pool if settings.limit is None else pool[: settings.limit]
     return shots, subset(pool, settings.limit, settings.seed, salt)
 
 
-def hub_rows(path: str, name: str | None, split: str, notify=None,
-             **options) -> tuple[list[dict], str, str] | None:
+def hub_rows(path: str, name: str | None, split: str, notify=None, **options) -> tuple[list[dict], str, str] | None:
     """(rows, source, digest) of a Hugging Face hub dataset split, or None when the hub is out of reach.
 
     Out of reach: HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1, the ``datasets`` package missing, or the hub's

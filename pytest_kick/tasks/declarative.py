@@ -37,10 +37,11 @@ from pytest_kick.tasks.simple import METRICS, Generation, TextPerplexity
 COMMON = {"name": str, "type": str, "data": str, "version": (str, int, float)}
 FEW_SHOT = {"template": str, "header": str, "shots": int, "shots_from": str, "shots_by": str, "id": str}
 SHAPES = {
-    "multiple_choice": (MultipleChoice, {**FEW_SHOT, "choices": (str, list), "answer": str, "labels": (str, list),
-                                         "shuffle": bool}),
-    "generation": (Generation, {**FEW_SHOT, "answer": str, "metric": str, "max_new_tokens": int,
-                                "stop": (str, list)}),
+    "multiple_choice": (
+        MultipleChoice,
+        {**FEW_SHOT, "choices": (str, list), "answer": str, "labels": (str, list), "shuffle": bool},
+    ),
+    "generation": (Generation, {**FEW_SHOT, "answer": str, "metric": str, "max_new_tokens": int, "stop": (str, list)}),
     "perplexity": (TextPerplexity, {"window": int}),
 }
 REQUIRED = ("name", "type", "data")
@@ -183,7 +184,9 @@ def _toml_entries(path: Path) -> list[tuple[dict, dict, int]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         line = re.search(r"line (\d+)", str(err))
-        raise KickError(f"{path}:{line.group(1) if line else 1}: not valid TOML ({str(err).split(' (at')[0]})") from None
+        raise KickError(
+            f"{path}:{line.group(1) if line else 1}: not valid TOML ({str(err).split(' (at')[0]})"
+        ) from None
     rows = text.splitlines()
     headers = [n for n, row in enumerate(rows) if re.match(r"\s*\[\[\s*tasks\s*\]\]", row)]
     tables = data["tasks"] if "tasks" in data else [data]

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pytest_kick.errors import KickError
-from pytest_kick.requests import GenerationRequest
 from pytest_kick.hashing import file_hash, text_hash
+from pytest_kick.requests import GenerationRequest
 from pytest_kick.tasks.base import Dataset, Example, OneRequestPerItem, Settings
 from pytest_kick.tasks.data import bundled_dir, read_jsonl, split_shots
 from pytest_kick.tasks.normalize import contains_answer
@@ -43,8 +43,10 @@ ASSISTANT_TURN = "The answer is {answer}."
 BUNDLED = "freebaseqa/freebaseqa_eval_prerelease_sample.jsonl"
 OFFICIAL_FILES = ("FreebaseQA-eval.json", "FreebaseQA-train.json", "FreebaseQA-dev.json")
 KICK_FILES = ("FreebaseQA-train.json", "FreebaseQA-eval.json", "FreebaseQA-dev.json")  # the repo reads train
-LOCAL_LAYOUT = ("FreebaseQA-eval.json (from github.com/kelvin-jiang/FreebaseQA) or freebaseqa/*.jsonl records "
-                "with id, question, answers")
+LOCAL_LAYOUT = (
+    "FreebaseQA-eval.json (from github.com/kelvin-jiang/FreebaseQA) or freebaseqa/*.jsonl records "
+    "with id, question, answers"
+)
 STRICT_MAX_NEW_TOKENS = 24
 # LLM-KICK generates up to max_length = 3 x prompt tokens (its BOS counted), i.e. 2 x prompt tokens of
 # continuation, with no other cap: the request's own cap is set out of reach.
@@ -120,7 +122,8 @@ class FactoidQA(OneRequestPerItem):
         return Dataset(tuple(examples), "local:" + ",".join(str(p) for p in jsonl), digest)
 
     def split(self, dataset: Dataset, settings: Settings) -> tuple[list[Example], list[Example]]:
-        """kick: the first ``--kick-limit`` questions in file order (after any seeded shots); strict: a seeded subset."""
+        """kick: the first ``--kick-limit`` questions in file order (after any seeded shots); strict: a seeded
+        subset."""
         return split_shots(dataset.examples, settings, self.name, first=settings.protocol == "kick")
 
     def prompt(self, item: Example, shots: Sequence[Example], protocol: str = "kick") -> str:
@@ -131,8 +134,10 @@ class FactoidQA(OneRequestPerItem):
     def messages(self, item: Example, shots: Sequence[Example]) -> tuple[tuple[str, str], ...]:
         turns = []
         for s in shots:
-            turns += [("user", USER_TURN.format(question=s.question)),
-                      ("assistant", ASSISTANT_TURN.format(answer=display(s.answers[0])))]
+            turns += [
+                ("user", USER_TURN.format(question=s.question)),
+                ("assistant", ASSISTANT_TURN.format(answer=display(s.answers[0]))),
+            ]
         return (*turns, ("user", USER_TURN.format(question=item.question)))
 
     def requests(self, items, shots, settings: Settings) -> list[GenerationRequest]:
@@ -142,8 +147,9 @@ class FactoidQA(OneRequestPerItem):
                 for i in items
             ]
         return [
-            GenerationRequest(self.prompt(i, shots, "strict"), STRICT_MAX_NEW_TOKENS, stop=("\n",),
-                              messages=self.messages(i, shots))
+            GenerationRequest(
+                self.prompt(i, shots, "strict"), STRICT_MAX_NEW_TOKENS, stop=("\n",), messages=self.messages(i, shots)
+            )
             for i in items
         ]
 
@@ -155,11 +161,21 @@ class FactoidQA(OneRequestPerItem):
 
     def template_hash(self, settings: Settings) -> str:
         decoding = (
-            f"kick:{KICK_LENGTH_FACTOR}:uncapped" if settings.protocol == "kick"
+            f"kick:{KICK_LENGTH_FACTOR}:uncapped"
+            if settings.protocol == "kick"
             else f"strict:{STRICT_MAX_NEW_TOKENS}:\\n"
         )
-        return text_hash(PROMPT, SHOT, STRICT_PROMPT, STRICT_SHOT, USER_TURN, ASSISTANT_TURN, "display:title", decoding,
-                         "kick-searches:own-prompt")
+        return text_hash(
+            PROMPT,
+            SHOT,
+            STRICT_PROMPT,
+            STRICT_SHOT,
+            USER_TURN,
+            ASSISTANT_TURN,
+            "display:title",
+            decoding,
+            "kick-searches:own-prompt",
+        )
 
 
 def display(answer: str) -> str:

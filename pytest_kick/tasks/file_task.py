@@ -81,9 +81,19 @@ class _FileTask:
     the shots. Each shot is its prompt, a space, its answer and a blank line. When a prompt and its answer do
     not fit the model's context, shots are dropped from the last one until they do."""
 
-    def __init__(self, name: str, data, template: str, shots: int = 0, id_field: str | None = None,
-                 version: str = "1", where: str | None = None, header: str = "", shots_from=None,
-                 shots_by: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        data,
+        template: str,
+        shots: int = 0,
+        id_field: str | None = None,
+        version: str = "1",
+        where: str | None = None,
+        header: str = "",
+        shots_from=None,
+        shots_by: str | None = None,
+    ):
         self.name, self.family = name, name.split(":")[0]
         self.data, self.template, self.shots = Path(data), template, shots
         self.id_field, self.version, self.header = id_field, version, header
@@ -104,8 +114,13 @@ class _FileTask:
             return f"{self.name}-{index}" if path == self.data else f"{self.name}-shot-{index}"
         if self.id_field not in record:
             raise KickError(f"{path}:{line}: record lacks the id field {self.id_field!r}")
-        return _text(record[self.id_field], path, line, self.id_field, "id: names a field of unique item ids "
-                                                                       "(strings or numbers)")
+        return _text(
+            record[self.id_field],
+            path,
+            line,
+            self.id_field,
+            "id: names a field of unique item ids (strings or numbers)",
+        )
 
     def _template_fields(self, line: int, record: dict, path: Path, extra: Sequence[str] = ()):
         """The record's text fields (_fields), once every field the templates and ``shots_by`` use, but those
@@ -131,25 +146,31 @@ class _FileTask:
         items = self._items(self.data)
         if self.shots_from is None:
             return Dataset(items, f"file:{self.data}", file_hash(self.data))
-        return Dataset(items, f"file:{self.data}+file:{self.shots_from}",
-                       text_hash(file_hash(self.data), file_hash(self.shots_from)))
+        return Dataset(
+            items,
+            f"file:{self.data}+file:{self.shots_from}",
+            text_hash(file_hash(self.data), file_hash(self.shots_from)),
+        )
 
     def split(self, dataset: Dataset, settings: Settings):
         if self.shots_from is None:
-            return split_shots(dataset.examples, dataclasses.replace(settings, shots=self.shots), self.name,
-                               str(self.data))
+            return split_shots(
+                dataset.examples, dataclasses.replace(settings, shots=self.shots), self.name, str(self.data)
+            )
         items = subset(list(dataset.examples), settings.limit, settings.seed, self.name)
         pool = self._items(self.shots_from) if self.shots else ()
         if self.shots_by is None:
             if len(pool) < self.shots:
                 raise KickError(f"{self.where}: shots: {self.shots} but {self.shots_from} holds {len(pool)} records")
-            return list(pool[:self.shots]), items
+            return list(pool[: self.shots]), items
         shots = []
         for group in dict.fromkeys(self._group(i) for i in items):
-            have = [s for s in pool if self._group(s) == group][:self.shots]
+            have = [s for s in pool if self._group(s) == group][: self.shots]
             if len(have) < self.shots:
-                raise KickError(f"{self.where}: shots: {self.shots} but {self.shots_from} holds {len(have)} records "
-                                f"with {self.shots_by} = {group!r}")
+                raise KickError(
+                    f"{self.where}: shots: {self.shots} but {self.shots_from} holds {len(have)} records "
+                    f"with {self.shots_by} = {group!r}"
+                )
             shots += have
         return shots, items
 
@@ -159,7 +180,7 @@ class _FileTask:
     def _shots_of(self, item, shots: Sequence) -> list:
         if self.shots_by is None:
             return list(shots)
-        return [s for s in shots if self._group(s) == self._group(item)][:self.shots]
+        return [s for s in shots if self._group(s) == self._group(item)][: self.shots]
 
     def _shot_answer(self, shot) -> str:
         return shot.answers[0]
@@ -179,8 +200,15 @@ class _FileTask:
         return fit_shots(build, len(items), k_max, run, answer_tokens)
 
     def template_hash(self, settings: Settings) -> str:
-        return text_hash(type(self).__name__, self.template, f"shots:{self.shots}", f"header:{self.header}",
-                         f"shots_by:{self.shots_by}", "fit:drop-last-shots", *self._hash_parts())
+        return text_hash(
+            type(self).__name__,
+            self.template,
+            f"shots:{self.shots}",
+            f"header:{self.header}",
+            f"shots_by:{self.shots_by}",
+            "fit:drop-last-shots",
+            *self._hash_parts(),
+        )
 
     def _hash_parts(self) -> tuple[str, ...]:
         return ()

@@ -18,6 +18,6 @@ def item_fields(item) -> dict:
         return found
     labels = getattr(item, "labels", None)
     if labels is None and hasattr(item, "answer_index") and len(choices) <= len(LETTERS):
-        labels = LETTERS[:len(choices)]  # MMLU: lettered choices, the answer a letter
+        labels = LETTERS[: len(choices)]  # MMLU: lettered choices, the answer a letter
     shown = [f"{x}. {c}" for x, c in zip(labels, choices)] if labels else list(choices)
     return {**found, "choices": shown, "correct": shown[index]}

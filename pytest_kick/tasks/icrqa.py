@@ -124,8 +124,9 @@ class TriviaItem:
 
 def _strings(value, what: str, where: str, allow_empty: bool = False) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value) or (not value and not allow_empty):
-        raise KickError(f"{where}: {what} must be a {'' if allow_empty else 'non-empty '}list of strings, "
-                        f"got {value!r:.80}")
+        raise KickError(
+            f"{where}: {what} must be a {'' if allow_empty else 'non-empty '}list of strings, got {value!r:.80}"
+        )
     found = tuple(a for a in value if a.strip())
     if not found and not allow_empty:
         raise KickError(f"{where}: {what} holds only empty strings")
@@ -156,11 +157,18 @@ def item_from_hub(row: dict) -> TriviaItem:
             context += pages["wiki_context"][0]
         if results["filename"]:
             context += results["search_context"][0]
-        return TriviaItem(str(row["question_id"]), row["question"], answers,
-                          tuple(answer["normalized_aliases"]), context[:CONTEXT_CHARS])
+        return TriviaItem(
+            str(row["question_id"]),
+            row["question"],
+            answers,
+            tuple(answer["normalized_aliases"]),
+            context[:CONTEXT_CHARS],
+        )
     except (KeyError, IndexError, TypeError) as err:
-        raise KickError(f"hub trivia_qa row {row.get('question_id', '?')!r} has an unexpected layout "
-                        f"({type(err).__name__}: {err}); pass --kick-data-dir with triviaqa/*.jsonl") from None
+        raise KickError(
+            f"hub trivia_qa row {row.get('question_id', '?')!r} has an unexpected layout "
+            f"({type(err).__name__}: {err}); pass --kick-data-dir with triviaqa/*.jsonl"
+        ) from None
 
 
 LOCAL_LAYOUT = f"triviaqa/*.jsonl records with id, question, answers, context (as the bundled {BUNDLED})"
@@ -171,8 +179,9 @@ def load_items(settings: Settings, notify=None) -> Dataset:
     files = sorted((Path(settings.data_dir) / "triviaqa").glob("*.jsonl")) if settings.data_dir else []
     if files:  # a data dir without triviaqa/ falls through to the hub or the bundled sample (runtime warns)
         items = [i for f in files for i in items_from_jsonl(f)]
-        return Dataset(tuple(_unique(items)), "local:" + ",".join(str(f) for f in files),
-                       text_hash(*(file_hash(f) for f in files)))
+        return Dataset(
+            tuple(_unique(items)), "local:" + ",".join(str(f) for f in files), text_hash(*(file_hash(f) for f in files))
+        )
     hub = hub_rows(*HUB, notify=notify)
     if hub is not None:
         rows, source, digest = hub
@@ -213,8 +222,9 @@ class ICRQA(OneRequestPerItem):
     def split(self, dataset: Dataset, settings: Settings) -> tuple[list[TriviaItem], list[TriviaItem]]:
         """Shots and the evaluated subset are drawn with the family's name, so both variants get the same ids;
         kick: the first ``--kick-limit`` rows in order (LLM-KICK: ``range(0, num_examples)``)."""
-        return split_shots(dataset.examples, settings, self.family, "the TriviaQA data",
-                           first=settings.protocol == "kick")
+        return split_shots(
+            dataset.examples, settings, self.family, "the TriviaQA data", first=settings.protocol == "kick"
+        )
 
     def prompt(self, item: TriviaItem, shots: Sequence[TriviaItem] = ()) -> str:
         header = OPEN_HEADER if self.variant == "open" else CLOSED_HEADER
@@ -232,7 +242,7 @@ class ICRQA(OneRequestPerItem):
     def prompt_end(self, prompt: str) -> str:
         """The question block a prompt ends with: from the (last) instruction header on (the repo's ``prompt_end``)."""
         header = OPEN_HEADER if self.variant == "open" else CLOSED_HEADER
-        return prompt[prompt.rfind(header):]
+        return prompt[prompt.rfind(header) :]
 
     def score(self, item: TriviaItem, request: GenerationRequest, output: str, settings: Settings) -> float:
         if settings.protocol == "kick":
@@ -252,7 +262,20 @@ class ICRQA(OneRequestPerItem):
         }
 
     def template_hash(self, settings: Settings) -> str:
-        scoring = ("kick:split-on-prompt-end:first-line:containment" if settings.protocol == "kick"
-                   else "strict:first-line:exact_match")
-        return text_hash(self.variant, CLOSED_HEADER, OPEN_HEADER, QUESTION, SHOT, PASSAGE, str(CONTEXT_CHARS),
-                         f"greedy:{MAX_NEW_TOKENS}", "normalize:triviaqa-official", scoring)
+        scoring = (
+            "kick:split-on-prompt-end:first-line:containment"
+            if settings.protocol == "kick"
+            else "strict:first-line:exact_match"
+        )
+        return text_hash(
+            self.variant,
+            CLOSED_HEADER,
+            OPEN_HEADER,
+            QUESTION,
+            SHOT,
+            PASSAGE,
+            str(CONTEXT_CHARS),
+            f"greedy:{MAX_NEW_TOKENS}",
+            "normalize:triviaqa-official",
+            scoring,
+        )

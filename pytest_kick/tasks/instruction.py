@@ -40,8 +40,10 @@ from pytest_kick.tasks.scorers import RougeScorer, Scorer, mean_figures, prepare
 
 # FastChat's vicuna_v1.1 conversation template (lm-sys/FastChat, fastchat/conversation.py), the one
 # LLM-KICK's get_conversation_template("lmsys/vicuna-7b-v1.3") returned: sep " ", sep2 "</s>".
-VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
-                 "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
 MAX_NEW_TOKENS = 256
 VICUNA_QUESTIONS = "mt_bench/llmkick_conversation_questions.jsonl"
 VICUNA_REFERENCES = "mt_bench/llmkick_gpt-3.5-turbo_reference_answers.jsonl"
@@ -98,8 +100,9 @@ def load_vicuna(root) -> tuple[list[Conversation], list]:
             raise KickError(f"{questions_path}: question {q['question_id']!r} has no text")
         ref = references.get(q["question_id"])
         refs = (ref,) if isinstance(ref, str) and ref.strip() else ()
-        items.append(Conversation(f"vicuna_bench/{q['question_id']}", q["text"], refs, (q["text"],), refs,
-                                  str(q["category"])))
+        items.append(
+            Conversation(f"vicuna_bench/{q['question_id']}", q["text"], refs, (q["text"],), refs, str(q["category"]))
+        )
     return items, [questions_path, answers_path]
 
 
@@ -114,8 +117,11 @@ def load_mtbench(root) -> tuple[list[Conversation], list]:
         if refs and (len(refs) != len(turns) or not all(isinstance(r, str) for r in refs)):
             raise KickError(f"{path}: question {q['question_id']!r}: reference_gpt4 must hold one string per turn")
         question = "\n\n".join(f"[turn {k}] {t}" for k, t in enumerate(turns, 1))
-        items.append(Conversation(f"mt_bench/{q['question_id']}", question, tuple(refs), tuple(turns), tuple(refs),
-                                  str(q["category"])))
+        items.append(
+            Conversation(
+                f"mt_bench/{q['question_id']}", question, tuple(refs), tuple(turns), tuple(refs), str(q["category"])
+            )
+        )
     return items, [path]
 
 
@@ -131,8 +137,10 @@ class Instruction:
         self.name = f"instruction:{variant}"
         # the judge's prompt per --kick-protocol (judge/protocols.py FORMS): LLM-KICK judged the Vicuna questions
         # pairwise; MT-Bench has no LLM-KICK counterpart and is graded single-answer under both protocols
-        self.judge_forms = {"kick": "kick-instruction" if variant == "vicuna" else "mtbench-single",
-                            "strict": "mtbench-single"}
+        self.judge_forms = {
+            "kick": "kick-instruction" if variant == "vicuna" else "mtbench-single",
+            "strict": "mtbench-single",
+        }
         self.scorer: Scorer = scorer or RougeScorer("rougeL")
         reference = f"_vs_{VARIANTS[variant]}" if self.scorer.needs_reference else ""
         self.metric = self.scorer.name + reference
@@ -198,5 +206,12 @@ class Instruction:
         return mean_figures(self.scorer, items, replies)
 
     def template_hash(self, settings: Settings) -> str:
-        return text_hash(self.variant, "chat-template|vicuna_v1.1", VICUNA_SYSTEM, "history:own-replies",
-                         "render:[turn N]", f"greedy:{self.max_new_tokens}", self.scorer.fingerprint())
+        return text_hash(
+            self.variant,
+            "chat-template|vicuna_v1.1",
+            VICUNA_SYSTEM,
+            "history:own-replies",
+            "render:[turn N]",
+            f"greedy:{self.max_new_tokens}",
+            self.scorer.fingerprint(),
+        )

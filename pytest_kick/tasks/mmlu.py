@@ -78,8 +78,10 @@ from pytest_kick.tasks.mmlu_prompt import (  # noqa: F401 (the prompt strings an
 DEFAULT_SHOTS = 5  # the paper's (and LLM-KICK's --ntrain default) setting
 HUB_PATH, HUB_CONFIG = "cais/mmlu", "all"
 BUNDLED_TEST, BUNDLED_DEV = "mmlu/mmlu_test.jsonl", "mmlu/mmlu_dev.jsonl"
-LOCAL_LAYOUT = (f"test/*_test.csv and dev/*_dev.csv (Hendrycks' {HENDRYCKS_TAR}, extracted) in it, in data/ or "
-                f"in mmlu/, or mmlu/mmlu_test.jsonl + mmlu/mmlu_dev.jsonl")
+LOCAL_LAYOUT = (
+    f"test/*_test.csv and dev/*_dev.csv (Hendrycks' {HENDRYCKS_TAR}, extracted) in it, in data/ or "
+    f"in mmlu/, or mmlu/mmlu_test.jsonl + mmlu/mmlu_dev.jsonl"
+)
 
 
 class MMLU:
@@ -102,13 +104,19 @@ class MMLU:
         if test and dev:
             (test_rows, test_source, test_digest), (dev_rows, dev_source, dev_digest) = test, dev
             return MMLUDataset(
-                tuple(items_from_hub(test_rows, "test", test_source)), f"{test_source}+{dev_source}",
-                text_hash(test_digest, dev_digest), tuple(items_from_hub(dev_rows, "dev", dev_source)),
+                tuple(items_from_hub(test_rows, "test", test_source)),
+                f"{test_source}+{dev_source}",
+                text_hash(test_digest, dev_digest),
+                tuple(items_from_hub(dev_rows, "dev", dev_source)),
             )
         root = bundled_dir()
         test_path, dev_path = root / BUNDLED_TEST, root / BUNDLED_DEV
-        return MMLUDataset(tuple(items_from_jsonl(test_path)), f"bundled:{BUNDLED_TEST}+{BUNDLED_DEV}",
-                           text_hash(file_hash(test_path), file_hash(dev_path)), tuple(items_from_jsonl(dev_path)))
+        return MMLUDataset(
+            tuple(items_from_jsonl(test_path)),
+            f"bundled:{BUNDLED_TEST}+{BUNDLED_DEV}",
+            text_hash(file_hash(test_path), file_hash(dev_path)),
+            tuple(items_from_jsonl(dev_path)),
+        )
 
     def _load_local(self, root: Path) -> MMLUDataset | None:
         for folder in (root, root / "data", root / "mmlu", root / "mmlu" / "data"):
@@ -118,10 +126,16 @@ class MMLU:
         if test_path.is_file() or dev_path.is_file():
             for path in (test_path, dev_path):
                 if not path.is_file():
-                    raise KickError(f"--kick-data-dir {root}: {path} is missing; MMLU needs both "
-                                    f"mmlu_test.jsonl and mmlu_dev.jsonl (the dev split holds the shots)")
-            return MMLUDataset(tuple(items_from_jsonl(test_path)), f"local:{test_path}+{dev_path}",
-                               text_hash(file_hash(test_path), file_hash(dev_path)), tuple(items_from_jsonl(dev_path)))
+                    raise KickError(
+                        f"--kick-data-dir {root}: {path} is missing; MMLU needs both "
+                        f"mmlu_test.jsonl and mmlu_dev.jsonl (the dev split holds the shots)"
+                    )
+            return MMLUDataset(
+                tuple(items_from_jsonl(test_path)),
+                f"local:{test_path}+{dev_path}",
+                text_hash(file_hash(test_path), file_hash(dev_path)),
+                tuple(items_from_jsonl(dev_path)),
+            )
         return None
 
     def _load_csv(self, folder: Path) -> MMLUDataset:
@@ -131,8 +145,10 @@ class MMLU:
             subject = test_file.name[: -len("_test.csv")]
             dev_file = folder / "dev" / f"{subject}_dev.csv"
             if not dev_file.is_file():
-                raise KickError(f"{dev_file} is missing (the shots of {subject} come from it); "
-                                f"restore the dev/ folder from {HENDRYCKS_TAR}")
+                raise KickError(
+                    f"{dev_file} is missing (the shots of {subject} come from it); "
+                    f"restore the dev/ folder from {HENDRYCKS_TAR}"
+                )
             test += items_from_csv(test_file, subject, "test")
             dev += items_from_csv(dev_file, subject, "dev")
             hashes += [file_hash(test_file), file_hash(dev_file)]
@@ -152,7 +168,7 @@ class MMLU:
         self._check_shots(items, dev, k, "the data lacks its dev split, where the shots come from")
         if settings.protocol == "kick":  # the repo: every question, subjects sorted, each in file order
             items = sorted(items, key=lambda i: i.subject)  # stable: file order within a subject
-            items = items if settings.limit is None else items[:settings.limit]
+            items = items if settings.limit is None else items[: settings.limit]
         else:
             items = stratified_subset(items, settings.limit, settings.seed, self.name)
         return [s for subject in dict.fromkeys(i.subject for i in items) for s in dev[subject][:k]], items
@@ -164,14 +180,17 @@ class MMLU:
             if have == 0:
                 raise KickError(f"MMLU: no dev questions for {subject}: {lacking}")
             if have < k:
-                raise KickError(f"MMLU: {k} shots asked but the dev split of {subject} has {have} questions "
-                                f"(MMLU's has 5 per subject); use --kick-shots 1..{have}")
+                raise KickError(
+                    f"MMLU: {k} shots asked but the dev split of {subject} has {have} questions "
+                    f"(MMLU's has 5 per subject); use --kick-shots 1..{have}"
+                )
 
     def _shots_by_subject(self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings) -> dict:
         """The shots given, by subject, once every item's subject has ``k`` of them."""
         dev = by_subject(shots)
-        self._check_shots(items, dev, self.shots_for(settings), "pass the shots the task's split gives (its "
-                                                                 "subject's dev questions)")
+        self._check_shots(
+            items, dev, self.shots_for(settings), "pass the shots the task's split gives (its subject's dev questions)"
+        )
         return dev
 
     # --- prompts -------------------------------------------------------------------------------
@@ -190,8 +209,11 @@ class MMLU:
     def requests(self, items, shots, settings: Settings) -> list:
         """The requests of every item with all its shots, in item order (``evaluate`` fits them to the model)."""
         dev, k = self._shots_by_subject(items, shots, settings), self.shots_for(settings)
-        return [r for i in items for r in self.item_requests(
-            mmlu_prompt.prompt(i, dev[i.subject][:k], settings.protocol), settings.protocol)]
+        return [
+            r
+            for i in items
+            for r in self.item_requests(mmlu_prompt.prompt(i, dev[i.subject][:k], settings.protocol), settings.protocol)
+        ]
 
     def score(self, item: MMLUItem, request, output: str, settings: Settings) -> float:
         """strict: ``output`` is the predicted letter; kick: the decoded greedy token, scored on its last character."""
@@ -204,12 +226,17 @@ class MMLU:
         return 1 / len(item.choices)
 
     def template_hash(self, settings: Settings) -> str:
-        readout = ("kick:greedy-1-token:last-char" if settings.protocol == "kick"
-                   else "strict:next-token-logits:' A'..' D'")
-        fit = (f"fit:drop-last-shots,prompt<={KICK_PROMPT_TOKENS},left-truncate,pandas-nan"
-               if settings.protocol == "kick" else "fit:drop-last-shots,context-1,left-truncate")
-        return text_hash(HEADER, QUESTION, SHOT, "subject:leading-space", f"shots:{self.shots_for(settings)}",
-                         fit, readout)
+        readout = (
+            "kick:greedy-1-token:last-char" if settings.protocol == "kick" else "strict:next-token-logits:' A'..' D'"
+        )
+        fit = (
+            f"fit:drop-last-shots,prompt<={KICK_PROMPT_TOKENS},left-truncate,pandas-nan"
+            if settings.protocol == "kick"
+            else "fit:drop-last-shots,context-1,left-truncate"
+        )
+        return text_hash(
+            HEADER, QUESTION, SHOT, "subject:leading-space", f"shots:{self.shots_for(settings)}", fit, readout
+        )
 
     # --- evaluation ----------------------------------------------------------------------------
 
@@ -219,8 +246,9 @@ class MMLU:
         dev = self._shots_by_subject(items, shots, settings)
         return mmlu_prompt.fit(items, dev, self.shots_for(settings), settings.protocol, run)
 
-    def evaluate(self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings,
-                 run) -> tuple[list[float], list[str]]:
+    def evaluate(
+        self, items: Sequence[MMLUItem], shots: Sequence[MMLUItem], settings: Settings, run
+    ) -> tuple[list[float], list[str]]:
         """(scores, outputs): outputs are the predicted letters (strict) or decoded greedy tokens (kick)."""
         per_item = [self.item_requests(p, settings.protocol) for p in self.fit(items, shots, settings, run).prompts]
         answers = run([r for requests in per_item for r in requests])
@@ -229,7 +257,7 @@ class MMLU:
             if settings.protocol == "kick":
                 outputs.append(answers[n])
             else:
-                loglikelihoods = [ll for ll, _ in answers[4 * n:4 * n + 4]]
+                loglikelihoods = [ll for ll, _ in answers[4 * n : 4 * n + 4]]
                 outputs.append(LETTERS[max(range(4), key=lambda c: loglikelihoods[c])])  # the first best on ties
         return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
 

@@ -104,8 +104,10 @@ def items_from_csv(path: Path, subject: str, split: str) -> list[MMLUItem]:
             for row_number, row in enumerate(csv.reader(handle)):
                 where = f"{path}:{row_number + 1}"
                 if len(row) != 6:
-                    raise KickError(f"{where}: expected 6 columns (question, A, B, C, D, answer), got {len(row)}; "
-                                    f"restore the file from {HENDRYCKS_TAR}")
+                    raise KickError(
+                        f"{where}: expected 6 columns (question, A, B, C, D, answer), got {len(row)}; "
+                        f"restore the file from {HENDRYCKS_TAR}"
+                    )
                 index = _answer_index(row[5], where)
                 items.append(_item(f"mmlu/{split}/{subject}/{row_number}", subject, row[0], row[1:5], index, where))
     except (UnicodeDecodeError, csv.Error) as err:
@@ -121,8 +123,16 @@ def items_from_hub(rows: list[dict], split: str, where: str) -> list[MMLUItem]:
         subject = row.get("subject")
         number = seen.get(subject, 0)
         seen[subject] = number + 1
-        items.append(_item(f"mmlu/{split}/{subject}/{number}", subject, row.get("question"), row.get("choices"),
-                           _answer_index(row.get("answer"), where), f"{where} row {subject}/{number}"))
+        items.append(
+            _item(
+                f"mmlu/{split}/{subject}/{number}",
+                subject,
+                row.get("question"),
+                row.get("choices"),
+                _answer_index(row.get("answer"), where),
+                f"{where} row {subject}/{number}",
+            )
+        )
     return items
 
 

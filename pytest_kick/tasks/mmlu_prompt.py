@@ -14,8 +14,29 @@ QUESTION = "{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
 SHOT = QUESTION + " {answer}\n\n"
 KICK_PROMPT_TOKENS = 2048  # LLM-KICK main_mmlu.py: shots dropped while the prompt exceeds 2048 tokens
 # pandas.read_csv's default missing-value strings: a field equal to one of them is NaN, printed "nan"
-PANDAS_NA = frozenset(("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
+PANDAS_NA = frozenset(
+    (
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    )
+)
 
 
 def display_subject(subject: str) -> str:
@@ -89,5 +110,4 @@ def fit(items: Sequence[MMLUItem], dev: Mapping[str, Sequence[MMLUItem]], k_max:
     too_long = 0
     if probe is not None:
         too_long = sum(c + answer > limit for c in run.token_counts([p for p, k in zip(prompts, used) if k == 0]))
-    return Fitted(tuple(prompts), {item.id: k for item, k in zip(items, used)}, too_long,
-                  sum(k_max - k for k in used))
+    return Fitted(tuple(prompts), {item.id: k for item, k in zip(items, used)}, too_long, sum(k_max - k for k in used))

@@ -83,8 +83,11 @@ class Slot:
 
     @property
     def question(self) -> str:  # what a flip report shows
-        return (f"window {self.index}" if self.limited
-                else f"windows {self.index}, {self.index + self.slots}, ... (every {self.slots}th)")
+        return (
+            f"window {self.index}"
+            if self.limited
+            else f"windows {self.index}, {self.index + self.slots}, ... (every {self.slots}th)"
+        )
 
     answers: tuple[str, ...] = ()
 
@@ -128,16 +131,30 @@ class Perplexity:
         if settings.protocol == "kick":
             slots, limited = (settings.limit, True) if settings.limit is not None else (KICK_SLOTS, False)
             name = "window" if limited else "slot"
-            return [], [Slot(f"wikitext2/eval_ppl/{name}/{k}", k, slots, limited, dataset.content_hash)
-                        for k in range(slots)]
+            return [], [
+                Slot(f"wikitext2/eval_ppl/{name}/{k}", k, slots, limited, dataset.content_hash) for k in range(slots)
+            ]
         return [], subset(list(dataset.examples), settings.limit, settings.seed, self.name)
 
     def template_hash(self, settings: Settings) -> str:
         if settings.protocol == "kick":
-            return text_hash("wikitext2", "join:\\n\\n", "eval_ppl", f"window:{KICK_WINDOW}",
-                             "one-tokenization,disjoint,tail-dropped", f"slots:{KICK_SLOTS}")
-        return text_hash("wikitext2", "join:\\n\\n", f"chunk:{CHUNK_CHARS}", f"window:{WINDOW}",
-                         f"context-chars:{CONTEXT_CHARS}", "rolling:all-tokens,stride-half-window", "token-weighted")
+            return text_hash(
+                "wikitext2",
+                "join:\\n\\n",
+                "eval_ppl",
+                f"window:{KICK_WINDOW}",
+                "one-tokenization,disjoint,tail-dropped",
+                f"slots:{KICK_SLOTS}",
+            )
+        return text_hash(
+            "wikitext2",
+            "join:\\n\\n",
+            f"chunk:{CHUNK_CHARS}",
+            f"window:{WINDOW}",
+            f"context-chars:{CONTEXT_CHARS}",
+            "rolling:all-tokens,stride-half-window",
+            "token-weighted",
+        )
 
     def figure(self, mean: float) -> float:
         return math.exp(mean)
@@ -146,7 +163,7 @@ class Perplexity:
         """One rolling log-likelihood request per item: its text, after the corpus text before it."""
         corpus = self._corpus_for(items)
         joined = "".join(c.text for c in corpus)
-        return [RollingRequest(i.text, joined[max(0, i.start - CONTEXT_CHARS):i.start], WINDOW) for i in items]
+        return [RollingRequest(i.text, joined[max(0, i.start - CONTEXT_CHARS) : i.start], WINDOW) for i in items]
 
     def evaluate(self, items, shots, settings: Settings, run):
         """(score, output text) per item; the mean of the scores is the NLL per scored token (module doc)."""
@@ -167,22 +184,27 @@ class Perplexity:
             raise KickError("perplexity: items were not produced by this task's load(); load the data first")
         ids = run.tokenize("".join(c.text for c in corpus))
         if ids is None:
-            raise KickError("perplexity under --kick-protocol kick tokenizes the corpus itself and needs the "
-                            "model's tokenizer; this engine has none")
+            raise KickError(
+                "perplexity under --kick-protocol kick tokenizes the corpus itself and needs the "
+                "model's tokenizer; this engine has none"
+            )
         window = KICK_WINDOW if not run.max_length else min(KICK_WINDOW, run.max_length)
         total = len(ids) // window  # eval_ppl's nsamples: the tail is dropped
         if total < first.slots:
             what = "--kick-limit" if first.limited else f"its {KICK_SLOTS} items (pass --kick-limit {total} or less)"
-            raise KickError(f"perplexity (kick): the corpus is {len(ids)} tokens, {total} windows of {window}: "
-                            f"too few for {what}")
+            raise KickError(
+                f"perplexity (kick): the corpus is {len(ids)} tokens, {total} windows of {window}: too few for {what}"
+            )
         used = first.slots if first.limited else total
-        requests = [RollingRequest("", window=window, ids=tuple(ids[j * window:(j + 1) * window])) for j in range(used)]
+        requests = [
+            RollingRequest("", window=window, ids=tuple(ids[j * window : (j + 1) * window])) for j in range(used)
+        ]
         losses = []
         for logprobs in run(requests):
             losses.append(-sum(logprobs) / len(logprobs))  # the window's mean loss over its window - 1 targets
         scores, outputs = [], []
         for slot in slots:
-            mine = losses[slot.index::slot.slots]
+            mine = losses[slot.index :: slot.slots]
             scores.append(sum(mine) * slot.slots / used)
             outputs.append(f"ppl {math.exp(sum(mine) / len(mine)):.3f} over {len(mine)} window(s) of {window} tokens")
         return scores, outputs

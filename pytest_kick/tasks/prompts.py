@@ -81,5 +81,5 @@ def answer_tokens(run, prompts: Sequence[str], continuations: Sequence[Sequence[
     counts = counter(list(prompts) + texts)
     if counts is None:
         return None
-    base, rest = counts[:len(prompts)], iter(counts[len(prompts):])
+    base, rest = counts[: len(prompts)], iter(counts[len(prompts) :])
     return [max(next(rest) - b for _ in (cs or ("",))) for b, cs in zip(base, continuations)]

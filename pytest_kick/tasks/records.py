@@ -31,13 +31,17 @@ def read_records(path: Path) -> list[tuple[int, dict]]:
         if not found:
             raise KickError(f"{path}: the CSV file holds no rows")
         return found
-    with open(path, encoding="utf-8") as handle:  # lines as read_jsonl reads them (U+0085 inside a string is no newline)
+    with open(
+        path, encoding="utf-8"
+    ) as handle:  # lines as read_jsonl reads them (U+0085 inside a string is no newline)
         lines = [n for n, line in enumerate(handle, 1) if line.strip()]
     found = list(zip(lines, read_jsonl(path)))
     for line, record in found:
         if not isinstance(record, dict):
-            kind = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(type(record), "a number")
-            raise KickError(f"{path}:{line}: a record is a JSON object ({{\"field\": value, ...}}), not {kind}")
+            kind = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+                type(record), "a number"
+            )
+            raise KickError(f'{path}:{line}: a record is a JSON object ({{"field": value, ...}}), not {kind}')
     return found
 
 
@@ -45,8 +49,10 @@ def _parquet(path: Path) -> list[tuple[int, dict]]:
     try:
         import pyarrow.parquet
     except ImportError:
-        raise KickError(f"{path}: reading Parquet needs the datasets package (pip install 'pytest-kick[hub]'); "
-                        f"or give the data as .jsonl or .csv") from None
+        raise KickError(
+            f"{path}: reading Parquet needs the datasets package (pip install 'pytest-kick[hub]'); "
+            f"or give the data as .jsonl or .csv"
+        ) from None
     try:
         rows = pyarrow.parquet.read_table(path).to_pylist()
     except Exception as err:  # pyarrow's errors have no common base class

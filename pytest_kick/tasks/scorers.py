@@ -89,7 +89,7 @@ class RougeScorer:
         references = tuple(item.references)
         if not references:
             raise KickError(f"item {item.id!r} has no reference text; ROUGE cannot score it")
-        replies = list(replies)[:len(references)]
+        replies = list(replies)[: len(references)]
         replies += [""] * (len(references) - len(replies))  # a missing reply scores 0
         return [rouge(ref, reply) for ref, reply in zip(references, replies)]
 

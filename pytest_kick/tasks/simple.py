@@ -20,7 +20,6 @@ from pytest_kick.tasks.normalize import contains_answer, normalize
 from pytest_kick.tasks.perplexity import nll_scores
 from pytest_kick.tasks.prompts import render
 
-
 METRICS = ("exact", "contains", "rougeL")
 
 
@@ -31,8 +30,17 @@ class Generation(_FileTask):
     higher_is_better = True
     floor = 0.0
 
-    def __init__(self, name: str, data, template: str = "{question}\nAnswer:", answer: str = "answer",
-                 metric: str = "contains", max_new_tokens: int = 32, stop: Sequence[str] = ("\n",), **options):
+    def __init__(
+        self,
+        name: str,
+        data,
+        template: str = "{question}\nAnswer:",
+        answer: str = "answer",
+        metric: str = "contains",
+        max_new_tokens: int = 32,
+        stop: Sequence[str] = ("\n",),
+        **options,
+    ):
         super().__init__(name, data, template, **options)
         if metric not in METRICS:
             raise KickError(f"{self.where}: metric {metric!r} is not one of {', '.join(METRICS)}")
@@ -82,7 +90,13 @@ class TextPerplexity:
     floor = None
 
     def __init__(self, name: str, data, window: int = 1024, version: str = "1", where: str | None = None):
-        self.name, self.family, self.data, self.window, self.version = name, name.split(":")[0], Path(data), window, version
+        self.name, self.family, self.data, self.window, self.version = (
+            name,
+            name.split(":")[0],
+            Path(data),
+            window,
+            version,
+        )
         self.where = where or f"task {name}"
 
     def load(self, settings: Settings) -> Dataset:

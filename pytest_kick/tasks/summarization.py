@@ -157,5 +157,11 @@ class Summarization(OneRequestPerItem):
 
     def template_hash(self, settings: Settings) -> str:
         prompt = "kick:verbatim" if settings.protocol == "kick" else f"strict:cut-at:{HIGHLIGHT}"
-        return text_hash(self.bucket, prompt, "chat-template|vicuna_v1.1", VICUNA_SYSTEM,
-                         f"greedy:{self.max_new_tokens}", self.scorer.fingerprint())
+        return text_hash(
+            self.bucket,
+            prompt,
+            "chat-template|vicuna_v1.1",
+            VICUNA_SYSTEM,
+            f"greedy:{self.max_new_tokens}",
+            self.scorer.fingerprint(),
+        )
