@@ -24,63 +24,14 @@ import pytest
 from pytest_kick import gate, tasks
 from pytest_kick.cases import KickCase
 from pytest_kick.config_tolerance import parse_tolerance_value
-from pytest_kick.errors import KickError, KickSessionError, KickWarning
+from pytest_kick.errors import KickError, KickWarning
+from pytest_kick.item_errors import load_model, user_errors
 from pytest_kick.record import PREFIX, Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.tasks.base import chance_levels, choices_summary, mean_chance
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 OFF = "pytest-kick is off: pass --kick-model (or set the kick_model ini key)"
-
-
-def end_session(session, message: str):
-    """Stop the session with one message: a problem that dooms every item is not repeated per item.
-
-    ``session.shouldstop`` travels to the xdist controller, which stops every worker and ends the run as
-    interrupted with this message; without xdist, pytest.exit does the same. Exit code 2 either way.
-    """
-    text = f"pytest-kick: {message}"
-    session.shouldstop = text
-    worker = hasattr(session.config, "workerinput")
-    # a worker must not exit with 2: xdist would read that as a keyboard interrupt and drop the message
-    pytest.exit(text, returncode=pytest.ExitCode.TESTS_FAILED if worker else pytest.ExitCode.INTERRUPTED)
-
-
-def user_errors(request):
-    """Show a KickError as its message only; a KickSessionError ends the session (see end_session)."""
-
-    def decorate(func):
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            try:
-                return func(*args, **kwargs)
-            except KickSessionError as err:
-                fatal, message = True, str(err)
-            except KickError as err:
-                fatal, message = False, str(err) + _declared(args[0] if args else None)
-            if fatal:  # outside the except blocks: no chained traceback
-                end_session(request.session, message)
-            pytest.fail(message, pytrace=False)
-
-        return wrapper
-
-    return decorate
-
-
-def _declared(case) -> str:
-    """Where the user declared a registered task (task file and line, class, hook), for its error messages."""
-    where = tasks.location(case.task) if isinstance(case, KickCase) else None
-    return "" if where is None else f"\n(task {case.task}, declared at {where[0]}:{where[1]})"
-
-
-def _model(runtime: Runtime, case: KickCase):
-    """The case's model, loaded once; a model that cannot be loaded dooms every item of the session."""
-    try:
-        return runtime.model(case.model)
-    except KickSessionError:
-        raise
-    except KickError as err:
-        raise KickSessionError(str(err)) from None
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +96,7 @@ def kick_baseline(kick_runtime, request):
 
     @user_errors(request)
     def get(case: KickCase):
-        _model(kick_runtime, case)
+        load_model(kick_runtime, case)
         result, status, path = kick_runtime.dense(case)
         put(request.node, baseline=status, baseline_path=str(path))
         _judge_usage(kick_runtime, request.node)
@@ -164,7 +115,7 @@ def kick_evaluate(kick_runtime, request):
 
     @user_errors(request)
     def evaluate(case: KickCase):
-        _model(kick_runtime, case)
+        load_model(kick_runtime, case)
         dense = kick_runtime.dense(case)[0]
         if case.is_dense:
             return dense

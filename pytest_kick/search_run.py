@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_kick import fixtures, gate, tasks
+from pytest_kick import fixtures, gate, item_errors, tasks
 from pytest_kick.cases import KickCase
 from pytest_kick.compress import info as compressor_info
 from pytest_kick.formats import confidence, reading_text
@@ -214,10 +214,10 @@ def kick_search_case(request) -> SearchCase:
 def kick_search(kick_runtime, request):
     """``kick_search(case)``: the search, gated as the module doc says; returns the record the reports show."""
 
-    @fixtures.user_errors(request)
+    @item_errors.user_errors(request)
     def run(case: SearchCase) -> dict:
         def dense_of(dense_case):
-            fixtures._model(kick_runtime, dense_case)
+            item_errors.load_model(kick_runtime, dense_case)
             result, status, path = kick_runtime.dense(dense_case)
             put(request.node, baseline=status, baseline_path=str(path))
             return result
