@@ -208,19 +208,7 @@ def kick_gate(kick_runtime, request):
                 f"rerun with --kick-regen (baseline files) or delete the cache entry"
             )
         tolerance = _tolerance(kick_runtime, node, case.task)
-        verdict = gate.judge(
-            task=case.task,
-            label=case.label,
-            dense=dense.scores,
-            compressed=compressed.scores,
-            tolerance=tolerance,
-            higher_is_better=task.higher_is_better,
-            floor=floor,
-            metric=task.metric,
-            stat=kick_runtime.config.stat,
-            seed=kick_runtime.config.seed,
-            figure=getattr(task, "figure", None),
-        )
+        verdict = kick_runtime.verdict(case, dense, compressed, tolerance, floor)
         report = kick_runtime.compression.get(case.variant)
         put(
             node,

@@ -3,25 +3,9 @@ one line per case that lost items to judge errors."""
 
 from __future__ import annotations
 
+from pytest_kick.judge.errors import COUNTS as JUDGE_COUNTS
 from pytest_kick.judge.errors import runs
 from pytest_kick.record import CaseRecord
-
-JUDGE_COUNTS = (
-    "requests",
-    "retries",
-    "cache_hits",
-    "tokens_in",
-    "tokens_out",
-    "asks",
-    "unreadable_first",
-    "reasks",
-    "unreadable",
-    "failed_asks",
-    "items",
-    "item_errors",
-    "order_pairs",
-    "order_disagreements",
-)
 
 
 def judge_summary(records: list[CaseRecord]) -> dict | None:

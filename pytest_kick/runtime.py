@@ -14,7 +14,7 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from pytest_kick import flip_report, judge, tasks
+from pytest_kick import flip_report, gate, judge, tasks
 from pytest_kick.baseline import TaskResult
 from pytest_kick.cases import KickCase
 from pytest_kick.dense import DenseBaselines
@@ -162,6 +162,24 @@ class Runtime:
         return self._uses_shots[task_name]
 
     # --- evaluation ---------------------------------------------------------------------------
+
+    def verdict(self, case: KickCase, dense: TaskResult, compressed: TaskResult, tolerance, floor):
+        """The gate's answer (gate.GateResult) for the case's paired results, with its task's direction, metric
+        and figure and the session's --kick-stat and seed: the grid's cases and the search's levels alike."""
+        task = self.task(case.task)
+        return gate.judge(
+            task=case.task,
+            label=case.label,
+            dense=dense.scores,
+            compressed=compressed.scores,
+            tolerance=tolerance,
+            higher_is_better=task.higher_is_better,
+            floor=floor,
+            metric=task.metric,
+            stat=self.config.stat,
+            seed=self.config.seed,
+            figure=getattr(task, "figure", None),
+        )
 
     def evaluate(self, case: KickCase) -> TaskResult:
         """Per-item results of the case's model variant on its task: the task's requests, answered by the engine

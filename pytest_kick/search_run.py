@@ -103,25 +103,12 @@ def _info(ratio: str, verdict: gate.GateResult, achieved: float | None) -> dict:
 def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolerance, floor) -> SearchResult:
     """The search for one case: each level it asks about is evaluated once (search.py never asks twice) and gated
     exactly as a grid case, with a progress line per level."""
-    task = runtime.task(case.task)
 
     def verdict(level: float):
         ratio = ratio_of(case, level)
         variant = KickCase(case.task, case.model, case.compressor, ratio)
         compressed = runtime.evaluate(variant)
-        v = gate.judge(
-            task=case.task,
-            label=variant.label,
-            dense=dense.scores,
-            compressed=compressed.scores,
-            tolerance=tolerance,
-            higher_is_better=task.higher_is_better,
-            floor=floor,
-            metric=task.metric,
-            stat=runtime.config.stat,
-            seed=runtime.config.seed,
-            figure=getattr(task, "figure", None),
-        )
+        v = runtime.verdict(variant, dense, compressed, tolerance, floor)
         report = runtime.compression.get(variant.variant)
         info = _info(ratio, v, None if report is None else report.achieved)
         runtime.ui.message(

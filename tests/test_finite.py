@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+from test_plugin import TINY
 
 from pytest_kick import gate
 from pytest_kick.engines.base import Runner
@@ -11,17 +12,6 @@ from pytest_kick.errors import KickError
 from pytest_kick.finite import NonFinite, check_weights
 from pytest_kick.models.tiny import tiny_random_llama
 from pytest_kick.requests import LoglikelihoodRequest, RollingRequest
-
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-limit",
-    "12",
-    "--kick-tasks",
-    "factoid_qa",
-    "-p",
-    "no:cacheprovider",
-]
 
 
 def _damaged_model_dir(path, value=math.nan):

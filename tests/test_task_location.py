@@ -3,17 +3,10 @@ its hook registers), not at the plugin's generic suite file."""
 
 import json
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-compressor",
-    "magnitude",
-    "--kick-ratio",
-    "0.5",
-    "-p",
-    "no:cacheprovider",
-    "-rs",
-]
+from test_finite import NAN_TASK
+from test_user_tasks import TINY as USER_TINY
+
+TINY = [*USER_TINY, "-rs"]
 ROWS = [
     {"question": f"What is {i} plus one?", "choices": [str(i + 1), str(i + 7), "none"], "label": 0} for i in range(10)
 ]
@@ -42,44 +35,12 @@ def test_an_inconclusive_file_task_is_skipped_at_its_task_file_line(pytester):
     assert "test_registered.py:" not in out
 
 
-HOOK_TASK = """
-from pytest_kick.api import Dataset, Example, LoglikelihoodRequest, OneRequestPerItem, subset, text_hash
-
-
-class Broken(OneRequestPerItem):
-    name = family = "broken"
-    version = "1"
-    metric = "accuracy"
-    higher_is_better = True
-    floor = 0.5
-
-    def load(self, settings):
-        return Dataset(tuple(Example(f"q{k}", f"question {k}", ("a",)) for k in range(6)), "test", "0")
-
-    def split(self, dataset, settings):
-        return [], subset(dataset.examples, settings.limit, settings.seed, self.name)
-
-    def template_hash(self, settings):
-        return text_hash("broken")
-
-    def requests(self, items, shots, settings):
-        return [LoglikelihoodRequest(i.question, " a") for i in items]
-
-    def score(self, item, request, answer, settings):
-        return float("nan") if item.id == "q3" else 1.0
-
-
-def pytest_kick_tasks(config):
-    return [Broken()]
-"""
-
-
 def test_a_failing_hook_task_names_the_class_that_declares_it(pytester):
-    pytester.makeconftest(HOOK_TASK)
-    result = pytester.runpytest(*TINY, "--kick-tasks", "broken")
+    pytester.makeconftest(NAN_TASK)
+    result = pytester.runpytest(*TINY, "--kick-tasks", "nan_scores")
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
-    assert "broken on tiny-random-llama dense: item q3 scored nan" in out
+    assert "nan_scores on tiny-random-llama dense: item q2 scored nan" in out
     conftest = pytester.path / "conftest.py"
-    line = conftest.read_text().splitlines().index("class Broken(OneRequestPerItem):") + 1
-    assert out.count(f"(task broken, declared at {conftest}:{line})") == 2, out
+    line = conftest.read_text().splitlines().index("class Scores(OneRequestPerItem):") + 1
+    assert out.count(f"(task nan_scores, declared at {conftest}:{line})") == 2, out

@@ -13,6 +13,22 @@ from typing import Sequence
 
 from pytest_kick.errors import KickError
 
+# What the judge spent during an item (judge/session.py takes it; report_judge.py adds it up over a session):
+# the backend's and runner's counters (JUDGE_STATS), then the items judged and their errors.
+JUDGE_STATS = (
+    "requests",
+    "retries",
+    "cache_hits",
+    "tokens_in",
+    "tokens_out",
+    "asks",
+    "unreadable_first",
+    "reasks",
+    "unreadable",
+    "failed_asks",
+)
+COUNTS = JUDGE_STATS + ("items", "item_errors", "order_pairs", "order_disagreements")
+
 MAX_ERROR_SHARE = 0.05  # more than 1 item in 20 without a judgment: no verdict
 
 

@@ -24,24 +24,11 @@ from pytest_kick.hashing import json_hash
 from pytest_kick.judge import build_scorer, entry, judgeable, local, openai_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache
 from pytest_kick.judge.client import CallableBackend, Traffic
+from pytest_kick.judge.errors import COUNTS, JUDGE_STATS
 from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
 from pytest_kick.models import registry
 from pytest_kick.models.devices import pick_device, pick_dtype
 from pytest_kick.models.loading import load
-
-JUDGE_STATS = (
-    "requests",
-    "retries",
-    "cache_hits",
-    "tokens_in",
-    "tokens_out",
-    "asks",
-    "unreadable_first",
-    "reasks",
-    "unreadable",
-    "failed_asks",
-)
-COUNTS = JUDGE_STATS + ("items", "item_errors", "order_pairs", "order_disagreements")
 
 
 def openai_judge(model: str, config, ui, worker_id: str | None):
