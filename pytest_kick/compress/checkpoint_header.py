@@ -170,16 +170,7 @@ def check_checkpoint(directory: Path, option: str = "--kick-compressed") -> None
         shards = None
         files = sorted(p for p in directory.glob("*.safetensors") if p.is_file())
     if not files:
-        bins = sorted(p.name for p in directory.glob("*.bin"))
-        hint = (
-            f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)"
-            if bins
-            else ""
-        )
-        raise KickError(
-            f"{option}: no safetensors weights in {directory}{hint}; give the directory the compressed "
-            f"model was saved to (model.safetensors, or shards with {INDEX})"
-        )
+        raise no_weights(directory, option)
     tensors: dict[str, tuple[Path, TensorInfo]] = {}
     for path in files:
         try:
@@ -248,3 +239,13 @@ def _against_config(directory: Path, tensors: dict, option: str) -> None:
                     f"vocab_size {vocab} and hidden_size {hidden}: the weights and the config are of "
                     f"different models; {AGAIN}"
                 )
+
+
+def no_weights(directory: Path, option: str = "--kick-compressed") -> KickError:
+    """The message for a checkpoint directory without safetensors weights (naming any .bin files it holds)."""
+    bins = sorted(p.name for p in directory.glob("*.bin"))
+    hint = f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)" if bins else ""
+    return KickError(
+        f"{option}: no safetensors weights in {directory}{hint}; give the directory the compressed "
+        f"model was saved to (model.safetensors, or shards with {INDEX})"
+    )

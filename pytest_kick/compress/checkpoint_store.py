@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pytest_kick.compress.checkpoint_header import no_weights
 from pytest_kick.errors import KickError
 
 SHOWN = 5  # names quoted in an error
@@ -62,17 +63,7 @@ class Store:
                     for name in handle.keys():
                         self.files.setdefault(name, path)
         if not self.files:
-            bins = sorted(p.name for p in directory.glob("*.bin"))
-            hint = (
-                f"; it holds {', '.join(bins[:SHOWN])}: save it with safetensors (save_pretrained's default)"
-                if bins
-                else ""
-            )
-            raise KickError(
-                f"--kick-compressed: no safetensors weights in {directory}{hint}; give the directory "
-                f"the compressed model was saved to (model.safetensors, or shards with "
-                f"model.safetensors.index.json)"
-            )
+            raise no_weights(directory)
         self.names = list(self.files)
         self._handles: dict = {}
 
