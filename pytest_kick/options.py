@@ -56,7 +56,7 @@ OPTIONS = [
         "task-file",
         None,
         "comma list of YAML or TOML files declaring your own tasks (multiple choice, "
-        "generation, perplexity over a text file); see the README's 'Add your own task'",
+        "generation, perplexity over a text file); see docs/tasks.md, 'Add your own task'",
     ),
     Option(
         "compressed",
@@ -79,11 +79,19 @@ OPTIONS = [
         "scoring: strict (continuation only, normalised answers) or kick "
         "(the LLM-KICK repo's scoring, to compare with the paper)",
     ),
-    Option("shots", "0", "in-context examples for factoid QA (0 = the paper's zero-shot setting)"),
+    Option(
+        "shots",
+        "0",
+        "in-context examples (factoid QA, TriviaQA; MMLU uses K when K > 0, else its 5; 0 = the paper's setting)",
+    ),
     Option("device", "auto", "auto, cpu, cuda, cuda:N or mps; with xdist, cuda gives each worker its own GPU"),
     Option("dtype", "auto", "auto (float32 on CPU, float16 on GPU), float32, float16 or bfloat16"),
     Option("batch-size", "16", "prompts per forward pass"),
-    Option("cache-dir", ".kick", "where converted models and dense baselines are kept"),
+    Option(
+        "cache-dir",
+        ".kick",
+        "where converted models, dense baselines, judge replies, recovery parameters and flip reports are kept",
+    ),
     Option("seed", "0", "seed for item subsets and anything random"),
     Option("report", None, "write every case's result as JSON to this path"),
     Option(
