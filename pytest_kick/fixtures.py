@@ -182,7 +182,7 @@ def kick_gate(kick_runtime, request):
             kick_runtime, case, node, dense, None if case.is_dense else compressed
         )
         compressed = dense if case.is_dense else compressed
-        _, _, items = kick_runtime.data(case.task)
+        dataset, _, items = kick_runtime.data(case.task)
         floor = _chance(kick_runtime, case, task, dense)
         # task, model, compressor and ratio were attached to every kick item at collection (plugin.py)
         put(
@@ -193,7 +193,7 @@ def kick_gate(kick_runtime, request):
             higher_is_better=task.higher_is_better,
             details_dense=_details(task, case, kick_runtime, dense),
             protocol=kick_runtime.settings.protocol,
-            data_source=kick_runtime.data(case.task)[0].source,
+            data_source=dataset.source,
             chance=mean_chance(floor),
             choices=choices_summary(task, items),
         )
@@ -232,9 +232,8 @@ def kick_gate(kick_runtime, request):
         if case.recovery:  # what recovery regained, at what size and cost (recover/outcome.py)
             put(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
         if verdict.warning and verdict.status != Verdict.INCONCLUSIVE:
-            warnings.warn(
-                KickWarning(verdict.warning), stacklevel=4
-            )  # at the suite test's call (check, its usage-counting wrapper, the test)
+            # at the suite test's call (check, its usage-counting wrapper, the test)
+            warnings.warn(KickWarning(verdict.warning), stacklevel=4)
         flips = kick_runtime.write_flips(case, dense, compressed)
         if verdict.status == Verdict.NOT_MATCHING:
             note = f"\n  {screen.note()}" if screen is not None and screen.left_out else ""
