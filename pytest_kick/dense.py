@@ -8,6 +8,7 @@ again (only what failed is asked again; the model is not run).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 from pytest_kick.baseline import BaselineStore, TaskResult
@@ -81,6 +82,8 @@ class DenseBaselines:
                 case.model_name, case.task, key, lambda: self.runtime.evaluate(dense_case)
             )
         result, status, path = self._memo[memo]
+        if status in ("computed", "written", "regenerated"):  # evaluated now: Runtime.evaluate checked it
+            return self._memo[memo]
         try:
             check_scores(
                 result.scores,
@@ -93,7 +96,7 @@ class DenseBaselines:
             raise NonFinite(
                 f"corrupt dense baseline {path}: {err}; it was left untouched: delete it to recompute"
             ) from None
-        if status not in ("computed", "written", "regenerated") and any(x != x for x in result.scores):
+        if any(math.isnan(x) for x in result.scores):  # judge errors: asked again where the judge failed
             self._memo[memo] = (self._rejudge(case.task, result), status, path)
         return self._memo[memo]
 

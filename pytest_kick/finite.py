@@ -24,20 +24,12 @@ def bad(value) -> bool:
     return isinstance(value, (int, float)) and not math.isfinite(value)
 
 
-def first_bad(values: Sequence, allow_nan: bool = False) -> int | None:
-    """The index of the first NaN or infinite value (NaN allowed with ``allow_nan``), or None."""
-    for k, value in enumerate(values):
-        if bad(value) and not (allow_nan and math.isnan(value)):
-            return k
-    return None
-
-
 def check_scores(scores: Sequence[float], item_ids: Sequence, what: str, allow_nan: bool = False) -> None:
-    """NonFinite naming ``what`` (model, task, variant) and the first bad item."""
-    k = first_bad(scores, allow_nan)
-    if k is not None:
-        others = sum(bad(s) and not (allow_nan and math.isnan(s)) for s in scores) - 1
-        more = f" (and {others} more of {len(scores)} items)" if others else ""
+    """NonFinite naming ``what`` (model, task, variant) and the first bad item (NaN passes with ``allow_nan``)."""
+    refused = [k for k, s in enumerate(scores) if bad(s) and not (allow_nan and math.isnan(s))]
+    if refused:
+        k = refused[0]
+        more = f" (and {len(refused) - 1} more of {len(scores)} items)" if len(refused) > 1 else ""
         raise NonFinite(
             f"{what}: item {item_ids[k]} scored {scores[k]}{more}; a non-finite score is an error, "
             f"never a verdict: check the model's weights and dtype (float16 overflows?)"
