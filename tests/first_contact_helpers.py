@@ -2,18 +2,10 @@
 
 import hashlib
 
+import kick_args
 import pytest
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-limit",
-    "12",
-    "--kick-tasks",
-    "factoid_qa",
-    "-p",
-    "no:cacheprovider",
-]
+TINY = kick_args.FACTOID
 
 
 def hashes(root):

@@ -2,18 +2,10 @@
 
 import json
 
+import kick_args
 import pytest
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-compressor",
-    "magnitude",
-    "--kick-ratio",
-    "0.5",
-    "-p",
-    "no:cacheprovider",
-]
+TINY = kick_args.MAGNITUDE
 
 
 MC_YAML = """\

@@ -2,16 +2,9 @@
 
 import json
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-ratio",
-    "0.5",
-    "--kick-tasks",
-    "factoid_qa",
-    "-p",
-    "no:cacheprovider",
-]
+import kick_args
+
+TINY = kick_args.FACTOID_AT_HALF
 
 
 def run(pytester, *args):

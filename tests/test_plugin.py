@@ -8,18 +8,10 @@ the baseline cache, data directories and xdist are in test_plugin_verdicts.py.
 import json
 import re
 
+import kick_args
 import pytest
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-limit",
-    "12",
-    "--kick-tasks",
-    "factoid_qa",
-    "-p",
-    "no:cacheprovider",
-]
+TINY = kick_args.FACTOID
 
 
 def test_without_options_the_plugin_does_nothing(pytester):

@@ -4,6 +4,8 @@ import json
 import random
 import xml.etree.ElementTree as ET
 
+import kick_args
+
 from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.gate import Tolerance, judge
 from pytest_kick.record import Verdict
@@ -11,16 +13,7 @@ from pytest_kick.requests import GenerationRequest
 
 NOT_MATCHING = Verdict.NOT_MATCHING
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-ratio",
-    "0.5",
-    "--kick-tasks",
-    "factoid_qa",
-    "-p",
-    "no:cacheprovider",
-]
+TINY = kick_args.FACTOID_AT_HALF
 
 
 def test_json_markdown_and_junit_reports(pytester, echo_data):

@@ -3,20 +3,12 @@ or an installed package's entry point, collected without a suite file, listed by
 
 import json
 
+import kick_args
 import pytest
 
 import pytest_kick.api as api
 
-TINY = [
-    "--kick-model",
-    "tiny-random-llama",
-    "--kick-compressor",
-    "magnitude",
-    "--kick-ratio",
-    "0.5",
-    "-p",
-    "no:cacheprovider",
-]
+TINY = kick_args.MAGNITUDE
 
 # A task written against pytest_kick.api only: one yes/no log-likelihood request per item.
 USER_TASK = """
