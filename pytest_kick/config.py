@@ -16,6 +16,7 @@ from pytest_kick.config_judge import judge_settings
 from pytest_kick.config_recover import recover_settings
 from pytest_kick.config_search import search_settings
 from pytest_kick.config_served import engine_settings
+from pytest_kick.config_stat import stat_settings
 from pytest_kick.config_tolerance import ToleranceSpec, parse_tolerance
 from pytest_kick.config_values import boolean as _bool
 from pytest_kick.config_values import choice as _choice
@@ -29,7 +30,6 @@ from pytest_kick.models import registry
 from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-exported: the option table)
 
 PROTOCOLS = ("strict", "kick")
-STATS = ("point", "ci")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -50,7 +50,11 @@ class KickConfig:
     seed: int
     report: Path | None
     data_dir: Path | None
-    stat: str = "point"
+    stat: str = "point"  # sequential | point | ci (config_stat.py)
+    alpha: float = 0.05  # sequential: each decision's error rate
+    undecided: str = "pass"  # sequential: pass | fail when the budget runs out
+    family: str = "case"  # sequential: case | session
+    plan: bool = False  # --kick-plan
     baseline_dir: Path | None = None
     regen: bool = False
     strict_env: bool = False
@@ -264,6 +268,7 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
             raise KickError(f"{flag(switch)} applies to baseline files: give --kick-baseline-dir DIR too")
 
     chosen_tasks = parse_tasks(flag("tasks"), text["tasks"])
+    protocol = _choice(flag("protocol"), text["protocol"], PROTOCOLS)
     judge = judge_settings(values, text, flag, [tasks.get(t) for t in chosen_tasks])
     return KickConfig(
         models=tuple(dict.fromkeys(models)),
@@ -272,7 +277,7 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         tasks=chosen_tasks,
         limit=limit,
         tolerance=parse_tolerance(flag("tolerance"), text["tolerance"], task_names),
-        protocol=_choice(flag("protocol"), text["protocol"], PROTOCOLS),
+        protocol=protocol,
         shots=_int(flag("shots"), text["shots"], 0),
         device=_device(flag("device"), text["device"]),
         dtype=_choice(flag("dtype"), text["dtype"], DTYPES),
@@ -281,7 +286,7 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         seed=_int(flag("seed"), text["seed"], 0),
         report=_output(flag("report"), path("report")),
         data_dir=data_dir,
-        stat=_choice(flag("stat"), text["stat"], STATS),
+        **stat_settings(text, flag, protocol),
         baseline_dir=path("baseline-dir"),
         regen=_bool(flag("regen"), text["regen"]),
         strict_env=_bool(flag("strict-env"), text["strict-env"]),

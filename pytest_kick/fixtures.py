@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kick import gate, tasks
+from pytest_kick import gate, sequential_run, tasks
 from pytest_kick.cases import KickCase
 from pytest_kick.config_tolerance import parse_tolerance_value
 from pytest_kick.errors import KickError, KickWarning
@@ -135,7 +135,7 @@ def kick_evaluate(kick_runtime, request):
             )
             pytest.skip(f"{_inconclusive(case, task, dense, floor)}; {case.label} was neither compressed nor evaluated")
         try:
-            return kick_runtime.evaluate(case)
+            return kick_runtime.evaluate_gated(case, dense, _tolerance(kick_runtime, request.node, case.task), floor)
         finally:
             _judge_usage(kick_runtime, request.node)
 
@@ -178,6 +178,8 @@ def kick_gate(kick_runtime, request):
     def check(case: KickCase, dense, compressed) -> gate.GateResult | None:
         task = kick_runtime.task(case.task)
         node = request.node
+        budget_dense = kick_runtime.judged(case, dense)[0]  # the whole budget (a sequential case may stop early)
+        dense, budget = sequential_run.paired(kick_runtime, case, dense, compressed)
         dense, compressed, screen = _judge_screen(
             kick_runtime, case, node, dense, None if case.is_dense else compressed
         )
@@ -188,10 +190,10 @@ def kick_gate(kick_runtime, request):
         put(
             node,
             metric=task.metric,
-            n=len(dense.scores),
-            dense=tasks.figure(task, dense.scores),
+            n=len(budget_dense.scores),
+            dense=tasks.figure(task, budget_dense.scores),
             higher_is_better=task.higher_is_better,
-            details_dense=_details(task, case, kick_runtime, dense),
+            details_dense=_details(task, case, kick_runtime, budget_dense),
             protocol=kick_runtime.settings.protocol,
             data_source=dataset.source,
             chance=mean_chance(floor),
@@ -208,7 +210,7 @@ def kick_gate(kick_runtime, request):
                 f"rerun with --kick-regen (baseline files) or delete the cache entry"
             )
         tolerance = _tolerance(kick_runtime, node, case.task)
-        verdict = kick_runtime.verdict(case, dense, compressed, tolerance, floor)
+        verdict = kick_runtime.verdict(case, dense, compressed, tolerance, floor, budget)
         report = kick_runtime.compression.get(case.variant)
         put(
             node,
@@ -221,6 +223,13 @@ def kick_gate(kick_runtime, request):
             p_value=verdict.p_value,
             stat=verdict.stat,
             verdict=verdict.status,
+            items_used=len(compressed.scores) if verdict.items_used is None else verdict.items_used,
+            budget=len(budget_dense.scores) if verdict.budget is None else verdict.budget,
+            bound_low=verdict.bound_low,
+            bound_high=verdict.bound_high,
+            alpha=verdict.alpha if verdict.stat == "sequential" else None,
+            family=kick_runtime.config.family if verdict.stat == "sequential" else None,
+            smallest_drop=verdict.smallest_drop,
             lost=verdict.lost,
             kept=verdict.kept,
             gained=verdict.gained,
@@ -231,7 +240,7 @@ def kick_gate(kick_runtime, request):
         )
         if case.recovery:  # what recovery regained, at what size and cost (recover/outcome.py)
             put(node, recovery=kick_runtime.recovery_record(case, dense, compressed))
-        if verdict.warning and verdict.status != Verdict.INCONCLUSIVE:
+        if verdict.warning and verdict.status not in (Verdict.INCONCLUSIVE, Verdict.UNDECIDED):
             # at the suite test's call (check, its usage-counting wrapper, the test)
             warnings.warn(KickWarning(verdict.warning), stacklevel=4)
         flips = kick_runtime.write_flips(case, dense, compressed)
@@ -240,6 +249,10 @@ def kick_gate(kick_runtime, request):
             pytest.fail(f"{verdict.message}{note} ({'see ' if isinstance(flips, Path) else ''}{flips})", pytrace=False)
         if verdict.status == Verdict.INCONCLUSIVE:
             pytest.skip(verdict.message.splitlines()[0])
+        if verdict.status == Verdict.UNDECIDED:
+            if kick_runtime.config.undecided == "fail":
+                pytest.fail(f"{verdict.message}\n  (--kick-undecided fail)", pytrace=False)
+            warnings.warn(KickWarning(verdict.warning), stacklevel=4)
         return verdict
 
     return _counting_judge_usage(check, kick_runtime, request.node)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pytest_kick import chance, stats
+from pytest_kick import chance, sequential, stats
 from pytest_kick.finite import check_scores
 from pytest_kick.record import Verdict
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
@@ -62,6 +62,12 @@ class GateResult:
     p_value: float | None = None  # exact McNemar test of dense vs compressed (0/1 scores only)
     warning: str | None = None  # e.g. the interval straddles the threshold: n cannot resolve the tolerance
     stat: str = "point"
+    items_used: int | None = None  # sequential: the items the decision was reached on (None: all n)
+    budget: int | None = None  # sequential: the item budget
+    bound_low: float | None = None  # sequential: the drop's bounds at the stop, at error rate alpha each way
+    bound_high: float | None = None
+    alpha: float | None = None
+    smallest_drop: float | None = None  # undecided: the smallest drop the budget could have shown
 
     @property
     def passed(self) -> bool:
@@ -109,6 +115,10 @@ def judge(
     stat: str = "point",
     seed: int = 0,
     figure: Callable[[float], float] | None = None,
+    score_range: tuple[float, float] | None = None,
+    budget: int | None = None,
+    alpha: float = 0.05,
+    dense_informative: bool | None = None,
 ) -> GateResult:
     """Compare per-item scores of dense and compressed on the same items.
 
@@ -125,6 +135,11 @@ def judge(
     it. One-sided, because the gate asks a one-directional question (is the loss larger than
     allowed?); a two-sided 95 % interval would spend half its error rate on the other direction and
     lose power at the same false-failure rate.
+
+    ``stat="sequential"`` (sequential.py) takes the pairs in evaluation order, which may stop short of
+    ``budget`` items: NOT_MATCHING or MATCHING when shown with error <= ``alpha``, UNDECIDED when the budget ran
+    out first. It needs the task's ``score_range`` and a plain mean (no ``figure``); without them the case is
+    judged by ``ci`` on the whole budget.
     """
     if len(dense) != len(compressed):
         raise ValueError(f"paired scores differ in length: dense {len(dense)}, compressed {len(compressed)}")
@@ -137,7 +152,9 @@ def judge(
     threshold = tolerance.threshold(d, higher_is_better)
     drop = relative_drop(d, c, higher_is_better)
     lost, kept, gained = flips(dense, compressed, higher_is_better)
-    at_floor = not informative(dense, floor, higher_is_better, seed)
+    if dense_informative is None:  # a sequential case's caller checked its whole budget's dense run
+        dense_informative = informative(dense, floor, higher_is_better, seed)
+    at_floor = not dense_informative
     low = high = lower = p_value = warning = None
     if n:
         low, high = stats.drop_interval(dense, compressed, higher_is_better=higher_is_better, seed=seed, figure=figure)
@@ -145,22 +162,66 @@ def judge(
         if all(v in (0, 1) for v in (*dense, *compressed)):
             p_value = stats.mcnemar_exact(dense, compressed)
     allowed = drop_allowed(tolerance, d)  # the tolerance as a relative drop
+    if stat == "sequential" and not sequential_applies(score_range, figure):
+        stat = "ci"
+    extra = {}
     point_fails = (c < threshold - 1e-12) if higher_is_better else (c > threshold + 1e-12)
     if at_floor:
         status = Verdict.INCONCLUSIVE
+    elif stat == "sequential":
+        status, extra = _sequential(dense, compressed, tolerance, higher_is_better, score_range, budget, alpha)
     elif stat == "ci":
         status = Verdict.NOT_MATCHING if lower is not None and lower > allowed + 1e-12 else Verdict.MATCHING
     else:
         status = Verdict.NOT_MATCHING if point_fails else Verdict.MATCHING
-    if not at_floor and low is not None and low <= allowed <= high:
+    if stat != "sequential" and not at_floor and low is not None and low <= allowed <= high:
         warning = (
             f"n={n} cannot resolve a {tolerance} drop on {task}: the 95% interval of the drop "
             f"[{low * 100:.1f}%, {high * 100:.1f}%] straddles the tolerance"
         )
+    if status == Verdict.UNDECIDED:
+        warning = (
+            f"{task}: {label} undecided after all {n} items of the budget: neither a drop beyond {tolerance} "
+            f"nor one within it is shown at error rate {alpha:g}; the smallest drop this budget could have shown "
+            f"is about {extra['smallest_drop'] * 100:.1f}% (raise --kick-limit for a decision)"
+        )
     verdict = GateResult(
-        status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value, warning, stat
+        status, d, c, threshold, drop, n, lost, kept, gained, "", low, high, lower, p_value, warning, stat, **extra
     )
     return GateResult(**{**verdict.__dict__, "message": describe(task, label, verdict, tolerance, metric, floor)})
+
+
+def sequential_applies(score_range, figure) -> bool:
+    """The sequential rule bets on bounded scores averaged as they are: a task with a score range and no figure
+    (perplexity's exp of a mean log-loss is unbounded) qualifies."""
+    return score_range is not None and figure is None
+
+
+def _sequential(dense, compressed, tolerance: Tolerance, higher_is_better, score_range, budget, alpha):
+    """(status, GateResult fields) of the sequential decision (sequential.decide) on pairs in evaluation order."""
+    boundary = sequential.Boundary(
+        tolerance.value, tolerance.kind == "relative", higher_is_better, float(score_range[0]), float(score_range[1])
+    )
+    try:
+        decision = sequential.decide(dense, compressed, boundary, alpha, budget)
+    except ValueError as err:
+        raise ValueError(f"sequential gate: {err}") from None
+    dense_mean = _mean(dense)
+    bound_low, bound_high = sequential.drop_bounds(decision, boundary, dense_mean)
+    status = {
+        sequential.MATCHING: Verdict.MATCHING,
+        sequential.NOT_MATCHING: Verdict.NOT_MATCHING,
+        sequential.UNDECIDED: Verdict.UNDECIDED,
+    }[decision.status]
+    extra = {
+        "items_used": decision.used,
+        "budget": decision.budget,
+        "bound_low": bound_low,
+        "bound_high": bound_high,
+        "alpha": alpha,
+        "smallest_drop": sequential.smallest_drop(decision, boundary, dense_mean),
+    }
+    return status, extra
 
 
 def informative(
@@ -180,6 +241,17 @@ def drop_allowed(tolerance: Tolerance, dense: float) -> float:
     if tolerance.kind == "relative":
         return tolerance.value
     return tolerance.value / abs(dense) if dense else math.inf
+
+
+def sequential_text(v: GateResult) -> str:
+    """``decided on 64 of 1000 items: drop >= 21.3% (error <= 5%)``: the sequential evidence at the stop."""
+    error = f"error <= {v.alpha * 100:g}%"
+    used = f"{v.items_used} of {v.budget} items"
+    if v.status == Verdict.NOT_MATCHING:
+        return f"not matching shown on {used}: drop >= {v.bound_low * 100:.1f}% ({error})"
+    if v.status == Verdict.MATCHING:
+        return f"matching shown on {used}: drop <= {v.bound_high * 100:.1f}% ({error})"
+    return f"undecided on {used}: drop in [{v.bound_low * 100:.1f}%, {v.bound_high * 100:.1f}%] ({error} each way)"
 
 
 def chance_text(floor: float | Sequence[float] | None) -> str:
@@ -206,6 +278,8 @@ def describe(
             f"{task}: inconclusive for {label}: dense {metric} {v.dense:.3f} (n={v.n}) is not significantly above "
             f"the task's floor ({chance_text(floor)}); a model that knows nothing here cannot show a loss"
         )
+    elif v.status == Verdict.UNDECIDED:
+        head = f"{task}: {label} is undecided against dense (tolerance {tolerance}): the item budget ran out"
     elif v.status == Verdict.NOT_MATCHING:
         head = f"{task}: {label} is not matching dense (tolerance {tolerance})"
     else:
@@ -216,6 +290,8 @@ def describe(
         f"  threshold {v.threshold:.3f}",
         f"  {v.lost} {'answer' if v.lost == 1 else 'answers'} lost, {v.kept} kept, {v.gained} gained",
     ]
+    if v.items_used is not None:
+        lines.append(f"  {sequential_text(v)}")
     if v.drop_low is not None:
         evidence = f"  95% CI of drop [{v.drop_low * 100:.1f}%, {v.drop_high * 100:.1f}%]"
         evidence += f", one-sided 95% lower bound {v.drop_lower_bound * 100:.1f}%"

@@ -102,9 +102,28 @@ OPTIONS = [
     ),
     Option(
         "stat",
-        "point",
-        "point: judge the drop's point estimate (warn when its 95%% interval straddles the "
-        "threshold); ci: fail only when the drop is beyond tolerance with 95%% confidence",
+        None,
+        "sequential: evaluate in rounds (32 items, doubling) and stop as soon as matching or not matching is "
+        "shown with error <= --kick-alpha (default; point under --kick-protocol kick); point: judge the drop's "
+        "point estimate on every item; ci: fail only when the drop is beyond tolerance with 95%% confidence",
+    ),
+    Option("alpha", "0.05", "sequential: the error rate of each decision (showing matching, showing not matching)"),
+    Option(
+        "undecided",
+        "pass",
+        "sequential: what a case whose budget ran out before a decision does: pass (with a warning) or fail",
+    ),
+    Option(
+        "family",
+        "case",
+        "sequential: case (alpha per case) or session (alpha split over the session's compressed cases, so the "
+        "chance that any lossless variant fails is <= alpha)",
+    ),
+    Option(
+        "plan",
+        None,
+        "before anything is compressed, print per task the item budget and the smallest drop it can show",
+        flag=True,
     ),
     Option(
         "baseline-dir",

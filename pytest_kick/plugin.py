@@ -186,6 +186,19 @@ def pytest_pycollect_makeitem(collector, name, obj):
     return kept
 
 
+def pytest_report_header(config):
+    """--kick-plan: what each task's item budget can show, before anything is loaded or compressed."""
+    kick = config.stash.get(CONFIG_KEY, None)
+    if kick is None or not kick.plan or hasattr(config, "workerinput"):
+        return None
+    from pytest_kick import power_plan  # lazy: only --kick-plan needs it
+
+    try:
+        return power_plan.lines(config.stash[fixtures.RUNTIME_KEY])
+    except KickError as err:
+        raise pytest.UsageError(f"--kick-plan: {err}") from None
+
+
 def pytest_report_collectionfinish(config, start_path, items):
     unselected = config.stash.get(UNSELECTED_KEY, [])
     lines = config.stash.get(collection.UNCOLLECTED_KEY, [])

@@ -16,13 +16,15 @@ from typing import Any
 
 
 class Verdict(str, Enum):
-    """A case's status. Compressed cases: matching, not matching, inconclusive (dense at chance). The dense case:
+    """A case's status. Compressed cases: matching, not matching, inconclusive (dense at chance),
+    undecided (the sequential gate's budget ran out). The dense case:
     sane (it can show a loss), broken (empty output), inconclusive. Either: judge-error (too many items without a
     judgment for any verdict)."""
 
     MATCHING = "matching"
     NOT_MATCHING = "not matching"
     INCONCLUSIVE = "inconclusive"
+    UNDECIDED = "undecided"  # --kick-stat sequential: the item budget ran out before either decision
     SANE = "sane"
     BROKEN = "broken"
     JUDGE_ERROR = "judge-error"
@@ -60,6 +62,13 @@ class CaseRecord:
     drop_lower_bound: float | None = None  # one-sided 95 % lower bound
     p_value: float | None = None  # exact McNemar
     stat: str | None = None
+    items_used: int | None = None  # items the compressed model was evaluated on (sequential: may stop early)
+    budget: int | None = None  # the item budget (--kick-limit, or all)
+    bound_low: float | None = None  # sequential: the drop's bounds at the stop, at the case's alpha
+    bound_high: float | None = None
+    alpha: float | None = None  # sequential: the error rate of this case's decisions
+    family: str | None = None  # sequential: "case" or "session" (alpha split over the session's cases)
+    smallest_drop: float | None = None  # undecided: the smallest drop the budget could have shown
     tolerance: str | None = None
     lost: int | None = None
     kept: int | None = None

@@ -19,6 +19,7 @@ STYLE = {
     Verdict.MATCHING: "green",
     Verdict.NOT_MATCHING: "bold red",
     Verdict.INCONCLUSIVE: "yellow",
+    Verdict.UNDECIDED: "cyan",
     Verdict.SANE: "green",
     Verdict.BROKEN: "bold red",
     Verdict.JUDGE_ERROR: "bold magenta",
@@ -33,12 +34,36 @@ def _cell(record: CaseRecord) -> str:
         text = "error" if status is None else status
         return f"[{style}]{text}[/]" if style else text
     drop = record.drop or 0.0
-    mark = {Verdict.MATCHING: "✓", Verdict.NOT_MATCHING: "✗", Verdict.INCONCLUSIVE: "?"}.get(status, "")
+    mark = {Verdict.MATCHING: "✓", Verdict.NOT_MATCHING: "✗", Verdict.INCONCLUSIVE: "?", Verdict.UNDECIDED: "~"}.get(
+        status, ""
+    )
     interval = ""
     if record.drop_low is not None:
         interval = f" CI {-record.drop_high * 100 + 0.0:+.0f}..{-record.drop_low * 100 + 0.0:+.0f}%"
     flips = "" if record.lost is None else f" -{record.lost}/+{record.gained}"
-    return f"[{style}]{record.compressed:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}[/]"
+    return f"[{style}]{record.compressed:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}{used_text(record)}[/]"
+
+
+def used_text(record: CaseRecord) -> str:
+    """`` 64/1000``: a sequential case's items used out of its budget (empty for the other rules)."""
+    if record.stat != "sequential" or record.items_used is None:
+        return ""
+    return f" {record.items_used}/{record.budget}"
+
+
+def stat_line(kick) -> str:
+    """Which rule judged the run, at what error rate, over which family of decisions."""
+    if kick.stat != "sequential":
+        return f"verdicts: --kick-stat {kick.stat}"
+    family = (
+        f"alpha {kick.alpha:g} split over the session's compressed cases (--kick-family session)"
+        if kick.family == "session"
+        else f"alpha {kick.alpha:g} per case (--kick-family case)"
+    )
+    return (
+        f"verdicts: --kick-stat sequential, each decision's error <= {family}; "
+        f"items used / budget per case in the table; an undecided case {kick.undecided}s"
+    )
 
 
 def compression_line(model: str, c: dict) -> str:
@@ -127,7 +152,9 @@ def table(records: list[CaseRecord]):
     searches = {(r.task, r.model, r.compressor): r for r in records if r.search}
     records = [r for r in records if not r.is_search]
     ratios = sorted({r.ratio for r in records if r.ratio is not None}, key=ratio_key)
-    out = Table(title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive")
+    out = Table(
+        title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive ~ undecided"
+    )
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
     for ratio in ratios:

@@ -16,6 +16,7 @@ def markdown(records: list[CaseRecord], meta: dict) -> str:
         Verdict.MATCHING: "✅ matching",
         Verdict.NOT_MATCHING: "❌ not matching",
         Verdict.INCONCLUSIVE: "⚠️ inconclusive",
+        Verdict.UNDECIDED: "➖ undecided (budget ran out)",
         Verdict.SANE: "✅ sane",
         Verdict.BROKEN: "❌ broken",
         Verdict.JUDGE_ERROR: "⛔ judge errors, no verdict",
@@ -23,8 +24,8 @@ def markdown(records: list[CaseRecord], meta: dict) -> str:
     lines = [f"## pytest-kick: {meta.get('title', 'compressed vs dense')}", ""]
     lines += [
         "| task | model | compressor | ratio | dense | compressed | drop | 95% CI of drop | lost / kept / gained "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| items used | bound at the stop | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def num(value, fmt):
@@ -42,7 +43,7 @@ def markdown(records: list[CaseRecord], meta: dict) -> str:
             f"| {r.task} | {r.model} | {r.row} | {r.ratio or ''} | "
             f"{dense_cell(r)} | {num(r.compressed, '.3f')} | "
             f"{'' if r.drop is None else format(r.drop * 100, '.1f') + '%'} | {interval} | {flips} | "
-            f"{icon.get(r.verdict, r.verdict or r.outcome)} |"
+            f"{_used(r)} | {_bound(r)} | {icon.get(r.verdict, r.verdict or r.outcome)} |"
         )
     lines += markdown_recovery(records)
     searches = [r for r in records if r.search]
@@ -67,3 +68,19 @@ def markdown(records: list[CaseRecord], meta: dict) -> str:
             lines.append(f"\n{key}: {meta[key]}")
     lines += [f"\n{line}" for line in choices_lines(records) + judge_lines(records)]
     return "\n".join(lines) + "\n"
+
+
+def _used(r: CaseRecord) -> str:
+    return "" if r.items_used is None or r.is_dense else f"{r.items_used} / {r.budget}"
+
+
+def _bound(r: CaseRecord) -> str:
+    """The sequential bound at the stop: the side that decided, both for an undecided case."""
+    if r.bound_low is None or r.bound_high is None:
+        return ""
+    error = f"error ≤ {r.alpha:g}"
+    if r.verdict == Verdict.NOT_MATCHING:
+        return f"drop ≥ {r.bound_low * 100:.1f}% ({error})"
+    if r.verdict == Verdict.MATCHING:
+        return f"drop ≤ {r.bound_high * 100:.1f}% ({error})"
+    return f"drop in [{r.bound_low * 100:.1f}%, {r.bound_high * 100:.1f}%]"

@@ -14,7 +14,7 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from pytest_kick import flip_report, gate, judge, tasks
+from pytest_kick import flip_report, gate, judge, sequential_run, tasks
 from pytest_kick.baseline import TaskResult
 from pytest_kick.cases import KickCase
 from pytest_kick.dense import DenseBaselines
@@ -53,6 +53,7 @@ class Runtime:
         self.judges = None  # a judge replacing the tasks' scorers (--kick-judge): judge/session.py, on first use
         self._compressed: dict = {}  # (model, compressor, ratio, task, recovery) -> (TaskResult, seconds per item)
         self._recoveries = None  # recover.session.Recoveries, with --kick-recover
+        self.family_size = sequential_run.family_size(config)  # --kick-family session splits alpha over them
 
     # --- models, variants and engines (models/pool.py, engines/factory.py) ------------------------
 
@@ -163,10 +164,16 @@ class Runtime:
 
     # --- evaluation ---------------------------------------------------------------------------
 
-    def verdict(self, case: KickCase, dense: TaskResult, compressed: TaskResult, tolerance, floor):
+    def verdict(
+        self, case: KickCase, dense: TaskResult, compressed: TaskResult, tolerance, floor, budget: int | None = None
+    ):
         """The gate's answer (gate.GateResult) for the case's paired results, with its task's direction, metric
-        and figure and the session's --kick-stat and seed: the grid's cases and the search's levels alike."""
+        and figure and the session's --kick-stat and seed: the grid's cases and the search's levels alike.
+
+        ``budget``: a sequential case's item budget, its pairs given in evaluation order (possibly fewer); the
+        caller has checked that the budget's dense run is above chance (``floor`` is then only reported)."""
         task = self.task(case.task)
+        rounds = sequential_run.applies(self, case.task)
         return gate.judge(
             task=case.task,
             label=case.label,
@@ -176,19 +183,32 @@ class Runtime:
             higher_is_better=task.higher_is_better,
             floor=floor,
             metric=task.metric,
-            stat=self.config.stat,
+            stat=self.config.stat if rounds or self.config.stat != "sequential" else "ci",
             seed=self.config.seed,
             figure=getattr(task, "figure", None),
+            score_range=tasks.score_range(task),
+            budget=budget if rounds else None,
+            alpha=sequential_run.case_alpha(self.config, self.family_size),
+            dense_informative=True if rounds and budget is not None else None,
         )
 
-    def evaluate(self, case: KickCase) -> TaskResult:
+    def evaluate_gated(self, case: KickCase, dense: TaskResult, tolerance, floor) -> TaskResult:
+        """The case's results for its verdict: under the sequential rule only the items it needed, in evaluation
+        order (sequential_run.py); otherwise every item."""
+        if sequential_run.applies(self, case.task) and not case.recovery:
+            return sequential_run.evaluate_in_rounds(self, case, dense, tolerance, floor)
+        return self.evaluate(case)
+
+    def evaluate(self, case: KickCase, subset=None) -> TaskResult:
         """Per-item results of the case's model variant on its task: the task's requests, answered by the engine
-        (with the case's recovery applied around them, if any)."""
+        (with the case's recovery applied around them, if any). ``subset``: only these items (a sequential
+        round); only a whole evaluation is kept for recovery to compare against."""
         loaded = None
         if self.engines.entry.local_weights:  # a served variant is whatever its server serves
             loaded = self.use_variant(case.model, case.compressor, case.ratio)
         task = self.task(case.task)
         _, shots, items = self.data(case.task)
+        items = items if subset is None else list(subset)
         engine = self.engine(case.model, not case.is_dense)
         if case.recovery:
             self.compressed_result(case)  # first: the reference the recovered case is measured against
@@ -211,7 +231,7 @@ class Runtime:
             f"{case.task} on {case.model_name} {case.label}",
             allow_nan=self.judged_task(case.task),
         )  # never a verdict, never a stored baseline
-        if not case.is_dense:
+        if not case.is_dense and subset is None:
             self._compressed.setdefault((*case.variant, case.task, case.recovery), (result, seconds))
         return result
 

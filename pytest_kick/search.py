@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 VerdictFn = Callable[[float], "tuple[bool, Any]"]
+SPARSITY_LIMIT = 0.8  # a pruner's search runs from dense towards this sparsity
+QUANT_LADDER = ("w8", "w4g128", "w3g128", "w2g128")  # a quantizer's levels, more compression to the right
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_kick import fixtures, gate, item_errors, tasks
+from pytest_kick import fixtures, gate, item_errors, sequential_run, tasks
 from pytest_kick.cases import KickCase
 from pytest_kick.compress import info as compressor_info
 from pytest_kick.formats import confidence, reading_text
 from pytest_kick.models import registry
 from pytest_kick.record import Verdict, put
 from pytest_kick.runtime import Runtime
-from pytest_kick.search import Axis, SearchResult, search, sparsity_axis
+from pytest_kick.search import QUANT_LADDER, SPARSITY_LIMIT, Axis, SearchResult, search, sparsity_axis
 
-SPARSITY_LIMIT = 0.8
 COARSE_SPACING = 0.2  # sparsity between coarse-grid levels, whatever the resolution
-QUANT_LADDER = ("w8", "w4g128", "w3g128", "w2g128")  # more compression to the right
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,8 @@ def _info(ratio: str, verdict: gate.GateResult, achieved: float | None) -> dict:
     return {
         "ratio": ratio,
         "verdict": verdict.status,
+        "items_used": verdict.items_used,
+        "budget": verdict.budget,
         "compressed": verdict.compressed,
         "drop": verdict.drop,
         "drop_low": verdict.drop_low,
@@ -107,8 +107,9 @@ def run_search(runtime: Runtime, case: SearchCase, dense, tolerance: gate.Tolera
     def verdict(level: float):
         ratio = ratio_of(case, level)
         variant = KickCase(case.task, case.model, case.compressor, ratio)
-        compressed = runtime.evaluate(variant)
-        v = runtime.verdict(variant, dense, compressed, tolerance, floor)
+        compressed = runtime.evaluate_gated(variant, dense, tolerance, floor)
+        paired, budget = sequential_run.paired(runtime, variant, dense, compressed)
+        v = runtime.verdict(variant, paired, compressed, tolerance, floor, budget)
         report = runtime.compression.get(variant.variant)
         info = _info(ratio, v, None if report is None else report.achieved)
         runtime.ui.message(
@@ -137,18 +138,30 @@ def result_record(case: SearchCase, result: SearchResult) -> dict:
         "largest_matching": reading(result.largest_matching),
         "largest_safe": reading(result.largest_safe),
         "points": [p.info for p in result.points],
+        "smallest_not_matching": _smallest_not_matching(case, result),
         "evaluations": result.evaluations,
         "complete": result.complete,
     }
 
 
+def _smallest_not_matching(case: SearchCase, result: SearchResult) -> str | None:
+    """The least compressed level whose verdict was not matching (under the sequential rule: shown not matching,
+    at its stated error rate); an undecided level is neither shown matching nor shown not matching."""
+    failing = [p.level for p in result.points if p.info["verdict"] == Verdict.NOT_MATCHING]
+    return level_record(case, min(failing)) if failing else None
+
+
 def summary(case: SearchCase, record: dict) -> str:
     what = "fewest bits" if record["axis"] == "bits" else "largest sparsity"
+    shown = record.get("smallest_not_matching")
+    error = ""
+    if record.get("alpha") is not None:
+        error = f" (sequential: each level's decision at error <= {record['alpha']:g})"
     return (
         f"{case.task}: {case.compressor} on {case.model_name}, {what} matching dense: "
         f"largest matching {reading_text(record['largest_matching'])}; "
         f"largest with every lower level matching {reading_text(record['largest_safe'])}; "
-        f"{record['evaluations']} levels evaluated"
+        f"smallest not matching {shown or 'none'}; {record['evaluations']} levels evaluated{error}"
     )
 
 
@@ -176,6 +189,8 @@ def check(runtime: Runtime, node, case: SearchCase, tolerance, dense_of, chance_
         )
     result = run_search(runtime, case, dense, tolerance, floor)
     record = result_record(case, result)
+    if sequential_run.applies(runtime, case.task):
+        record["alpha"] = sequential_run.case_alpha(runtime.config, runtime.family_size)
     status = Verdict.NOT_MATCHING if record["largest_matching"]["level"] is None else Verdict.MATCHING
     put(node, **props, search=record, verdict=status)
     text = summary(case, record)

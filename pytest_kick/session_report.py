@@ -42,6 +42,7 @@ class SessionReport:
             tr.write(kick_report.render(self.records, color=tr.hasmarkup))
         else:
             tr.write_line("no kick case ran")
+        tr.write_line(kick_report.stat_line(self.kick))
         for line in kick_report.baseline_lines(self.records, os.path.relpath):
             tr.write_line(line)
         for line in kick_report.choices_lines(self.records):
@@ -110,6 +111,6 @@ class SessionReport:
             "judge": report_judge.judge_summary(self.records),
             "environment": {"python": platform.python_version(), "platform": platform.platform(), **package_versions()},
             "protocol": self.kick.protocol,
-            "stat": self.kick.stat,
+            "stat": kick_report.stat_line(self.kick).removeprefix("verdicts: "),
             "data": "; ".join(sorted({f"{r.task}: {r.data_source}" for r in self.records if r.data_source})),
         }

@@ -72,7 +72,8 @@ def test_suite_on_smollm2_keeps_knowledge_at_low_sparsity_and_loses_it_at_high(p
     }
     assert cases["denseNone"]["dense"] >= 0.75, cases["denseNone"]
     assert cases["denseNone"]["verdict"] == "sane"
-    assert cases["magnitude0.05"]["verdict"] == "matching"
+    # the sequential gate: kept knowledge is shown matching, or (at this small budget) left undecided, which passes
+    assert cases["magnitude0.05"]["verdict"] in ("matching", "undecided"), cases["magnitude0.05"]
     assert cases["magnitude0.6"]["verdict"] == "not matching"
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()

@@ -6,6 +6,8 @@ import re
 
 from test_plugin import TINY
 
+POINT = ["--kick-stat", "point"]  # these judge ten or fewer items: the point rule, whose mechanics they test
+
 
 def test_run_reports_verdicts_table_and_caches_dense_baseline(pytester, echo_data):
     args = [*TINY, *echo_data, "--kick-ratio", "0.5", "--kick-report", "out/report.json", "-rA"]
@@ -55,7 +57,7 @@ def test_not_matching_fails_with_the_evidence(pytester):
             kick_gate(kick_case, dense, dense if kick_case.is_dense else lost)
         """
     )
-    result = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "test_evidence.py")
+    result = pytester.runpytest(*TINY, *POINT, "--kick-ratio", "0.5", "test_evidence.py")
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     assert "factoid_qa: magnitude@0.5 is not matching dense (tolerance 5% relative)" in out
@@ -78,8 +80,10 @@ def test_tolerance_marker_and_option(pytester):
             kick_gate(kick_case, dense, dense if kick_case.is_dense else comp)
         """
     )
-    pytester.runpytest(*TINY, "--kick-ratio", "0.5", "test_tol.py").assert_outcomes(passed=2)
-    strict = pytester.runpytest(*TINY, "--kick-ratio", "0.5", "--kick-tolerance", "factoid_qa=10%", "test_tol.py")
+    pytester.runpytest(*TINY, *POINT, "--kick-ratio", "0.5", "test_tol.py").assert_outcomes(passed=2)
+    strict = pytester.runpytest(
+        *TINY, *POINT, "--kick-ratio", "0.5", "--kick-tolerance", "factoid_qa=10%", "test_tol.py"
+    )
     strict.assert_outcomes(passed=1, failed=1)
 
 
@@ -107,6 +111,7 @@ def test_a_family_tolerance_covers_its_variants(pytester):
         "0.5",
         "-p",
         "no:cacheprovider",
+        *POINT,
         "test_fam.py",
     ]
     pytester.runpytest(*args).assert_outcomes(passed=2, failed=2)

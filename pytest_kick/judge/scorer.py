@@ -41,6 +41,7 @@ def _sign(x: float) -> int:
 
 class JudgeScorer:
     floor = 1.0
+    score_range = (1.0, 10.0)  # the judge's rating scale
     higher_is_better = True
 
     def __init__(self, judge: Judge, family):

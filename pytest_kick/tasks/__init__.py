@@ -125,6 +125,15 @@ def spellings() -> list[str]:
     return found
 
 
+def score_range(task: Task) -> tuple[float, float] | None:
+    """The range every item's score lies in (the task's ``score_range``, else its scorer's); None when unknown
+    (perplexity's log-loss): the sequential gate then judges the whole budget by ``ci``."""
+    found = getattr(task, "score_range", None)
+    if found is None:
+        found = getattr(getattr(task, "scorer", None), "score_range", None)
+    return None if found is None else (float(found[0]), float(found[1]))
+
+
 def figure(task: Task, scores) -> float:
     """The task's figure for per-item scores: the mean, or the task's ``figure`` of the mean."""
     mean = sum(scores) / len(scores) if scores else 0.0

@@ -45,6 +45,7 @@ class MultipleChoice(_FileTask):
     """
 
     metric = "accuracy"
+    score_range = (0.0, 1.0)  # every item scores within it (the sequential gate bets on that)
     higher_is_better = True
 
     def __init__(

@@ -96,6 +96,7 @@ class FactoidQA(OneRequestPerItem):
     metric = "accuracy"
     higher_is_better = True
     floor = 0.0
+    score_range = (0.0, 1.0)  # every item scores within it (the sequential gate bets on that)
 
     def load(self, settings: Settings) -> Dataset:
         if settings.data_dir is not None:

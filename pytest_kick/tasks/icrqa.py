@@ -209,6 +209,7 @@ class ICRQA(OneRequestPerItem):
     metric = "exact_match"
     higher_is_better = True
     floor = 0.0
+    score_range = (0.0, 1.0)  # every item scores within it (the sequential gate bets on that)
 
     def __init__(self, variant: str):
         if variant not in VARIANTS:

@@ -91,6 +91,7 @@ class MMLU:
     metric = "accuracy"
     higher_is_better = True
     floor = 0.25
+    score_range = (0.0, 1.0)  # every item scores within it (the sequential gate bets on that)
 
     # --- data ----------------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ class RougeScorer:
     """
 
     floor = 0.0
+    score_range = (0.0, 1.0)  # an F1
     needs_reference = True
 
     def __init__(self, kind: str = "rougeL"):

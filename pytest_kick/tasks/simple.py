@@ -29,6 +29,7 @@ class Generation(_FileTask):
 
     higher_is_better = True
     floor = 0.0
+    score_range = (0.0, 1.0)  # every item scores within it (the sequential gate bets on that)
 
     def __init__(
         self,
