@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from _orderings_plan import EXPERIMENTS, n_of
 
 from pytest_kick import compress  # (no torch: names, ratio kinds and the gate only)
 from pytest_kick.compress import spec
+from pytest_kick.stats import mcnemar_exact
 
 
 def expected(args) -> list[tuple[str, str, str | None]]:
@@ -132,3 +134,18 @@ def paired_difference(a: list[float], b: list[float], boot: int = 2000, seed: in
     diffs = [x - y for x, y in zip(a, b)]
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(boot))
     return sum(diffs) / n, means[int(0.025 * boot)], means[int(0.975 * boot) - 1]
+
+
+def exact_paired_p(a: list[float], b: list[float]) -> tuple[float, str]:
+    """(two-sided p, test): exact McNemar on 0/1 scores; otherwise the exact sign test on the items that differ
+    (ties dropped), both conditional on the discordant items, so exact at any count."""
+    if all(x in (0, 1) for x in (*a, *b)):
+        return mcnemar_exact(a, b), "McNemar"
+    wins = sum(x > y for x, y in zip(a, b))
+    losses = sum(x < y for x, y in zip(a, b))
+    n = wins + losses
+    if n == 0:
+        return 1.0, "sign"
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail), "sign"

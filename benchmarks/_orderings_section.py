@@ -6,14 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from _orderings_plan import KNOWLEDGE
-from _orderings_results import load_cases, paired_difference, per_item
+from _orderings_results import exact_paired_p, load_cases, paired_difference, per_item
+
+ALPHA = 0.05  # two variants are separated only when an exact paired test rejects "no difference" at this level
 
 
-def judged(point: float, low: float, high: float) -> str:
-    """Whether ``a >= b`` holds, from the difference a - b and its interval."""
-    if low > 0:
+def judged(point: float, p: float) -> str:
+    """Whether ``a >= b`` holds, from the difference a - b and the exact paired test's p (the bootstrap interval
+    is printed beside it, but it is too optimistic at a handful of flipped items to separate anything)."""
+    if p < ALPHA and point > 0:
         return "holds (separated)"
-    if high < 0:
+    if p < ALPHA and point < 0:
         return "**reversed** (separated)"
     if point > 0:
         return "holds in the point estimate, not separated at this n"
@@ -54,9 +57,10 @@ def _compare(cases, task, a, b, args, model_name) -> str:
             f"{'holds' if diff >= 0 else 'reversed'} (point estimate; per-item scores unavailable) |"
         )
     point, low, high = paired_difference(sa, sb)
+    p, test = exact_paired_p(sa, sb)
     return (
         f"| {task} | {a[0]}@{a[1]} ≥ {b[0]}@{b[1]} | {fmt_case(ca)} | {fmt_case(cb)} | "
-        f"{point:+.3f} [{low:+.3f}, {high:+.3f}] | {judged(point, low, high)} |"
+        f"{point:+.3f} [{low:+.3f}, {high:+.3f}], {test} p={p:.3g} | {judged(point, p)} |"
     )
 
 
@@ -91,7 +95,8 @@ def section(args) -> str:
         + (f" on the questions of `--mmlu-data-dir` ({mmlu_subjects(args)})" if args.mmlu_data_dir else "")
         + f"; calibration {args.calib_samples} x {args.calib_seqlen} tokens of C4). The paper's figures are "
         f"Vicuna-7B's. Cells: compressed score (relative drop vs dense, its 95% bootstrap CI) ✓ matching / ✗ not. "
-        f"Differences between two variants are paired over the same items (95% paired-bootstrap CI).",
+        f"Differences between two variants are paired over the same items (95% paired-bootstrap CI), and called "
+        f"separated only when an exact paired test (McNemar on 0/1 scores, a sign test otherwise) gives p < {ALPHA}.",
         "",
         "Dense: " + ", ".join(f"{t} {c['dense']:.3f} (n={c['n']})" for t, c in sorted(dense.items())) + ".",
         "",

@@ -77,6 +77,8 @@ def pytest_args(name, tasks, compressors, ratios, shots, args) -> list[str]:
         str(args.calib_seqlen),
         "--kick-report",
         str(out / f"{name}.json"),
+        "--kick-stat",
+        "ci",  # every variant on every item: the orderings pair two variants item by item
         *data,
     ]
 
