@@ -12,7 +12,8 @@ STAMP  := $(VENV)/.kick-installed
 DEMO_SUBJECTS ?= computer_security high_school_computer_science us_foreign_policy
 DEMO_ARGS ?= --kick-model qwen2.5-coder-0.5b --kick-tasks mmlu --kick-data-dir .kick/demo/data \
              --kick-compressor rtn,magnitude --kick-ratio w8,0.5 -rs \
-             --kick-report .kick/demo/report.json --kick-markdown .kick/demo/summary.md --kick-plot .kick/demo/plots
+             --kick-report .kick/demo/report.json --kick-markdown .kick/demo/summary.md --kick-plot .kick/demo/plots \
+             --kick-plan
 
 .PHONY: setup demo test clean
 setup: $(STAMP)

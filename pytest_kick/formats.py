@@ -44,3 +44,14 @@ def reading_text(reading: dict) -> str:
     if reading.get("evidence"):
         notes.append(confidence(reading["evidence"]))
     return f"{reading['level']}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def bound_text(status: str, low: float, high: float, alpha: float) -> str:
+    """The sequential gate's bound at the stop, the side that decided: ``drop >= 21.3% (error <= 5%)``; both
+    sides for an undecided case."""
+    error = f"error <= {alpha * 100:g}%"
+    if status == "not matching":
+        return f"drop >= {low * 100:.1f}% ({error})"
+    if status == "matching":
+        return f"drop <= {high * 100:.1f}% ({error})"
+    return f"drop in [{low * 100:.1f}%, {high * 100:.1f}%] ({error} each way)"

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from pytest_kick import chance, sequential, stats
 from pytest_kick.finite import check_scores
+from pytest_kick.formats import bound_text
 from pytest_kick.record import Verdict
 from pytest_kick.stats import relative_drop  # noqa: F401  (the drop the gate judges; re-exported)
 
@@ -245,13 +246,9 @@ def drop_allowed(tolerance: Tolerance, dense: float) -> float:
 
 def sequential_text(v: GateResult) -> str:
     """``decided on 64 of 1000 items: drop >= 21.3% (error <= 5%)``: the sequential evidence at the stop."""
-    error = f"error <= {v.alpha * 100:g}%"
-    used = f"{v.items_used} of {v.budget} items"
-    if v.status == Verdict.NOT_MATCHING:
-        return f"not matching shown on {used}: drop >= {v.bound_low * 100:.1f}% ({error})"
-    if v.status == Verdict.MATCHING:
-        return f"matching shown on {used}: drop <= {v.bound_high * 100:.1f}% ({error})"
-    return f"undecided on {used}: drop in [{v.bound_low * 100:.1f}%, {v.bound_high * 100:.1f}%] ({error} each way)"
+    head = {Verdict.NOT_MATCHING: "not matching shown", Verdict.MATCHING: "matching shown"}.get(v.status, "undecided")
+    bound = bound_text(v.status.value, v.bound_low, v.bound_high, v.alpha)
+    return f"{head} on {v.items_used} of {v.budget} items: {bound}"
 
 
 def chance_text(floor: float | Sequence[float] | None) -> str:

@@ -3,7 +3,7 @@ recovered cases, the searches, then the run's settings and the judge's account."
 
 from __future__ import annotations
 
-from pytest_kick.formats import ratio_key, reading_text
+from pytest_kick.formats import bound_text, ratio_key, reading_text
 from pytest_kick.record import CaseRecord, Verdict
 from pytest_kick.report import choices_lines, dense_cell
 from pytest_kick.report_judge import judge_lines
@@ -76,11 +76,6 @@ def _used(r: CaseRecord) -> str:
 
 def _bound(r: CaseRecord) -> str:
     """The sequential bound at the stop: the side that decided, both for an undecided case."""
-    if r.bound_low is None or r.bound_high is None:
+    if r.bound_low is None or r.bound_high is None or r.verdict is None:
         return ""
-    error = f"error ≤ {r.alpha:g}"
-    if r.verdict == Verdict.NOT_MATCHING:
-        return f"drop ≥ {r.bound_low * 100:.1f}% ({error})"
-    if r.verdict == Verdict.MATCHING:
-        return f"drop ≤ {r.bound_high * 100:.1f}% ({error})"
-    return f"drop in [{r.bound_low * 100:.1f}%, {r.bound_high * 100:.1f}%]"
+    return bound_text(r.verdict.value, r.bound_low, r.bound_high, r.alpha)

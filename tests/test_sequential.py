@@ -99,10 +99,8 @@ def test_seeded_simulation_false_fails_rarely_and_stops_a_large_drop_early():
     assert sum(d.used for d in big) / len(big) <= 300
 
 
-def test_gate_reports_items_used_and_the_bound_at_the_stop():
-    rng = random.Random(3)
-    dense, compressed = _simulate(rng, 1000, 0.5, 0.6)
-    result = gate.judge(
+def _sequential_gate(dense, compressed, **kwargs):
+    return gate.judge(
         task="t",
         label="magnitude@0.9",
         dense=dense,
@@ -110,8 +108,14 @@ def test_gate_reports_items_used_and_the_bound_at_the_stop():
         tolerance=gate.Tolerance(0.05),
         stat="sequential",
         score_range=(0.0, 1.0),
-        budget=1000,
+        **kwargs,
     )
+
+
+def test_gate_reports_items_used_and_the_bound_at_the_stop():
+    rng = random.Random(3)
+    dense, compressed = _simulate(rng, 1000, 0.5, 0.6)
+    result = _sequential_gate(dense, compressed, budget=1000)
     assert result.status == Verdict.NOT_MATCHING
     assert result.items_used < 1000 and result.budget == 1000
     assert result.bound_low > 0.05  # the drop shown beyond tolerance
@@ -122,15 +126,7 @@ def test_undecided_names_the_smallest_drop_the_budget_could_show():
     dense = [1.0, 0.0] * 20
     compressed = list(dense)
     compressed[0] = 0.0  # one answer lost of 20: neither shown within 5 % nor beyond it at n = 40
-    result = gate.judge(
-        task="t",
-        label="rtn@w8",
-        dense=dense,
-        compressed=compressed,
-        tolerance=gate.Tolerance(0.05),
-        stat="sequential",
-        score_range=(0.0, 1.0),
-    )
+    result = _sequential_gate(dense, compressed)
     assert result.status == Verdict.UNDECIDED
     assert result.items_used == 40 and result.smallest_drop > 0.05
     assert "the smallest drop this budget could have shown is about" in result.warning
