@@ -180,7 +180,7 @@ def judge(
             f"n={n} cannot resolve a {tolerance} drop on {task}: the 95% interval of the drop "
             f"[{low * 100:.1f}%, {high * 100:.1f}%] straddles the tolerance"
         )
-    if status == Verdict.UNDECIDED:
+    if status == Verdict.UNDECIDED and extra["smallest_drop"] is not None:  # the budget ran out (not a round)
         warning = (
             f"{task}: {label} undecided after all {n} items of the budget: neither a drop beyond {tolerance} "
             f"nor one within it is shown at error rate {alpha:g}; the smallest drop this budget could have shown "

@@ -60,9 +60,10 @@ def stat_line(kick) -> str:
         if kick.family == "session"
         else f"alpha {kick.alpha:g} per case (--kick-family case)"
     )
+    undecided = "passes" if kick.undecided == "pass" else "fails"
     return (
         f"verdicts: --kick-stat sequential, each decision's error <= {family}; "
-        f"items used / budget per case in the table; an undecided case {kick.undecided}s"
+        f"items used / budget per case in the table; an undecided case {undecided}"
     )
 
 

@@ -132,6 +132,14 @@ def test_undecided_names_the_smallest_drop_the_budget_could_show():
     assert "the smallest drop this budget could have shown is about" in result.warning
 
 
+def test_a_round_short_of_the_budget_is_undecided_without_a_warning():
+    """Mid-case (32 of 100 items seen) the gate is undecided so far: no budget-ran-out warning, no smallest drop."""
+    dense = [1.0, 0.0] * 16
+    result = _sequential_gate(dense, list(dense), budget=100)
+    assert result.status == Verdict.UNDECIDED
+    assert (result.items_used, result.budget, result.smallest_drop, result.warning) == (32, 100, None, None)
+
+
 def test_without_a_score_range_the_gate_judges_by_ci():
     result = gate.judge(
         task="perplexity",
