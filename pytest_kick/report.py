@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from pytest_kick.files import atomic_write
-from pytest_kick.formats import ratio_key, reading_text
+from pytest_kick.formats import bound_text, ratio_key, reading_text
 from pytest_kick.record import CaseRecord, Verdict
 
 STYLE = {
@@ -38,7 +38,9 @@ def _cell(record: CaseRecord) -> str:
         status, ""
     )
     interval = ""
-    if record.drop_low is not None:
+    if record.stat == "sequential" and record.bound_low is not None and status is not None:
+        interval = ", " + bound_text(status.value, record.bound_low, record.bound_high, record.alpha).split(" (")[0]
+    elif record.drop_low is not None:
         interval = f" CI {-record.drop_high * 100 + 0.0:+.0f}..{-record.drop_low * 100 + 0.0:+.0f}%"
     flips = "" if record.lost is None else f" -{record.lost}/+{record.gained}"
     return f"[{style}]{record.compressed:.3f} ({-drop * 100 + 0.0:+.1f}%{interval}){flips} {mark}{used_text(record)}[/]"
@@ -154,7 +156,8 @@ def table(records: list[CaseRecord]):
     records = [r for r in records if not r.is_search]
     ratios = sorted({r.ratio for r in records if r.ratio is not None}, key=ratio_key)
     out = Table(
-        title="pytest-kick: score (change vs dense, 95% CI) -lost/+gained  ✓ matching ✗ not ? inconclusive ~ undecided"
+        title="pytest-kick: score (change vs dense, 95% CI or the sequential bound) -lost/+gained items used/budget"
+        "  ✓ matching ✗ not ? inconclusive ~ undecided"
     )
     for name in ("task", "model", "compressor", "dense"):
         out.add_column(name, no_wrap=True)
