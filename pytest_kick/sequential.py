@@ -37,6 +37,7 @@ FIRST_ROUND = 32
 EARLY_SHARE = 0.2  # the share of alpha the anytime-valid early stops spend; the budget's fixed-n look spends the rest
 BETS = (0.9, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.08, 0.05, 0.03, 0.02, 0.01)  # of the largest bet that stays >= 0
 MIN_FINAL_N = 30  # below it the final look stays with the bets: a normal bound needs some items
+FINAL_BETS = BETS[:3]  # a small budget's one fixed look: only a large effect can show, so only large bets
 MATCHING, NOT_MATCHING, UNDECIDED = "matching", "not matching", "undecided"
 
 
@@ -103,22 +104,24 @@ class Decision:
 
 class Bets:
     """The two betting supermartingales on a multiset of X values in [0, 1] (kept as counts: 0/1 scores give at
-    most four distinct values, so a look costs the same at 32 items as at 100 000)."""
+    most four distinct values, so a look costs the same at 32 items as at 100 000). ``bets``: the grid mixed
+    (fractions of the largest bet that keeps the capital >= 0); any grid fixed before the data is valid."""
 
-    def __init__(self, xs: Sequence[float]):
+    def __init__(self, xs: Sequence[float], bets: Sequence[float] = BETS):
         self.counts = Counter(xs)
+        self.bets = tuple(bets)
 
     def log_below(self, m: float) -> float:
         """log of the capital betting that the mean of X is below m (large: the mean is below m)."""
         if m >= 1:
             return -math.inf
-        return _log_mixture(self.counts, [-f / (1 - m) for f in BETS], m)
+        return _log_mixture(self.counts, [-f / (1 - m) for f in self.bets], m)
 
     def log_above(self, m: float) -> float:
         """log of the capital betting that the mean of X is above m (large: the mean is above m)."""
         if m <= 0:
             return -math.inf
-        return _log_mixture(self.counts, [f / m for f in BETS], m)
+        return _log_mixture(self.counts, [f / m for f in self.bets], m)
 
     def upper(self, alpha: float) -> float:
         """The anytime-valid upper confidence bound of the mean of X (log_below grows with m)."""
@@ -206,7 +209,7 @@ def decide(
         return Decision(
             UNDECIDED, last, budget, alpha, low + width * bets.lower(early), low + width * bets.upper(early), False
         )
-    return _final(zs, budget, alpha, Bets(xs), low, width)
+    return _final(zs, budget, alpha, low, width)
 
 
 def _early(status: str, n: int, budget: int, alpha: float, bets: Bets, low: float, width: float) -> Decision:
@@ -215,13 +218,14 @@ def _early(status: str, n: int, budget: int, alpha: float, bets: Bets, low: floa
     return Decision(status, n, budget, alpha, z_low, z_high, n == budget)
 
 
-def _final(zs: Sequence[float], budget: int, alpha: float, bets: Bets, low: float, width: float) -> Decision:
+def _final(zs: Sequence[float], budget: int, alpha: float, low: float, width: float) -> Decision:
     """The budget's fixed-n look with the alpha the early looks left: a one-sided normal bound of the mean of Z
     each way (with few items, the bets at that alpha instead)."""
     rest = alpha * (1 - EARLY_SHARE)
     n = len(zs)
-    if n < MIN_FINAL_N:
-        z_low, z_high = low + width * bets.lower(rest), low + width * bets.upper(rest)
+    if n < MIN_FINAL_N:  # one look, fixed in advance: a mixture of the large bets alone is a valid test
+        final = Bets([min(1.0, max(0.0, (z - low) / width)) for z in zs], FINAL_BETS)
+        z_low, z_high = low + width * final.lower(rest), low + width * final.upper(rest)
         spread = None
     else:
         mean = math.fsum(zs) / n
