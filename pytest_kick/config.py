@@ -73,6 +73,8 @@ class KickConfig:
     judge_url: str | None = None  # openai: judge: the API root
     judge_key_env: str | None = None  # openai: judge: the variable holding the key (None: OPENAI_API_KEY)
     judge_concurrency: int = 8
+    judge_timeout: float = 120.0  # openai: judge: seconds per reply
+    judge_retries: int = 4  # openai: judge: retries of a failed request
     recover: tuple[str, ...] = ()  # recovery methods run on each compressed variant (none: empty)
     recover_data: Path | None = None  # --kick-recover-data DIR (None: calibration's C4 documents)
     recover_steps: int = 100

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pytest_kick import extensions
 from pytest_kick import tasks as registry_tasks
+from pytest_kick.config_served import seconds
 from pytest_kick.config_values import whole_number
 from pytest_kick.errors import KickError
 from pytest_kick.judge import entry as judge_entry
@@ -22,11 +23,13 @@ from pytest_kick.judge import judgeable, parse_spec
 from pytest_kick.models import registry
 
 INSTALL = "pip install 'pytest-kick[judge]'"
-OPTIONS = ("judge-url", "judge-key-env", "judge-concurrency")  # the --kick-judge-* options a judge may take
+# the --kick-judge-* options a judge may take
+OPTIONS = ("judge-url", "judge-key-env", "judge-concurrency", "judge-timeout", "judge-retries")
 
 
 def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
-    """The KickConfig fields of the judge: judge, judge_url, judge_key_env, judge_concurrency.
+    """The KickConfig fields of the judge: judge, judge_url, judge_key_env, judge_concurrency, judge_timeout,
+    judge_retries.
 
     ``chosen`` are the tasks the session gates (a judge that scores none of them is a mistake). The judge's
     own checks are its registry entry's ``settings`` (the bundled ones below).
@@ -49,6 +52,8 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
         "judge_url": None,
         "judge_key_env": None,
         "judge_concurrency": whole_number(flag("judge-concurrency"), text["judge-concurrency"], 1),
+        "judge_timeout": seconds(flag("judge-timeout"), text["judge-timeout"]),
+        "judge_retries": whole_number(flag("judge-retries"), text["judge-retries"], 0),
     }
     if judge.backend is None:  # the tasks' own scorers
         return found

@@ -210,7 +210,9 @@ def kick_gate(kick_runtime, request):
                 f"rerun with --kick-regen (baseline files) or delete the cache entry"
             )
         tolerance = _tolerance(kick_runtime, node, case.task)
-        verdict = kick_runtime.verdict(case, dense, compressed, tolerance, floor, budget)
+        verdict = kick_runtime.verdict(case, dense, compressed, tolerance, floor, budget, screen)
+        if screen is not None and screen.decision:  # the worst case's two readings (judge/worst_case.py)
+            put(node, judge_errors=screen.record())
         report = kick_runtime.compression.get(case.variant)
         put(
             node,

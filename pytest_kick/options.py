@@ -175,6 +175,13 @@ OPTIONS = [
         "judge-key-env", None, "openai: judge: the environment variable holding the API key (default: OPENAI_API_KEY)"
     ),
     Option("judge-concurrency", "8", "openai: judge: requests in flight at once"),
+    Option("judge-timeout", "120", "openai: judge: seconds to wait for one reply before retrying it"),
+    Option(
+        "judge-retries",
+        "4",
+        "openai: judge: retries of a failed request (5xx, 429, timeout, dropped connection, a reply that is not "
+        "a chat completion) before its item is a judge error",
+    ),
     Option(
         "export",
         None,

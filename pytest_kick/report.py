@@ -245,6 +245,15 @@ def _finite(value):
     return value
 
 
+def _case(record: CaseRecord) -> dict:
+    """A case of the JSON report: its record, with a judge-error case's outcome ``error`` as the terminal says
+    (pytest's own outcome is ``failed``; the case has no verdict, so nothing failed)."""
+    found = record.as_dict()
+    if record.verdict == Verdict.JUDGE_ERROR and found.get("outcome") == "failed":
+        found["outcome"] = "error"
+    return found
+
+
 def write_json(records: list[CaseRecord], path: Path, meta: dict) -> None:
-    body = _finite({"meta": {"format": FORMAT, **meta}, "cases": [r.as_dict() for r in records]})
+    body = _finite({"meta": {"format": FORMAT, **meta}, "cases": [_case(r) for r in records]})
     atomic_write(path, json.dumps(body, indent=1, default=str, allow_nan=False))

@@ -22,6 +22,7 @@ from pytest_kick.engines.base import Runner
 from pytest_kick.engines.factory import Engines
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.finite import NonFinite, check_scores
+from pytest_kick.judge import worst_case
 from pytest_kick.judge.errors import kept_items
 from pytest_kick.model_pool import ModelPool, share_cpu  # noqa: F401  (share_cpu: imported from here by tests)
 from pytest_kick.recover.session import Recoveries
@@ -165,20 +166,38 @@ class Runtime:
     # --- evaluation ---------------------------------------------------------------------------
 
     def verdict(
-        self, case: KickCase, dense: TaskResult, compressed: TaskResult, tolerance, floor, budget: int | None = None
+        self,
+        case: KickCase,
+        dense: TaskResult,
+        compressed: TaskResult,
+        tolerance,
+        floor,
+        budget: int | None = None,
+        screen=None,
     ):
         """The gate's answer (gate.GateResult) for the case's paired results, with its task's direction, metric
         and figure and the session's --kick-stat and seed: the grid's cases and the search's levels alike.
 
         ``budget``: a sequential case's item budget, its pairs given in evaluation order (possibly fewer); the
-        caller has checked that the budget's dense run is above chance (``floor`` is then only reported)."""
+        caller has checked that the budget's dense run is above chance (``floor`` is then only reported).
+        With a judge ``screen`` holding compressed judge errors, the worst case decides (judge/worst_case.py)."""
         task = self.task(case.task)
+        if screen is not None and screen.worst is not None:
+            at = task.floor if isinstance(floor, (list, tuple)) else floor  # per-item levels follow the kept items
+            decision = worst_case.decide(
+                *screen.worst, task.floor, lambda d, c: self._gate(case, task, d, c, tolerance, at, budget)
+            )
+            screen.decision = decision.record()
+            return decision.result
+        return self._gate(case, task, dense.scores, compressed.scores, tolerance, floor, budget)
+
+    def _gate(self, case: KickCase, task, dense: list, compressed: list, tolerance, floor, budget=None):
         rounds = sequential_run.applies(self, case.task)
         return gate.judge(
             task=case.task,
             label=case.label,
-            dense=dense.scores,
-            compressed=compressed.scores,
+            dense=dense,
+            compressed=compressed,
             tolerance=tolerance,
             higher_is_better=task.higher_is_better,
             floor=floor,

@@ -81,7 +81,8 @@ def evaluate_in_rounds(runtime, case, dense: TaskResult, tolerance, floor) -> Ta
         done.append(runtime.evaluate(case, ordered[seen:look]))
         seen = look
         partial = _joined(done)
-        verdict = runtime.verdict(case, pick(dense, partial.item_ids), partial, tolerance, floor, budget=len(ordered))
+        paired, kept, screen = runtime.judged(case, pick(dense, partial.item_ids), partial)  # judge errors
+        verdict = runtime.verdict(case, paired, kept, tolerance, floor, len(ordered), screen)
         if verdict.status.value in (sequential.MATCHING, sequential.NOT_MATCHING) or seen == len(ordered):
             break
         runtime.ui.message(

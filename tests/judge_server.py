@@ -16,7 +16,9 @@ that message). Steps:
 - ``slow``     a valid verdict after 2 s (longer than the tests' client timeout);
 - ``drop``     the connection closed without an answer;
 - ``html``     HTTP 200 with an HTML page (a proxy's login or error page), not JSON;
-- ``notchat``  HTTP 200 with JSON that is not a chat completion (no ``choices``).
+- ``notchat``  HTTP 200 with JSON that is not a chat completion (no ``choices``);
+- ``nonjson``  HTTP 200 declared ``application/json`` whose body is not JSON (a truncated reply);
+- ``nochoices`` HTTP 200, a chat completion with ``choices: []``.
 
 A prompt without a plan follows ``Server(default=...)`` ("valid" unless told). Run as a script, it serves
 until stopped: ``python tests/judge_server.py [default plan] [port]``.
@@ -107,8 +109,11 @@ class Server:
             def _send(self, status: int, body: dict | str, headers: dict | None = None):
                 html = isinstance(body, str)
                 data = body.encode() if html else json.dumps(body).encode()
+                self._send_raw(status, data, "text/html; charset=utf-8" if html else "application/json", headers)
+
+            def _send_raw(self, status: int, data: bytes, content_type: str, headers: dict | None = None):
                 self.send_response(status)
-                self.send_header("Content-Type", "text/html; charset=utf-8" if html else "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -148,6 +153,10 @@ class Server:
                     return self._send(200, HTML)
                 if step == "notchat":
                     return self._send(200, {"status": "queued", "id": "job-1"})
+                if step == "nonjson":
+                    return self._send_raw(200, b'{"id": "chatcmpl-test", "choices": [{"mess', "application/json")
+                if step == "nochoices":
+                    return self._send(200, {"id": "chatcmpl-test", "object": "chat.completion", "choices": []})
                 if step == "slow":
                     time.sleep(server.slow_seconds)
                 content = (

@@ -222,8 +222,11 @@ def test_questions_without_references_are_left_out_of_rouge_scoring(tmp_path):
         [json.dumps({"question_id": k, "text": f"q{k}?", "category": "generic"}) for k in (1, 2)],
     )
     _root(tmp_path, "llmkick_gpt-3.5-turbo_reference_answers.jsonl", [json.dumps({"question_id": 2, "text": "a"})])
+    gpt4 = {"question_id": 1, "model_id": "gpt-4", "choices": [{"index": 0, "turns": ["b"]}]}
+    _root(tmp_path, "fastchat_vicuna_gpt-4_reference_answers.jsonl", [json.dumps(gpt4)])
     found, _ = load_vicuna(root)
     assert [i.references for i in found] == [(), ("a",)]
+    assert [i.strict_references for i in found] == [("b",), ()]  # what a strict judge grades against
 
 
 @pytest.mark.slow

@@ -88,7 +88,14 @@ def test_without_the_openai_package_the_message_says_what_to_install(monkeypatch
 
 
 @pytest.mark.parametrize(
-    "name, value", [("judge-url", "http://h:1/v1"), ("judge-key-env", "X"), ("judge-concurrency", "4")]
+    "name, value",
+    [
+        ("judge-url", "http://h:1/v1"),
+        ("judge-key-env", "X"),
+        ("judge-concurrency", "4"),
+        ("judge-timeout", "5"),
+        ("judge-retries", "1"),
+    ],
 )
 def test_openai_options_without_an_openai_judge(name, value):
     with pytest.raises(KickError, match=f"^--kick-{name} applies to an openai:<model> judge, not --kick-judge rouge"):
@@ -117,3 +124,29 @@ def test_a_judge_needs_a_task_it_scores():
         "mmlu",
         "instruction:vicuna",
     )
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("judge-timeout", "0", "must be more than 0 seconds (got 0)"),
+        ("judge-timeout", "soon", "'soon' is not a number of seconds"),
+        ("judge-retries", "-1", "must be at least 0 (got -1)"),
+        ("judge-retries", "two", "'two' is not a whole"),
+    ],
+)
+def test_timeout_and_retries_are_checked_naming_the_flag(name, value, message):
+    with pytest.raises(KickError, match=f"^--kick-{name}: " + re.escape(message)):
+        config(judge="openai:m", judge_url="http://h:1/v1", **{name.replace("-", "_"): value})
+
+
+def test_timeout_and_retries_reach_the_judge_backend(monkeypatch):
+    pytest.importorskip("openai")
+    from pytest_kick.judge.session import openai_judge
+
+    cfg = config(judge="openai:m", judge_url="http://h:1/v1", judge_timeout="2.5", judge_retries="0")
+    assert (cfg.judge_timeout, cfg.judge_retries) == (2.5, 0)
+    backend = openai_judge("m", cfg, None, None)
+    assert (backend.timeout, backend.retries) == (2.5, 0)
+    default = openai_judge("m", config(judge="openai:m", judge_url="http://h:1/v1"), None, None)
+    assert (default.timeout, default.retries) == (120.0, 4)

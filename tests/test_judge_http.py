@@ -129,23 +129,28 @@ def test_failures_are_retried_then_counted_never_scored_or_dropped(server, secre
     assert rig.sleeps.count(7.0) == 2  # once per order
     assert {1.0, 2.0} <= set(rig.sleeps)  # exponential backoff after 5xx, timeouts, drops
 
-    # a rerun replays what was read from the cache and asks again only what failed to arrive
+    # a rerun replays what was read from the cache and asks the judge again for everything else: what
+    # failed to arrive, and what arrived unreadable (never cached as an answer)
     before = server.requests
     again = Rig(server, tmp_path / "cache")
     assert [s if not math.isnan(s) else None for s in again.run(cases)] == [6.0] * 5 + [None] * 4
-    assert server.requests - before == again.judge.stats.requests == 3 * 3 * 2  # 500, slow, drop: 3 attempts x 2 orders
-    assert again.judge.stats.cache_hits == 5 * 2 + (1 * 2) + 3 * 2  # valid replies, garbage,valid's first, garbage x3
+    # 500, slow, drop: 3 attempts x 2 orders; garbage: 3 asks x 2 orders; garbage,valid: its plan is at
+    # "valid" now, so its first ask is read (1 x 2 orders), where the first run needed a re-ask
+    assert server.requests - before == again.judge.stats.requests == 3 * 3 * 2 + 3 * 2 + 1 * 2
+    assert again.judge.stats.cache_hits == 4 * 2  # the valid replies of 500,500,valid ... drop,valid
 
 
 def test_a_200_reply_that_is_not_a_chat_completion_is_retried_then_a_judge_error(server, secret, tmp_path):
     """A proxy's HTML page (or JSON of another API) served with HTTP 200: a retried judge error naming what
     came back, never an exception (which would fail the case) and never a score."""
-    cases = [question(0, "html,valid"), question(1, "notchat,valid"), question(2, "html"), question(3, "notchat")]
+    plans = ["html", "notchat", "nonjson", "nochoices"]
+    cases = [question(n, f"{plan},valid") for n, plan in enumerate(plans)]
+    cases += [question(n + 4, plan) for n, plan in enumerate(plans)]
     rig = Rig(server, tmp_path / "cache")
     scores = rig.run(cases)
-    assert scores[:2] == [6.0, 6.0]
-    assert all(math.isnan(s) for s in scores[2:]) and rig.scorer.item_errors == 2
-    html, notchat = (rig.scorer.judgment(*c).error for c in cases[2:])
+    assert scores[:4] == [6.0] * 4
+    assert all(math.isnan(s) for s in scores[4:]) and rig.scorer.item_errors == 4
+    html, notchat, nonjson, nochoices = (rig.scorer.judgment(*c).error for c in cases[4:])
     assert html == (
         "judge request failed: reply is not a chat completion (text/html body: "
         "'<html><head><title>Sign in</title></head> <body>The proxy ne…') (3 attempts)"
@@ -154,8 +159,14 @@ def test_a_200_reply_that_is_not_a_chat_completion_is_retried_then_a_judge_error
         "judge request failed: reply is not a chat completion (no choices; application/json "
         'body: \'{"status": "queued", "id": "job-1"}\') (3 attempts)'
     )
-    # html,valid and notchat,valid: one retry per order; html and notchat: two per order (3 attempts)
-    assert rig.judge.stats.retries == 2 * 1 * 2 + 2 * 2 * 2 and rig.judge.stats.requests == server.requests
+    assert nonjson == (
+        "judge request failed: reply is not a chat completion (application/json body: "
+        '\'{"id": "chatcmpl-test", "choices": [{"mess\') (3 attempts)'
+    )
+    assert nochoices.startswith("judge request failed: reply is not a chat completion (an empty list of choices; ")
+    assert nochoices.endswith("(3 attempts)")
+    # each <plan>,valid: one retry per order; each plan alone: two per order (3 attempts)
+    assert rig.judge.stats.retries == 4 * 1 * 2 + 4 * 2 * 2 and rig.judge.stats.requests == server.requests
     assert {1.0, 2.0} <= set(rig.sleeps)  # the usual backoff
     assert not [p for p in (tmp_path / "cache").rglob("*.json") if "html" in p.read_text()]  # failures not cached
 
@@ -225,7 +236,7 @@ def test_the_key_is_sent_but_never_stored_or_reported(server, secret, tmp_path):
         )
     )
     files = [p for p in cache_dir.rglob("*") if p.is_file()] + [report]
-    assert len(files) > 3
+    assert len(files) == 3  # the two replies read (the valid item, both orders; nothing else is cached), the report
     for path in files:
         assert secret not in path.read_text(), path
 
@@ -284,4 +295,6 @@ def test_what_is_not_a_chat_completion(body, content_type, problem):
     assert read_completion(
         '{"choices": [{"message": {"content": "7 6"}}], "usage": {"prompt_tokens": 3}}', "application/json"
     ) == ("7 6", 3, 0)
-    assert read_completion('{"choices": []}', "application/json") == (None, 0, 0)  # "reply without content"
+    with pytest.raises(NotCompletion, match=r"an empty list of choices"):
+        read_completion('{"choices": []}', "application/json")  # retried, then a judge error
+    assert read_completion('{"choices": [{"message": {"content": null}}]}', "") == (None, 0, 0)  # no text

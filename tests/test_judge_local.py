@@ -61,7 +61,8 @@ def test_local_judge_identity_and_cap_key_the_cache(tmp_path):
 
 def test_tiny_random_llama_as_judge_end_to_end(tiny, tmp_path):
     """Mechanics: real prompts through the real engine. A random model's replies hold no scores, so
-    every item is a judge error — counted, never a score — and a rerun generates nothing."""
+    every item is a judge error — counted, never a score — and, since an unreadable reply is never cached as
+    an answer, a rerun asks the judge again (the same three asks: the same greedy replies)."""
     model, tokenizer = tiny
     engine = CountingEngine(Engine(model, tokenizer, "cpu", batch_size=8))
     stories = load_stories(bundled_dir() / BUNDLED)[:2]
@@ -88,4 +89,5 @@ def test_tiny_random_llama_as_judge_end_to_end(tiny, tmp_path):
         tmp_path,
     )
     assert all(math.isnan(again.score(s, r)) for s, r in zip(stories, replies))
-    assert rerun.requests == 0 and again.summary()["cache_hits"] == 6
+    assert rerun.requests == 2 * 3 and again.summary()["cache_hits"] == 0
+    assert not list((tmp_path / "judge").rglob("*.json"))

@@ -230,3 +230,49 @@ def test_two_scores_on_the_first_line_are_read_back(first, second, prose):
     reply = f"{first:g} {second:g}\n{prose}"
     assert parse.pair_first_line(reply) == (first, second)
     assert parse.rating(f"{prose.replace('[', '(')}\nRating: [[{first:g}]]") == first
+
+
+# --- the three misreads: read by the names, or refused (re-asked) ----------------------------------------
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Assistant 2 receives 9, Assistant 1 receives 3\nexplanation", (3.0, 9.0)),
+        ("Assistant 2: 9/10, Assistant 1: 3/10", (3.0, 9.0)),
+        ("9 for Assistant 2, 3 for Assistant 1.", (3.0, 9.0)),
+        ("Assistant 2 and Assistant 1 get 9 and 3 respectively", (3.0, 9.0)),
+        ("Assistant B: 7, Assistant A: 4", (4.0, 7.0)),
+    ],
+)
+def test_scores_go_to_the_assistant_named_beside_them(reply, expected):
+    assert parse.pair_first_line(reply) == expected
+    assert parse.pair_lines("\n".join([reply.splitlines()[0]] * 4)) == [expected] * 4
+
+
+def test_a_tuple_of_the_worked_solution_is_not_the_verdict():
+    solution_only = "The two lines meet at the point (2, 3).\nI would give 8 to Assistant 1 and 6 to Assistant 2."
+    assert parse.pair_tuple(solution_only) is None  # refused: asked again, never read as (2, 3)
+    after = "Scores: (8, 6).\nCheck: the lines meet at (2, 3) as Assistant 1 says."
+    assert parse.pair_tuple(after) == (8.0, 6.0)  # the last tuple given as scores, not the last tuple
+    assert parse.pair_tuple("Work: x in (1, 4).\n(7, 5)") == (7.0, 5.0)  # alone on its line
+
+
+@pytest.mark.parametrize("reply", ["Given the rating 1 to 10, I'd say 7", "On a rating: 1-10 basis it is good"])
+def test_the_start_of_a_range_is_no_rating(reply):
+    assert parse.rating(reply) is None
+    assert parse.rating(reply + "\nRating: [[7]]") == 7.0
+
+
+@pytest.mark.parametrize(
+    "reader, reply, said",
+    [
+        ("pair_lines", "8 7 8 8\nall good", "Line 1 of your reply, '8 7 8 8' holds 4 numbers, not two scores."),
+        ("pair_lines", "8 7\n8 7", "Your reply has 2 lines, not the four score lines."),
+        ("pair_first_line", "Assistant 1 is better.\n9 8", "'Assistant 1 is better.' holds no score"),
+        ("pair_first_line", "11 8", "'11 8' holds 11, which is off the 1 to 10 scale"),
+        ("pair_tuple", "x = (2, 3)", "ends with 'x = (2, 3)', not with the tuple of the two scores"),
+        ("rating", "Given the rating 1 to 10, I'd say 7", "no rating in the form [[rating]]"),
+        ("rating", "  ", "Your reply was empty."),
+    ],
+)
+def test_what_was_wrong_is_said_quoting_the_reply(reader, reply, said):
+    assert said in parse.problem(reader, reply)

@@ -16,7 +16,8 @@ def test_items_with_a_judge_error_in_either_run_are_left_out_and_counted():
     assert (screen.items, screen.dense_errors, screen.compressed_errors, screen.left_out) == (4, 1, 1, 2)
     assert screen.exceeded
     assert screen.note() == (
-        "judge errors: 2 of 4 items left out of the pairing (dense 1, compressed 1; at most 5% allowed)"
+        "judge errors: 2 of 4 items left out of the pairing (dense 1, compressed 1; at most 5% allowed); "
+        "the verdict scores the compressed ones at the task's floor"
     )
     with pytest.raises(
         JudgeErrorsExceeded,

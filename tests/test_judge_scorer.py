@@ -136,7 +136,7 @@ def scorer_for(chat, tmp_path, task=("instruction", "vicuna"), protocol="kick", 
     return build_scorer(*task, protocol, callable_backend(chat, model), tmp_path / "cache")
 
 
-def test_unreadable_reply_asked_again_and_the_sequence_cached(vicuna, tmp_path):
+def test_unreadable_reply_asked_again_and_only_what_was_read_cached(vicuna, tmp_path):
     chat = FakeJudge("I cannot decide.", "no scores", "9 7\nfine")
     item = vicuna["generic"]
     scorer = scorer_for(chat, tmp_path)
@@ -146,16 +146,17 @@ def test_unreadable_reply_asked_again_and_the_sequence_cached(vicuna, tmp_path):
     assert (scorer.judge.stats.asks, scorer.judge.stats.unreadable_first, scorer.judge.stats.failed_asks) == (2, 2, 0)
     calls = len(chat.conversations)
     assert calls == 4
-    # asked again with the unreadable reply and a reminder of the format (greedy would repeat itself)
+    # asked again with the unreadable reply, what was wrong with it and a reminder of the format
     assert chat.conversations[2][:2] == chat.conversations[0]
     assert chat.conversations[2][2] == ("assistant", "I cannot decide.")
-    assert chat.conversations[2][3] == ("user", REMINDERS["pair_first_line"])
+    assert chat.conversations[2][3][1].endswith(REMINDERS["pair_first_line"])
+    assert "'I cannot decide.' holds no score" in chat.conversations[2][3][1]
 
-    rerun = FakeJudge("must not be asked")
+    # the unreadable first replies were not cached: a rerun asks them again; the re-asks read are replayed
+    rerun = FakeJudge("I cannot decide.", "no scores")
     again = scorer_for(rerun, tmp_path)
     assert again.score(item, ["answer"]) == scorer.score(item, ["answer"])
-    assert rerun.conversations == [] and again.judge.stats.requests == 0
-    assert again.judge.stats.cache_hits == calls
+    assert len(rerun.conversations) == again.judge.stats.requests == 2 and again.judge.stats.cache_hits == 2
 
 
 def test_still_unreadable_is_a_judge_error_not_a_zero(vicuna, tmp_path):

@@ -171,7 +171,8 @@ def test_judge_options_are_checked_before_anything_runs(pytester, monkeypatch):
 
 def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
     """Mechanics of local:<model>: its own engine, real prompts; a random judge's replies hold no scores, so
-    every item is a judge error (case error), and a rerun generates nothing."""
+    every item is a judge error (case error), and, since unreadable replies are never cached as answers, a
+    rerun asks the judge again."""
     from pytest_kick.judge import local
 
     monkeypatch.setattr(local, "DEFAULT_MAX_NEW_TOKENS", 16)  # random text: keep it short
@@ -200,8 +201,9 @@ def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
     assert judge["tokens_in"] > 0 and judge["tokens_out"] > 0  # re-tokenized text: approximate counts
     again = pytester.runpytest(*args)
     again.assert_outcomes(errors=2)
-    assert report(pytester)["meta"]["judge"]["requests"] == 0
-    assert report(pytester)["meta"]["judge"]["cache_hits"] == 6
+    assert report(pytester)["meta"]["judge"]["requests"] == 6
+    assert report(pytester)["meta"]["judge"]["cache_hits"] == 0
+    assert [c["outcome"] for c in report(pytester)["cases"]] == ["error", "error"]
 
 
 def test_a_search_gates_the_judged_task_not_its_rouge_version(pytester, serve):

@@ -47,7 +47,7 @@ BUNDLED = (
         "an OpenAI-compatible chat endpoint",
         "openai:<model> (e.g. openai:gpt-4)",
         "pytest_kick.judge.session:openai_judge",
-        options=("judge-url", "judge-key-env", "judge-concurrency"),
+        options=("judge-url", "judge-key-env", "judge-concurrency", "judge-timeout", "judge-retries"),
         settings="pytest_kick.config_judge:openai_settings",
     ),
     JudgeEntry(

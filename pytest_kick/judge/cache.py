@@ -3,8 +3,8 @@
 One JSON file per reply under ``<cache dir>/judge/<2 hex>/<sha256>.json``, keyed by everything that
 changes the reply: the endpoint (without credentials), the judge model, the full messages, the decoding
 settings and the ask number (a reply that could not be read is asked again as ask 1, 2, ...: each is
-its own entry, so a rerun replays the same sequence). Only replies are stored — no key, no headers.
-Failed requests are not cached (a rerun tries them again).
+its own entry). Only replies are stored — no key, no headers — and only replies that were read (runner.py):
+an unreadable reply or a failed request is never cached, so a rerun asks the judge again.
 """
 
 from __future__ import annotations

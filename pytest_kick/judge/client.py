@@ -7,11 +7,12 @@ it in cache keys and reports (never a key or password).
 ``OpenAIBackend`` uses the ``openai`` package (``pip install 'pytest-kick[judge]'``) with its own retries
 switched off and these instead, per request: HTTP 429 waits what ``Retry-After`` says (capped), HTTP 5xx,
 408, 409, timeouts and dropped connections back off exponentially; after ``retries`` retries the request
-is a failed ``Completion`` (a judge error for its item, never a score). 400 and 422 fail the request at
+is a failed ``Completion`` (a judge error for its item, never a score); ``timeout`` and ``retries`` are
+``--kick-judge-timeout`` and ``--kick-judge-retries``. 400 and 422 fail the request at
 once (the request itself is wrong, e.g. longer than the judge's context). 401, 403 and 404 stop the run
 with a ``KickError``: a wrong key, model or URL fails every request alike. An HTTP 200 reply that is not a
-chat completion (a proxy's HTML page, another API's JSON) is retried like a 5xx, its error quoting what came
-back. Requests run concurrently, at most ``concurrency`` at a time.
+chat completion (a proxy's HTML page, a body that is not JSON, another API's JSON, ``choices: []``) is retried
+like a 5xx, its error quoting what came back. Requests run concurrently, at most ``concurrency`` at a time.
 
 ``CallableBackend`` wraps ``chat(conversations) -> list[str]``: the seam a local judge (a model run by
 the project's engine, ``local:<model>``) plugs into.
@@ -123,9 +124,9 @@ GLIMPSE = 60  # characters of a reply's body quoted in an error
 
 def read_completion(body: str, content_type: str) -> tuple[str | None, int, int]:
     """(content, prompt tokens, completion tokens) of a chat-completions reply body; content None when the
-    first choice has none. NotCompletion saying what came back instead when the body is not JSON or not
-    shaped as a chat completion (the openai client hands such a body back as a str, or as an unchecked
-    object, which fails later as an AttributeError)."""
+    first choice has no text (a refusal, a tool call). NotCompletion saying what came back instead when the
+    body is not JSON or not shaped as a chat completion (the openai client hands such a body back as a str,
+    or as an unchecked object, which fails later as an AttributeError)."""
     flat = " ".join(body.split())
     kind = content_type.split(";")[0].strip() or "no content type"
     seen = f"{kind} body: {repr(flat[:GLIMPSE] + '…') if len(flat) > GLIMPSE else repr(flat)}"
@@ -136,8 +137,8 @@ def read_completion(body: str, content_type: str) -> tuple[str | None, int, int]
     choices = reply.get("choices") if isinstance(reply, dict) else None
     if not isinstance(choices, list):
         raise NotCompletion(f"reply is not a chat completion (no choices; {seen})")
-    if not choices:
-        return None, *_usage(reply)
+    if not choices:  # a server that answered nothing this time (overloaded, filtered): asked again
+        raise NotCompletion(f"reply is not a chat completion (an empty list of choices; {seen})")
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(message, dict) or not isinstance(content, (str, type(None))):

@@ -1,9 +1,11 @@
 """What judge errors do to a case: counted always, the case an error beyond a stated share.
 
 A judge error leaves an item without a score (NaN from the scorer). The gate pairs dense and compressed
-on the items both have a score for; ``paired`` gives those, and how many were lost. When the lost items
-exceed ``MAX_ERROR_SHARE`` of the case's items, ``check_share`` raises ``JudgeErrorsExceeded``: the case
-is then an error (neither passed nor failed), since a verdict on what is left could be anything.
+on the items both have a score for; ``paired`` gives those, and how many were lost. A compressed item the
+judge failed on is also scored at the task's floor for the verdict (worst_case.py, from ``Screen.worst``).
+When the lost items exceed ``MAX_ERROR_SHARE`` of the case's items, ``check_share`` raises
+``JudgeErrorsExceeded``: the case is then an error (neither passed nor failed), since a verdict on what is
+left could be anything.
 """
 
 from __future__ import annotations
@@ -70,10 +72,16 @@ def runs(dense_errors: int, compressed_errors: int | None) -> str:
 
 
 def kept_items(dense: Sequence[float], compressed: Sequence[float] | None) -> "Screen":
-    """Which items a case pairs (judged in dense and, for a compressed case, in compressed too)."""
+    """Which items a case pairs (judged in dense and, for a compressed case, in compressed too); and, when the
+    judge failed on compressed items it judged in dense, the scores of every dense-judged item for the worst
+    case (worst_case.py)."""
     other = compressed if compressed is not None else dense
     kept, lost = paired(dense, other)
-    return Screen(len(dense), count(dense), count(compressed) if compressed is not None else None, lost, tuple(kept))
+    screen = Screen(len(dense), count(dense), count(compressed) if compressed is not None else None, lost, tuple(kept))
+    judged = [k for k, d in enumerate(dense) if not is_error(d)]
+    if compressed is not None and any(is_error(compressed[k]) for k in judged):
+        screen.worst = ([dense[k] for k in judged], [compressed[k] for k in judged])
+    return screen
 
 
 class Screen:
@@ -93,6 +101,8 @@ class Screen:
     ):
         self.items, self.dense_errors, self.compressed_errors = items, dense_errors, compressed_errors
         self.left_out, self.kept, self.max_share = left_out, kept, max_share
+        self.worst: tuple[list[float], list[float]] | None = None  # dense-judged items' scores, compressed NaN kept
+        self.decision: dict = {}  # worst_case.Decision.record() once the verdict is drawn
 
     @property
     def exceeded(self) -> bool:
@@ -106,6 +116,7 @@ class Screen:
             "left_out": self.left_out,
             "max_share": self.max_share,
             "exceeded": self.exceeded,
+            **self.decision,
         }
 
     def note(self) -> str:
@@ -115,6 +126,7 @@ class Screen:
         return (
             f"judge errors: {self.left_out} of {self.items} items left out of the pairing "
             f"({runs(self.dense_errors, self.compressed_errors)}; at most {self.max_share:.0%} allowed)"
+            + ("; the verdict scores the compressed ones at the task's floor" if self.worst is not None else "")
         )
 
     def check(self, case: str, reason: str = "") -> None:

@@ -1,11 +1,13 @@
 """Asking the judge: cache first, then the backend, concurrently; re-ask what cannot be read.
 
 ``Judge.run(asks)`` returns one ``Outcome`` per ask, in order. An ask's reply is read with its parser
-(parse.py); a reply that cannot be read is asked again, at most ``reasks`` times, with the unreadable
-reply and a reminder of the format added to the conversation (``Ask.again``; each re-ask is its own
-cache entry, see cache.py). What still cannot be read (its error quotes the start of the last reply),
-and a request that failed after the backend's retries, is an outcome with an ``error``: the scorer turns
-it into a judge error for the item, never into a score.
+(parse.py); a reply that cannot be read is asked again, at most ``reasks`` times (``conversation``): the
+conversation so far, then what was wrong with the last reply, quoting it (``parse.problem``), and a reminder
+of the format, so no re-ask repeats an earlier one. Only a reply that was read is cached (each re-ask its
+own entry, see cache.py): an unreadable one is never replayed as an answer, a rerun asks again. What still
+cannot be read (its error quotes the start of the last reply), and a request that failed after the
+backend's retries, is an outcome with an ``error``: the scorer turns it into a judge error for the item,
+never into a score.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Sequence
 
 from pytest_kick.judge import parse
 from pytest_kick.judge.cache import Reply, ReplyCache, cache_key
-from pytest_kick.judge.protocols import SUMMARY_METRICS, Ask
+from pytest_kick.judge.protocols import REMINDERS, SUMMARY_METRICS, Ask
 
 READERS = {
     "pair_first_line": parse.pair_first_line,
@@ -56,7 +58,7 @@ class JudgeStats:
     tokens_in: int = 0
     tokens_out: int = 0
     asks: int = 0  # judgments asked for (re-asks not counted)
-    unreadable_first: int = 0  # of which: the first reply could not be read
+    unreadable_first: int = 0  # of which: not read at the first ask (the reply unreadable, or the request failed)
     reasks: int = 0  # replies that could not be read and were asked again
     failed_asks: int = 0  # asks without a reading (unreadable after re-asks, or the request failed)
     unreadable: int = 0  # of which: replies that could not be read
@@ -64,6 +66,15 @@ class JudgeStats:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "errors"}
+
+
+def conversation(ask: Ask, replies: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The messages of ask number ``len(replies)``: the question, then each earlier reply followed by what
+    was wrong with it (quoted) and the format again."""
+    messages = ask.messages
+    for reply in replies:
+        messages += (("assistant", reply), ("user", f"{parse.problem(ask.reader, reply)} {REMINDERS[ask.reader]}"))
+    return messages
 
 
 def read(ask: Ask, text: str) -> Reading | None:
@@ -102,15 +113,17 @@ class Judge:
     def _key(self, ask: Ask, messages, number: int) -> str:
         return cache_key(self.endpoint, self.model, messages, ask.decoding.temperature, ask.decoding.max_tokens, number)
 
-    def _replies(self, asks: list[Ask], conversations: list, number: int) -> list[tuple[str | None, str]]:
-        """(reply text or None, error) for each ask, as ask ``number``: from the cache, else the backend."""
-        found: list[tuple[str | None, str]] = [(None, "")] * len(asks)
+    def _replies(self, asks: list[Ask], conversations: list, number: int) -> list[tuple[str | None, str, Reply | None]]:
+        """(reply text or None, error, the reply to cache once it is read: None for a cache hit) for each ask, as
+        ask ``number``: from the cache, else the backend. A cached reply that cannot be read (an older version
+        cached every reply) is asked again."""
+        found: list[tuple[str | None, str, Reply | None]] = [(None, "", None)] * len(asks)
         missing: dict[tuple, list[int]] = {}
         for k, (ask, messages) in enumerate(zip(asks, conversations)):
             hit = self.cache.get(self._key(ask, messages, number))
-            if hit is not None:
+            if hit is not None and read(ask, hit.text) is not None:
                 self.stats.cache_hits += 1
-                found[k] = (hit.text, "")
+                found[k] = (hit.text, "", None)
             else:
                 missing.setdefault((ask.decoding, messages), []).append(k)
         by_decoding: dict = {}
@@ -123,13 +136,9 @@ class Judge:
             for name in ("requests", "retries", "tokens_in", "tokens_out"):
                 setattr(self.stats, name, getattr(self.stats, name) + after[name] - before[name])
             for (messages, indices), completion in zip(groups, done):
-                if completion.text is not None:
-                    self.cache.put(
-                        self._key(asks[indices[0]], messages, number),
-                        Reply(completion.text, completion.tokens_in, completion.tokens_out),
-                    )
+                reply = Reply(completion.text, completion.tokens_in, completion.tokens_out)
                 for k in indices:
-                    found[k] = (completion.text, completion.error)
+                    found[k] = (completion.text, completion.error, None if completion.text is None else reply)
         return found
 
     def run(self, asks: Sequence[Ask]) -> list[Outcome]:
@@ -144,20 +153,23 @@ class Judge:
                 break
             if number:
                 self.stats.reasks += len(pending)
-            conversations = [asks[k].again(replies[k][-1]) if number else asks[k].messages for k in pending]
+            conversations = [conversation(asks[k], replies[k]) for k in pending]
             results = self._replies([asks[k] for k in pending], conversations, number)
             still = []
-            for k, (text, error) in zip(pending, results):
+            for k, messages, (text, error, fresh) in zip(pending, conversations, results):
                 if text is None:
                     errors[k] = f"judge request failed: {error}"
+                    self.stats.unreadable_first += number == 0  # no reading at the first ask either
                     continue
                 replies[k].append(text)
                 readings[k] = read(asks[k], text)
                 if readings[k] is None:
                     errors[k] = f"judge reply could not be read ({number + 1} asks): {glimpse(text)}"
                     still.append(k)
-                else:
-                    errors[k] = ""
+                    continue
+                errors[k] = ""
+                if fresh is not None:
+                    self.cache.put(self._key(asks[k], messages, number), fresh)
             if number == 0:
                 self.stats.unreadable_first += len(still)
             pending = still

@@ -34,7 +34,12 @@ from pytest_kick.models.loading import load
 def openai_judge(model: str, config, ui, worker_id: str | None):
     """An ``openai:<model>`` judge: the endpoint at --kick-judge-url, its key from the named variable."""
     return openai_backend(
-        model, url=config.judge_url, key_env=config.judge_key_env, concurrency=config.judge_concurrency
+        model,
+        url=config.judge_url,
+        key_env=config.judge_key_env,
+        concurrency=config.judge_concurrency,
+        timeout=config.judge_timeout,
+        retries=config.judge_retries,
     )
 
 

@@ -1,8 +1,8 @@
 """Loading a model and its tokenizer from any source, with an identity for cache keys.
 
-GGUF models are dequantized once (transformers + gguf, 20-60 s) and kept as safetensors in the cache
-dir, so later loads take a fraction of a second. The identity of every model includes a hash of its
-weights (or the hub revision), so no cache can mix up two models that share a name.
+GGUF models are dequantized once, one tensor at a time (gguf_stream.py; 20 s to 2 min), and kept as
+safetensors in the cache dir, so later loads take a fraction of a second. The identity of every model
+includes a hash of its weights (or the hub revision), so no cache can mix up two models that share a name.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pytest_kick.cache_dir import locked, read_only_error
 from pytest_kick.errors import KickError
 from pytest_kick.files import cannot_read, first_unreadable, ordinary_mode
 from pytest_kick.hashing import file_hash
+from pytest_kick.models import gguf_stream
 from pytest_kick.models.directory import check_model_dir
 from pytest_kick.models.parts import assemble
 from pytest_kick.models.registry import ModelSource
@@ -133,44 +134,21 @@ def readable(converted: Path, what: str) -> None:
 
 
 def _convert_gguf(path: Path, target: Path, identity: dict) -> None:
-    """Dequantize a GGUF file with transformers and write config, tokenizer and safetensors to ``target``."""
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Dequantize a GGUF file tensor by tensor (gguf_stream.py) and write config, tokenizer and safetensors to
+    ``target``."""
+    from transformers import GenerationConfig
 
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    # transformers marks GGUF-loaded models as "quantized" and refuses save_pretrained; the weights are
-    # plain float tensors by now, so write them directly and drop the marker from the config.
-    model.config.__dict__.pop("quantization_config", None)
-    save_file(_untied_state(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})  # tag: transformers 4
-    model.config.save_pretrained(tmp)
-    model.generation_config.save_pretrained(tmp)
+    config, tokenizer = gguf_stream.convert(path, tmp)
+    config.save_pretrained(tmp)
+    GenerationConfig.from_model_config(config).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / COMPLETE).write_text(json.dumps(identity, indent=1))
-    ordinary_mode(tmp)  # save_file writes 0600: other users of a shared cache must read every file
+    ordinary_mode(tmp)  # some writers make 0600 files: other users of a shared cache must read every file
     shutil.rmtree(target, ignore_errors=True)  # a half-written earlier attempt (no COMPLETE marker)
     os.replace(tmp, target)
-
-
-def _untied_state(model) -> dict:
-    """The state dict with each shared tensor once, under the name transformers ties the others to: a tied
-    output embedding is stored as the input embedding (transformers 4 leaves the input embedding empty
-    when only ``lm_head.weight`` is stored)."""
-    names_of: dict = {}
-    full = model.state_dict()
-    for name, tensor in full.items():
-        names_of.setdefault((tensor.data_ptr(), tuple(tensor.shape)), []).append(name)
-    inputs = model.get_input_embeddings()
-    keep_first = {name for name, module in model.named_modules() if module is inputs}
-    state = {}
-    for names in names_of.values():
-        preferred = [n for n in names if n.rpartition(".")[0] in keep_first] or sorted(names)
-        state[preferred[0]] = full[preferred[0]].contiguous()
-    return state
 
 
 def _from_dir(path: Path | str, what: str, hint: str = "", unreadable: str = "", **kwargs):

@@ -4,7 +4,10 @@ Variants:
 - ``instruction:vicuna``: the 80 Vicuna-bench questions LLM-KICK asked (VITA-Group/llm-kick,
   mt_conversation/table/question.jsonl), single turn. LLM-KICK had GPT-4 compare each answer with
   GPT-3.5-turbo's (mt_conversation/answer.jsonl, bundled); offline, the reply is scored by ROUGE-L
-  against that GPT-3.5 answer (metric ``rougeL_vs_gpt35``).
+  against that GPT-3.5 answer (metric ``rougeL_vs_gpt35``). A judge grading the ``strict`` way (MT-Bench
+  single-answer grading) sees FastChat's GPT-4 reference answers instead (``strict_references``: the 7
+  coding and 3 math questions, FastChat's ``vicuna_bench/reference_answer/gpt-4.jsonl``, bundled) and no
+  reference for the others, as FastChat's judge does; the ``kick`` judge compares with GPT-3.5's answer.
 - ``instruction:mtbench``: MT-Bench's 80 two-turn questions (lm-sys/FastChat, llm_judge/data/mt_bench),
   kept as a conversation: the model answers turn 1, then turn 2 with its own first answer in the history
   (two rounds of generation requests: ``evaluate``). Offline, each turn's reply is scored by ROUGE-L against the GPT-4
@@ -27,6 +30,7 @@ Outputs: a single-turn reply as is; a conversation as ``"[turn 1]\\n{reply}\\n\\
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -47,6 +51,7 @@ VICUNA_SYSTEM = (
 MAX_NEW_TOKENS = 256
 VICUNA_QUESTIONS = "mt_bench/llmkick_conversation_questions.jsonl"
 VICUNA_REFERENCES = "mt_bench/llmkick_gpt-3.5-turbo_reference_answers.jsonl"
+VICUNA_GPT4_REFERENCES = "mt_bench/fastchat_vicuna_gpt-4_reference_answers.jsonl"
 MTBENCH_QUESTIONS = "mt_bench/mt_bench_questions.jsonl"
 VARIANTS = {"vicuna": "gpt35", "mtbench": "gpt4"}  # variant -> whose reference answers the scorer uses
 _TURN = re.compile(r"\[turn (\d+)\]")
@@ -86,24 +91,44 @@ class Conversation:
     turns: tuple[str, ...]  # the user turns
     references: tuple[str, ...]  # one reference reply per turn, () when there is none
     category: str
+    strict_references: tuple[str, ...] = ()  # the GPT-4 reference per turn a strict judge grades against, or ()
+
+
+def load_gpt4_references(path) -> dict:
+    """{question_id: (GPT-4's answer per turn)} from FastChat's reference-answer file."""
+    found = {}
+    for record in read_jsonl(path, required=("question_id", "choices")):
+        choices = record["choices"]
+        turns = (
+            choices[0].get("turns") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        )
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+            raise KickError(f"{path}: question {record['question_id']!r}: choices[0].turns must hold the answer turns")
+        found[record["question_id"]] = tuple(turns)
+    return found
 
 
 def load_vicuna(root) -> tuple[list[Conversation], list]:
     questions_path, answers_path = root / VICUNA_QUESTIONS, root / VICUNA_REFERENCES
+    gpt4_path = root / VICUNA_GPT4_REFERENCES
     questions = read_jsonl(questions_path, required=("question_id", "text", "category"))
     references = {}
     for record in read_jsonl(answers_path, required=("question_id", "text")):
         references[record["question_id"]] = record["text"]
+    gpt4 = load_gpt4_references(gpt4_path)
     items = []
     for q in questions:
         if not isinstance(q["text"], str) or not q["text"].strip():
             raise KickError(f"{questions_path}: question {q['question_id']!r} has no text")
         ref = references.get(q["question_id"])
         refs = (ref,) if isinstance(ref, str) and ref.strip() else ()
+        strict = gpt4.get(q["question_id"], ())[:1]
         items.append(
-            Conversation(f"vicuna_bench/{q['question_id']}", q["text"], refs, (q["text"],), refs, str(q["category"]))
+            Conversation(
+                f"vicuna_bench/{q['question_id']}", q["text"], refs, (q["text"],), refs, str(q["category"]), strict
+            )
         )
-    return items, [questions_path, answers_path]
+    return items, [questions_path, answers_path, gpt4_path]
 
 
 def load_mtbench(root) -> tuple[list[Conversation], list]:
@@ -119,7 +144,13 @@ def load_mtbench(root) -> tuple[list[Conversation], list]:
         question = "\n\n".join(f"[turn {k}] {t}" for k, t in enumerate(turns, 1))
         items.append(
             Conversation(
-                f"mt_bench/{q['question_id']}", question, tuple(refs), tuple(turns), tuple(refs), str(q["category"])
+                f"mt_bench/{q['question_id']}",
+                question,
+                tuple(refs),
+                tuple(turns),
+                tuple(refs),
+                str(q["category"]),
+                tuple(refs),
             )
         )
     return items, [path]
@@ -161,6 +192,13 @@ class Instruction:
             raise KickError(f"{self.name}: no question has a reference answer for the {self.scorer.name} scorer")
         return [], subset(items, settings.limit, settings.seed, self.name)
 
+    def judged(self, item: Conversation) -> Conversation:
+        """The item as the scorer sees it: under a ``strict`` judge, with the GPT-4 references FastChat grades
+        against (none where FastChat has none), not the answers the ``kick`` judge and ROUGE compare with."""
+        if getattr(self.scorer, "protocol", None) != "strict" or item.references == item.strict_references:
+            return item
+        return dataclasses.replace(item, references=item.strict_references)
+
     def request(self, item: Conversation, replies: Sequence[str] = ()) -> GenerationRequest:
         """The request for the next turn of ``item``, after the model's earlier ``replies``."""
         messages: list[tuple[str, str]] = []
@@ -181,14 +219,15 @@ class Instruction:
             for k, output in zip(active, run([self.request(items[k], replies[k]) for k in active])):
                 replies[k].append(output.strip())
         outputs = [render(r) for r in replies]
-        prepare_judgments(self.scorer, items, replies)
+        prepare_judgments(self.scorer, [self.judged(i) for i in items], replies)
         return [self.score(i, None, o, settings) for i, o in zip(items, outputs)], outputs
 
     def score(self, item: Conversation, request, output: str, settings: Settings) -> float:
-        return self.scorer.score(item, parse(output, len(item.turns)))
+        return self.scorer.score(self.judged(item), parse(output, len(item.turns)))
 
     def score_outputs(self, items, outputs) -> list[float]:
         """Scores of stored outputs (a baseline's), judged as one batch."""
+        items = [self.judged(i) for i in items]
         replies = [parse(o, len(i.turns)) for i, o in zip(items, outputs)]
         prepare_judgments(self.scorer, items, replies)
         return [self.scorer.score(i, r) for i, r in zip(items, replies)]
@@ -196,11 +235,12 @@ class Instruction:
     def explain(self, item: Conversation, output: str) -> str | None:
         """The judge's explanation of its score for ``output`` (None under ROUGE): the flip report shows it."""
         explanation = getattr(self.scorer, "explanation", None)
-        return None if explanation is None else explanation(item, parse(output, len(item.turns)))
+        return None if explanation is None else explanation(self.judged(item), parse(output, len(item.turns)))
 
     def details(self, items, scores, outputs) -> dict[str, float]:
         if getattr(self.scorer, "figures", None) is None:
             return {}
+        items = [self.judged(i) for i in items]
         replies = [parse(o, len(i.turns)) for i, o in zip(items, outputs)]
         prepare_judgments(self.scorer, items, replies)
         return mean_figures(self.scorer, items, replies)
