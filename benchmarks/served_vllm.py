@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--venv", default=str(ROOT / ".kick" / "vllm-venv"))
     parser.add_argument("--cache-dir", default=str(ROOT / ".kick"))
     parser.add_argument("--out", default=str(ROOT / ".kick" / "vllm-check"))
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of before/after (0: none)")
     args = parser.parse_args()
 
     from _vllm_server import Server, install
@@ -56,7 +57,7 @@ def main() -> None:
         if not dense.loaded:
             sys.exit(f"vLLM could not serve the dense model {dense_dir}: {dense.reason} (log {dense.log})")
         print(f"dense served in {dense.seconds:.0f} s at {dense.base_url}", flush=True)
-        timings = requests_before_after(local, dense.base_url)
+        timings = requests_before_after(local, dense.base_url, args.rounds)
         for form in formats:
             directory = local.directory(form)
             if form == "dense":
@@ -151,10 +152,10 @@ def compare(local: LocalRuns, form: str, server, directory: Path) -> dict:
     return row
 
 
-def requests_before_after(local: LocalRuns, base_url: str) -> list[dict]:
+def requests_before_after(local: LocalRuns, base_url: str, rounds: int) -> list[dict]:
     """MMLU on the dense server one request per choice (before) and one per question (after), interleaved."""
     found = []
-    for round_ in (1, 2):
+    for round_ in range(1, rounds + 1):
         for how, flag in (("per choice (before)", False), ("per question (after)", None)):
             outputs, seconds, posts, check = local.served(base_url, one_request=flag)
             found.append({"round": round_, "how": how, "seconds": seconds, "requests": posts, "outputs": outputs})
