@@ -15,7 +15,7 @@ DEMO_ARGS ?= --kick-model qwen2.5-coder-0.5b --kick-tasks mmlu --kick-data-dir .
              --kick-report .kick/demo/report.json --kick-markdown .kick/demo/summary.md --kick-plot .kick/demo/plots \
              --kick-plan
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test vllm-check clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -46,6 +46,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/pytest tests -n 2
+
+# vLLM in the loop, for real (not part of make test): vLLM's CPU build in a side environment (.kick/vllm-venv,
+# installed once), the dense model and --kick-export variants served on 127.0.0.1, served vs local per item,
+# requests per MMLU question before and after, and the served pair gated. Prints the tables; stops every server.
+vllm-check: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/served_vllm.py $(VLLM_ARGS)
 
 clean:
 	rm -rf $(VENV) .kick

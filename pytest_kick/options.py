@@ -162,6 +162,12 @@ OPTIONS = [
         "openai-completions: the server of the compressed model, gated as the variant "
         "'served' against the dense one (e.g. what --kick-export wrote, served by vllm serve DIR)",
     ),
+    Option(
+        "from-lmeval",
+        None,
+        "DENSE_DIR,COMPRESSED_DIR: gate two lm-evaluation-harness runs (--output_path with --log_samples) "
+        "item by item, one case per task both ran, without evaluating anything again; turns the plugin on",
+    ),
     Option("timeout", "600", "openai-completions: seconds to wait for one reply before retrying"),
     Option(
         "judge",

@@ -18,6 +18,7 @@ from pytest_kick import cache_dir, collection, extensions, fixtures, hookspecs, 
 from pytest_kick import config as kick_config
 from pytest_kick.cases import cases_for
 from pytest_kick.errors import KickError
+from pytest_kick.lmeval import session as lmeval_session
 from pytest_kick.record import Verdict, has, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.session_report import SessionReport
@@ -49,6 +50,7 @@ def pytest_configure(config) -> None:
     values, from_ini = kick_config.raw_values(config.getoption, config.getini)
     origins = kick_config.Origins(Path(config.invocation_params.dir), from_ini, config.inipath)
     try:
+        lmeval_session.prepare(values, origins, config.pluginmanager)  # --kick-from-lmeval: its tasks, engine, name
         registration.register(config, values, origins)
         kick = kick_config.build(values, origins.base_dir, from_ini, config.inipath)
         if kick is not None and not hasattr(config, "workerinput"):  # the controller checked for its workers

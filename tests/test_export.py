@@ -60,11 +60,9 @@ def test_an_exported_variant_reloads_bit_identical(model, tmp_path, compressor, 
     assert record["identity"]["name"] == "tiny-random-llama" and record["dtype"] == "float32"
     assert set(record["per_layer_sparsity"]) == set(report.per_layer)
     config = json.loads((directory / "config.json").read_text())
-    if compressor == "magnitude":  # compressed-tensors is installed (pytest-kick[checkpoint])
-        sparsity = config["quantization_config"]["sparsity_config"]
-        assert config["quantization_config"]["quant_method"] == "compressed-tensors"
-        assert sparsity["format"] == "dense" and sparsity["global_sparsity"] == report.achieved
-        assert sparsity["sparsity_structure"] == ("2:4" if ratio == "2:4" else "unstructured")
+    if compressor == "magnitude":  # a plain checkpoint: vLLM 0.32 refuses any compressed-tensors sparsity_config
+        assert "quantization_config" not in config
+        assert record["format"] == "safetensors (pruned weights stored dense)"
     else:  # pack-quantized; the tiny model's layers have 64 or 128 inputs: g128 is one group a row (channel)
         quant = config["quantization_config"]
         assert (

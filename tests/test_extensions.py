@@ -161,7 +161,9 @@ def test_a_registered_engine_is_chosen_by_name_and_builds_the_engine(tmp_path, m
     runtime.evaluate(KickCase("factoid_qa", "tiny-random-llama", "magnitude", "0.5"))
     runtime.evaluate(KickCase("factoid_qa", "tiny-random-llama"))
     assert my_engine.BUILT == [True]  # local weights: one engine per model, whatever variant it is in
-    with pytest.raises(KickError, match="--kick-engine: 'theirs' is not one of local, openai-completions, mine"):
+    with pytest.raises(
+        KickError, match="--kick-engine: 'theirs' is not one of local, openai-completions, lmeval, mine"
+    ):
         build(values(model="tiny-random-llama", engine="theirs"), tmp_path)
 
 

@@ -7,13 +7,12 @@ the compression report (asked and achieved sparsity, bits, per-layer sparsity, s
 identity and the format written. Weights keep the dtype the model was gated in.
 
 Formats:
-- pruned variants (``0.5``, ``2:4`` ...): the pruned weights as stored tensors (zeros included). With
-  compressed-tensors installed (``pytest-kick[checkpoint]``), ``config.json`` also carries the
-  ``quantization_config`` llm-compressor writes for a sparse model stored dense: ``quant_method
-  compressed-tensors`` with a ``sparsity_config`` of format ``dense``, its ``global_sparsity`` and
-  ``sparsity_structure`` (``2:4`` or ``unstructured``). compressed-tensors 0.20 no longer has the
-  ``sparse-bitmask`` / ``sparse-24-bitmask`` compressors (their configs are marked legacy), and vLLM runs
-  a sparse-only compressed-tensors model with its dense kernels either way.
+- pruned variants (``0.5``, ``2:4`` ...): the pruned weights as stored tensors (zeros included), a plain
+  checkpoint with no ``quantization_config``; the sparsity (asked, achieved, structure, per layer) is in
+  ``kick-compression.json``. A compressed-tensors ``sparsity_config`` is not written: vLLM 0.32 refuses
+  every model that has one ("Sparsity support has been removed from compressed-tensors. Please use a model
+  without sparsity configuration", measured by benchmarks/served_vllm.py), compressed-tensors 0.20 no
+  longer has the sparse compressors, and a sparse model stored dense runs on dense kernels either way.
 - quantized variants (gptq, rtn, awq), with compressed-tensors installed: ``pack-quantized`` (asymmetric
   int, one config group per weight scheme: ``group`` of ``spec.group`` inputs, or ``channel`` where a layer
   has no more inputs than that), the grid recovered from the values and checked bit-exact through
@@ -86,9 +85,7 @@ def _write(loaded, spec, report, directory: Path) -> str:
     config.pop("quantization_config", None)
     fmt = "safetensors"
     if spec is not None and spec.is_pruning:
-        sparsity = _sparsity_config(report, spec)
-        if sparsity is not None:
-            config["quantization_config"], fmt = sparsity, "compressed-tensors (sparsity_config format dense)"
+        fmt = "safetensors (pruned weights stored dense)"
     elif spec is not None and spec.kind == "quant":
         packed = _packed(model, spec)
         if packed is None:
@@ -142,30 +139,6 @@ def _packed(model, spec):
         tensors.update({f"{name}.{key}": value.contiguous() for key, value in packed.items()})
         schemes.setdefault(json.dumps(args, sort_keys=True), (args, []))[1].append(name)
     return tensors, quantization_config(schemes)
-
-
-def _sparsity_config(report, spec) -> dict | None:
-    """compressed-tensors' ``quantization_config`` of a sparse model stored dense; None without the package."""
-    try:
-        import compressed_tensors
-        from compressed_tensors.config import CompressionFormat
-    except ImportError:
-        return None
-    structure = f"{spec.m - spec.n}:{spec.m}" if spec.kind == "nm" else "unstructured"
-    return {
-        "quant_method": "compressed-tensors",
-        "format": CompressionFormat.dense.value,
-        "version": getattr(compressed_tensors, "__version__", "unknown"),
-        "config_groups": {},
-        "ignore": ["lm_head"],
-        "sparsity_config": {
-            "format": CompressionFormat.dense.value,
-            "global_sparsity": report.achieved,
-            "sparsity_structure": structure,
-            "targets": ["Linear"],
-            "ignore": ["lm_head"],
-        },
-    }
 
 
 def _record(loaded, model_name: str, report, fmt: str, directory: Path) -> None:

@@ -50,6 +50,15 @@ BUNDLED = (
         settings="pytest_kick.config_served:served_settings",
         options=("base-url", "compressed-url"),
     ),
+    EngineEntry(
+        "lmeval",
+        "two stored lm-evaluation-harness runs (set by --kick-from-lmeval)",
+        False,
+        "pytest_kick.lmeval.engine:run_engine",
+        loader="pytest_kick.lmeval.engine:runs_model",
+        settings="pytest_kick.lmeval.engine:settings",
+        options=("from-lmeval",),
+    ),
 )
 
 

@@ -12,6 +12,7 @@ import email.utils
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -86,6 +87,8 @@ class Client:
         self.retry = retry or RetryPolicy()
         self.api_key = api_key
         self.sleep = sleep
+        self.posts = 0  # POST attempts sent, retries included: what a run cost the server
+        self._count = threading.Lock()
 
     def url(self, path: str) -> str:
         return self.base_url + "/" + path.lstrip("/")
@@ -96,9 +99,15 @@ class Client:
     def post(self, path: str, body: dict) -> dict:
         return self._call("POST", self.url(path), json.dumps(body).encode())
 
+    def _counted(self, method: str) -> None:
+        if method == "POST":
+            with self._count:
+                self.posts += 1
+
     def _call(self, method: str, url: str, data: bytes | None) -> dict:
         last = ""
         for attempt in range(1, self.retry.attempts + 1):
+            self._counted(method)
             try:
                 return self._once(method, url, data)
             except _Transient as err:

