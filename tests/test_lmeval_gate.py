@@ -41,7 +41,7 @@ def test_two_runs_are_gated_item_by_item(pytester):
     flips = pytester.path / "cache" / "reports" / "Model-7B" / "lmeval-capitals-lmeval-as-given.jsonl"
     rows = [json.loads(line) for line in flips.read_text().splitlines()]
     assert len(rows) == 18
-    first = rows[0]
+    first = next(r for r in rows if r["id"] == "6")  # rows follow the gate's (seeded) evaluation order
     assert first["id"] == "6" and first["question"] == "Q: Capital number 6?\nA:" and first["answers"] == ["City6"]
     assert (first["dense_output"], first["compressed_output"]) == ("City6", "Nowhere")
     assert (first["dense_score"], first["compressed_score"]) == (1.0, 0.0)
@@ -52,8 +52,8 @@ def test_a_multiple_choice_flip_shows_the_choices(pytester):
     result = pytester.runpytest(*BASE, "--kick-from-lmeval", dirs)
     assert result.ret == 1, result.stdout.str()
     flips = pytester.path / "cache" / "reports" / "Model-7B" / "lmeval-colours-lmeval-as-given.jsonl"
-    row = json.loads(flips.read_text().splitlines()[0])
-    assert row["id"] == "12" and row["choices"] == [" red", " green", " blue", " black"]
+    row = json.loads(flips.read_text().splitlines()[0])  # the sequential gate stopped at 32 of 40: one of them
+    assert int(row["id"]) >= 12 and row["choices"] == [" red", " green", " blue", " black"]
     assert (row["correct"], row["dense_output"], row["compressed_output"]) == (" red", "red", "green")
 
 

@@ -43,6 +43,9 @@ class LmevalTask:
         if found.multiple_choice and found.metric in CHANCE_METRICS:
             self.chance = lambda item: 1.0 / len(item.choices) if item.choices else 0.0
         self.docs = tuple(_doc(doc_id, found.dense[doc_id], found.multiple_choice) for doc_id in found.doc_ids)
+        stored = [number(s.get(found.metric)) for run in (found.dense, found.compressed) for s in run.values()]
+        if all(v is not None and 0.0 <= v <= 1.0 for v in stored):  # acc, exact_match, f1 ...: the sequential gate
+            self.score_range = (0.0, 1.0)
 
     def load(self, settings: Settings) -> Dataset:
         dense = self.runs[0]
