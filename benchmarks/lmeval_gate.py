@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import _side_venv as side_venv
+
 ROOT = Path(__file__).resolve().parents[1]
 PINS = ("lm_eval==0.4.13", "torch==2.13.0", "accelerate")
 TASK = """task: kick_{subject}
@@ -55,14 +57,7 @@ TEXT = (
 
 
 def install(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    stamp = venv / ".kick-lmeval-installed"
-    if stamp.is_file() and stamp.read_text().strip() == " ".join(PINS) and python.exists():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", *PINS], check=True)
-    stamp.write_text(" ".join(PINS) + "\n")
-    return python
+    return side_venv.install(venv, PINS, name="lmeval")
 
 
 def write_tasks(data: Path, subjects: list[str], folder: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """The fault gaps of the openai judge, against the loopback server: unreadable replies are never cached as
 answers, failed requests count against the first-ask rate, --kick-judge-timeout / --kick-judge-retries bound a
 hung judge."""
+# ruff: noqa: F811  (the tests take test_judge_http's fixtures, imported below, as parameters)
 
 import math
 
@@ -8,22 +9,7 @@ import pytest
 
 pytest.importorskip("openai", reason="the judge tests need the openai package: pip install 'pytest-kick[judge]'")
 
-import uuid  # noqa: E402
-
-from judge_server import Server  # noqa: E402
-from test_judge_http import KEY_ENV, Rig, question  # noqa: E402
-
-
-@pytest.fixture
-def server():
-    running = Server(slow_seconds=2.0).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def secret(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-test-" + uuid.uuid4().hex)
+from test_judge_http import Rig, question, secret, server  # noqa: E402, F401  (the loopback judge and its key)
 
 
 def test_an_unreadable_reply_is_not_cached_so_a_rerun_asks_a_healthy_judge_again(server, secret, tmp_path):
