@@ -69,6 +69,8 @@ class KickConfig:
     judge_url: str | None = None  # openai: judge: the API root
     judge_key_env: str | None = None  # openai: judge: the variable holding the key (None: OPENAI_API_KEY)
     judge_concurrency: int = 8
+    judge_scoring: str = "text"  # probability | text (config_judge.py; probability is the default for local:)
+    judge_explain: bool = False  # probability scoring: the explanation generated after the scores
     recover: tuple[str, ...] = ()  # recovery methods run on each compressed variant (none: empty)
     recover_data: Path | None = None  # --kick-recover-data DIR (None: calibration's C4 documents)
     recover_steps: int = 100

@@ -186,6 +186,8 @@ def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
         "0.5",
         "--kick-judge",
         "local:tiny-random-llama",
+        "--kick-judge-scoring",
+        "text",  # its free replies (read from probabilities, a judgment is never unreadable)
         "--kick-cache-dir",
         "cache",
         "--kick-report",
