@@ -83,7 +83,7 @@ def is_check(user: str) -> bool:
     """Whether a prompt is one of the discrimination check's: every answer made of a reference's words."""
     answers = ANSWER.findall(user)
     words = [set(r.split()) for r in references().values()]
-    return bool(answers) and all(any(set(a.split()) <= w for w in words) for a in answers)
+    return bool(answers) and all(a.split() and any(set(a.split()) <= w for w in words) for a in answers)
 
 
 def preferring(system: str, user: str) -> str:

@@ -12,7 +12,8 @@ returned as it is. The backend is the one the judge's registry entry names (``ju
 
 Scores are read from the judge's probabilities under --kick-judge-scoring probability (the default for
 ``local:``): ``probability.ProbabilityJudge`` forces the format through the local judge's engine,
-``served_probability.ServedProbabilityJudge`` reads an ``openai:`` judge's ``top_logprobs``.
+``served_probability.ServedProbabilityJudge`` reads an ``openai:`` judge's ``top_logprobs``. ``check(name, ...)``
+runs the judge's discrimination check of a task once (judge/discrimination.py).
 
 ``take()`` returns what judging cost since the last ``take()``: the fixtures record it on the item that
 spent it, so the session summary adds it up across xdist workers.
@@ -25,7 +26,7 @@ import os
 from pytest_kick import extensions
 from pytest_kick.engines.local import LocalEngine
 from pytest_kick.hashing import json_hash
-from pytest_kick.judge import build_scorer, entry, judgeable, local, openai_backend, parse_spec
+from pytest_kick.judge import build_scorer, discrimination, entry, judgeable, local, openai_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache
 from pytest_kick.judge.client import CallableBackend, Traffic
 from pytest_kick.judge.errors import COUNTS, JUDGE_STATS
@@ -119,6 +120,7 @@ class JudgeSession:
                 self.judge = ProbabilityJudge(self.judge, backend.forcing, getattr(config, "judge_explain", False))
             else:
                 self.judge = ServedProbabilityJudge(self.judge)
+        self._checks: dict = {}
         self._tasks: dict = {}
         self._taken = dict.fromkeys(COUNTS, 0)
 
@@ -131,6 +133,15 @@ class JudgeSession:
             scorer = build_scorer(task.family, task.variant, self.config.protocol, None, None, judge=self.judge)
             self._tasks[name] = type(task)(task.variant, scorer=scorer, max_new_tokens=task.max_new_tokens)
         return self._tasks[name]
+
+    def check(self, name: str, task, items, alpha: float, seed: int):
+        """The judge's discrimination check on the task's items (judge/discrimination.py), run once per task."""
+        if name not in self._checks:
+            scorer = self.task(name, task).scorer
+            self._checks[name] = discrimination.run(
+                self.judge, scorer.family, items, name, self.config.judge, alpha, seed
+            )
+        return self._checks[name]
 
     def totals(self) -> dict:
         stats = self.judge.stats
