@@ -75,6 +75,8 @@ class KickConfig:
     judge_concurrency: int = 8
     judge_timeout: float = 120.0  # openai: judge: seconds per reply
     judge_retries: int = 4  # openai: judge: retries of a failed request
+    judge_scoring: str = "text"  # probability | text (config_judge.py; probability is the default for local:)
+    judge_explain: bool = False  # probability scoring: the explanation generated after the scores
     recover: tuple[str, ...] = ()  # recovery methods run on each compressed variant (none: empty)
     recover_data: Path | None = None  # --kick-recover-data DIR (None: calibration's C4 documents)
     recover_steps: int = 100

@@ -16,15 +16,23 @@ from urllib.parse import urlsplit
 from pytest_kick import extensions
 from pytest_kick import tasks as registry_tasks
 from pytest_kick.config_served import seconds
-from pytest_kick.config_values import whole_number
+from pytest_kick.config_values import boolean, choice, whole_number
 from pytest_kick.errors import KickError
 from pytest_kick.judge import entry as judge_entry
 from pytest_kick.judge import judgeable, parse_spec
 from pytest_kick.models import registry
 
 INSTALL = "pip install 'pytest-kick[judge]'"
-# the --kick-judge-* options a judge may take
-OPTIONS = ("judge-url", "judge-key-env", "judge-concurrency", "judge-timeout", "judge-retries")
+OPTIONS = (  # the --kick-judge-* options a judge may take
+    "judge-url",
+    "judge-key-env",
+    "judge-concurrency",
+    "judge-timeout",
+    "judge-retries",
+    "judge-scoring",
+    "judge-explain",
+)
+SCORINGS = ("probability", "text")
 
 
 def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
@@ -44,8 +52,9 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
         takers = [
             e.form.split(" (")[0] for e in extensions.judges.entries().values() if given[0] in getattr(e, "options", ())
         ]
+        article = "an" if takers and takers[0][0] in "aeiou" else "a"
         raise KickError(
-            f"{flag(given[0])} applies to an {' or '.join(takers)} judge, not {flag('judge')} {text['judge']}"
+            f"{flag(given[0])} applies to {article} {' or '.join(takers)} judge, not {flag('judge')} {text['judge']}"
         )
     found = {
         "judge": text["judge"].strip(),
@@ -57,6 +66,7 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     }
     if judge.backend is None:  # the tasks' own scorers
         return found
+    found.update(scoring_settings(text, flag, spec))
     if not any(judgeable(t) for t in chosen):
         families = list(
             dict.fromkeys(t.family for t in map(registry_tasks.get, registry_tasks.names()) if judgeable(t))
@@ -70,6 +80,19 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     if settings:
         found.update(extensions.resolve(settings, f"judge {judge.name}")(values, text, flag, spec.model))
     return found
+
+
+def scoring_settings(text: dict, flag, spec) -> dict:
+    """--kick-judge-scoring (probability by default for local:, text otherwise) and --kick-judge-explain."""
+    default = "probability" if spec.kind == "local" else "text"
+    scoring = choice(flag("judge-scoring"), text["judge-scoring"] or default, SCORINGS)
+    explain = boolean(flag("judge-explain"), text["judge-explain"])
+    if explain and not (spec.kind == "local" and scoring == "probability"):
+        raise KickError(
+            f"{flag('judge-explain')} applies to a local: judge scoring by probability (a judge writing free text "
+            f"explains anyway), not {flag('judge')} {text['judge']} with {scoring} scoring"
+        )
+    return {"judge_scoring": scoring, "judge_explain": explain}
 
 
 def local_settings(values: dict, text: dict, flag, model: str) -> dict:

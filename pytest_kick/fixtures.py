@@ -26,6 +26,7 @@ from pytest_kick.cases import KickCase
 from pytest_kick.config_tolerance import parse_tolerance_value
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.item_errors import load_model, user_errors
+from pytest_kick.judge import discrimination
 from pytest_kick.record import PREFIX, Verdict, put
 from pytest_kick.runtime import Runtime
 from pytest_kick.tasks.base import chance_levels, choices_summary, mean_chance
@@ -97,12 +98,12 @@ def kick_baseline(kick_runtime, request):
     @user_errors(request)
     def get(case: KickCase):
         load_model(kick_runtime, case)
+        discrimination.require(kick_runtime, case, request.node)  # a judge no better than chance: inconclusive
         result, status, path = kick_runtime.dense(case)
         put(request.node, baseline=status, baseline_path=str(path))
-        _judge_usage(kick_runtime, request.node)
         return result
 
-    return get
+    return _counting_judge_usage(get, kick_runtime, request.node)
 
 
 @pytest.fixture

@@ -189,6 +189,20 @@ OPTIONS = [
         "a chat completion) before its item is a judge error",
     ),
     Option(
+        "judge-scoring",
+        None,
+        "probability (each score the judge's expected value over 1-10, the format forced; an openai: judge reads "
+        "its reply's top_logprobs) or text (scores parsed from the judge's free reply) "
+        "(default: probability for local:, text for openai:)",
+    ),
+    Option(
+        "judge-explain",
+        None,
+        "local: judge with probability scoring: generate the judge's explanation after its scores "
+        "(flip reports show it)",
+        flag=True,
+    ),
+    Option(
         "export",
         None,
         "write each compressed variant as a checkpoint a serving engine loads "

@@ -40,7 +40,8 @@ PREFIX = "kick_"
 class CaseRecord:
     """One case (a suite item, or a --kick-search item). Nested figures stay plain dicts: ``details`` (the task's
     extra figures), ``compression`` (CompressionReport.as_record), ``recovery`` (recover/outcome.py), ``search``
-    (search_run.result_record), ``judge`` (what the judge spent) and ``judge_errors`` (judge/errors.Screen)."""
+    (search_run.result_record), ``judge`` (what the judge spent), ``judge_errors`` (judge/errors.Screen) and
+    ``discrimination`` (judge/discrimination.Check.record)."""
 
     task: str
     model: str
@@ -88,6 +89,7 @@ class CaseRecord:
     search: dict | None = None
     judge: dict | None = None
     judge_errors: dict | None = None
+    discrimination: dict | None = None  # a judged task: the judge's discrimination check (judge/discrimination.py)
 
     def __post_init__(self):
         if self.verdict is not None and not isinstance(self.verdict, Verdict):

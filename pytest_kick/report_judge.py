@@ -1,5 +1,5 @@
-"""The judge's account for the session: what it cost and how it went, added up over every case's record, and
-one line per case that lost items to judge errors."""
+"""The judge's account for the session: what it cost and how it went, added up over every case's record; the
+discrimination check of each judged task; one line per case that lost items to judge errors."""
 
 from __future__ import annotations
 
@@ -22,11 +22,37 @@ def judge_summary(records: list[CaseRecord]) -> dict | None:
     found["errors"] = list(dict.fromkeys(e for s in spent for e in s.get("errors") or []))[:3]
     found["cases_with_judge_errors"] = sum(1 for r in records if (r.judge_errors or {}).get("left_out"))
     found["cases_without_verdict"] = sum(1 for r in records if (r.judge_errors or {}).get("exceeded"))
+    found["discrimination"] = discrimination(records)
     return found
 
 
+def discrimination(records: list[CaseRecord]) -> dict:
+    """The judge's discrimination check of each judged task (judge/discrimination.py), by task."""
+    return {r.discrimination["task"]: r.discrimination for r in records if isinstance(r.discrimination, dict)}
+
+
+def discrimination_line(check: dict) -> str:
+    """One task's check: preference rate overall and per degradation, position disagreement, the test's answer."""
+    if not check["comparisons"]:
+        return f"judge check {check['task']}: no item has a reference answer to compare with: not fit"
+    kinds = ", ".join(
+        f"{kind.replace('_', ' ')} {k['preference_rate']:.0%}"
+        for kind, k in check["by_degradation"].items()
+        if k["comparisons"]
+    )
+    position = check.get("position_disagreement_rate")
+    return (
+        f"judge check {check['task']}: prefers the reference over a degraded copy in {check['preferred']} of "
+        f"{check['comparisons']} ({check['preference_rate']:.0%}; {kinds})"
+        + ("" if position is None else f", orders disagree on {position:.0%}")
+        + f", p = {check['p_value']:.3g}: "
+        + ("fit to gate" if check["fit"] else f"not better than chance at alpha {check['alpha']:g}, cases inconclusive")
+    )
+
+
 def judge_lines(records: list[CaseRecord]) -> list[str]:
-    """The judge's one-line account, then one line per case that lost items to judge errors."""
+    """The judge's one-line account, the discrimination check of each judged task, then one line per case that lost
+    items to judge errors."""
     found = judge_summary(records)
     if found is None:
         return []
@@ -42,7 +68,7 @@ def judge_lines(records: list[CaseRecord]) -> list[str]:
         )
         + ("" if rate is None else f", orders disagree on {rate:.0%} of {found['order_pairs']} pairwise items")
     )
-    lines = [line]
+    lines = [line] + [discrimination_line(check) for check in found["discrimination"].values()]
     for r in records:
         errors = r.judge_errors or {}
         if errors.get("left_out"):

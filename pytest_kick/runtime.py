@@ -93,6 +93,14 @@ class Runtime:
             self.judges = JudgeSession(self.config, self.ui, self.worker_id)
         return self.judges.task(name, task)
 
+    def judge_check(self, name: str):
+        """The judge's discrimination check of a judged task (judge/discrimination.Check), None for other tasks."""
+        if not self.judged_task(name):
+            return None
+        return self.judges.check(
+            name, tasks.get(name), self.data(name)[2], getattr(self.config, "alpha", None) or 0.05, self.config.seed
+        )
+
     def judge_usage(self) -> dict | None:
         """What the judge spent since the last call (None without a judge)."""
         return None if self.judges is None else self.judges.take()

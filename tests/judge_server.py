@@ -19,15 +19,26 @@ that message). Steps:
 - ``notchat``  HTTP 200 with JSON that is not a chat completion (no ``choices``);
 - ``nonjson``  HTTP 200 declared ``application/json`` whose body is not JSON (a truncated reply);
 - ``nochoices`` HTTP 200, a chat completion with ``choices: []``.
+- ``prefers``  a judge that knows the bundled reference answers: the question's own reference gets 9, any
+               other answer 4, in either position (it always prefers the reference);
+- ``logprobs`` the ``valid`` verdict with the log-probabilities of its tokens (``logprobs.content``, asked or
+               not): each digit is a token whose ``top_logprobs`` give the digit 0.6, the digit below 0.3 and
+               the digit above 0.1 (a score d from 2 to 8 reads as d - 0.2; 9 gives 8 the other 0.4: 8.6);
+               a "0" after a "1" (a 10) has "0" 0.8; every other token is certain.
 
-A prompt without a plan follows ``Server(default=...)`` ("valid" unless told). Run as a script, it serves
+A prompt without a plan follows ``Server(default=...)`` ("valid" unless told), except the prompts of the
+discrimination check (judge/discrimination.py: a reference answer against a degraded copy of one, recognised
+by the answers' words, all from the bundled references), which follow ``Server(check=...)`` ("prefers"
+unless told): a scripted judge passes the check unless a test says otherwise. Run as a script, it serves
 until stopped: ``python tests/judge_server.py [default plan] [port]``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import re
 import socket
 import threading
@@ -44,6 +55,72 @@ ANSWER = re.compile(r"\[The Start of Assistant(?: \d)?'s Answer\]\n(.*?)\n*\[The
 def hashed(answer: str) -> int:
     """A score from 1 to 10 that depends on the answer's text only (step ``hash``)."""
     return 1 + int(hashlib.sha256(answer.encode()).hexdigest(), 16) % 10
+
+
+@functools.lru_cache(maxsize=1)
+def references() -> dict[str, str]:
+    """Every bundled question (as the judge prompts quote it) -> its reference answer."""
+    from pytest_kick.judge.protocols import strip_highlights
+    from pytest_kick.tasks.data import bundled_dir
+    from pytest_kick.tasks.instruction import load_mtbench, load_vicuna
+    from pytest_kick.tasks.summarization import BUNDLED, load_stories
+
+    found = {}
+    for story in load_stories(bundled_dir() / BUNDLED):
+        found[story.prompt] = found[strip_highlights(story.prompt)] = story.answers[0]
+    for load in (load_vicuna, load_mtbench):
+        for item in load(bundled_dir())[0]:
+            if item.references:
+                found[item.turns[0]] = item.references[0]
+    return found
+
+
+def reference_for(user: str) -> str | None:
+    """The reference answer of the question the prompt quotes (the longest quoted question)."""
+    quoted = [q for q in references() if q in user]
+    return references()[max(quoted, key=len)] if quoted else None
+
+
+def is_check(user: str) -> bool:
+    """Whether a prompt is one of the discrimination check's: every answer made of a reference's words."""
+    answers = ANSWER.findall(user)
+    words = [set(r.split()) for r in references().values()]
+    return bool(answers) and all(a.split() and any(set(a.split()) <= w for w in words) for a in answers)
+
+
+def preferring(system: str, user: str) -> str:
+    """Step ``prefers``: the question's reference 9, anything else 4."""
+    reference = reference_for(user)
+    scores = [9 if a == reference else 4 for a in ANSWER.findall(user)] or [4]
+    text = system + "\n" + user
+    if "[[rating]]" in text:
+        return f"Rated against what I know.\nRating: [[{scores[0]}]]"
+    first, second = scores[0], scores[-1]
+    if "four lines" in text:
+        return "\n".join([f"{first} {second}"] * 4) + "\nOne of them is the reference."
+    if "Python tuple" in text:
+        return f"Checking the answers.\nSo the scores are ({first}, {second})."
+    return f"{first} {second}\nOne of them is the reference."
+
+
+def with_logprobs(content: str) -> dict:
+    """Step ``logprobs``: ``logprobs.content`` for ``content``, each digit a token with its alternatives."""
+    tokens = re.findall(r"\d|[^\d]+", content)
+    found = []
+    for n, token in enumerate(tokens):
+        if token == "0" and n and tokens[n - 1] == "1":
+            top = [("0", 0.8), ("\n", 0.2)]
+        elif token.isdigit() and 1 < int(token) < 9:
+            top = [(token, 0.6), (str(int(token) - 1), 0.3), (str(int(token) + 1), 0.1)]
+        elif token.isdigit():  # 1 (not a 10's) or 9: its one neighbour gets 0.4
+            top = [(token, 0.6), (str(int(token) + 1 if token == "1" else 8), 0.4)]
+        else:
+            top = [(token, 1.0)]
+        alternatives = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top]
+        found.append(
+            {"token": token, "logprob": alternatives[0]["logprob"], "bytes": None, "top_logprobs": alternatives}
+        )
+    return {"content": found}
 
 
 def verdict(system: str, user: str, biased: bool, by_hash: bool = False) -> str:
@@ -64,9 +141,11 @@ def verdict(system: str, user: str, biased: bool, by_hash: bool = False) -> str:
 
 
 class Server:
-    def __init__(self, slow_seconds: float = 2.0, default: str = "valid", port: int = 0):
+    def __init__(self, slow_seconds: float = 2.0, default: str = "valid", port: int = 0, check: str = "prefers"):
         self.slow_seconds = slow_seconds
         self.default = default  # the plan of a prompt without <<plan:...>> (e.g. a real model's answer)
+        self.check = check  # the plan of the discrimination check's prompts
+        self.asked_logprobs: list = []  # each request's (logprobs, top_logprobs)
         self.requests = 0
         self.authorizations: set[str] = set()
         self.inflight = 0
@@ -89,7 +168,7 @@ class Server:
 
     def step(self, user: str) -> str:
         found = PLAN.search(user)
-        plan = (found.group(1) if found else self.default).split(",")
+        plan = (found.group(1) if found else self.check if is_check(user) else self.default).split(",")
         with self._lock:
             n = self._seen.get(user, 0)
             self._seen[user] = n + 1
@@ -139,6 +218,8 @@ class Server:
                 system = next((m["content"] for m in messages if m["role"] == "system"), "")
                 user = next(m["content"] for m in messages if m["role"] == "user")  # a re-ask adds turns
                 step = server.step(user)
+                with server._lock:
+                    server.asked_logprobs.append((body.get("logprobs"), body.get("top_logprobs")))
                 time.sleep(0.05)  # long enough for concurrent requests to overlap
                 if step == "drop":
                     self.close_connection = True
@@ -159,11 +240,13 @@ class Server:
                     return self._send(200, {"id": "chatcmpl-test", "object": "chat.completion", "choices": []})
                 if step == "slow":
                     time.sleep(server.slow_seconds)
-                content = (
-                    "no scores here, sorry"
-                    if step == "garbage"
-                    else verdict(system, user, step == "biased", step == "hash")
-                )
+                if step == "garbage":
+                    content = "no scores here, sorry"
+                elif step == "prefers":
+                    content = preferring(system, user)
+                else:
+                    content = verdict(system, user, step == "biased", step == "hash")
+                logprobs = with_logprobs(content) if step == "logprobs" else None
                 try:
                     self._send(
                         200,
@@ -177,6 +260,7 @@ class Server:
                                     "index": 0,
                                     "finish_reason": "stop",
                                     "message": {"role": "assistant", "content": content},
+                                    **({"logprobs": logprobs} if logprobs else {}),
                                 }
                             ],
                             "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},

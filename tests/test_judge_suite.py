@@ -76,9 +76,19 @@ def test_both_orders_averaged_cached_and_the_key_in_no_file(pytester, serve):
     result = pytester.runpytest(*judged(server))
     result.assert_outcomes(passed=2)
     asked = server.requests
-    assert 4 <= asked <= 8  # 2 items x 2 orders, for dense and (where its answer differs) compressed
+    assert server.steps.count("prefers") == 12  # the discrimination check: 2 items x 3 degraded copies x 2 orders
+    assert 4 <= asked - 12 <= 8  # 2 items x 2 orders, for dense and (where its answer differs) compressed
     cases = report(pytester)["cases"]
     assert [c["verdict"] for c in cases] == ["sane", "matching"]
+    check = cases[0]["discrimination"]
+    assert check == cases[1]["discrimination"] and check["fit"] and check["preference_rate"] == 1.0
+    assert check["comparisons"] == 6 and check["position_disagreement_rate"] == 0.0
+    assert (
+        "judge check instruction:vicuna: prefers the reference over a degraded copy in 6 of 6 (100%"
+        in result.stdout.str()
+    )
+    assert report(pytester)["meta"]["judge"]["discrimination"]["instruction:vicuna"] == check
+    assert "judge check instruction:vicuna: prefers the reference" in (pytester.path / "report.md").read_text()
     assert cases[0]["metric"] == "judge-judge-test_vs_gpt35" and cases[0]["dense"] == pytest.approx(7.5)
     assert cases[1]["details"]["order_disagreement"] == 1.0
     line = summary_line(result)
@@ -110,8 +120,9 @@ def test_failures_are_retried_and_counted_and_flips_show_the_judges_reasons(pyte
     assert "errors" not in result.parseoutcomes()
     judge = report(pytester)["meta"]["judge"]
     assert judge["item_errors"] == 0 and judge["requests"] == server.requests
-    assert judge["retries"] == 2 * judge["requests"] // 3  # two of every three attempts were retries
-    assert server.steps.count("hash") == judge["requests"] // 3
+    items_asked = judge["requests"] - server.steps.count("prefers")  # the discrimination check's asks aside
+    assert judge["retries"] == 2 * items_asked // 3  # two of every three attempts were retries
+    assert server.steps.count("hash") == items_asked // 3
     flips = [
         json.loads(line)
         for path in (pytester.path / "cache" / "reports").rglob("*.jsonl")
@@ -156,7 +167,8 @@ def test_too_many_judge_errors_make_the_case_an_error_and_nothing_is_dropped(pyt
     }
     judge = report(pytester)["meta"]["judge"]
     assert judge["item_errors"] == 2 and judge["reasks"] == 8  # 2 items x 2 orders, re-asked twice each
-    assert server.requests == 12  # nothing silently skipped: every order of every item asked 3 times
+    checked = server.steps.count("prefers")  # the discrimination check, passed: 2 items x 3 copies x 2 orders
+    assert checked == 12 and server.requests - checked == 12  # nothing silently skipped: each order asked 3 times
     assert "⛔ judge errors, no verdict" in (pytester.path / "report.md").read_text()
 
 
@@ -170,9 +182,10 @@ def test_judge_options_are_checked_before_anything_runs(pytester, monkeypatch):
 
 
 def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
-    """Mechanics of local:<model>: its own engine, real prompts; a random judge's replies hold no scores, so
-    every item is a judge error (case error), and, since unreadable replies are never cached as answers, a
-    rerun asks the judge again."""
+    """Mechanics of local:<model>: its own engine, real prompts. Scores read from its probabilities are always
+    readable, but a random judge cannot tell references from degraded copies: every case is inconclusive by the
+    discrimination check, and a rerun asks the judge nothing. Scoring its free text instead, it writes no scores
+    at all: the check's comparisons are judge errors, and so are the cases."""
     from pytest_kick.judge import local
 
     monkeypatch.setattr(local, "DEFAULT_MAX_NEW_TOKENS", 16)  # random text: keep it short
@@ -193,16 +206,34 @@ def test_local_tiny_random_llama_judge_end_to_end(pytester, monkeypatch):
         "report.json",
         "-p",
         "no:cacheprovider",
+        "-rs",
     ]
     result = pytester.runpytest(*args)
-    result.assert_outcomes(errors=2)
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*instruction:vicuna: inconclusive: the judge local:tiny-random-llama prefers the reference answer over a "
+            "degraded copy in * of 6 comparisons*use a larger judge*"
+        ]
+    )
+    cases = report(pytester)["cases"]
+    assert all(c["verdict"] == "inconclusive" and not c["discrimination"]["fit"] for c in cases)
     judge = report(pytester)["meta"]["judge"]
-    assert judge["requests"] == 6 and judge["item_errors"] == 2  # strict: 1 ask per item, asked 3 times
-    assert judge["tokens_in"] > 0 and judge["tokens_out"] > 0  # re-tokenized text: approximate counts
+    assert judge["requests"] == 2 * 4 and judge["item_errors"] == 0  # strict: each reference and its 3 copies
     again = pytester.runpytest(*args)
-    again.assert_outcomes(errors=2)
-    assert report(pytester)["meta"]["judge"]["requests"] == 6
-    assert report(pytester)["meta"]["judge"]["cache_hits"] == 0
+    again.assert_outcomes(skipped=2)
+    assert report(pytester)["meta"]["judge"]["requests"] == 0
+    assert report(pytester)["meta"]["judge"]["cache_hits"] == 8
+
+    text = pytester.runpytest(*args, "--kick-judge-scoring", "text", "--kick-cache-dir", "cache-text")
+    text.assert_outcomes(errors=2)
+    text.stdout.fnmatch_lines(
+        [
+            "*instruction:vicuna: the judge failed on 6 of 6 comparisons of its discrimination check (100%, more "
+            "than 5%): no verdict; e.g. judge reply could not be read (3 asks)*"
+        ]
+    )
+    assert all(c["verdict"] == "judge-error" for c in report(pytester)["cases"])
     assert [c["outcome"] for c in report(pytester)["cases"]] == ["error", "error"]
 
 

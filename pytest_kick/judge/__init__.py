@@ -47,7 +47,7 @@ BUNDLED = (
         "an OpenAI-compatible chat endpoint",
         "openai:<model> (e.g. openai:gpt-4)",
         "pytest_kick.judge.session:openai_judge",
-        options=("judge-url", "judge-key-env", "judge-concurrency", "judge-timeout", "judge-retries"),
+        options=("judge-url", "judge-key-env", "judge-concurrency", "judge-timeout", "judge-retries", "judge-scoring"),
         settings="pytest_kick.config_judge:openai_settings",
     ),
     JudgeEntry(
@@ -55,6 +55,7 @@ BUNDLED = (
         "a --kick-model run in this process",
         "local:<model> (a --kick-model name)",
         "pytest_kick.judge.session:LocalJudgeBackend",
+        options=("judge-scoring", "judge-explain"),
         settings="pytest_kick.config_judge:local_settings",
     ),
 )

@@ -141,8 +141,11 @@ class Judge:
                     found[k] = (completion.text, completion.error, None if completion.text is None else reply)
         return found
 
-    def run(self, asks: Sequence[Ask]) -> list[Outcome]:
+    def run(self, asks: Sequence[Ask], given: Sequence[str | None] | None = None) -> list[Outcome]:
+        """Each ask's outcome, re-asking unreadable replies. ``given``: a first reply already had for an ask (a
+        served judge's scored reply that could not be read), taken as its first ask instead of asking again."""
         asks = list(asks)
+        given = list(given) if given is not None else [None] * len(asks)
         replies: list[list[str]] = [[] for _ in asks]
         readings: list[Reading | None] = [None] * len(asks)
         errors = [""] * len(asks)
@@ -154,7 +157,11 @@ class Judge:
             if number:
                 self.stats.reasks += len(pending)
             conversations = [conversation(asks[k], replies[k]) for k in pending]
-            results = self._replies([asks[k] for k in pending], conversations, number)
+            asked = [j for j, k in enumerate(pending) if number or given[k] is None]
+            fetched = self._replies([asks[pending[j]] for j in asked], [conversations[j] for j in asked], number)
+            results = [(given[k], "", None) for k in pending]  # a given first reply is never cached again here
+            for j, result in zip(asked, fetched):
+                results[j] = result
             still = []
             for k, messages, (text, error, fresh) in zip(pending, conversations, results):
                 if text is None:

@@ -11,6 +11,9 @@ never left out unnoticed — and ``figures`` marks it (``judge_error`` 1). error
 with them. ``prepare(items, replies)`` judges a whole batch at once (concurrently, up to the backend's
 concurrency); ``score`` / ``figures`` / ``explanation`` then read the stored judgment (an item not
 prepared is judged on its own when first asked for).
+
+``judge`` is a runner.Judge (scores parsed from free replies) or a judge with the same ``run`` that reads them
+from probabilities (probability.py, served_probability.py); then ``figures`` holds ``judge_argmax`` too.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ class JudgeScorer:
             return ItemJudgment(NAN, "; ".join(dict.fromkeys(failed)), explanation, figures)
         readings = [o.reading for o in outcomes]
         score = sum(r.model for r in readings) / len(readings)
+        argmaxes = [getattr(o, "argmax", None) for o in outcomes]
+        if all(argmaxes):  # scores read from probabilities: the most likely scores, beside the expected ones
+            figures["judge_argmax"] = sum(r.model for r in argmaxes) / len(argmaxes)
         if self.family.pairwise:
             # orders disagree when one prefers the model and the other the reference (or a tie vs not)
             a, b = readings[0], readings[1]
@@ -142,6 +148,7 @@ class JudgeScorer:
                 f"reasks={self.judge.reasks}",
                 f"parser={parse.VERSION}",
             )
+            + ((f"scoring={scoring}",) if (scoring := getattr(self.judge, "scoring", "text")) != "text" else ())
         )
 
     # --- reporting -------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ returned as it is. The backend is the one the judge's registry entry names (``ju
   in place), with its own ``LocalEngine``; loaded when the judge is first needed, offline like any
   ``--kick-model``. Its identity (weights hash) keys the reply cache.
 
+Scores are read from the judge's probabilities under --kick-judge-scoring probability (the default for
+``local:``): ``probability.ProbabilityJudge`` forces the format through the local judge's engine,
+``served_probability.ServedProbabilityJudge`` reads an ``openai:`` judge's ``top_logprobs``. ``check(name, ...)``
+runs the judge's discrimination check of a task once (judge/discrimination.py).
+
 ``take()`` returns what judging cost since the last ``take()``: the fixtures record it on the item that
 spent it, so the session summary adds it up across xdist workers.
 """
@@ -21,18 +26,25 @@ import os
 from pytest_kick import extensions
 from pytest_kick.engines.local import LocalEngine
 from pytest_kick.hashing import json_hash
-from pytest_kick.judge import build_scorer, entry, judgeable, local, openai_backend, parse_spec
+from pytest_kick.judge import build_scorer, discrimination, entry, judgeable, local, openai_backend, parse_spec
 from pytest_kick.judge.cache import ReplyCache
 from pytest_kick.judge.client import CallableBackend, Traffic
 from pytest_kick.judge.errors import COUNTS, JUDGE_STATS
+from pytest_kick.judge.probability import EngineForcing, ProbabilityJudge
 from pytest_kick.judge.runner import DEFAULT_REASKS, Judge
+from pytest_kick.judge.served_probability import LogprobBackend, ServedProbabilityJudge
 from pytest_kick.models import registry
 from pytest_kick.models.devices import pick_device, pick_dtype
 from pytest_kick.models.loading import load
 
 
 def openai_judge(model: str, config, ui, worker_id: str | None):
-    """An ``openai:<model>`` judge: the endpoint at --kick-judge-url, its key from the named variable."""
+    """An ``openai:<model>`` judge: the endpoint at --kick-judge-url, its key from the named variable; asked for
+    ``top_logprobs`` under --kick-judge-scoring probability (served_probability.py)."""
+    if getattr(config, "judge_scoring", "text") == "probability":
+        return LogprobBackend(
+            model, url=config.judge_url, key_env=config.judge_key_env, concurrency=config.judge_concurrency
+        )
     return openai_backend(
         model,
         url=config.judge_url,
@@ -52,6 +64,11 @@ class LocalJudgeBackend:
         self._backend: CallableBackend | None = None
         self._engine = None
         self.traffic = Traffic()
+
+    def forcing(self):
+        """The model's engine for scores read from probabilities (probability.py), loaded on first use."""
+        self._load()
+        return EngineForcing(self._engine)
 
     def _load(self) -> CallableBackend:
         if self._backend is None:
@@ -102,6 +119,13 @@ class JudgeSession:
         make = extensions.resolve(entry(self.spec).backend, f"judge {self.spec.kind}")
         backend = make(self.spec.model, config, ui, worker_id)
         self.judge = Judge(backend, ReplyCache(config.cache_dir), DEFAULT_REASKS)
+        self.scoring = getattr(config, "judge_scoring", "text")
+        if self.scoring == "probability":  # config_judge.py allows it for local: and openai: judges only
+            if isinstance(backend, LocalJudgeBackend):
+                self.judge = ProbabilityJudge(self.judge, backend.forcing, getattr(config, "judge_explain", False))
+            else:
+                self.judge = ServedProbabilityJudge(self.judge)
+        self._checks: dict = {}
         self._tasks: dict = {}
         self._taken = dict.fromkeys(COUNTS, 0)
 
@@ -114,6 +138,15 @@ class JudgeSession:
             scorer = build_scorer(task.family, task.variant, self.config.protocol, None, None, judge=self.judge)
             self._tasks[name] = type(task)(task.variant, scorer=scorer, max_new_tokens=task.max_new_tokens)
         return self._tasks[name]
+
+    def check(self, name: str, task, items, alpha: float, seed: int):
+        """The judge's discrimination check on the task's items (judge/discrimination.py), run once per task."""
+        if name not in self._checks:
+            scorer = self.task(name, task).scorer
+            self._checks[name] = discrimination.run(
+                self.judge, scorer.family, items, name, self.config.judge, alpha, seed
+            )
+        return self._checks[name]
 
     def totals(self) -> dict:
         stats = self.judge.stats
