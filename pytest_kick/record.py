@@ -79,6 +79,7 @@ class CaseRecord:
     search: dict | None = None
     judge: dict | None = None
     judge_errors: dict | None = None
+    drafting: dict | None = None  # dense-drafted decoding (engines/draft.py Tally.record): acceptance, near-ties
 
     def __post_init__(self):
         if self.verdict is not None and not isinstance(self.verdict, Verdict):

@@ -178,3 +178,43 @@ def test_smollm2_rtn8_drafted_from_dense_is_plain_decoding(smollm2):
         assert mismatches(pairs) <= tally.near_ties, name
     assert sum(t.accepted for _, _, t in found) > 0.8 * sum(t.proposed for _, _, t in found)
 
+
+def runtime_for(tmp_path, accelerate: str):
+    from pytest_kick import config
+    from pytest_kick.runtime import Runtime
+
+    values = {opt.name: None for opt in config.OPTIONS}
+    values.update(
+        {
+            "model": "tiny-random-llama",
+            "tasks": "icrqa:open",
+            "limit": "4",
+            "compressor": "rtn",
+            "ratio": "w8",
+            "accelerate": accelerate,
+            "cache-dir": str(tmp_path),
+        }
+    )
+    return Runtime(config.build(values, tmp_path))
+
+
+def test_a_variant_drafts_from_the_stored_dense_answers_of_another_process(tmp_path):
+    """The dense run writes its answers beside its baseline; a later session that reads the baseline from the
+    cache drafts from them, gives the same results as plain decoding, and says what drafting did."""
+    from pytest_kick.cases import KickCase
+
+    dense, variant = (
+        KickCase("icrqa:open", "tiny-random-llama"),
+        KickCase("icrqa:open", "tiny-random-llama", "rtn", "w8"),
+    )
+    first = runtime_for(tmp_path, "on")
+    assert first.dense(dense)[1] == "computed"
+    assert list((tmp_path / "drafts").rglob("*.json"))  # written beside the baseline
+    later = runtime_for(tmp_path, "on")
+    assert later.dense(dense)[1] == "cached"
+    drafted = later.evaluate(variant)
+    record = later.drafting(variant)
+    assert record["drafted_rows"] == 4 and record["proposed"] > 0 and record["acceptance"] > 0.5
+    plain = runtime_for(tmp_path, "off")
+    assert plain.evaluate(variant) == drafted
+    assert plain.drafting(variant) is None
