@@ -218,3 +218,11 @@ def test_a_variant_drafts_from_the_stored_dense_answers_of_another_process(tmp_p
     plain = runtime_for(tmp_path, "off")
     assert plain.evaluate(variant) == drafted
     assert plain.drafting(variant) is None
+
+
+def test_accelerate_takes_on_or_off_and_names_the_flag_otherwise(tmp_path):
+    from pytest_kick.errors import KickError
+
+    assert runtime_for(tmp_path, "off").config.accelerate is False
+    with pytest.raises(KickError, match="--kick-accelerate: 'fast' is not one of on, off"):
+        runtime_for(tmp_path, "fast")
