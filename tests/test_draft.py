@@ -165,20 +165,6 @@ def test_served_and_sliding_window_engines_do_not_draft(tiny, monkeypatch):
     assert drafted.tally.proposed == 0
 
 
-@pytest.mark.slow
-def test_smollm2_rtn8_drafted_from_dense_is_plain_decoding(smollm2):
-    from pytest_kick.tasks.instruction import Instruction
-    from pytest_kick.tasks.summarization import Summarization
-
-    model, tokenizer = smollm2.model, smollm2.tokenizer
-    shorter = [Summarization("small", max_new_tokens=64), Instruction("mtbench", max_new_tokens=48)]  # two turns
-    found = drafted_against_plain(model, tokenizer, rtn(model, 8), [*shorter, "factoid_qa"], "strict", 2)
-    assert [name for name, _, _ in found] == ["summarization:small", "instruction:mtbench", "factoid_qa"]
-    for name, pairs, tally in found:
-        assert mismatches(pairs) <= tally.near_ties, name
-    assert sum(t.accepted for _, _, t in found) > 0.8 * sum(t.proposed for _, _, t in found)
-
-
 def runtime_for(tmp_path, accelerate: str):
     from pytest_kick import config
     from pytest_kick.runtime import Runtime
