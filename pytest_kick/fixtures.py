@@ -233,6 +233,7 @@ def kick_gate(kick_runtime, request):
             alpha=verdict.alpha if verdict.stat == "sequential" else None,
             family=kick_runtime.config.family if verdict.stat == "sequential" else None,
             smallest_drop=verdict.smallest_drop,
+            drafting=kick_runtime.drafting(case),
             lost=verdict.lost,
             kept=verdict.kept,
             gained=verdict.gained,

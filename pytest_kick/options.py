@@ -88,6 +88,12 @@ OPTIONS = [
     Option("dtype", "auto", "auto (float32 on CPU, float16 on GPU), float32, float16 or bfloat16"),
     Option("batch-size", "16", "prompts per forward pass"),
     Option(
+        "accelerate",
+        "on",
+        "on: a compressed variant's greedy generation verifies its dense model's stored answers as drafts "
+        "instead of generating token by token (the same answers; local engine); off: plain decoding",
+    ),
+    Option(
         "cache-dir",
         ".kick",
         "where converted models, dense baselines, judge replies, recovery parameters and flip reports are kept",

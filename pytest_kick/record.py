@@ -90,6 +90,7 @@ class CaseRecord:
     judge: dict | None = None
     judge_errors: dict | None = None
     discrimination: dict | None = None  # a judged task: the judge's discrimination check (judge/discrimination.py)
+    drafting: dict | None = None  # dense-drafted decoding (engines/draft.py Tally.record): acceptance, near-ties
 
     def __post_init__(self):
         if self.verdict is not None and not isinstance(self.verdict, Verdict):

@@ -140,7 +140,10 @@ def details_lines(records: list[CaseRecord]) -> list[str]:
     """The tasks' extra figures (per-category accuracy, F1, ROUGE) per case, one line each."""
     lines = []
     for r in records:
-        details = r.details_dense if r.is_dense else r.details
+        details = dict((r.details_dense if r.is_dense else r.details) or {})
+        if r.drafting and r.drafting.get("acceptance") is not None:  # engines/draft.py: how far the variant drifted
+            details["drafts accepted"] = r.drafting["acceptance"]
+            details["near-ties"] = r.drafting["near_ties"]
         if details:
             label = r.label
             figures = ", ".join(f"{k} {_figure(k, v)}" for k, v in details.items())

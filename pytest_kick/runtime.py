@@ -19,6 +19,7 @@ from pytest_kick.baseline import TaskResult
 from pytest_kick.cases import KickCase
 from pytest_kick.dense import DenseBaselines
 from pytest_kick.engines.base import Runner
+from pytest_kick.engines.draft_store import DraftStore
 from pytest_kick.engines.factory import Engines
 from pytest_kick.errors import KickError, KickWarning
 from pytest_kick.finite import NonFinite, check_scores
@@ -48,6 +49,7 @@ class Runtime:
         self.pool = ModelPool(config, self.ui, worker_id)
         self.engines = Engines(config)
         self.denses = DenseBaselines(self, config, run_id)
+        self.drafts = DraftStore(config.cache_dir, config.accelerate)  # dense answers -> their variants' decoding
         self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
         self._data: dict = {}
         self._uses_shots: dict = {}  # task -> whether --kick-shots changes it
@@ -239,7 +241,11 @@ class Runtime:
         engine = self.engine(case.model, not case.is_dense)
         if case.recovery:
             self.compressed_result(case)  # first: the reference the recovered case is measured against
-        with self.recoveries().applied(case, loaded, engine) if case.recovery else nullcontext(engine) as engine:
+        drafting = self.drafts.around(case, engine, lambda: self.denses.key(case))
+        with (
+            self.recoveries().applied(case, loaded, engine) if case.recovery else nullcontext(engine) as engine,
+            drafting,
+        ):
             started = time.perf_counter()
             with self.ui.progress(f"{case.task} {case.model_name} {case.label}") as advance:
                 try:
@@ -284,6 +290,10 @@ class Runtime:
         return self.recoveries().record(
             case, self.model(case.model), self.task(case.task), dense, compressed, recovered, seconds
         )
+
+    def drafting(self, case: KickCase) -> dict | None:
+        """What dense-drafted decoding did in the case's evaluation (engines/draft.py Tally.record), or None."""
+        return self.drafts.records.get(case)
 
     def baseline_key(self, case: KickCase) -> dict:
         return self.denses.key(case)

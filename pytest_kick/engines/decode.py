@@ -13,6 +13,12 @@ Refill needs every attention layer to be plain causal attention over the whole c
 front of each row (``passes.packable``: a soft prompt's decoder is marked): a sliding-window layer keeps only
 its last tokens, so two of its caches cannot be joined by padding. Such models decode batch after batch,
 each batch running until its last row stops.
+
+With drafts (engines/draft.py: a compressed variant's rows carry the dense model's answer to the same prompt), a
+row's prompt pass also feeds its whole draft, and each later step feeds a row's next token and up to ``k`` draft
+tokens; the variant's greedy choice is read at every fed token, the agreeing run of draft tokens is accepted and
+the cache columns of the rest become masked holes (the cache is cut back to the longest accepted run). The
+answer is plain greedy decoding's (draft.py says when float noise may differ); ``tally`` counts what drafting did.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from pytest_kick.engines import passes
+from pytest_kick.engines.draft import NEAR_TIE, Cursor, Tally
 from pytest_kick.requests import GenerationRequest
 
 
@@ -95,6 +103,8 @@ class Decoder:
         self.batch_size = max(1, batch_size)
         self.refill = refill
         self.stopped = stopped
+        self.tally = Tally()  # what drafting did, over every run of this decoder
+        self.ends: dict[int, int] = {}  # request index -> the EOS token its answer ended with
 
     def run(
         self,
@@ -104,8 +114,10 @@ class Decoder:
         prefix=None,
         shared: int = 0,
         on_done: Callable[[int], None] | None = None,
+        drafts: dict[int, Sequence[int]] | None = None,
     ) -> dict[int, list[int]]:
-        """The new tokens of each prompt in ``order`` (indices into ``prompts``), EOS excluded."""
+        """The new tokens of each prompt in ``order`` (indices into ``prompts``), EOS excluded; ``drafts`` (request
+        index -> token ids) are verified instead of generated where the model agrees (engines/draft.py)."""
         import torch
 
         budgets = {
@@ -120,6 +132,10 @@ class Decoder:
         queue = [i for i in order if budgets[i] > 0]
         if on_done and len(queue) < len(order):
             on_done(len(order) - len(queue))
+        cursors = {i: Cursor(list(d)) for i, d in (drafts or {}).items() if d and budgets.get(i, 0) > 0}
+        drafting = bool(cursors)
+        self.tally.rows += len(order)
+        self.tally.drafted_rows += len(cursors)
         rows: Rows | None = None
         wait = max(1, self.batch_size // 4)  # free places worth a prompt pass of newcomers (with refill)
         with torch.inference_mode():
@@ -127,8 +143,15 @@ class Decoder:
                 free = self.batch_size - (len(rows.live) if rows else 0)
                 if queue and (rows is None or (self.refill and free >= wait)):
                     taken, queue = queue[:free], queue[free:]
-                    newcomers, first = self._prefill([prompts[i] for i in taken], taken, prefix, shared)
-                    self._advance(newcomers, first, out, budgets, requests, on_done)
+                    if drafting:
+                        proposals = [cursors[i].propose([], budgets[i] - 1) if i in cursors else [] for i in taken]
+                        newcomers, *chosen = self._prefill(
+                            [prompts[i] for i in taken], taken, prefix, shared, proposals
+                        )
+                        self._settle(newcomers, proposals, *chosen, cursors, out, budgets, requests, on_done)
+                    else:
+                        newcomers, first = self._prefill([prompts[i] for i in taken], taken, prefix, shared)
+                        self._advance(newcomers, first, out, budgets, requests, on_done)
                     if newcomers.live:
                         if rows is None:
                             rows = newcomers
@@ -136,6 +159,11 @@ class Decoder:
                             rows.join(newcomers)
                     if rows is None:
                         continue
+                if drafting:
+                    self._drafted_step(rows, cursors, out, budgets, requests, on_done)
+                    if not rows.live:
+                        rows = None
+                    continue
                 logits = self.model(
                     input_ids=rows.step_ids,
                     attention_mask=rows.mask,
@@ -151,20 +179,26 @@ class Decoder:
                     rows = None
         return out
 
-    def _prefill(self, prompts: list[Sequence[int]], indices: list[int], prefix, shared: int):
+    def _prefill(self, prompts: list[Sequence[int]], indices: list[int], prefix, shared: int, proposals=None):
         """Rows for these prompts (left-padded among themselves) after their prompt pass, and each one's first
-        new token."""
+        new token; with ``proposals`` (draft tokens per row, right-padded after the prompts) the pass feeds them
+        too and gives (rows, greedy choices, their top-two gaps) at the last prompt token and every draft token."""
         import torch
         from transformers import DynamicCache
 
         suffixes = [p[shared:] for p in prompts]
         width = max(len(s) for s in suffixes)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        own = torch.zeros((len(prompts), width), dtype=torch.long)
+        extra = max((len(x) for x in proposals), default=0) if proposals is not None else 0
+        ids = torch.full((len(prompts), width + extra), self.pad_id, dtype=torch.long)
+        own = torch.zeros((len(prompts), width + extra), dtype=torch.long)
         for row, s in enumerate(suffixes):  # left padding: the last prompt token of every row is aligned
-            ids[row, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
-            own[row, width - len(s) :] = 1
-        positions = shared + (own.cumsum(-1) - 1).clamp(min=0)  # real positions (after the prefix)
+            ids[row, width - len(s) : width] = torch.tensor(list(s), dtype=torch.long)
+            own[row, width - len(s) : width] = 1
+        positions = shared + (own[:, :width].cumsum(-1) - 1).clamp(min=0)  # real positions (after the prefix)
+        for row, x in enumerate(proposals or []):  # draft tokens follow the prompt, right-padded
+            ids[row, width : width + len(x)] = torch.tensor(list(x), dtype=torch.long)
+            own[row, width : width + len(x)] = 1
+        positions = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(extra, dtype=torch.long)], dim=1)
         mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         if prefix is not None:
@@ -172,22 +206,99 @@ class Decoder:
             cache.batch_repeat_interleave(len(prompts))
         else:
             cache = DynamicCache(config=self.model.config)
+        if proposals is not None:
+            hidden = passes.decoder(self.model)(
+                input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+            ).last_hidden_state
+            rows = Rows(list(indices), None, positions[:, width - 1 : width], mask, cache)
+            return (rows, *passes.choices(self.model, hidden[:, width - 1 :]))
         logits = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
         ).logits
         mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
         return Rows(list(indices), None, positions[:, -1:] + 1, mask, cache), logits[:, -1, :].argmax(dim=-1)
 
+    def _drafted_step(self, rows: Rows, cursors: dict, out, budgets, requests, on_done) -> None:
+        """One step of drafted rows: each row's next token and its draft tokens, verified in one pass."""
+        import torch
+
+        proposals = [
+            cursors[i].propose(out[i], budgets[i] - len(out[i]) - 1) if i in cursors else [] for i in rows.live
+        ]
+        width = 1 + max(len(p) for p in proposals)
+        ids = torch.full((len(rows.live), width), self.pad_id, dtype=torch.long, device=self.device)
+        ids[:, :1] = rows.step_ids
+        extra = torch.zeros((len(rows.live), width - 1), dtype=rows.mask.dtype, device=self.device)
+        for row, p in enumerate(proposals):
+            if p:
+                ids[row, 1 : 1 + len(p)] = torch.tensor(p, dtype=torch.long, device=self.device)
+                extra[row, : len(p)] = 1
+        rows.mask = torch.cat([rows.mask, extra], dim=1)
+        hidden = passes.decoder(self.model)(
+            input_ids=ids,
+            attention_mask=rows.mask,
+            position_ids=rows.step_pos + torch.arange(width, device=self.device),
+            cache=rows.cache,
+            use_cache=True,
+        ).last_hidden_state
+        self._settle(rows, proposals, *passes.choices(self.model, hidden), cursors, out, budgets, requests, on_done)
+
+    def _settle(self, rows: Rows, proposals, greedy, gaps, cursors: dict, out, budgets, requests, on_done) -> None:
+        """After a drafted pass whose last ``greedy.shape[1]`` columns were each row's input token and draft tokens:
+        accept each row's agreeing draft tokens and the model's choice after them, mask and cut back the cache
+        columns of the rest, and emit the tokens (rows that stop leave the batch)."""
+        import torch
+
+        base = rows.mask.shape[1] - greedy.shape[1]  # cache columns before the verified block
+        chosen, gap = greedy.tolist(), gaps.tolist()
+        accepted = []
+        for row, p in enumerate(proposals):
+            a = 0
+            while a < len(p) and p[a] == chosen[row][a]:
+                a += 1
+            accepted.append(a)
+            rows.mask[row, base + 1 + a :] = 0
+        keep = base + 1 + max(accepted)
+        rows.mask = torch.cat([rows.mask[:, :keep], rows.mask.new_ones((len(accepted), 1))], dim=1)
+        for layer in rows.cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, :keep], layer.values[:, :, :keep]
+        rows.step_pos = rows.step_pos + 1 + torch.tensor(accepted, device=self.device)[:, None]
+        emitted = []
+        for row, (i, p, a) in enumerate(zip(rows.live, proposals, accepted)):
+            emitted.append(list(p[:a]) + [chosen[row][a]])
+            self.tally.proposed += len(p)
+            self.tally.accepted += a
+            self.tally.near_ties += sum(g < NEAR_TIE for g in gap[row][: a + 1])
+            if i in cursors:
+                cursors[i].settle(p, a, chosen[row][a])
+        self.tally.passes += 1
+        self._emit(rows, emitted, out, budgets, requests, on_done)
+
     def _advance(self, rows: Rows, next_ids, out, budgets, requests, on_done) -> None:
         """Record each row's new token; rows that stop leave the batch."""
+        self._emit(rows, [[t] for t in next_ids.tolist()], out, budgets, requests, on_done)
+
+    def _emit(self, rows: Rows, emitted: list[list[int]], out, budgets, requests, on_done) -> None:
+        """Record each row's new tokens, in order, up to the first that stops it; rows that stop leave the batch.
+        Each row's last token is its next input."""
+        import torch
+
         keep = []
-        for k, (i, token) in enumerate(zip(rows.live, next_ids.tolist())):
-            if token in self.eos_ids:
-                continue
-            out[i].append(token)
-            if len(out[i]) < budgets[i] and not self.stopped(out[i], requests[i]):
+        for k, (i, tokens) in enumerate(zip(rows.live, emitted)):
+            going = True
+            for token in tokens:
+                if token in self.eos_ids:
+                    self.ends[i] = token
+                    going = False
+                    break
+                out[i].append(token)
+                self.tally.emitted += 1
+                if len(out[i]) >= budgets[i] or self.stopped(out[i], requests[i]):
+                    going = False
+                    break
+            if going:
                 keep.append(k)
-        rows.step_ids = next_ids[:, None]
+        rows.step_ids = torch.tensor([t[-1] for t in emitted], dtype=torch.long, device=self.device)[:, None]
         finished = len(rows.live) - len(keep)
         if finished:
             rows.keep(keep)

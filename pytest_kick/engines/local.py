@@ -11,6 +11,9 @@
   (``max_new_tokens``, ``length_factor`` x prompt tokens). The head runs at the last position only; rows
   that have stopped leave the batch and waiting prompts take their places (engines/decode.py), so the batch
   stays full and a step's cost is shared by as many rows as the batch size allows.
+- Dense-drafted decoding (engines/draft.py): with ``drafts`` set (the dense model's answers, by prompt), a
+  compressed variant's rows verify the dense answer to their prompt instead of generating it token by token;
+  with ``record`` set, the answers generated are kept there (the dense run). ``tally`` counts what drafting did.
 - Requests longer than the model's context (``max_position_embeddings``) keep their last tokens, and a BOS
   the tokenizer put first; a continuation that alone does not fit is an error.
 """
@@ -22,6 +25,7 @@ from typing import Sequence
 from pytest_kick.engines import passes
 from pytest_kick.engines.base import Progress
 from pytest_kick.engines.decode import Decoder
+from pytest_kick.engines.draft import Drafts, Tally
 from pytest_kick.engines.plan import Group, Job, Leaf, group
 from pytest_kick.engines.tokens import PromptTokens, cut_output, line_end, rolling_windows
 from pytest_kick.errors import KickError
@@ -54,6 +58,9 @@ class LocalEngine(PromptTokens):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
         self.max_length = getattr(model.config, "max_position_embeddings", None) or None
         self.last_plan: dict = {}  # how the last log-likelihood call ran (engines/passes.py score_jobs)
+        self.drafts: Drafts | None = None  # answers to verify instead of generate (a compressed variant's run)
+        self.record: Drafts | None = None  # where generated answers are kept (a dense run: drafts of its variants)
+        self.tally = Tally()  # what drafting did, summed over generate calls (the runtime takes it per case)
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class LocalEngine(PromptTokens):
         encoded = [self.prompt_ids(r) for r in requests]
         leaves = [Leaf(tuple(p), [i], len(p) - 1) for i, p in enumerate(encoded)]
         groups = group(leaves) if self.reuse_prefix else [Group(0, tuple(range(len(leaves))))]
+        draftable = self.drafts is not None and passes.packable(self.model)  # a cache cut back must be plain
         decoder = Decoder(
             self.model,
             self.pad_id,
@@ -160,8 +168,13 @@ class LocalEngine(PromptTokens):
         for g in groups:
             cache = passes.prefix_cache(self.model, encoded[g.leaves[0]][: g.shared], self.device) if g.shared else None
             order = sorted(g.leaves, key=lambda i: (-len(encoded[i]), i))
-            for i, tokens in decoder.run(encoded, requests, order, cache, g.shared, finished).items():
+            drafts = {i: self.drafts.get(encoded[i]) for i in order} if draftable else None
+            for i, tokens in decoder.run(encoded, requests, order, cache, g.shared, finished, drafts).items():
                 outputs[i] = tokens
+        self.tally.add(decoder.tally)
+        if self.record is not None:  # with the EOS that ended an answer: a draft that has it ends a row in one pass
+            for i, tokens in enumerate(outputs):
+                self.record.put(encoded[i], tokens + ([decoder.ends[i]] if i in decoder.ends else []))
         return outputs
 
     def _decode(self, tokens: list[int]) -> str:

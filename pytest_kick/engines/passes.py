@@ -45,6 +45,23 @@ def head_logits(model, hidden):
     return logits
 
 
+def choices(model, hidden):
+    """(greedy token, gap between the top two logits), each [R, W], of hidden states [R, W, H], the head run a
+    bounded number of positions at a time: how a drafted pass reads the model's choice at every fed token."""
+    import torch
+
+    rows, width, size = hidden.shape
+    flat = hidden.reshape(rows * width, size)
+    step = max(1, HEAD_ELEMENTS // model.get_output_embeddings().weight.shape[0])
+    tokens = torch.empty(rows * width, dtype=torch.long, device=hidden.device)
+    gaps = torch.empty(rows * width, dtype=torch.float32, device=hidden.device)
+    for start in range(0, rows * width, step):
+        top = head_logits(model, flat[start : start + step]).topk(2, dim=-1)
+        tokens[start : start + step] = top.indices[:, 0]
+        gaps[start : start + step] = top.values[:, 0] - top.values[:, 1]
+    return tokens.view(rows, width), gaps.view(rows, width)
+
+
 def read_positions(model, hidden, reads: Sequence[tuple[int, int]]) -> list[tuple[float, bool]]:
     """(log-probability of the target, is it the argmax) for each (row, target) of ``reads``, the head run once
     per row of hidden states [U, H], a bounded number of rows at a time."""
