@@ -66,7 +66,7 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     }
     if judge.backend is None:  # the tasks' own scorers
         return found
-    found.update(scoring_settings(text, flag, spec))
+    found.update(scoring_settings(text, flag, judge))
     if not any(judgeable(t) for t in chosen):
         families = list(
             dict.fromkeys(t.family for t in map(registry_tasks.get, registry_tasks.names()) if judgeable(t))
@@ -82,12 +82,12 @@ def judge_settings(values: dict, text: dict, flag, chosen: list) -> dict:
     return found
 
 
-def scoring_settings(text: dict, flag, spec) -> dict:
-    """--kick-judge-scoring (probability by default for local:, text otherwise) and --kick-judge-explain."""
-    default = "probability" if spec.kind == "local" else "text"
-    scoring = choice(flag("judge-scoring"), text["judge-scoring"] or default, SCORINGS)
+def scoring_settings(text: dict, flag, judge) -> dict:
+    """--kick-judge-scoring (the judge entry's default: probability for local:, text otherwise) and
+    --kick-judge-explain (an option only a local: judge takes, checked above)."""
+    scoring = choice(flag("judge-scoring"), text["judge-scoring"] or getattr(judge, "scoring", "text"), SCORINGS)
     explain = boolean(flag("judge-explain"), text["judge-explain"])
-    if explain and not (spec.kind == "local" and scoring == "probability"):
+    if explain and scoring != "probability":
         raise KickError(
             f"{flag('judge-explain')} applies to a local: judge scoring by probability (a judge writing free text "
             f"explains anyway), not {flag('judge')} {text['judge']} with {scoring} scoring"

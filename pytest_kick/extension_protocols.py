@@ -70,7 +70,8 @@ class JudgeEntry(Protocol):
     max_tokens)``, ``model`` and ``endpoint`` (judge/client.py). ``takes_model``: spelled ``NAME:<model>``;
     ``form``: how ``--help`` and errors spell it. Optional: ``options`` (the ``--kick-judge-*`` names it
     takes), ``settings = "module:object"``, ``settings(values, text, flag, model) -> dict`` of KickConfig
-    fields. A task is judged when it holds a ``scorer`` and a ``variant`` (tasks/scorers.py; opt out with
+    fields, ``scoring`` (``--kick-judge-scoring``'s default, ``"text"`` unless the judge scores by
+    probability). A task is judged when it holds a ``scorer`` and a ``variant`` (tasks/scorers.py; opt out with
     ``judged = False``).
     """
 

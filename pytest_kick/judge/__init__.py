@@ -38,6 +38,7 @@ class JudgeEntry:
     takes_model: bool = True
     options: tuple[str, ...] = ()  # the --kick-judge-* options it takes
     settings: str | None = None  # "module:object": settings(values, text, flag, model) -> KickConfig fields
+    scoring: str = "text"  # --kick-judge-scoring's default: "probability" for a judge whose model runs here
 
 
 BUNDLED = (
@@ -57,6 +58,7 @@ BUNDLED = (
         "pytest_kick.judge.session:LocalJudgeBackend",
         options=("judge-scoring", "judge-explain"),
         settings="pytest_kick.config_judge:local_settings",
+        scoring="probability",
     ),
 )
 
