@@ -256,7 +256,7 @@ def kick_gate(kick_runtime, request):
         if verdict.status == Verdict.UNDECIDED:
             if kick_runtime.config.undecided == "fail":
                 pytest.fail(f"{verdict.message}\n  (--kick-undecided fail)", pytrace=False)
-            warnings.warn(KickWarning(verdict.warning), stacklevel=4)
+            warnings.warn(KickWarning(verdict.warning or verdict.message.splitlines()[0]), stacklevel=4)
         return verdict
 
     return _counting_judge_usage(check, kick_runtime, request.node)

@@ -203,8 +203,11 @@ def _sequential(dense, compressed, tolerance: Tolerance, higher_is_better, score
     boundary = sequential.Boundary(
         tolerance.value, tolerance.kind == "relative", higher_is_better, float(score_range[0]), float(score_range[1])
     )
+    # pairs not in a seeded order (a recovered case evaluates every item in the task's order) get the budget's
+    # one look only: the early looks assume the items come in random order
+    first = len(dense) if budget is None else sequential.FIRST_ROUND
     try:
-        decision = sequential.decide(dense, compressed, boundary, alpha, budget)
+        decision = sequential.decide(dense, compressed, boundary, alpha, budget, first)
     except ValueError as err:
         raise ValueError(f"sequential gate: {err}") from None
     dense_mean = _mean(dense)
