@@ -92,7 +92,7 @@ def test_each_slot_is_read_after_the_argmax_of_the_ones_before(tmp_path):
     assert outcome.reading.reference == pytest.approx(8 * weight + (55 - 8) * (1 - weight) / 9)  # Assistant 1
     assert outcome.argmax.reference == 8 and outcome.argmax.model == 3
     assert outcome.explanation.startswith("8 3\n[scores read from the judge's probabilities:")
-    assert forcing.calls == 1  # a pair's two slots in one engine call
+    assert forcing.calls == 2  # one engine call per slot, the second after the first's argmax
     assert all(c.endswith("ASSISTANT: ") or c.endswith(" ") for c in forcing.contexts)
 
 

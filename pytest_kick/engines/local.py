@@ -4,7 +4,9 @@
 - Log-likelihoods (``loglikelihood``, ``loglikelihood_rolling``) become scoring jobs (tokens to feed,
   positions to read): jobs whose tokens are a prefix of another's share its pass, shared prefixes found in
   the tokens (a few-shot block, a subject header) run once and their key/value cache is reused
-  (``reuse_prefix``), and the vocabulary head runs only at the scored positions (engines/passes.py).
+  (``reuse_prefix``), and the vocabulary head runs only at the scored positions (engines/passes.py). With
+  ``prefix_memory`` (bytes) the caches are also kept for later calls (engines/prefix_store.py): a caller asking
+  step by step on a growing prompt runs only each step's new tokens.
 - Generation is greedy, longest prompts first, left-padded with explicit positions, so a prompt gets the
   same tokens whatever else shares its batch (tested: batch 1 and 16 give identical outputs); it stops at
   EOS, at a stop string, at the end of the first line of text (``first_line``) or at the token budget
@@ -27,6 +29,7 @@ from pytest_kick.engines.base import Progress
 from pytest_kick.engines.decode import Decoder
 from pytest_kick.engines.draft import Drafts, Tally
 from pytest_kick.engines.plan import Group, Job, Leaf, group
+from pytest_kick.engines.prefix_store import PrefixStore
 from pytest_kick.engines.tokens import PromptTokens, cut_output, line_end, rolling_windows
 from pytest_kick.errors import KickError
 from pytest_kick.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
@@ -44,6 +47,7 @@ class LocalEngine(PromptTokens):
         dtype: str | None = None,
         reuse_prefix: bool = True,
         refill: bool = True,
+        prefix_memory: int = 0,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -58,6 +62,8 @@ class LocalEngine(PromptTokens):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
         self.max_length = getattr(model.config, "max_position_embeddings", None) or None
         self.last_plan: dict = {}  # how the last log-likelihood call ran (engines/passes.py score_jobs)
+        # prefixes' key/value caches kept between log-likelihood calls, up to this many bytes (0: none kept)
+        self.prefix_store = PrefixStore(prefix_memory) if prefix_memory > 0 else None
         self.drafts: Drafts | None = None  # answers to verify instead of generate (a compressed variant's run)
         self.record: Drafts | None = None  # where generated answers are kept (a dense run: drafts of its variants)
         self.tally = Tally()  # what drafting did, summed over generate calls (the runtime takes it per case)
@@ -128,7 +134,15 @@ class LocalEngine(PromptTokens):
 
         self.last_plan = {}
         return passes.score_jobs(
-            self.model, jobs, self.batch_size, self.device, self.pad_id, self.reuse_prefix, advance, self.last_plan
+            self.model,
+            jobs,
+            self.batch_size,
+            self.device,
+            self.pad_id,
+            self.reuse_prefix,
+            advance,
+            self.last_plan,
+            self.prefix_store,
         )
 
     # --- generation ----------------------------------------------------------------------------

@@ -177,13 +177,14 @@ def score_jobs(
     reuse_prefix: bool = True,
     progress: Callable[[int], None] | None = None,
     stats: dict | None = None,
+    store=None,
 ) -> list[list[tuple[float, bool]]]:
     """(log-probability, is greedy) of every target of every job, in job order.
 
     ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
     how the jobs ran: jobs, passes (sequences run), groups (shared prefixes), tokens_fed, tokens_alone
     (what running every job on its own would feed), forward_passes, tokens_computed (fed tokens plus padding,
-    prefixes excluded)."""
+    prefixes excluded). ``store`` (engines/prefix_store.py), when given, supplies the shared prefixes' caches."""
     import torch
 
     leaves = fold(jobs)
@@ -200,7 +201,12 @@ def score_jobs(
     answers: list[list[tuple[float, bool]]] = [[] for _ in jobs]
     with torch.inference_mode():
         for g in groups:
-            cache = prefix_cache(model, leaves[g.leaves[0]].tokens[: g.shared], device) if g.shared else None
+            shared = leaves[g.leaves[0]].tokens[: g.shared]
+            cache = (
+                (store.cache(model, shared, device) if store else prefix_cache(model, shared, device))
+                if g.shared
+                else None
+            )
             members = sorted(g.leaves, key=lambda i: (-len(leaves[i].tokens), i))
             if packed:
                 batches = [

@@ -7,7 +7,8 @@ engine gives the log-likelihood of every allowed value (1 to 10), each followed 
 format (so "1" and "10" are told apart), after the prompt and everything forced so far; the values' probabilities,
 renormalized over the scale, are the judge's distribution for that slot. The slot's score is its expected value
 (G-Eval's probability-weighted score, Liu et al. 2023); the argmax is kept beside it and is what the next slots
-are conditioned on (the judge's most likely reply so far; a pair's two slots are asked in one engine call).
+are conditioned on (the judge's most likely reply so far: one engine call per slot, which a local judge's engine
+answers from the prompt's key/value cache kept between calls, so the prompt runs once per judgment).
 A judgment is therefore always readable: no parser, no re-asks. With ``explain`` the explanation is generated
 afterwards, after the forced scores (flip reports show it).
 
@@ -49,11 +50,6 @@ FORMATS: dict[str, tuple[Slot, ...]] = {  # per parse.py reader: the format its 
     "pair_tuple": (Slot("(", ",", 1), Slot(" ", ")", 2)),
     "rating": (Slot("Rating: [[", "]]", 0),),
 }
-
-
-def _lines(slots: Sequence[Slot]) -> list[tuple[Slot, ...]]:
-    """The format's slots as the steps they are asked in: a pair's two slots together, a rating alone."""
-    return [tuple(slots[k : k + 2]) for k in range(0, len(slots), 2)] if slots[0].position else [(s,) for s in slots]
 
 
 class Forcing(Protocol):
@@ -202,40 +198,22 @@ class ProbabilityJudge:
         ]
 
     def _force(self, asks: list[Ask]) -> list[list[list[float]]]:
-        """Each ask's slot distributions, one engine call per line of the format for the whole batch. A line's two
-        slots are asked together: the first slot's values, and the second's after each of them, so the prompt
-        (the bulk of the tokens) is read once per line; the second slot's distribution is the one after the
-        first slot's argmax, as if asked one after the other."""
+        """Each ask's slot distributions: its slots asked one after another, each after the argmax of the ones
+        before (the judge's most likely reply so far), one engine call per slot. Asks go in the order of their
+        prompts, so asks about one article follow each other: an engine that keeps prefixes between calls
+        (``LocalEngine(prefix_memory=...)``) then runs each prompt's shared start once, and each step only the
+        tokens forced since the last."""
         forcing = self.forcing
         prompts = [forcing.render(a.messages) for a in asks]
         found: list[list[list[float]]] = [[] for _ in asks]
-        written = [""] * len(asks)
-        lines = [_lines(FORMATS[a.reader]) for a in asks]
-        for step in range(max(len(steps) for steps in lines)):
-            active = [k for k in range(len(asks)) if step < len(lines[k])]
-            requests, spans = [], []
-            for k in active:
-                first, *second = lines[k][step]
-                head = prompts[k] + written[k] + first.lead
-                block = [LoglikelihoodRequest(head, f"{v}{first.end}") for v in VALUES]
-                for v in VALUES if second else ():
-                    after = f"{head}{v}{first.end}{second[0].lead}"
-                    block += [LoglikelihoodRequest(after, f"{w}{second[0].end}") for w in VALUES]
-                spans.append((len(requests), len(block)))
-                requests += block
-            answers = [lp for lp, _ in forcing.loglikelihood(requests)]
-            width = len(VALUES)
-            for k, (at, size) in zip(active, spans):
-                first, *second = lines[k][step]
-                probs = distribution(answers[at : at + width])
+        for k in sorted(range(len(asks)), key=lambda k: prompts[k]):
+            written = prompts[k]
+            for slot in FORMATS[asks[k].reader]:
+                head = written + slot.lead
+                answers = forcing.loglikelihood([LoglikelihoodRequest(head, f"{v}{slot.end}") for v in VALUES])
+                probs = distribution([lp for lp, _ in answers])
                 found[k].append(probs)
-                text = f"{first.lead}{argmax(probs)}{first.end}"
-                if second:
-                    offset = at + width * (1 + VALUES.index(argmax(probs)))
-                    after = distribution(answers[offset : offset + width])
-                    found[k].append(after)
-                    text += f"{second[0].lead}{argmax(after)}{second[0].end}"
-                written[k] += text
+                written = f"{head}{argmax(probs)}{slot.end}"
         return found
 
     def _explanations(self, asks: list[Ask], slots: list, texts: list[str]) -> list[str]:

@@ -55,6 +55,9 @@ def openai_judge(model: str, config, ui, worker_id: str | None):
     )
 
 
+PREFIX_MEMORY = 1 << 30  # bytes of prompt key/value caches a local judge keeps between calls (probability.py)
+
+
 class LocalJudgeBackend:
     """A ``local:<model>`` judge: loads the model (its own copy) and its engine on first use."""
 
@@ -82,7 +85,12 @@ class LocalJudgeBackend:
                 source, self.config.cache_dir, device, pick_dtype(self.config.dtype, device), notify=self.ui.message
             )
             self._engine = LocalEngine(
-                loaded.model, loaded.tokenizer, loaded.device, self.config.batch_size, loaded.dtype
+                loaded.model,
+                loaded.tokenizer,
+                loaded.device,
+                self.config.batch_size,
+                loaded.dtype,
+                prefix_memory=PREFIX_MEMORY,
             )
             identity = f"{source.name}:{json_hash(loaded.identity)[:16]}"
             self._backend = CallableBackend(
