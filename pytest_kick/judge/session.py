@@ -55,7 +55,14 @@ def openai_judge(model: str, config, ui, worker_id: str | None):
     )
 
 
-PREFIX_MEMORY = 1 << 30  # bytes of prompt key/value caches a local judge keeps between calls (probability.py)
+# the prompt key/value caches a local judge keeps between calls (probability.py), as a share of its weights' bytes
+# (a 1.5B judge in float32: 3.1 GB, ~54k prompt tokens): cases of one task come between the other tasks' cases, so
+# a story read for one case should still be kept when the next case of its task asks about it
+PREFIX_MEMORY_SHARE = 0.5
+
+
+def weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 class LocalJudgeBackend:
@@ -90,7 +97,7 @@ class LocalJudgeBackend:
                 loaded.device,
                 self.config.batch_size,
                 loaded.dtype,
-                prefix_memory=PREFIX_MEMORY,
+                prefix_memory=int(PREFIX_MEMORY_SHARE * weight_bytes(loaded.model)),
             )
             identity = f"{source.name}:{json_hash(loaded.identity)[:16]}"
             self._backend = CallableBackend(
