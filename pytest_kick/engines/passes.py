@@ -135,37 +135,55 @@ def hidden_states(model, rows: list[Sequence[int]], pad_id: int, device: str, ca
     return out.last_hidden_state
 
 
-def packed_states(model, segments: list[Sequence[int]], device: str, cache=None, offset: int = 0):
+def packed_states(model, segments: list[Sequence[int]], device: str, cache=None, offset: int = 0, lead=()):
     """Final hidden states [1, N, H] of ``segments`` run back to back in one row, each seeing the ``offset``
-    tokens of ``cache`` (left unchanged) and its own earlier tokens, at positions ``offset``, ``offset + 1`` ..."""
+    tokens of ``cache`` and its own earlier tokens, at positions ``offset``, ``offset + 1`` ... The cache is left
+    unchanged, except that ``lead`` tokens, when given, run first at positions ``offset`` ... (every segment sees
+    them, and its positions follow theirs) and are kept in the cache: one pass both extends a kept prefix
+    (engines/prefix_store.py) and scores the segments after it. The lead's own states are not returned."""
     import torch
 
+    lead = list(lead)
     lengths = [len(s) for s in segments]
-    ids = torch.tensor([[t for s in segments for t in s]], dtype=torch.long, device=device)
+    ids = torch.tensor([lead + [t for s in segments for t in s]], dtype=torch.long, device=device)
     owner = torch.repeat_interleave(torch.arange(len(segments), device=device), torch.tensor(lengths, device=device))
     starts = torch.tensor([0] + lengths[:-1], device=device).cumsum(0)
-    local = torch.arange(ids.shape[1], device=device) - starts[owner]  # position inside its segment
+    local = torch.arange(owner.shape[0], device=device) - starts[owner]  # position inside its segment
+    positions = torch.cat([torch.arange(len(lead), device=device), len(lead) + local]) + offset
     if len(segments) == 1:  # plain causal attention: transformers' own mask (or none: a fused causal kernel)
         mask = torch.ones((1, offset + ids.shape[1]), dtype=torch.long, device=device)
     else:
-        allowed = (owner[:, None] == owner[None, :]) & (local[None, :] <= local[:, None])  # [N, N]
-        allowed = torch.cat([allowed.new_ones((ids.shape[1], offset)), allowed], dim=1)  # the prefix: seen by all
+        width = offset + ids.shape[1]
+        allowed = torch.zeros((ids.shape[1], width), dtype=torch.bool, device=device)
+        allowed[:, :offset] = True  # the prefix: seen by all
+        allowed[: len(lead), offset : offset + len(lead)] = torch.ones(len(lead), len(lead), device=device).tril() > 0
+        allowed[len(lead) :, offset : offset + len(lead)] = True  # the lead: seen by every segment
+        allowed[len(lead) :, offset + len(lead) :] = (owner[:, None] == owner[None, :]) & (
+            local[None, :] <= local[:, None]
+        )
         dtype = next(model.parameters()).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
         mask = mask[None, None]
     saved = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else []
+    kept = offset + len(lead)
     try:
         out = decoder(model)(
             input_ids=ids,
             attention_mask=mask,
-            position_ids=(offset + local)[None],
+            position_ids=positions[None],
             cache=cache,
             use_cache=cache is not None,
         )
-    finally:
+    except BaseException:
         for layer, (keys, values) in zip(cache.layers if cache is not None else [], saved):
-            layer.keys, layer.values = keys, values  # the update concatenated new tensors; the prefix's are intact
-    return out.last_hidden_state
+            layer.keys, layer.values = keys, values
+        raise
+    for layer, (keys, values) in zip(cache.layers if cache is not None else [], saved):
+        if lead:  # the update concatenated the pass's keys: keep the lead's, drop the segments'
+            layer.keys, layer.values = layer.keys[..., :kept, :], layer.values[..., :kept, :]
+        else:  # the prefix's tensors are intact
+            layer.keys, layer.values = keys, values
+    return out.last_hidden_state[:, len(lead) :]
 
 
 def score_jobs(
@@ -202,11 +220,12 @@ def score_jobs(
     with torch.inference_mode():
         for g in groups:
             shared = leaves[g.leaves[0]].tokens[: g.shared]
-            cache = (
-                (store.cache(model, shared, device) if store else prefix_cache(model, shared, device))
-                if g.shared
-                else None
-            )
+            cache, have = None, 0
+            if g.shared and store is not None and packed:  # the kept prefix; the rest runs as the first pass's lead
+                cache, have = store.take(model, shared, device)
+            elif g.shared:
+                have = g.shared
+                cache = store.cache(model, shared, device) if store else prefix_cache(model, shared, device)
             members = sorted(g.leaves, key=lambda i: (-len(leaves[i].tokens), i))
             if packed:
                 batches = [
@@ -219,7 +238,8 @@ def score_jobs(
                 batch = [leaves[i] for i in chosen]
                 segments = [leaf.tokens[g.shared :] for leaf in batch]
                 if packed:
-                    states = packed_states(model, segments, device, cache, g.shared)
+                    states = packed_states(model, segments, device, cache, have, shared[have:])
+                    have = g.shared
                     places = [(0, sum(len(s) for s in segments[:k])) for k in range(len(batch))]
                 else:
                     states = hidden_states(model, segments, pad_id, device, cache, g.shared)
@@ -230,6 +250,8 @@ def score_jobs(
                     stats["tokens_computed"] = stats.get("tokens_computed", 0) + states.shape[0] * states.shape[1]
                 if progress:
                     progress(sum(len(leaf.jobs) for leaf in batch))
+            if cache is not None and store is not None and packed:
+                store.put(model, shared, cache)
     return answers
 
 

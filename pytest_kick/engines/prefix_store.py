@@ -56,10 +56,10 @@ def extend(model, cache, tokens: Sequence[int], offset: int, device: str) -> Non
 
 
 class PrefixStore:
-    """``cache(model, tokens, device)``: the key/value cache of ``tokens`` (one row), from the store where it can be.
-
-    The returned cache belongs to the store: callers must leave it unchanged (passes.score_jobs copies it before
-    a padded batch and restores it after a packed one)."""
+    """``cache(model, tokens, device)``: the key/value cache of ``tokens`` (one row), from the store where it can be;
+    the returned cache belongs to the store: callers must leave it unchanged (passes.score_jobs copies it before a
+    padded batch). ``take`` and ``put``: the caller extends the cache itself (a packed pass runs the missing tokens
+    as its lead, passes.packed_states) and hands it back."""
 
     def __init__(self, budget: int, min_shared: int = MIN_SHARED):
         self.budget, self.min_shared = budget, min_shared
@@ -68,32 +68,37 @@ class PrefixStore:
 
     def cache(self, model, tokens: Sequence[int], device: str):
         tokens = tuple(tokens)
-        if not passes.packable(model):
-            self.stats["misses"] += 1
-            self.stats["tokens_run"] += len(tokens)
-            return passes.prefix_cache(model, tokens, device)
+        found, have = self.take(model, tokens, device)
+        extend(model, found, tokens[have:], have, device)
+        self.put(model, tokens, found)
+        return found
+
+    def take(self, model, tokens: Sequence[int], device: str):
+        """(cache, have): a cache of ``tokens[:have]``, now the caller's, to extend with the rest and ``put`` back:
+        the kept prefix sharing most tokens with ``tokens`` (at least ``min_shared``), else a new cache of all
+        of them. An unpackable model gets a new cache and nothing is kept."""
+        tokens = tuple(tokens)
         best, shared = None, 0
-        for key in self.entries:
-            n = common_prefix(key, tokens)
-            if n > shared:
-                best, shared = key, n
+        if passes.packable(model):
+            for key in self.entries:
+                n = common_prefix(key, tokens)
+                if n > shared:
+                    best, shared = key, n
         if best is None or shared < self.min_shared:
             self.stats["misses"] += 1
             self.stats["tokens_run"] += len(tokens)
-            found = passes.prefix_cache(model, tokens, device)
-        else:
-            self.stats["hits"] += 1
-            self.stats["tokens_reused"] += shared
-            self.stats["tokens_run"] += len(tokens) - shared
-            if shared == len(best) == len(tokens):  # asked again as it is
-                found = self.entries[best]
-            elif shared == len(best):  # the new prefix extends the stored one: it takes the stored one over
-                found = self.entries.pop(best)
-            else:
-                found = cut(self.entries[best], shared)
-            extend(model, found, tokens[shared:], shared, device)
-        self._put(tokens, found)
-        return found
+            return passes.prefix_cache(model, tokens, device), len(tokens)
+        self.stats["hits"] += 1
+        self.stats["tokens_reused"] += shared
+        self.stats["tokens_run"] += len(tokens) - shared
+        if shared == len(best):  # ``tokens`` start with the kept prefix: take it over (``put`` keys it anew)
+            return self.entries.pop(best), shared
+        return cut(self.entries[best], shared), shared
+
+    def put(self, model, tokens: Sequence[int], cache) -> None:
+        """Keep ``cache`` (of ``tokens``), unless the model cannot cut a cache back (an unpackable model)."""
+        if passes.packable(model):
+            self._put(tuple(tokens), cache)
 
     def _put(self, tokens: tuple[int, ...], cache) -> None:
         for key in [k for k in self.entries if len(k) <= len(tokens) and tokens[: len(k)] == k]:
