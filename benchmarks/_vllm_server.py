@@ -151,5 +151,8 @@ def stop_all(*_) -> None:
 def _last_error(log: Path) -> str:
     """The exception that stopped the server (its last ``SomethingError: ...`` line), else the last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Warning)\b.*: ", line)]
-    return (raised or lines or ["(no output)"])[-1][:300]
+    raised = [line for line in lines if re.search(r"\b[A-Za-z_.]*(Error|Exception|Warning)\b: ", line)]
+    causes = [line for line in raised if "root cause" not in line]  # vLLM's wrappers name no cause
+    return re.sub(
+        r"^\(\w+ pid=\d+\) \w+ [\d-]+ [\d:]+ \[[^]]*\] ", "", (causes or raised or lines or ["(no output)"])[-1]
+    )[:300]
