@@ -149,10 +149,11 @@ def stop_all(*_) -> None:
 
 
 def _last_error(log: Path) -> str:
-    """The exception that stopped the server (its last ``SomethingError: ...`` line), else the last line."""
+    """The exception that stopped the server (its last ``SomethingError: ...`` line, passing over vLLM's wrappers
+    that only point at a cause above), else the last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    raised = [line for line in lines if re.search(r"\b[A-Za-z_.]*(Error|Exception|Warning)\b: ", line)]
-    causes = [line for line in raised if "root cause" not in line]  # vLLM's wrappers name no cause
+    raised = [line for line in lines if re.search(r"\b[A-Za-z_.]*(Error|Exception)\b: ", line)]
+    causes = [line for line in raised if not re.search(r"[Ss]ee (root cause|stack trace for root)", line)]
     return re.sub(
         r"^\(\w+ pid=\d+\) \w+ [\d-]+ [\d:]+ \[[^]]*\] ", "", (causes or raised or lines or ["(no output)"])[-1]
     )[:300]
