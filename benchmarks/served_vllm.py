@@ -2,25 +2,39 @@
 this CPU, gate the served pair, and compare served with local item by item.
 
     .venv/bin/python benchmarks/served_vllm.py [--model smollm2-135m] [--limit 20] [--venv .kick/vllm-venv]
-        [--formats dense,magnitude:2:4,rtn:w8,rtn:w4g128] [--out .kick/vllm-check]
+        [--formats dense,magnitude:2:4,rtn:w8,rtn:w4g64] [--dtype float32] [--rounds 2]
+        [--out .kick/vllm-check]
 
 1. installs vLLM's CPU build into a side environment, once (benchmarks/_vllm_server.py);
-2. compresses ``--model`` in this process (the local engine), evaluates MMLU (``--limit`` questions, 5-shot,
-   strict) on dense and on each variant, and writes each variant with --kick-export: pruned ones as dense
-   safetensors with a compressed-tensors sparsity config, rtn ones as compressed-tensors pack-quantized;
-3. serves each format with vLLM (``--dtype bfloat16``) and, where it loads, evaluates the same questions
-   through ``--kick-engine openai-completions``' engine: the per-item agreement of predicted letters with
-   the local engine (float32), and the wall time of both;
+2. compresses ``--model`` in this process (the local engine, float32), evaluates MMLU (``--limit`` questions,
+   5-shot, strict) on dense and on each variant, and writes each variant with --kick-export: pruned ones as plain
+   checkpoints, rtn ones as compressed-tensors pack-quantized where the grid packs exactly (w8; w4 at a group size
+   dividing every layer's inputs: g64 on SmolLM2 and Qwen2.5), else dequantized (SmolLM2's 576 inputs at g128);
+3. serves each format with vLLM (``--dtype``) and, where it loads, runs the same questions through
+   ``--kick-engine openai-completions``' engine: the per-item agreement of predicted letters with the local engine.
+   On the dense model, the wall time of the same task, same items, on both engines, interleaved (local, served,
+   local, served: ``--rounds``), the idle server paused (SIGSTOP) while the local engine runs; the first local
+   evaluation of a format, which loads the model or compresses and exports it, is timed apart. A variant's local
+   letters are those of its first evaluation and it is served once (``--variant-rounds`` times it as dense is);
 4. on the dense server, MMLU the old way (one request per choice, echo + prompt_logprobs) and the new way
-   (one request per question, verified first), interleaved twice: requests and seconds per question;
+   (one request per question, verified first), interleaved ``--rounds`` times: requests and seconds per question,
+   and the letters of each pass against the local engine's and against the first "before" pass;
 5. gates each served variant against the served dense model with pytest (``--kick-engine
    openai-completions --kick-base-url ... --kick-compressed-url ...``) and prints its verdict line.
+
+Why ``--dtype float32`` by default: the local engine computes in float32, and a small model's MMLU letters are
+often near-ties (SmolLM2-135M sits at chance on MMLU); served in bfloat16,
+vLLM's rounding, which also varies with the batch a request lands in, flips some of them (17 to 19 of 20 agreed,
+run to run), so neither "served equals local" nor "one request per question equals one per choice" could be
+checked item by item. In float32 both engines compute the same numbers up to summation order, and any remaining
+difference is a real one. ``--dtype bfloat16`` measures what a bfloat16 deployment gives instead.
 Every server is stopped before the script ends. Timings are of one run on whatever else the machine runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -34,14 +48,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--limit", type=int, default=20, help="MMLU questions")
-    parser.add_argument("--formats", default="dense,magnitude:2:4,rtn:w8,rtn:w4g128")
+    parser.add_argument("--formats", default="dense,magnitude:2:4,rtn:w8,rtn:w4g64")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="vLLM's")
     parser.add_argument("--venv", default=str(ROOT / ".kick" / "vllm-venv"))
     parser.add_argument("--cache-dir", default=str(ROOT / ".kick"))
     parser.add_argument("--out", default=str(ROOT / ".kick" / "vllm-check"))
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of before/after (0: none)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds on the dense model (at least 1)")
+    parser.add_argument("--variant-rounds", type=int, default=0, help="interleaved timed rounds on each variant")
     args = parser.parse_args()
+    if args.rounds < 1 or args.variant_rounds < 0:
+        parser.error("--rounds must be at least 1, --variant-rounds at least 0")
 
-    from _vllm_server import Server, install
+    from _vllm_runs import LocalRuns
+    from _vllm_server import Server, install, stop_all
+    from _vllm_tables import print_tables
+
+    signal.signal(signal.SIGTERM, stop_all)  # no server outlives a stopped benchmark
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,119 +71,70 @@ def main() -> None:
     python = install(Path(args.venv))
     print(f"vLLM side environment: {args.venv} ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    local = LocalRuns(args, out / "exported")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    local = LocalRuns(args.model, args.limit, formats, args.cache_dir, out / "exported", ROOT)
     rows, timings, gates = [], [], []
     dense_dir = local.directory("dense")
-    with Server(python, dense_dir, args.model, out / "logs" / "dense.log") as dense:
+    with Server(python, dense_dir, args.model, out / "logs" / "dense.log", args.dtype) as dense:
         if not dense.loaded:
             sys.exit(f"vLLM could not serve the dense model {dense_dir}: {dense.reason} (log {dense.log})")
         print(f"dense served in {dense.seconds:.0f} s at {dense.base_url}", flush=True)
-        timings = requests_before_after(local, dense.base_url, args.rounds)
-        for form in formats:
-            directory = local.directory(form)
-            if form == "dense":
-                rows.append(compare(local, form, dense, directory))
-                continue
+        if "dense" in formats:
+            rows.append(compare(local, "dense", dense, dense_dir, args.rounds))
+        timings = requests_before_after(local, dense, args.rounds)
+        for form in [f for f in formats if f != "dense"]:
+            with dense.paused():
+                directory = local.directory(form)  # compressed and exported here, timed apart
             name = f"{args.model}-{form.replace(':', '-')}"
-            with Server(python, directory, name, out / "logs" / f"{name}.log") as served:
-                rows.append(compare(local, form, served, directory))
+            with Server(python, directory, name, out / "logs" / f"{name}.log", args.dtype) as served:
+                with dense.paused():  # idle, it would busy-poll a core under the variant's timings
+                    rows.append(compare(local, form, served, directory, args.variant_rounds))
                 if served.loaded:
                     gates.append((form, gate(args, dense.base_url, served.base_url, out)))
-    print_tables(rows, timings, gates)
+    print_tables(args, rows, timings, gates, local.built)
 
 
-class LocalRuns:
-    """The model in this process: its variants compressed, exported and evaluated by the local engine."""
+def compare(local, form: str, server, directory: Path, rounds: int) -> dict:
+    """Served against local on the same questions, interleaved (local, served, ...): letters and seconds. With no
+    rounds, the local letters of the format's first evaluation against one served pass."""
+    from _vllm_runs import written_as
 
-    def __init__(self, args, export_dir: Path):
-        from pytest_kick.config import OPTIONS, build
-        from pytest_kick.runtime import Runtime
-
-        values = {o.name: None for o in OPTIONS}
-        values.update(
-            model=args.model,
-            tasks="mmlu",
-            limit=str(args.limit),
-            export=str(export_dir),
-            compressor="magnitude,rtn",
-            ratio="2:4,w8,w4g128",
-        )
-        values["cache-dir"] = args.cache_dir
-        self.config = build(values, ROOT)
-        self.runtime = Runtime(self.config)
-        self.model = args.model
-        self.export_dir = export_dir
-        self.results: dict = {}
-
-    def evaluate(self, form: str):
-        """(predicted letters, seconds per question) of the local engine on ``form``."""
-        from pytest_kick.cases import KickCase
-
-        compressor, _, ratio = form.partition(":")
-        case = KickCase("mmlu", self.model) if form == "dense" else KickCase("mmlu", self.model, compressor, ratio)
-        started = time.perf_counter()
-        result = self.runtime.evaluate(case)
-        return result.outputs, (time.perf_counter() - started) / len(result.outputs)
-
-    def directory(self, form: str) -> Path:
-        """What vLLM serves for ``form``: the converted model, or the --kick-export variant (written when the local
-        engine evaluates it)."""
-        from pytest_kick.compress.export import variant_dir
-
-        if form not in self.results:
-            self.results[form] = self.evaluate(form)
-        if form == "dense":
-            return Path(self.runtime.model(self.model).weights_dir)
-        compressor, _, ratio = form.partition(":")
-        return variant_dir(self.export_dir, self.model, compressor, ratio)
-
-    def served(self, base_url: str, one_request: bool | None = None):
-        """(predicted letters, seconds per question, requests sent) of the same questions through vLLM."""
-        from pytest_kick.engines.base import Runner
-        from pytest_kick.engines.http import Client
-        from pytest_kick.engines.served import ServedEngine
-
-        tokenizer = self.runtime.model(self.model).tokenizer
-        engine = ServedEngine(Client(base_url, timeout=600), tokenizer, concurrency=min(self.config.batch_size, 16))
-        if one_request is False:
-            engine.one_request = False
-        _, shots, items = self.runtime.data("mmlu")
-        started = time.perf_counter()
-        _, outputs = self.runtime.task("mmlu").evaluate(items, shots, self.runtime.settings, Runner(engine))
-        seconds = time.perf_counter() - started
-        return outputs, seconds / len(items), engine.client.posts, engine.choice_check
-
-
-def compare(local: LocalRuns, form: str, server, directory: Path) -> dict:
-    """Served against local on the same questions: agreement and seconds per question."""
-    row = {"format": form, "directory": directory.name, "loads": server.loaded, "reason": server.reason}
+    row = {"format": form, "written": written_as(directory), "loads": server.loaded, "reason": server.reason}
     if not server.loaded:
         print(f"{form}: vLLM did not load {directory}: {server.reason}", flush=True)
         return row
-    here, local_seconds = local.results[form]
-    outputs, served_seconds, posts, _ = local.served(server.base_url)
-    row.update(
-        agree=sum(a == b for a, b in zip(here, outputs)),
-        n=len(here),
-        local=local_seconds,
-        served=served_seconds,
-        requests=posts / len(here),
-    )
-    print(f"{form}: {row['agree']}/{row['n']} letters as the local engine's", flush=True)
+    row.update(local=[], served=[])
+    if not rounds:
+        row["local"].append({"outputs": local.first[form], "seconds": None})
+        server.reset_prefix_cache()
+        row["served"].append(local.served(server.base_url))
+        agree = sum(a == b for a, b in zip(local.first[form], row["served"][-1]["outputs"]))
+        print(f"{form}: {agree}/{len(local.first[form])} letters as the local engine's", flush=True)
+    for round_ in range(1, rounds + 1):
+        with server.paused():
+            letters, seconds = local.local(form)
+        row["local"].append({"outputs": letters, "seconds": seconds})
+        server.reset_prefix_cache()  # every served pass starts cold, as the local one does
+        row["served"].append(local.served(server.base_url))
+        agree = sum(a == b for a, b in zip(letters, row["served"][-1]["outputs"]))
+        print(
+            f"{form}, round {round_}: local {seconds:.2f} s/question, served {row['served'][-1]['seconds']:.2f} "
+            f"s/question; {agree}/{len(letters)} letters equal",
+            flush=True,
+        )
     return row
 
 
-def requests_before_after(local: LocalRuns, base_url: str, rounds: int) -> list[dict]:
-    """MMLU on the dense server one request per choice (before) and one per question (after), interleaved."""
+def requests_before_after(local, server, rounds: int) -> list[dict]:
+    """MMLU on the dense server one request per choice (before) and one per question (after), interleaved, each
+    pass from an empty prefix cache."""
     found = []
     for round_ in range(1, rounds + 1):
         for how, flag in (("per choice (before)", False), ("per question (after)", None)):
-            outputs, seconds, posts, check = local.served(base_url, one_request=flag)
-            found.append({"round": round_, "how": how, "seconds": seconds, "requests": posts, "outputs": outputs})
-            if check:
-                found[-1]["check"] = check
-            print(f"round {round_}, {how}: {posts} requests, {seconds:.2f} s per question", flush=True)
+            server.reset_prefix_cache()
+            run = local.served(server.base_url, one_request=flag)
+            found.append({"round": round_, "how": how, **run})
+            print(f"round {round_}, {how}: {run['requests']} requests, {run['seconds']:.2f} s per question", flush=True)
     return found
 
 
@@ -193,37 +166,6 @@ def gate(args, dense_url: str, compressed_url: str, out: Path) -> str:
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     lines = [line for line in run.stdout.splitlines() if "mmlu" in line and ("served" in line or "dense" in line)]
     return f"pytest exit {run.returncode}: " + (" | ".join(lines[-3:]) or run.stdout.strip().splitlines()[-1])
-
-
-def print_tables(rows: list[dict], timings: list[dict], gates: list) -> None:
-    print("\n## Export formats served by vLLM 0.32.0 (CPU, bfloat16) against the local engine (float32)\n")
-    print("| format | loads | letters equal to local | local s/question | served s/question | requests/question |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        if not r["loads"]:
-            print(f"| {r['format']} | no: {r['reason'][:120]} | | | | |")
-            continue
-        print(
-            f"| {r['format']} | yes | {r['agree']}/{r['n']} | {r['local']:.2f} | {r['served']:.2f} | "
-            f"{r['requests']:.2f} |"
-        )
-    print("\n## MMLU on the dense vLLM server: one request per choice (before) vs per question (after)\n")
-    print("| round | path | requests | requests/question | s/question | letters equal to 'before' round 1 |")
-    print("|---|---|---|---|---|---|")
-    reference = timings[0]["outputs"] if timings else []
-    for t in timings:
-        n = len(t["outputs"])
-        same = sum(a == b for a, b in zip(reference, t["outputs"]))
-        print(
-            f"| {t['round']} | {t['how']} | {t['requests']} | {t['requests'] / n:.2f} | {t['seconds']:.2f} | "
-            f"{same}/{n} |"
-        )
-    checks = [t["check"] for t in timings if t.get("check")]
-    if checks:
-        print(f"\nverification of the one-request path (first question asked both ways): {checks[0]}")
-    print("\n## The served pair gated with --kick-engine openai-completions\n")
-    for form, line in gates:
-        print(f"- {form}: {line}")
 
 
 if __name__ == "__main__":
