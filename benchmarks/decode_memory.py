@@ -3,19 +3,21 @@ decode batch's key/value cache. Each setting runs in a fresh process (peak RSS i
 
 Run by hand, never from the tests (minutes on SmolLM2; run it through a job slot on a shared machine):
     .venv/bin/python benchmarks/decode_memory.py [--model smollm2-135m] [--task summarization:large] [--limit 16]
-        [--budgets none,default] [--threads 1] [--cache-dir DIR]
+        [--budgets none,default] [--new-tokens N] [--threads 1] [--cache-dir DIR]
 
 Per setting of the decode batch's key/value budget (``none``: unbounded, as before the budget existed;
-``default``: engines/decode.py CACHE_BYTES; or a number of MiB): resident memory after loading the model (and
+``default``: engines/kv_budget.py CACHE_BYTES; or a number of MiB): resident memory after loading the model (and
 its weight bytes), the peak during prompt passes and during decode steps (a thread samples VmRSS every 2 ms),
 the process's high-water mark (VmHWM), the largest key/value cache the batch held (rows x positions, and its
 bytes), the rows of the widest prompt pass, the seconds, and whether the generated tokens equal the first
-setting's.
+setting's. ``--new-tokens N`` caps every request's budget at N (the task's own budget by default): shorter runs,
+the same prompt passes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -39,7 +41,7 @@ def child(args) -> None:
     import torch
 
     from pytest_kick import tasks
-    from pytest_kick.engines import decode
+    from pytest_kick.engines import decode, kv_budget
     from pytest_kick.engines.local import LocalEngine
     from pytest_kick.models import registry
     from pytest_kick.models.loading import load
@@ -47,15 +49,17 @@ def child(args) -> None:
 
     torch.set_num_threads(args.threads)
     if args.budget == "none":
-        decode.CACHE_BYTES = None
+        kv_budget.CACHE_BYTES = None
     elif args.budget != "default":
-        decode.CACHE_BYTES = int(float(args.budget) * 2**20)
+        kv_budget.CACHE_BYTES = int(float(args.budget) * 2**20)
     loaded = load(registry.resolve(args.model), Path(args.cache_dir), "cpu", "float32")
     engine = LocalEngine(loaded.model, loaded.tokenizer, "cpu")
     task = tasks.get(args.task)
     settings = Settings(limit=args.limit)
     shots, items = task.split(task.load(settings), settings)
     requests = task.requests(items, shots, settings)
+    if args.new_tokens:
+        requests = [dataclasses.replace(r, max_new_tokens=min(r.max_new_tokens, args.new_tokens)) for r in requests]
     weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) >> 20
     phase, peaks, held = ["idle"], {"prefill": 0, "decode": 0}, {"positions": 0, "bytes": 0, "prefill_rows": 0}
 
@@ -117,16 +121,21 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=16)
     parser.add_argument("--budgets", default="none,default")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--cache-dir", default=str(REPO / ".kick-test"))
     parser.add_argument("--budget", default=None, help=argparse.SUPPRESS)  # set in the child process
     args = parser.parse_args()
     if args.budget is not None:
         return child(args)
-    print(f"{args.task} on {args.model}, --kick-limit {args.limit}, {args.threads} thread(s), dense, batch 16")
+    print(
+        f"{args.task} on {args.model}, --kick-limit {args.limit}, {args.threads} thread(s), dense, batch 16, "
+        f"new tokens {args.new_tokens or 'as the task asks'}"
+    )
     first = None
     for budget in args.budgets.split(","):
         command = [sys.executable, __file__, "--budget", budget, "--model", args.model, "--task", args.task]
         command += ["--limit", str(args.limit), "--threads", str(args.threads), "--cache-dir", args.cache_dir]
+        command += ["--new-tokens", str(args.new_tokens)] if args.new_tokens else []
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if not lines:
