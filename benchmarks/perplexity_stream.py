@@ -3,7 +3,7 @@ blocks of today's (tasks/perplexity_stream.py), A B A B in one process, on one m
 
 Run by hand, never from the tests (minutes on SmolLM2; run it through a job slot on a shared machine):
     .venv/bin/python benchmarks/perplexity_stream.py [--model smollm2-135m] [--limit 50] [--repeats 2]
-        [--threads 1] [--scratch] [--cache-dir DIR]
+        [--threads 1] [--scratch] [--cache-dir DIR] [--tokens-only]
 
 - ``old``: task version 3, as it was: ``--kick-limit`` items drawn at random from the ~2,000-character chunks,
   each one rolling request of its text after the 8,192 characters before it, in windows of 1,024 tokens (the
@@ -12,6 +12,9 @@ Run by hand, never from the tests (minutes on SmolLM2; run it through a job slot
   scored in blocks of a 2,048-token window with a 512-token minimum context, each block in one pass.
 - ``--scratch`` adds today's definition computed from scratch (``--kick-accelerate off``): each (item, block)
   piece alone.
+
+``--tokens-only`` runs no model: it prints the tokens each definition runs through the model per case (at
+``--limit``, 25, 50 and every item), from the tokenizer alone.
 
 Printed per run: seconds (wall; the machine may be shared), tokens run through the model, tokens scored, and the
 figure; then the median seconds of each and the ratio old / new.
@@ -73,6 +76,42 @@ def new_case(task, dataset, limit, seed, engine, accelerate=True):
     return seconds, run.tokens, scored, task.figure(sum(scores) / len(scores))
 
 
+def token_counts(task, dataset, tokenizer, max_length, limits, seed) -> None:
+    """Tokens run through the model and tokens scored per case, old against new, without running a model."""
+    from pytest_kick.engines.tokens import rolling_windows
+    from pytest_kick.tasks import perplexity_stream as stream
+    from pytest_kick.tasks.base import Settings
+    from pytest_kick.tasks.data import subset
+
+    def encode(text, special=True):
+        return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    joined = "".join(c.text for c in dataset.examples)
+    tokens, spans = stream.corpus_tokens([c.text for c in dataset.examples], encode)
+    where = {c.id: s for c, s in zip(dataset.examples, spans)}
+    for limit in limits:
+        run = scored = 0
+        for i in subset(list(dataset.examples), limit, seed, task.name):
+            context = encode(joined[max(0, i.start - OLD_CONTEXT_CHARS) : i.start], False)
+            for prompt, n in rolling_windows(context, encode(i.text, False), OLD_WINDOW):
+                run, scored = run + len(prompt) - 1, scored + n  # a job feeds the window but its last token
+        asked = []
+
+        def answer(requests):
+            asked.extend(requests)
+            return [(0.0,) * (len(r.ids) - 1) for r in requests]
+
+        _, items = task.split(dataset, Settings(limit=limit, seed=seed))
+        shape = stream.geometry(max_length)
+        got = stream.streamed(tokens, [where[i.id] for i in items], shape, answer)
+        new_run, new_scored = sum(len(r.ids) - 1 for r in asked), sum(map(len, got))
+        print(
+            f"  --kick-limit {limit}: old runs {run} tokens for {scored} scored ({run / scored:.2f} a token), new "
+            f"{new_run} for {new_scored} ({new_run / new_scored:.2f}) in {len(asked)} windows: "
+            f"{run / new_run:.2f}x fewer"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -82,6 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--scratch", action="store_true", help="also time today's definition from scratch")
     parser.add_argument("--cache-dir", default=None, help="converted-model cache (default: <repo>/.kick-test)")
+    parser.add_argument("--tokens-only", action="store_true", help="count tokens run per case; run no model")
     args = parser.parse_args()
 
     import torch
@@ -99,6 +139,9 @@ def main() -> None:
     task = tasks.get("perplexity")
     dataset = task.load(Settings())
     print(f"strict perplexity on {args.model}, --kick-limit {args.limit}, {args.threads} thread(s), {dataset.source}")
+    if args.tokens_only:
+        limits = sorted({args.limit, 25, 50}) + [None]
+        return token_counts(task, dataset, loaded.tokenizer, engine.max_length, limits, args.seed)
     cases = {"old": lambda: old_case(task, dataset, args.limit, args.seed, engine)}
     cases["new"] = lambda: new_case(task, dataset, args.limit, args.seed, engine)
     if args.scratch:
