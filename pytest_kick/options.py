@@ -91,7 +91,8 @@ OPTIONS = [
         "accelerate",
         "on",
         "on: a compressed variant's greedy generation verifies its dense model's stored answers as drafts "
-        "instead of generating token by token (the same answers; local engine); off: plain decoding",
+        "instead of generating token by token (the same answers; local engine), and strict perplexity scores "
+        "the items of a block in one pass; off: plain decoding, each perplexity item computed on its own",
     ),
     Option(
         "cache-dir",

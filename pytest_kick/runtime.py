@@ -50,7 +50,9 @@ class Runtime:
         self.engines = Engines(config)
         self.denses = DenseBaselines(self, config, run_id)
         self.drafts = DraftStore(config.cache_dir, config.accelerate)  # dense answers -> their variants' decoding
-        self.settings = Settings(config.protocol, config.shots, config.seed, config.limit, config.data_dir)
+        self.settings = Settings(
+            config.protocol, config.shots, config.seed, config.limit, config.data_dir, config.accelerate
+        )
         self._data: dict = {}
         self._uses_shots: dict = {}  # task -> whether --kick-shots changes it
         self.judges = None  # a judge replacing the tasks' scorers (--kick-judge): judge/session.py, on first use

@@ -111,3 +111,40 @@ def test_tokens_equal_a_plain_greedy_loop_without_cache(tiny):
             for _ in range(request.max_new_tokens):
                 want.append(int(model(torch.tensor([ids + want])).logits[0, -1].argmax()))
         assert tokens == want
+
+
+def test_the_key_value_budget_bounds_the_batch_and_changes_no_answer(counted, monkeypatch):
+    """With a budget of about two rows' cache, the batch never holds more than its plan allows (rows x the positions
+    it may reach), yet every answer is the unbounded batch's."""
+    from pytest_kick.engines import kv_budget
+
+    model, tokenizer, counts = counted
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)]
+    free = Engine(model, tokenizer, "cpu", 8).generate_ids(requests)
+    per = kv_budget.position_bytes(model)
+    cfg = model.config
+    assert per == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    widest = max(len(Engine(model, tokenizer, "cpu").prompt_ids(r)) for r in requests) + max(BUDGETS)
+    monkeypatch.setattr(kv_budget, "CACHE_BYTES", 2 * widest * per)
+    held = []
+    emit = decode.Decoder._emit
+
+    def watched(self, rows, *args):
+        held.append(sum(layer.keys.nbytes + layer.values.nbytes for layer in rows.cache.layers))
+        return emit(self, rows, *args)
+
+    monkeypatch.setattr(decode.Decoder, "_emit", watched)
+    assert Engine(model, tokenizer, "cpu", 8).generate_ids(requests) == free
+    assert max(held) <= kv_budget.CACHE_BYTES and counts["joins"] > 0  # still refilling, within the budget
+
+
+def test_an_empty_batch_admits_its_first_prompt_whatever_the_budget(monkeypatch):
+    from pytest_kick.engines import kv_budget
+
+    monkeypatch.setattr(kv_budget, "CACHE_BYTES", 1000)
+    lengths, budgets = {0: 50, 1: 40, 2: 10}, {0: 10, 1: 10, 2: 10}
+    assert kv_budget.admitted([0, 1, 2], lengths, budgets, 0, 0, 0, per=10) == 1  # 60 positions x 10 > 1000 alone
+    assert kv_budget.admitted([0, 1, 2], lengths, budgets, 0, 0, 0, per=1) == 3  # 3 x 60 <= 1000
+    assert kv_budget.admitted([2], lengths, budgets, 3, 300, 20, per=1) == 0  # 4 rows x 320 > 1000: not now
+    monkeypatch.setattr(kv_budget, "CACHE_BYTES", None)
+    assert kv_budget.admitted([0, 1, 2], lengths, budgets, 0, 0, 0, per=10) == 3

@@ -9,7 +9,7 @@ import pytest
 from pytest_kick import tasks
 from pytest_kick.compress import grid
 from pytest_kick.engines.base import Runner
-from pytest_kick.engines.draft import Cursor, Drafts
+from pytest_kick.engines.draft import Cursor, Drafts, trimmed
 from pytest_kick.engines.local import LocalEngine
 from pytest_kick.engines.tokens import cut_output
 from pytest_kick.requests import GenerationRequest
@@ -212,3 +212,13 @@ def test_accelerate_takes_on_or_off_and_names_the_flag_otherwise(tmp_path):
     assert runtime_for(tmp_path, "off").config.accelerate is False
     with pytest.raises(KickError, match="--kick-accelerate: 'fast' is not one of on, off"):
         runtime_for(tmp_path, "fast")
+
+
+def test_a_pass_is_only_as_wide_as_most_of_its_rows_fill():
+    """One row drafting 16 tokens beside 15 without a draft would make the pass 17 columns wide for all: it is cut
+    to a plain step; rows that mostly draft keep the width the fill allows, and a cut proposal keeps its start."""
+    assert trimmed([[1] * 16] + [[]] * 15) == [[]] * 16
+    assert trimmed([[1, 2, 3, 4]] * 16) == [[1, 2, 3, 4]] * 16
+    assert trimmed([[7] * 8] * 10 + [[]] * 6) == [[7] * 8] * 10 + [[]] * 6  # 80 of 128 columns hold drafts
+    assert trimmed([list(range(16)), [5, 6], []]) == [list(range(4)), [5, 6], []]  # 6 of 12 columns at width 4
+    assert trimmed([]) == []

@@ -2,10 +2,10 @@
 gave before the seam existed (tests/data/task_pins_tiny.json, made with commit cebbbc8 on tiny-random-llama,
 batch 16): the same outputs, the same scores.
 
-Perplexity is the one deliberate change: the old code scored only the first window of an item longer than
-the model's window (on tiny-random-llama's 1024 positions and byte tokens, the first 1023 of ~2000 tokens)
-and dropped the rest; the rolling request scores every token. Its first window still gives the old figure.
-Its item scores are now token-weighted (an item's summed NLL x n / all items' tokens).
+Strict perplexity changed on purpose, twice: the rolling request scored every token of an item (the old code
+only the first window), token-weighted; then the corpus became one token sequence scored in blocks that share a
+window start (tasks/perplexity_stream.py), a limited run consecutive items. tests/test_perplexity_stream.py pins
+it against a forward pass per block written from that definition.
 
 The kick cases of factoid_qa, mmlu and icrqa changed on purpose when kick became the LLM-KICK repo's run
 (first items in file order, no cap on the factoid budget, the repo's TriviaQA extraction):
@@ -73,18 +73,3 @@ def test_mmlu_letter_loglikelihoods_keep_the_old_logit_gaps(engine, one_thread):
     for n, logits in enumerate(PINS["mmlu_strict_letter_logits"]):
         new = [asked[4 * n + c][0] - asked[4 * n][0] for c in range(4)]
         assert new == pytest.approx([x - logits[0] for x in logits], abs=1e-5)
-
-
-def test_perplexity_scores_every_token_and_its_first_window_is_the_old_figure(engine, one_thread):
-    case = CASES["perplexity-strict"]
-    task, items, settings, (scores, outputs) = run_case(case, engine)
-    answers = engine.loglikelihood_rolling(task.requests(items))
-    tokens = sum(len(a) for a in answers)
-    means = []
-    for item, logprobs, score, output, old in zip(items, answers, scores, outputs, case["scores"]):
-        assert len(logprobs) == len(item.text.encode()) > 1023  # byte tokens: every token scored now
-        assert output.endswith(f"over {len(logprobs)} tokens")
-        assert score == pytest.approx(-sum(logprobs) * len(items) / tokens)  # token-weighted
-        assert -sum(logprobs[:1023]) / 1023 == pytest.approx(old, abs=1e-5)
-        means.append(-sum(logprobs) / len(logprobs))
-    assert max(abs(m - o) for m, o in zip(means, case["scores"])) < 0.01  # the whole item: close, not equal

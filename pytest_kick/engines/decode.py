@@ -8,6 +8,8 @@ as soon as a quarter of the batch is free: the newcomers' prompts run in one pas
 the shared prefix's cache, when the group has one) and their key/value cache joins the running one, each side
 padded on the left to the longer length, the padding masked out. Positions are explicit (``position_ids``),
 so a row's tokens sit at the same positions whatever it is batched with, and padding never changes an answer.
+Newcomers are admitted only while the key/value cache the batch may reach stays within a budget
+(engines/kv_budget.py): long prompts decode in fewer rows, so the cache, not the model, does not set the memory.
 
 Refill needs every attention layer to be plain causal attention over the whole cache, and nothing put in
 front of each row (``passes.packable``: a soft prompt's decoder is marked): a sliding-window layer keeps only
@@ -16,9 +18,10 @@ each batch running until its last row stops.
 
 With drafts (engines/draft.py: a compressed variant's rows carry the dense model's answer to the same prompt), a
 row's prompt pass also feeds its whole draft, and each later step feeds a row's next token and up to ``k`` draft
-tokens; the variant's greedy choice is read at every fed token, the agreeing run of draft tokens is accepted and
-the cache columns of the rest become masked holes (the cache is cut back to the longest accepted run). The
-answer is plain greedy decoding's (draft.py says when float noise may differ); ``tally`` counts what drafting did.
+tokens (a pass only as wide as most of its rows fill: draft.trimmed); the variant's greedy choice is read at
+every fed token, the agreeing run of draft tokens is accepted and the cache columns of the rest become masked
+holes (the cache is cut back to the longest accepted run). The answer is plain greedy decoding's (draft.py says
+when float noise may differ); ``tally`` counts what drafting did.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pytest_kick.engines import passes
-from pytest_kick.engines.draft import NEAR_TIE, Cursor, Tally
+from pytest_kick.engines import kv_budget, passes
+from pytest_kick.engines.draft import NEAR_TIE, Cursor, Tally, trimmed
 from pytest_kick.requests import GenerationRequest
 
 
@@ -138,13 +141,29 @@ class Decoder:
         self.tally.drafted_rows += len(cursors)
         rows: Rows | None = None
         wait = max(1, self.batch_size // 4)  # free places worth a prompt pass of newcomers (with refill)
+        per = kv_budget.position_bytes(self.model)
+        lengths = {i: len(prompts[i]) for i in order}
         with torch.inference_mode():
             while queue or rows is not None:
                 free = self.batch_size - (len(rows.live) if rows else 0)
+                join = 0
                 if queue and (rows is None or (self.refill and free >= wait)):
-                    taken, queue = queue[:free], queue[free:]
+                    live = rows.live if rows else []
+                    join = kv_budget.admitted(
+                        queue[:free],
+                        lengths,
+                        budgets,
+                        len(live),
+                        rows.mask.shape[1] if rows else 0,
+                        max((budgets[i] - len(out[i]) for i in live), default=0),
+                        per,
+                    )
+                if join:
+                    taken, queue = queue[:join], queue[join:]
                     if drafting:
-                        proposals = [cursors[i].propose([], budgets[i] - 1) if i in cursors else [] for i in taken]
+                        proposals = trimmed(
+                            [cursors[i].propose([], budgets[i] - 1) if i in cursors else [] for i in taken]
+                        )
                         newcomers, *chosen = self._prefill(
                             [prompts[i] for i in taken], taken, prefix, shared, proposals
                         )
@@ -222,9 +241,9 @@ class Decoder:
         """One step of drafted rows: each row's next token and its draft tokens, verified in one pass."""
         import torch
 
-        proposals = [
-            cursors[i].propose(out[i], budgets[i] - len(out[i]) - 1) if i in cursors else [] for i in rows.live
-        ]
+        proposals = trimmed(
+            [cursors[i].propose(out[i], budgets[i] - len(out[i]) - 1) if i in cursors else [] for i in rows.live]
+        )
         width = 1 + max(len(p) for p in proposals)
         ids = torch.full((len(rows.live), width), self.pad_id, dtype=torch.long, device=self.device)
         ids[:, :1] = rows.step_ids

@@ -36,6 +36,7 @@ class Settings:
     seed: int = 0
     limit: int | None = None
     data_dir: Path | None = None
+    accelerate: bool = True  # --kick-accelerate: a task may share work between items (strict perplexity streams)
 
 
 class Task(Protocol):

@@ -4,12 +4,15 @@ knowledge-intensive tasks fail).
 The corpus is the WikiText-2 raw test split joined with ``"\\n\\n"`` as in the SparseGPT / Wanda / GPTQ
 evaluations. Two protocols, both exp(total negative log-likelihood / total scored tokens):
 
-- ``strict`` (default): the corpus cut into items of about CHUNK_CHARS characters at row boundaries. Each
-  item is one rolling log-likelihood request (the engine's ``loglikelihood_rolling``): its own text,
-  conditioned on the corpus text before it (the last CONTEXT_CHARS characters), the model seeing at most
-  WINDOW tokens at a time (or its context, if shorter); every token of the item is scored. The figure is
-  token-weighted: an item's score is its summed NLL times n / (tokens of all n items), so the mean of the
-  scores is the NLL per token and the figure exp(mean score) (an item's own perplexity is in its output).
+- ``strict`` (default): the corpus cut into items of about CHUNK_CHARS characters at row boundaries, and
+  scored as one token sequence in blocks that each share one window start (tasks/perplexity_stream.py states
+  the definition: windows of up to 2,048 tokens, every token after the first block seeing at least 512 tokens
+  before it, the Hugging Face guide's strided evaluation with a longer window). A block's items are scored in
+  one pass, each reusing the keys and values of the text before it; ``--kick-accelerate off`` computes every
+  item's tokens on their own, the same numbers. With ``--kick-limit N`` the items are N consecutive chunks from
+  a seeded start, so they share blocks. The figure is token-weighted: an item's score is its summed NLL times
+  n / (tokens of all n items), so the mean of the scores is the NLL per token and the figure exp(mean score)
+  (an item's own perplexity is in its output).
 - ``kick``: the Wanda / LLM-KICK ``eval_ppl`` (VITA-Group/llm-kick, ``lib/eval.py``; imported by every
   LLM-KICK script, never called): the joined text tokenized once (a BOS first where the tokenizer puts
   one), cut into non-overlapping windows of KICK_WINDOW tokens (or the model's context, if shorter), the
@@ -27,6 +30,8 @@ bundled copy lacks the split's empty rows, so its perplexity differs slightly fr
 from __future__ import annotations
 
 import math
+import random
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -34,14 +39,13 @@ from typing import Sequence
 from pytest_kick.errors import KickError
 from pytest_kick.hashing import file_hash, text_hash
 from pytest_kick.requests import RollingRequest
+from pytest_kick.tasks import perplexity_stream as stream
 from pytest_kick.tasks.base import Dataset, Settings
-from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl, subset
+from pytest_kick.tasks.data import bundled_dir, hub_rows, read_jsonl
 
 BUNDLED = "wikitext2/wikitext2_raw_test_lines.jsonl"
 HUB = ("wikitext", "wikitext-2-raw-v1", "test")
 CHUNK_CHARS = 2000  # about 450 SmolLM2 tokens per item
-WINDOW = 1024  # tokens the model sees at a time: the item plus the text before it
-CONTEXT_CHARS = 8 * WINDOW  # text before an item sent as context: more than a window of tokens in practice
 KICK_WINDOW = 2048  # eval_ppl's model.seqlen, set by hand in LLM-KICK's get_llm
 KICK_SLOTS = 64  # gate items of a kick run without --kick-limit
 
@@ -98,13 +102,14 @@ LOCAL_LAYOUT = f"wikitext2/*.jsonl records with a 'text' field per WikiText-2 te
 class Perplexity:
     name = "perplexity"
     family = "perplexity"
-    version = "3"  # 3: strict token-weighted, kick = eval_ppl; 2: every token of an item scored
+    version = "4"  # 4: strict in shared-start blocks (streams), runs of items; 3: token-weighted, kick = eval_ppl
     metric = "perplexity"
     higher_is_better = False
     floor = None  # no chance level: dense is always informative
 
     def __init__(self):
         self._corpus: dict = {}
+        self._tokens = weakref.WeakKeyDictionary()  # engine -> {corpus: (T, spans)}: ~7 s a case on SmolLM2
 
     def load(self, settings: Settings) -> Dataset:
         files = sorted((Path(settings.data_dir) / "wikitext2").glob("*.jsonl")) if settings.data_dir else []
@@ -134,7 +139,7 @@ class Perplexity:
             return [], [
                 Slot(f"wikitext2/eval_ppl/{name}/{k}", k, slots, limited, dataset.content_hash) for k in range(slots)
             ]
-        return [], subset(list(dataset.examples), settings.limit, settings.seed, self.name)
+        return [], consecutive(list(dataset.examples), settings.limit, settings.seed, self.name)
 
     def template_hash(self, settings: Settings) -> str:
         if settings.protocol == "kick":
@@ -150,29 +155,29 @@ class Perplexity:
             "wikitext2",
             "join:\\n\\n",
             f"chunk:{CHUNK_CHARS}",
-            f"window:{WINDOW}",
-            f"context-chars:{CONTEXT_CHARS}",
-            "rolling:all-tokens,stride-half-window",
+            "corpus:empty-prompt+items-tokenized-alone",
+            f"window:{stream.WINDOW}",
+            f"min-context:{stream.MIN_CONTEXT}",
+            "blocks:stride=window-context,shared-start",
+            "limit:consecutive",
             "token-weighted",
         )
 
     def figure(self, mean: float) -> float:
         return math.exp(mean)
 
-    def requests(self, items: Sequence[Chunk]) -> list[RollingRequest]:
-        """One rolling log-likelihood request per item: its text, after the corpus text before it."""
-        corpus = self._corpus_for(items)
-        joined = "".join(c.text for c in corpus)
-        return [RollingRequest(i.text, joined[max(0, i.start - CONTEXT_CHARS) : i.start], WINDOW) for i in items]
-
     def evaluate(self, items, shots, settings: Settings, run):
         """(score, output text) per item; the mean of the scores is the NLL per scored token (module doc)."""
         if settings.protocol == "kick":
             return self._evaluate_windows(items, run)
-        answers = run(self.requests(items))
+        corpus = self._corpus_for(items)
+        tokens, spans = self._tokenized(corpus, run)
+        where = {c.id: span for c, span in zip(corpus, spans)}
+        compute = stream.streamed if settings.accelerate else stream.from_scratch
+        answers = compute(tokens, [where[i.id] for i in items], stream.geometry(run.max_length), run)
         _, outputs = nll_scores(self.name, items, answers)  # checks every item scored a token
-        tokens = sum(len(a) for a in answers)
-        return [-sum(a) * len(items) / tokens for a in answers], outputs
+        total = sum(len(a) for a in answers)
+        return [-sum(a) * len(items) / total for a in answers], outputs
 
     def _evaluate_windows(self, slots: Sequence[Slot], run):
         """eval_ppl over the windows behind ``slots`` (the module doc says how windows map to slots)."""
@@ -209,12 +214,32 @@ class Perplexity:
             outputs.append(f"ppl {math.exp(sum(mine) / len(mine)):.3f} over {len(mine)} window(s) of {window} tokens")
         return scores, outputs
 
+    def _tokenized(self, corpus: tuple[Chunk, ...], run):
+        """The corpus as tokens (perplexity_stream.corpus_tokens), once per engine: its tokenizer never changes while
+        the model is compressed in place, and the corpus is ~300k tokens."""
+        engine = getattr(run, "engine", None)
+        try:
+            memo = self._tokens.setdefault(engine, {})
+        except TypeError:  # no engine to key on (a plain callable): tokenize every time
+            memo = {}
+        if corpus not in memo:
+            memo[corpus] = stream.corpus_tokens([c.text for c in corpus], run.tokenize)
+        return memo[corpus]
+
     def _corpus_for(self, items) -> tuple[Chunk, ...]:
         for corpus in self._corpus.values():
             position = {c.id: k for k, c in enumerate(corpus)}
             if all(i.id in position and corpus[position[i.id]] == i for i in items):
                 return corpus
         raise KickError("perplexity: items were not produced by this task's load(); load the data first")
+
+
+def consecutive(items: list, limit: int | None, seed: int, salt: str) -> list:
+    """``limit`` consecutive items from a seeded start (all items when limit is None): they share blocks."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    start = random.Random(f"{seed}/{salt}/run").randrange(len(items) - limit + 1)
+    return items[start : start + limit]
 
 
 def nll_scores(task: str, items, answers) -> tuple[list[float], list[str]]:
