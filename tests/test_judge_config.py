@@ -140,13 +140,15 @@ def test_timeout_and_retries_are_checked_naming_the_flag(name, value, message):
         config(judge="openai:m", judge_url="http://h:1/v1", **{name.replace("-", "_"): value})
 
 
-def test_timeout_and_retries_reach_the_judge_backend(monkeypatch):
+@pytest.mark.parametrize("scoring", ["text", "probability"])
+def test_timeout_and_retries_reach_the_judge_backend(monkeypatch, scoring):
     pytest.importorskip("openai")
     from pytest_kick.judge.session import openai_judge
 
-    cfg = config(judge="openai:m", judge_url="http://h:1/v1", judge_timeout="2.5", judge_retries="0")
+    given = dict(judge="openai:m", judge_url="http://h:1/v1", judge_scoring=scoring)
+    cfg = config(**given, judge_timeout="2.5", judge_retries="0")
     assert (cfg.judge_timeout, cfg.judge_retries) == (2.5, 0)
     backend = openai_judge("m", cfg, None, None)
     assert (backend.timeout, backend.retries) == (2.5, 0)
-    default = openai_judge("m", config(judge="openai:m", judge_url="http://h:1/v1"), None, None)
+    default = openai_judge("m", config(**given), None, None)
     assert (default.timeout, default.retries) == (120.0, 4)

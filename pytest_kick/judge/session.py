@@ -41,18 +41,16 @@ from pytest_kick.models.loading import load
 def openai_judge(model: str, config, ui, worker_id: str | None):
     """An ``openai:<model>`` judge: the endpoint at --kick-judge-url, its key from the named variable; asked for
     ``top_logprobs`` under --kick-judge-scoring probability (served_probability.py)."""
-    if getattr(config, "judge_scoring", "text") == "probability":
-        return LogprobBackend(
-            model, url=config.judge_url, key_env=config.judge_key_env, concurrency=config.judge_concurrency
-        )
-    return openai_backend(
-        model,
+    options = dict(
         url=config.judge_url,
         key_env=config.judge_key_env,
         concurrency=config.judge_concurrency,
         timeout=config.judge_timeout,
         retries=config.judge_retries,
     )
+    if getattr(config, "judge_scoring", "text") == "probability":
+        return LogprobBackend(model, **options)
+    return openai_backend(model, **options)
 
 
 # the prompt key/value caches a local judge keeps between calls (probability.py), as a share of its weights' bytes
