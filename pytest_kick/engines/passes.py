@@ -202,7 +202,8 @@ def score_jobs(
     ``progress(n)`` is called with the number of jobs answered by each batch; ``stats`` (a dict) receives
     how the jobs ran: jobs, passes (sequences run), groups (shared prefixes), tokens_fed, tokens_alone
     (what running every job on its own would feed), forward_passes, tokens_computed (fed tokens plus padding,
-    prefixes excluded). ``store`` (engines/prefix_store.py), when given, supplies the shared prefixes' caches."""
+    prefixes excluded). ``store`` (engines/prefix_store.py), when given, keeps a packable model's shared prefixes'
+    caches for later calls."""
     import torch
 
     leaves = fold(jobs)
@@ -223,9 +224,8 @@ def score_jobs(
             cache, have = None, 0
             if g.shared and store is not None and packed:  # the kept prefix; the rest runs as the first pass's lead
                 cache, have = store.take(model, shared, device)
-            elif g.shared:
-                have = g.shared
-                cache = store.cache(model, shared, device) if store else prefix_cache(model, shared, device)
+            elif g.shared:  # an unpackable model keeps nothing between calls
+                cache, have = prefix_cache(model, shared, device), g.shared
             members = sorted(g.leaves, key=lambda i: (-len(leaves[i].tokens), i))
             if packed:
                 batches = [
@@ -251,7 +251,7 @@ def score_jobs(
                 if progress:
                     progress(sum(len(leaf.jobs) for leaf in batch))
             if cache is not None and store is not None and packed:
-                store.put(model, shared, cache)
+                store.put(shared, cache)
     return answers
 
 

@@ -5,9 +5,9 @@ prompt extending the last one's, would still run the whole prompt again every ca
 from probabilities (judge/probability.py) asks one score slot at a time, after the slots already forced, and
 many of its prompts start with the same long article. The store keeps the caches of the prefixes it ran, most
 recently used first, up to ``budget`` bytes. A new prefix starts from the stored one it shares most tokens with
-(at least ``min_shared``): that cache, cut back to the shared tokens, is extended by the rest (``cache``; or by
-the caller's own pass, ``take`` / ``put``: passes.score_jobs runs the rest as a packed row's lead), so only the
-new tokens run. A stored prefix the new one extends is replaced by it (the longer cache holds the shorter one).
+(at least ``min_shared``): that cache, cut back to the shared tokens, is extended by the rest in the caller's
+own scoring pass (passes.score_jobs runs the rest as a packed row's lead), so only the new tokens run. A stored
+prefix the new one extends is replaced by it (the longer cache holds the shorter one).
 
 The figures are those of a single pass over the whole prefix up to float rounding (a prefix run in pieces
 multiplies in other shapes): within 1e-4 in float32 (tests/test_prefix_store.py); a 0.5B judge's scores moved
@@ -43,49 +43,25 @@ def cut(cache, length: int):
             layer.keys, layer.values = keys, values
 
 
-def extend(model, cache, tokens: Sequence[int], offset: int, device: str) -> None:
-    """Run ``tokens`` at positions ``offset``, ``offset + 1`` ... after the ``offset`` tokens in ``cache``,
-    appending their keys and values to it."""
-    import torch
-
-    if not tokens:
-        return
-    ids = torch.tensor([list(tokens)], dtype=torch.long, device=device)
-    positions = torch.arange(offset, offset + len(tokens), dtype=torch.long, device=device)[None]
-    mask = torch.ones((1, offset + len(tokens)), dtype=torch.long, device=device)
-    with torch.inference_mode():
-        passes.decoder(model)(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-
-
 class PrefixStore:
-    """``cache(model, tokens, device)``: the key/value cache of ``tokens`` (one row), from the store where it can be;
-    the returned cache belongs to the store: callers must leave it unchanged (passes.score_jobs copies it before a
-    padded batch). ``take`` and ``put``: the caller extends the cache itself (a packed pass runs the missing tokens
-    as its lead, passes.packed_states) and hands it back."""
+    """``take(model, tokens, device)``: the kept cache sharing most of ``tokens``, for the caller to extend itself
+    (passes.score_jobs runs the missing tokens as a packed row's lead, passes.packed_states) and ``put`` back."""
 
     def __init__(self, budget: int, min_shared: int = MIN_SHARED):
         self.budget, self.min_shared = budget, min_shared
         self.entries: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.stats = {"hits": 0, "misses": 0, "tokens_run": 0, "tokens_reused": 0}
 
-    def cache(self, model, tokens: Sequence[int], device: str):
-        tokens = tuple(tokens)
-        found, have = self.take(model, tokens, device)
-        extend(model, found, tokens[have:], have, device)
-        self.put(model, tokens, found)
-        return found
-
     def take(self, model, tokens: Sequence[int], device: str):
         """(cache, have): a cache of ``tokens[:have]``, now the caller's, to extend with the rest and ``put`` back:
         the kept prefix sharing most tokens with ``tokens`` (at least ``min_shared``), else a new cache of all
-        of them. An unpackable model gets a new cache and nothing is kept."""
+        of them. For plain causal models only (``passes.packable``: score_jobs asks for no other)."""
         tokens = tuple(tokens)
         best, shared = None, 0
-        if passes.packable(model):
-            for key in self.entries:
-                n = common_prefix(key, tokens)
-                if n > shared:
-                    best, shared = key, n
+        for key in self.entries:
+            n = common_prefix(key, tokens)
+            if n > shared:
+                best, shared = key, n
         if best is None or shared < self.min_shared:
             self.stats["misses"] += 1
             self.stats["tokens_run"] += len(tokens)
@@ -97,12 +73,9 @@ class PrefixStore:
             return self.entries.pop(best), shared
         return cut(self.entries[best], shared), shared
 
-    def put(self, model, tokens: Sequence[int], cache) -> None:
-        """Keep ``cache`` (of ``tokens``), unless the model cannot cut a cache back (an unpackable model)."""
-        if passes.packable(model):
-            self._put(tuple(tokens), cache)
-
-    def _put(self, tokens: tuple[int, ...], cache) -> None:
+    def put(self, tokens: Sequence[int], cache) -> None:
+        """Keep ``cache`` (of ``tokens``), most recent first, dropping the oldest beyond the budget."""
+        tokens = tuple(tokens)
         for key in [k for k in self.entries if len(k) <= len(tokens) and tokens[: len(k)] == k]:
             del self.entries[key]  # the new cache holds every stored prefix of it
         self.entries[tokens] = cache
