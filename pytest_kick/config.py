@@ -31,7 +31,7 @@ from pytest_kick.options import OPTIONS, Option, add_options  # noqa: F401  (re-
 
 PROTOCOLS = ("strict", "kick")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-ACCELERATE = ("on", "off")
+ACCELERATE = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class KickConfig:
     search: bool = False  # --kick-search: the largest matching level per (task, model, compressor)
     search_resolution: float = 0.05
     searched: tuple[str, ...] = ()  # the compressors --kick-search covers
-    accelerate: bool = True  # --kick-accelerate: dense-drafted decoding (engines/draft.py)
+    accelerate: str = "auto"  # --kick-accelerate: auto, on or off (engines/draft_store.drafting, Settings.accelerate)
 
 
 def parse_ratio(flag: str, text: str) -> str:
@@ -288,7 +288,7 @@ def build(values: dict, base_dir: Path, from_ini: set = frozenset(), ini_file: P
         device=_device(flag("device"), text["device"]),
         dtype=_choice(flag("dtype"), text["dtype"], DTYPES),
         batch_size=_int(flag("batch-size"), text["batch-size"], 1),
-        accelerate=_choice(flag("accelerate"), text["accelerate"], ACCELERATE) == "on",
+        accelerate=_choice(flag("accelerate"), text["accelerate"], ACCELERATE),
         cache_dir=path("cache-dir"),
         seed=_int(flag("seed"), text["seed"], 0),
         report=_output(flag("report"), path("report")),

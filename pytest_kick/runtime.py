@@ -51,7 +51,7 @@ class Runtime:
         self.denses = DenseBaselines(self, config, run_id)
         self.drafts = DraftStore(config.cache_dir, config.accelerate)  # dense answers -> their variants' decoding
         self.settings = Settings(
-            config.protocol, config.shots, config.seed, config.limit, config.data_dir, config.accelerate
+            config.protocol, config.shots, config.seed, config.limit, config.data_dir, config.accelerate != "off"
         )
         self._data: dict = {}
         self._uses_shots: dict = {}  # task -> whether --kick-shots changes it

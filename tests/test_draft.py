@@ -10,6 +10,7 @@ from pytest_kick import tasks
 from pytest_kick.compress import grid
 from pytest_kick.engines.base import Runner
 from pytest_kick.engines.draft import Cursor, Drafts, trimmed
+from pytest_kick.engines.draft_store import drafting
 from pytest_kick.engines.local import LocalEngine
 from pytest_kick.engines.tokens import cut_output
 from pytest_kick.requests import GenerationRequest
@@ -206,12 +207,38 @@ def test_a_variant_drafts_from_the_stored_dense_answers_of_another_process(tmp_p
     assert plain.drafting(variant) is None
 
 
-def test_accelerate_takes_on_or_off_and_names_the_flag_otherwise(tmp_path):
+def test_accelerate_takes_auto_on_or_off_and_names_the_flag_otherwise(tmp_path):
     from pytest_kick.errors import KickError
 
-    assert runtime_for(tmp_path, "off").config.accelerate is False
-    with pytest.raises(KickError, match="--kick-accelerate: 'fast' is not one of on, off"):
+    assert runtime_for(tmp_path, "off").settings.accelerate is False
+    assert runtime_for(tmp_path, "auto").settings.accelerate is True  # perplexity streams under auto
+    with pytest.raises(KickError, match="--kick-accelerate: 'fast' is not one of auto, on, off"):
         runtime_for(tmp_path, "fast")
+
+
+def test_auto_drafts_on_a_cuda_device_only():
+    assert drafting("auto", "cuda:0") and drafting("auto", "cuda")
+    assert not drafting("auto", "cpu") and not drafting("auto", "mps")
+    assert drafting("on", "cpu") and not drafting("off", "cuda:0")
+
+
+def test_under_auto_a_variant_on_the_cpu_decodes_plainly_with_the_same_answers(tmp_path):
+    """The default on a CPU: the dense run still records its answers (a later run with on can draft from them),
+    the variant decodes plainly and reports no drafting, and its results are drafted decoding's."""
+    from pytest_kick.cases import KickCase
+
+    dense, variant = (
+        KickCase("icrqa:open", "tiny-random-llama"),
+        KickCase("icrqa:open", "tiny-random-llama", "rtn", "w8"),
+    )
+    auto = runtime_for(tmp_path, "auto")
+    auto.dense(dense)
+    assert list((tmp_path / "drafts").rglob("*.json"))
+    plain = auto.evaluate(variant)
+    assert auto.drafting(variant) is None
+    drafted = runtime_for(tmp_path, "on")
+    assert drafted.evaluate(variant) == plain
+    assert drafted.drafting(variant)["proposed"] > 0
 
 
 def test_a_pass_is_only_as_wide_as_most_of_its_rows_fill():

@@ -7,6 +7,12 @@ they are written to ``<cache>/drafts/<model>/<task>-<key>.json``, ``<key>`` the 
 of the same (model, task) evaluates, they are handed to its engine for that case only, and what drafting did
 (acceptance rate, near-ties) is kept per case. Engines without ``drafts`` (served ones) are left alone. Missing
 or unreadable drafts only mean plain decoding: they are a speed-up, never a result.
+
+Whether a variant drafts (``--kick-accelerate``, :func:`drafting`): ``on`` always, ``off`` never, ``auto`` (the
+default) on a CUDA device only. On a CPU a drafted pass costs about what its columns cost, so a variant that drifts
+early from its dense answers loses more to rejected drafts than it saves in passes (benchmarks/drafted_decoding.py
+measured 0.84x on SmolLM2 rtn w8 summarization); on a GPU a decode step costs reading the weights, whatever its
+width.
 """
 
 from __future__ import annotations
@@ -24,10 +30,16 @@ from pytest_kick.hashing import json_hash
 FORMAT = 1
 
 
+def drafting(mode: str, device) -> bool:
+    """Whether a compressed variant on an engine computing on ``device`` decodes drafted, under --kick-accelerate
+    ``mode`` (auto, on, off)."""
+    return mode == "on" or (mode == "auto" and str(device).startswith("cuda"))
+
+
 class DraftStore:
-    def __init__(self, cache_dir: Path, use: bool = True):
+    def __init__(self, cache_dir: Path, mode: str = "auto"):
         self.root = Path(cache_dir) / "drafts"
-        self.use = use  # --kick-accelerate: variants decode drafted (dense runs record either way)
+        self.mode = mode  # --kick-accelerate: whether variants decode drafted (dense runs record either way)
         self._memo: dict[str, Drafts | None] = {}  # path -> drafts read or written in this process
         self.records: dict = {}  # case -> its drafting record (draft.Tally.record), for variants that drafted
         self._tallies: dict = {}  # case -> its Tally over every evaluation (a sequential case runs in rounds)
@@ -39,7 +51,7 @@ class DraftStore:
     def around(self, case, engine, key: Callable[[], dict]):
         """Hand the engine what the case needs for the duration of its evaluation: a dense case's engine records
         its answers (written afterwards), a compressed case's engine gets the dense answers to draft from."""
-        if not hasattr(engine, "drafts") or (not case.is_dense and not self.use):
+        if not hasattr(engine, "drafts") or (not case.is_dense and not drafting(self.mode, engine.device)):
             yield
             return
         path = self.path(case.model_name, case.task, key())
