@@ -3,15 +3,17 @@ decode batch's key/value cache. Each setting runs in a fresh process (peak RSS i
 
 Run by hand, never from the tests (minutes on SmolLM2; run it through a job slot on a shared machine):
     .venv/bin/python benchmarks/decode_memory.py [--model smollm2-135m] [--task summarization:large] [--limit 16]
-        [--budgets none,default] [--new-tokens N] [--threads 1] [--cache-dir DIR]
+        [--budgets none:none,default:none,default:default] [--new-tokens N] [--threads 1] [--cache-dir DIR]
 
-Per setting of the decode batch's key/value budget (``none``: unbounded, as before the budget existed;
-``default``: engines/kv_budget.py CACHE_BYTES; or a number of MiB): resident memory after loading the model (and
-its weight bytes), the peak during prompt passes and during decode steps (a thread samples VmRSS every 2 ms),
-the process's high-water mark (VmHWM), the largest key/value cache the batch held (rows x positions, and its
-bytes), the rows of the widest prompt pass, the seconds, and whether the generated tokens equal the first
-setting's. ``--new-tokens N`` caps every request's budget at N (the task's own budget by default): shorter runs,
-the same prompt passes.
+Per setting ``KV:PASS`` of the decode batch's key/value budget (``none``: unbounded, as before the budget existed;
+``default``: engines/kv_budget.py CACHE_BYTES; or a number of MiB) and of its prompt passes' padded tokens
+(``none``: one pass for every prompt admitted together, as before the bound existed; ``default``: kv_budget.py
+PASS_TOKENS; or a number of tokens; a setting without ``:PASS`` keeps the default): resident memory after loading
+the model (and its weight bytes), the peak during prompt passes and during decode steps (a thread samples VmRSS
+every 2 ms), the process's high-water mark (VmHWM), the largest key/value cache the batch held (rows x positions,
+and its bytes), the rows of the widest prompt pass, the seconds, and whether the generated tokens equal the first
+setting's. ``--new-tokens N`` caps every request's budget at N (the task's own budget by default): shorter runs, the
+same prompt passes.
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ def child(args) -> None:
     from pytest_kick.tasks.base import Settings
 
     torch.set_num_threads(args.threads)
-    if args.budget == "none":
+    cache, _, per_pass = args.budget.partition(":")
+    if cache == "none":
         kv_budget.CACHE_BYTES = None
-    elif args.budget != "default":
-        kv_budget.CACHE_BYTES = int(float(args.budget) * 2**20)
+    elif cache != "default":
+        kv_budget.CACHE_BYTES = int(float(cache) * 2**20)
+    if per_pass == "none":
+        kv_budget.PASS_TOKENS = None
+    elif per_pass not in ("", "default"):
+        kv_budget.PASS_TOKENS = int(per_pass)
     loaded = load(registry.resolve(args.model), Path(args.cache_dir), "cpu", "float32")
     engine = LocalEngine(loaded.model, loaded.tokenizer, "cpu")
     task = tasks.get(args.task)
@@ -119,7 +126,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default="summarization:large")
     parser.add_argument("--limit", type=int, default=16)
-    parser.add_argument("--budgets", default="none,default")
+    parser.add_argument("--budgets", default="none:none,default:none,default:default")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--cache-dir", default=str(REPO / ".kick-test"))
@@ -144,7 +151,7 @@ def main() -> None:
         found = json.loads(lines[-1])
         first = first if first is not None else found["outputs"]
         print(
-            f"  budget {budget:>7}: weights {found['weights_mib']} MiB, loaded {found['loaded_mib']} MiB, "
+            f"  budget {budget:>15}: weights {found['weights_mib']} MiB, loaded {found['loaded_mib']} MiB, "
             f"peak in prompt passes {found['peak_prefill_mib']} MiB, in decode steps {found['peak_decode_mib']} MiB, "
             f"high-water {found['hwm_mib']} MiB; largest KV cache {found['kv_positions']} positions = "
             f"{found['kv_mib']} MiB; widest prompt pass {found['prefill_rows']} rows (longest prompt "

@@ -4,6 +4,7 @@ changing any answer (tiny-random-llama; engines/decode.py)."""
 import pytest
 
 from pytest_kick.engines import decode, passes
+from pytest_kick.engines.draft import Drafts
 from pytest_kick.engines.local import LocalEngine as Engine
 from pytest_kick.requests import GenerationRequest
 
@@ -148,3 +149,45 @@ def test_an_empty_batch_admits_its_first_prompt_whatever_the_budget(monkeypatch)
     assert kv_budget.admitted([2], lengths, budgets, 3, 300, 20, per=1) == 0  # 4 rows x 320 > 1000: not now
     monkeypatch.setattr(kv_budget, "CACHE_BYTES", None)
     assert kv_budget.admitted([0, 1, 2], lengths, budgets, 0, 0, 0, per=10) == 3
+
+
+def test_prompt_passes_hold_at_most_pass_tokens_padded_tokens(monkeypatch):
+    from pytest_kick.engines import kv_budget
+
+    monkeypatch.setattr(kv_budget, "PASS_TOKENS", 100)
+    lengths = {0: 30, 1: 20, 2: 40, 3: 120, 4: 10, 5: 10}
+    passes_ = kv_budget.prompt_passes([0, 1, 2, 3, 4, 5], lengths)
+    assert passes_ == [[0, 1], [2], [3], [4, 5]]  # 3 x 40 > 100; 120 alone; then 2 x 10
+    assert sum(passes_, []) == [0, 1, 2, 3, 4, 5]
+    monkeypatch.setattr(kv_budget, "PASS_TOKENS", None)
+    assert kv_budget.prompt_passes([0, 1, 2], lengths) == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("drafted", [False, True])
+def test_bounded_prompt_passes_change_no_answer(tiny, monkeypatch, drafted):
+    """Prompts admitted together are fed in passes of at most PASS_TOKENS padded tokens (one prompt alone when it is
+    longer), plain and drafted, and every answer is the one-pass batch's."""
+    from pytest_kick.engines import kv_budget
+
+    model, tokenizer = tiny
+    requests = [GenerationRequest(p, n) for p, n in zip(PROMPTS, BUDGETS)]
+    dense = Engine(model, tokenizer, "cpu", 8)
+    dense.record = Drafts()
+    free = dense.generate_ids(requests)
+    widths = []
+    prefill = decode.Decoder._prefill
+
+    def watched(self, prompts, indices, prefix, shared, proposals=None):
+        widths.append(len(prompts) * max(len(p) - shared for p in prompts))
+        return prefill(self, prompts, indices, prefix, shared, proposals)
+
+    monkeypatch.setattr(decode.Decoder, "_prefill", watched)
+    longest = max(len(dense.prompt_ids(r)) for r in requests)
+    monkeypatch.setattr(kv_budget, "PASS_TOKENS", 2 * longest)
+    bounded = Engine(model, tokenizer, "cpu", 8)
+    if drafted:
+        bounded.drafts = dense.record
+    assert bounded.generate_ids(requests) == free
+    assert widths and max(widths) <= 2 * longest and len(widths) > 2
+    if drafted:
+        assert bounded.tally.proposed > 0

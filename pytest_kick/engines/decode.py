@@ -160,22 +160,15 @@ class Decoder:
                     )
                 if join:
                     taken, queue = queue[:join], queue[join:]
-                    if drafting:
-                        proposals = trimmed(
-                            [cursors[i].propose([], budgets[i] - 1) if i in cursors else [] for i in taken]
+                    for part in kv_budget.prompt_passes(taken, lengths):  # bounded prompt passes
+                        newcomers = self._admit(
+                            part, prompts, prefix, shared, drafting, cursors, out, budgets, requests, on_done
                         )
-                        newcomers, *chosen = self._prefill(
-                            [prompts[i] for i in taken], taken, prefix, shared, proposals
-                        )
-                        self._settle(newcomers, proposals, *chosen, cursors, out, budgets, requests, on_done)
-                    else:
-                        newcomers, first = self._prefill([prompts[i] for i in taken], taken, prefix, shared)
-                        self._advance(newcomers, first, out, budgets, requests, on_done)
-                    if newcomers.live:
-                        if rows is None:
-                            rows = newcomers
-                        else:
-                            rows.join(newcomers)
+                        if newcomers.live:
+                            if rows is None:
+                                rows = newcomers
+                            else:
+                                rows.join(newcomers)
                     if rows is None:
                         continue
                 if drafting:
@@ -197,6 +190,18 @@ class Decoder:
                 if not rows.live:
                     rows = None
         return out
+
+    def _admit(self, taken, prompts, prefix, shared, drafting, cursors, out, budgets, requests, on_done) -> Rows:
+        """One prompt pass of the prompts ``taken``: their rows, each with its first token (drafted rows: the run
+        of their draft the pass verified) already emitted."""
+        if drafting:
+            proposals = trimmed([cursors[i].propose([], budgets[i] - 1) if i in cursors else [] for i in taken])
+            newcomers, *chosen = self._prefill([prompts[i] for i in taken], taken, prefix, shared, proposals)
+            self._settle(newcomers, proposals, *chosen, cursors, out, budgets, requests, on_done)
+        else:
+            newcomers, first = self._prefill([prompts[i] for i in taken], taken, prefix, shared)
+            self._advance(newcomers, first, out, budgets, requests, on_done)
+        return newcomers
 
     def _prefill(self, prompts: list[Sequence[int]], indices: list[int], prefix, shared: int, proposals=None):
         """Rows for these prompts (left-padded among themselves) after their prompt pass, and each one's first
