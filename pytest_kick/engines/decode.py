@@ -30,7 +30,7 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pytest_kick.engines import kv_budget, passes
+from pytest_kick.engines import heap, kv_budget, passes
 from pytest_kick.engines.draft import NEAR_TIE, Cursor, Tally, trimmed
 from pytest_kick.requests import GenerationRequest
 
@@ -169,6 +169,7 @@ class Decoder:
                                 rows = newcomers
                             else:
                                 rows.join(newcomers)
+                        heap.release()  # the pass's activations, freed, go back to the system
                     if rows is None:
                         continue
                 if drafting:
