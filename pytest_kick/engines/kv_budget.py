@@ -59,14 +59,12 @@ def prompt_passes(taken: Sequence[int], lengths: Sequence[int]) -> list[list[int
     if PASS_TOKENS is None:
         return [list(taken)] if taken else []
     found: list[list[int]] = []
-    widest = 0
+    widest = 0  # the longest prompt of the last pass
     for i in taken:
-        wide = max(widest, lengths[i])
-        if found and found[-1] and (len(found[-1]) + 1) * wide > PASS_TOKENS:
-            found.append([])
-            wide = lengths[i]
-        if not found:
-            found.append([])
-        found[-1].append(i)
-        widest = wide
+        if found and (len(found[-1]) + 1) * max(widest, lengths[i]) <= PASS_TOKENS:
+            found[-1].append(i)
+            widest = max(widest, lengths[i])
+        else:
+            found.append([i])
+            widest = lengths[i]
     return found
