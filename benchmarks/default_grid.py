@@ -79,18 +79,33 @@ def start(args, task: str, mode: str, work: Path, models: Path) -> dict:
     return {"child": child, "cache": cache, "started": time.perf_counter()}
 
 
-def finish(run: dict) -> dict:
-    """Wait for a started session: its wall seconds (process start to exit), peak RSS, per-case properties, probe."""
-    _, status, usage = os.wait4(run["child"].pid, 0)
-    seconds = time.perf_counter() - run["started"]
-    junit, probe = run["cache"] / "junit.xml", run["cache"] / "probe.json"
+def finish(started: dict) -> dict:
+    """Wait for started sessions, each timed at its own exit (whichever ends first is reaped first): per session,
+    its wall seconds (process start to exit), peak RSS, per-case properties and probe."""
+    by_pid = {run["child"].pid: mode for mode, run in started.items()}
+    done = {}
+    while by_pid:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in by_pid:
+            continue
+        mode = by_pid.pop(pid)
+        run = started[mode]
+        run["child"].returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        done[mode] = {"seconds": time.perf_counter() - run["started"], "rss_mb": usage.ru_maxrss / 1024}
+        done[mode].update(status=status, **_read(run["cache"]))
+    return done
+
+
+def _read(cache: Path) -> dict:
+    """A finished session's per-case properties (JUnit) and what the probe wrote."""
+    junit, probe = cache / "junit.xml", cache / "probe.json"
     cases = {}
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             cases[case.get("name")] = {"time": float(case.get("time", 0)), **{k: props.get(k) for k in COMPARED}}
     found = json.loads(probe.read_text()) if probe.exists() else {"drafting": {}, "evaluated": {}, "emitted": 0}
-    return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024, "status": status, "cases": cases, **found}
+    return {"cases": cases, **found}
 
 
 def convert(args, work: Path) -> tuple[Path, float]:
@@ -150,10 +165,10 @@ def main() -> None:
         batches = [order] if args.side_by_side else [[m] for m in order]
         for batch in batches:
             started = {m: start(args, task, m, work, Path(state["models"])) for m in batch}
-            for mode, run in started.items():
-                state["runs"][f"{task}|{mode}"] = finish(run)
+            for mode, run in finish(started).items():
+                state["runs"][f"{task}|{mode}"] = run
                 kept.write_text(json.dumps(state, indent=1))
-                print(f"  {task} {mode}: {state['runs'][f'{task}|{mode}']['seconds']:.0f} s", flush=True)
+                print(f"  {task} {mode}: {run['seconds']:.0f} s", flush=True)
     report(names, modes, state)
 
 
