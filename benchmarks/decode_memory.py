@@ -8,7 +8,9 @@ Run by hand, never from the tests (minutes on SmolLM2; run it through a job slot
 Per setting ``KV:PASS`` of the decode batch's key/value budget (``none``: unbounded, as before the budget existed;
 ``default``: engines/kv_budget.py CACHE_BYTES; or a number of MiB) and of its prompt passes' padded tokens
 (``none``: one pass for every prompt admitted together, as before the bound existed; ``default``: kv_budget.py
-PASS_TOKENS; or a number of tokens; a setting without ``:PASS`` keeps the default): resident memory after loading
+PASS_TOKENS; or a number of tokens; a setting without ``:PASS`` keeps the default), and optionally ``:ROOM``,
+how decode steps grow the cache (``default``: written in place, engines/kv_room.py; ``none``: transformers'
+concatenation, a new tensor every step, as before kv_room existed): resident memory after loading
 the model (and its weight bytes), the peak during prompt passes and during decode steps (a thread samples VmRSS
 every 2 ms), the process's high-water mark (VmHWM), the largest key/value cache the batch held (rows x positions,
 and its bytes), the rows of the widest prompt pass, the seconds, and whether the generated tokens equal the first
@@ -43,14 +45,16 @@ def child(args) -> None:
     import torch
 
     from pytest_kick import tasks
-    from pytest_kick.engines import decode, kv_budget
+    from pytest_kick.engines import decode, kv_budget, kv_room
     from pytest_kick.engines.local import LocalEngine
     from pytest_kick.models import registry
     from pytest_kick.models.loading import load
     from pytest_kick.tasks.base import Settings
 
     torch.set_num_threads(args.threads)
-    cache, _, per_pass = args.budget.partition(":")
+    cache, per_pass, room = (args.budget.split(":") + ["", ""])[:3]
+    if room == "none":
+        kv_room.make_roomy = lambda cache: cache
     if cache == "none":
         kv_budget.CACHE_BYTES = None
     elif cache != "default":

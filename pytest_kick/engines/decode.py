@@ -30,7 +30,7 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pytest_kick.engines import heap, kv_budget, passes
+from pytest_kick.engines import heap, kv_budget, kv_room, passes
 from pytest_kick.engines.draft import NEAR_TIE, Cursor, Tally, trimmed
 from pytest_kick.requests import GenerationRequest
 
@@ -231,6 +231,7 @@ class Decoder:
             cache.batch_repeat_interleave(len(prompts))
         else:
             cache = DynamicCache(config=self.model.config)
+        kv_room.make_roomy(cache)  # decode steps write into the cache instead of copying it (engines/kv_room.py)
         if proposals is not None:
             hidden = passes.decoder(self.model)(
                 input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
