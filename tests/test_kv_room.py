@@ -84,3 +84,25 @@ def test_sliding_window_layers_keep_their_own_update():
     kv_room.make_roomy(cache)
     assert type(cache.layers[0]) is DynamicSlidingWindowLayer
     assert type(cache.layers[1]) is not DynamicLayer and isinstance(cache.layers[1], DynamicLayer)
+
+
+def test_rows_leaving_drop_the_buffer_at_once(tiny):
+    """Rows leaving the batch replace every layer's keys: the old buffers go then, not at the next step (holding
+    them kept two caches per layer at once)."""
+    import torch
+    from transformers import DynamicCache
+
+    model, tokenizer = tiny
+    cache = kv_room.make_roomy(DynamicCache(config=model.config))
+    ids = torch.tensor([tokenizer(PROMPTS[0]).input_ids] * 2)
+    with torch.inference_mode():
+        model(input_ids=ids, cache=cache, use_cache=True)
+        layer = cache.layers[0]
+        full = layer.keys
+        layer.keys = full[:, :, :-1]  # a drafted step's rejected token cut off: the buffer stays
+        assert layer.buffers is not None
+        layer.keys = full
+        cache.batch_select_indices(torch.tensor([1]))
+        assert all(layer.buffers is None for layer in cache.layers)
+        model(input_ids=ids[1:, -1:], cache=cache, use_cache=True)
+    assert all(layer.buffers is not None for layer in cache.layers)

@@ -42,31 +42,10 @@ def _roomy_class():
 
         class RoomyLayer(DynamicLayer):
             buffers = None  # (keys, values) with room after the filled positions, or None
-            _keys = _values = None
+            _held = (None, None)  # the keys and values tensors (views of the buffers while they are kept)
 
-            @property
-            def keys(self):
-                return self._keys
-
-            @keys.setter
-            def keys(self, tensor):
-                self._keys = tensor
-                self._drop_unless_front(tensor, 0)
-
-            @property
-            def values(self):
-                return self._values
-
-            @values.setter
-            def values(self, tensor):
-                self._values = tensor
-                self._drop_unless_front(tensor, 1)
-
-            def _drop_unless_front(self, tensor, which: int) -> None:
-                """Keys or values replaced by a tensor that is not the buffer's filled front (rows joined or
-                dropped): the buffers go at once, not at the next step, so no layer holds two caches."""
-                if self.buffers is not None and not _front(tensor, self.buffers[which]):
-                    self.buffers = None
+            keys = _slot(0)
+            values = _slot(1)
 
             def update(self, key_states, value_states, *args, **kwargs):
                 if not self.is_initialized:
@@ -85,6 +64,22 @@ def _roomy_class():
 
         _CLASS = RoomyLayer
     return _CLASS
+
+
+def _slot(which: int):
+    """The ``keys`` (0) or ``values`` (1) property of a roomy layer: assigning a tensor that is not the buffer's
+    filled front (rows joined or dropped) drops the buffers at once, not at the next step, so no layer holds two
+    caches."""
+
+    def get(layer):
+        return layer._held[which]
+
+    def put(layer, tensor) -> None:
+        layer._held = (tensor, layer._held[1]) if which == 0 else (layer._held[0], tensor)
+        if layer.buffers is not None and not _front(tensor, layer.buffers[which]):
+            layer.buffers = None
+
+    return property(get, put)
 
 
 def _front(view, buffer) -> bool:
