@@ -79,11 +79,10 @@ def start(args, task: str, mode: str, work: Path, models: Path) -> dict:
     return {"child": child, "cache": cache, "started": time.perf_counter()}
 
 
-def finish(started: dict) -> dict:
-    """Wait for started sessions, each timed at its own exit (whichever ends first is reaped first): per session,
-    its wall seconds (process start to exit), peak RSS, per-case properties and probe."""
+def finish(started: dict):
+    """Wait for started sessions, yielding each as it exits (whichever ends first, first): its mode, and its wall
+    seconds (process start to exit), peak RSS, per-case properties and probe."""
     by_pid = {run["child"].pid: mode for mode, run in started.items()}
-    done = {}
     while by_pid:
         pid, status, usage = os.wait4(-1, 0)
         if pid not in by_pid:
@@ -91,9 +90,8 @@ def finish(started: dict) -> dict:
         mode = by_pid.pop(pid)
         run = started[mode]
         run["child"].returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
-        done[mode] = {"seconds": time.perf_counter() - run["started"], "rss_mb": usage.ru_maxrss / 1024}
-        done[mode].update(status=status, **_read(run["cache"]))
-    return done
+        seconds = time.perf_counter() - run["started"]
+        yield mode, {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024, "status": status, **_read(run["cache"])}
 
 
 def _read(cache: Path) -> dict:
@@ -165,7 +163,7 @@ def main() -> None:
         batches = [order] if args.side_by_side else [[m] for m in order]
         for batch in batches:
             started = {m: start(args, task, m, work, Path(state["models"])) for m in batch}
-            for mode, run in finish(started).items():
+            for mode, run in finish(started):  # kept as each session ends, not when its batch does
                 state["runs"][f"{task}|{mode}"] = run
                 kept.write_text(json.dumps(state, indent=1))
                 print(f"  {task} {mode}: {run['seconds']:.0f} s", flush=True)
@@ -175,6 +173,9 @@ def main() -> None:
 def report(names, modes, state) -> None:
     runs = {tuple(key.split("|")): run for key, run in state["runs"].items()}
     names = [t for t in names if all((t, m) in runs for m in modes)]
+    if not names:
+        print(f"no task has finished in both {modes[0]} and {modes[1]} yet")
+        return
     total = {m: sum(runs[t, m]["seconds"] for t in names) for m in modes}
     print(f"\n{'task':22} {'mode':4} {'wall s':>8} {'items/s':>8} {'tok/s':>8} {'share':>6} {'peak MB':>8}  drafts")
     same = True
